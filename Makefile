@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make preview   set up .venv and preview (and policy-check) the reference stacks, offline
+#   make test      set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: preview test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+preview: $(STAMP)
+	$(BIN)/agentstage preview staging
+	$(BIN)/agentstage preview production
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2
+
+bench: $(STAMP)
+	$(BIN)/python bench/preview.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,95 @@
+"""``agentstage preview STACK``: the plan of a stack, offline."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentstage.commands.common import ConfigFileOpt, ProjectOpt, StackArg, plan_or_exit
+
+SERVICE = "gcp:cloudrunv2/service:Service"
+
+
+def preview(
+    stack: StackArg,
+    project: ProjectOpt = Path("."),
+    config_file: ConfigFileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as stable JSON (see README).")] = False,
+) -> None:
+    """Show what STACK would deploy: resources, traffic per agent, IAM grants.
+
+    Runs the unmodified Pulumi program under Pulumi's mock runtime: no Pulumi CLI, provider
+    plugin or cloud credential is needed. Exit code 2 on invalid stack config."""
+    plan = plan_or_exit(project, stack, config_file)
+    if as_json:
+        typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=False))
+        return
+    render(plan, Console(highlight=False))
+
+
+def traffic_rows(plan: Any) -> list[tuple[str, str, int, str]]:
+    rows = []
+    for svc in plan.by_type(SERVICE):
+        for t in svc.inputs.get("traffics") or []:
+            rows.append((svc.inputs.get("name", svc.name), t.get("revision") or t.get("type"), t.get("percent", 0), t.get("tag") or ""))
+    return rows
+
+
+def iam_rows(plan: Any) -> list[tuple[str, str, str]]:
+    rows = []
+    for r in plan.resources:
+        if not r.custom or not r.type.endswith(("IAMMember", "IamMember")):
+            continue
+        kind = r.type.split(":")[1].split("/")[0]
+        target = r.inputs.get("secretId") or r.inputs.get("name") or r.inputs.get("project")
+        rows.append((str(r.inputs.get("member")), str(r.inputs.get("role")), f"{kind} {target}"))
+    return sorted(rows)
+
+
+def render(plan: Any, console: Console) -> None:
+    custom = [r for r in plan.resources if r.custom]
+    console.print(f"[bold]Stack[/] {plan.stack}  [dim](project {plan.project}, config {plan.config_path})[/]")
+
+    table = Table(title=f"Resources ({len(custom)} to create)", title_justify="left")
+    table.add_column("type")
+    table.add_column("name")
+    table.add_column("parent", style="dim")
+    for r in sorted(custom, key=lambda r: (r.type, r.name)):
+        table.add_row(r.type, r.name, (r.parent or "").rsplit("::", 1)[-1])
+    console.print(table)
+
+    traffic = Table(title="Traffic", title_justify="left")
+    for col in ("service", "revision", "percent", "tag"):
+        traffic.add_column(col, justify="right" if col == "percent" else "left")
+    for service, revision, percent, tag in traffic_rows(plan):
+        traffic.add_row(service, revision, f"{percent}%", tag)
+    console.print(traffic)
+
+    grants = Table(title="IAM grants", title_justify="left")
+    for col in ("member", "role", "on"):
+        grants.add_column(col)
+    for row in iam_rows(plan):
+        grants.add_row(*row)
+    console.print(grants)
+
+    agents = (plan.outputs or {}).get("agents") or {}
+    if agents:
+        out = Table(title="Agents", title_justify="left")
+        for col in ("agent", "url", "identity"):
+            out.add_column(col)
+        for name, a in sorted(agents.items()):
+            out.add_row(name, str(a.get("url")), str(a.get("service_account")))
+        console.print(out)
+    counts = Counter(r.type.split(":")[-1] for r in custom)
+    summary = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
+    console.print(f"[bold]{len(custom)} resources[/] ({summary}); planned offline in {plan.elapsed_s:.2f}s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preview")(preview)

@@ -1,0 +1,198 @@
+"""The stack config contract: Pulumi config values -> a validated ``PlatformSpec``.
+
+The schema is ``components.spec.PlatformSpec`` itself; this module maps Pulumi config keys
+onto it and turns pydantic errors into messages that name the full config key, the bad value
+and what is allowed, e.g.::
+
+    agent-platform:agents.support-bot.release.image: "acme/bot:latest" is not pinned by digest; ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, get_args, get_origin
+
+import pulumi
+from pydantic import BaseModel, ValidationError
+
+from components.spec import PlatformSpec, SpecIssue
+
+__all__ = ["NAMESPACE", "ConfigError", "platform_from_config", "load_platform", "config_key"]
+
+#: The Pulumi project name, and so the config namespace of the platform's keys.
+NAMESPACE = "agent-platform"
+
+#: Spec fields read from another provider's namespace.
+_FOREIGN_KEYS = {"project": "gcp:project", "region": "gcp:region"}
+
+
+class ConfigError(pulumi.RunError):
+    """The stack config is invalid. ``issues`` holds one message per problem.
+
+    A ``RunError``: the Pulumi CLI prints it without a traceback."""
+
+    def __init__(self, issues: list[str]) -> None:
+        self.issues = issues
+        super().__init__("invalid stack config:\n  " + "\n  ".join(issues))
+
+
+def config_key(field: str) -> str:
+    """The Pulumi config key of a top-level spec field."""
+    return _FOREIGN_KEYS.get(field, f"{NAMESPACE}:{field}")
+
+
+def _field_of(key: str) -> str | None:
+    for field, foreign in _FOREIGN_KEYS.items():
+        if key == foreign:
+            return field
+    if key.startswith(NAMESPACE + ":"):
+        return key[len(NAMESPACE) + 1 :]
+    return None
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON text; decode it."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def platform_from_config(values: Mapping[str, Any], model: type[BaseModel] = PlatformSpec) -> Any:
+    """Validate Pulumi config ``values`` (full keys -> values, objects as JSON text or
+    already decoded) into ``model``. Keys of other namespaces (``gcp:zone``...) are ignored;
+    unknown keys of the platform namespace are errors. Raises :class:`ConfigError`."""
+    data: dict[str, Any] = {}
+    issues: list[str] = []
+    allowed = [config_key(f) for f in model.model_fields]
+    for key, value in values.items():
+        field = _field_of(key)
+        if field is None:
+            continue
+        if field not in model.model_fields:
+            if key.startswith(NAMESPACE + ":"):
+                issues.append(f"{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
+            continue
+        data[field] = _decode(value)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, model)) from None
+
+
+def load_platform(model: type[BaseModel] = PlatformSpec) -> Any:
+    """Read the running Pulumi program's stack config and validate it. In a real
+    ``pulumi up`` the language host has put every config value in the runtime's map;
+    under the offline engine the same map is set from the stack file."""
+    values = dict(pulumi.runtime.get_config_env())
+    values.update(pulumi.runtime.config.CONFIG.get())
+    return platform_from_config(values, model)
+
+
+def is_secret_key(key: str) -> bool:
+    return pulumi.runtime.is_config_secret(key)
+
+
+# --- error formatting ----------------------------------------------------------------------
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    head, *rest = loc
+    out = config_key(str(head))
+    for part in rest:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _value(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model class that holds the last element of ``loc``."""
+    current = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            current = _container_item(current)
+        current = _unwrap_optional(current)
+    return current
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if args and get_origin(tp) is not None and get_origin(tp) not in (dict, list) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def _container_item(tp: Any) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin is list and args:
+        return args[0]
+    return None
+
+
+_TYPE_WORDS = {
+    "int_parsing": "is not a whole number",
+    "int_type": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "bool_parsing": "is not true or false",
+    "bool_type": "is not true or false",
+    "string_type": "is not a string",
+    "dict_type": "is not a mapping",
+    "list_type": "is not a list",
+    "model_type": "is not a mapping",
+    "model_attributes_type": "is not a mapping",
+}
+
+
+def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec) -> list[str]:
+    """One message per pydantic error: ``<full key>: <value> <what is wrong; what is allowed>``."""
+    messages: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        kind = e["type"]
+        issue = (e.get("ctx") or {}).get("error")
+        if isinstance(issue, SpecIssue):
+            full = loc + issue.path
+            value = issue.value if issue.has_value else e.get("input")
+            if not full:
+                messages.append(f"{NAMESPACE}: {issue.message}")
+                continue
+            messages.append(f"{_path(full)}: {_value(value)} {issue.message}")
+            continue
+        if not loc:
+            messages.append(f"{NAMESPACE}: {e['msg']}")
+            continue
+        where = _path(loc)
+        if kind == "missing":
+            messages.append(f"{where}: required key is missing")
+        elif kind == "extra_forbidden":
+            owner = _model_at(model, loc)
+            allowed = ", ".join(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else "none"
+            messages.append(f"{where}: unknown key; allowed: {allowed}")
+        elif kind == "literal_error":
+            expected = (e.get("ctx") or {}).get("expected", "")
+            messages.append(f"{where}: {_value(e.get('input'))} is not allowed; allowed: {expected.replace(chr(39), '')}")
+        elif kind in _TYPE_WORDS:
+            messages.append(f"{where}: {_value(e.get('input'))} {_TYPE_WORDS[kind]}")
+        else:
+            messages.append(f"{where}: {_value(e.get('input'))} is invalid: {e['msg'][0].lower()}{e['msg'][1:]}")
+    return messages

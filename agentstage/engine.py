@@ -1,0 +1,397 @@
+"""The offline engine: run an unmodified Pulumi program under Pulumi's own mock runtime.
+
+No Pulumi CLI, provider plugin or cloud credential is needed. The program is run with
+``pulumi.runtime.set_mocks`` and a recording ``MockMonitor`` that keeps every
+``RegisterResourceRequest`` (type, name, inputs, parent, dependencies, options). Stack config
+is read from the stack file the way the CLI reads it: keys without a namespace belong to the
+project, structured values reach the program as JSON, ``secure:`` values stay secret (the
+offline engine cannot decrypt them and passes the placeholder ``[secret]``).
+
+Provider-computed outputs (service account emails, service URLs, revision names...) are
+filled in realistically by :mod:`agentstage.fixtures`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+__all__ = [
+    "EngineError",
+    "ProgramError",
+    "Project",
+    "StackConfig",
+    "Plan",
+    "PlannedResource",
+    "load_project",
+    "load_stack_config",
+    "run_plan",
+    "SECRET",
+]
+
+#: How a secret value is shown (and, offline, the value the program receives).
+SECRET = "[secret]"
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+class EngineError(Exception):
+    """The project or stack cannot be loaded (missing dir, missing stack file, bad YAML)."""
+
+
+class ProgramError(Exception):
+    """The program failed. ``config_error`` is set when it failed on invalid stack config."""
+
+    def __init__(self, message: str, *, config_issues: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.config_issues = config_issues
+
+
+@dataclass(frozen=True)
+class Project:
+    dir: Path
+    name: str
+    main: Path
+    stack_config_dir: Path
+    config_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def stack_file(self, stack: str) -> Path:
+        return self.stack_config_dir / f"Pulumi.{stack}.yaml"
+
+
+@dataclass
+class StackConfig:
+    path: Path
+    values: dict[str, str]
+    secret_keys: list[str]
+
+
+def _yaml() -> YAML:
+    return YAML(typ="safe", pure=True)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open() as fh:
+            return _yaml().load(fh)
+    except YAMLError as err:
+        raise EngineError(f"{path}: not valid YAML: {err}") from None
+
+
+def load_project(project_dir: str | os.PathLike[str]) -> Project:
+    root = Path(project_dir).resolve()
+    if not root.is_dir():
+        raise EngineError(f"project directory {project_dir} does not exist")
+    manifest = root / "Pulumi.yaml"
+    if not manifest.is_file():
+        raise EngineError(f"{root} is not a Pulumi project: no Pulumi.yaml (use -C/--project DIR)")
+    data = _read_yaml(manifest) or {}
+    name = data.get("name")
+    if not name:
+        raise EngineError(f"{manifest}: no project name")
+    main = root / str(data.get("main", ""))
+    if main.is_dir():
+        main = main / "__main__.py"
+    if not main.is_file():
+        raise EngineError(f"{main}: the program's entry point does not exist")
+    config_dir = root / str(data.get("stackConfigDir", "."))
+    defaults: dict[str, Any] = {}
+    for key, spec in (data.get("config") or {}).items():
+        value = spec.get("default", spec.get("value")) if isinstance(spec, dict) else spec
+        if value is not None:
+            defaults[key if ":" in key else f"{name}:{key}"] = value
+    return Project(root, name, main, config_dir, defaults)
+
+
+def _encode(value: Any) -> str:
+    """A config value as the CLI hands it to a program: strings as-is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _strip_secure(value: Any) -> tuple[Any, bool]:
+    """Replace ``{secure: ...}`` anywhere in ``value`` by the placeholder; report if any."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECRET, True
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], hit = _strip_secure(v)
+            found |= hit
+        return out, found
+    if isinstance(value, list):
+        items = [_strip_secure(v) for v in value]
+        return [v for v, _ in items], any(h for _, h in items)
+    return value, False
+
+
+def load_stack_config(project: Project, stack: str, config_file: str | os.PathLike[str] | None = None) -> StackConfig:
+    """Read ``Pulumi.<stack>.yaml`` (or ``config_file``, which replaces it, as with
+    ``pulumi --config-file``) into the key -> value map the program receives."""
+    path = Path(config_file) if config_file else project.stack_file(stack)
+    if not path.is_file():
+        if config_file:
+            raise EngineError(f"config file {config_file} does not exist")
+        available = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml"))
+        hint = f"; stacks here: {', '.join(available)}" if available else ""
+        raise EngineError(f"stack {stack!r} has no config file {path}{hint}")
+    data = _read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise EngineError(f"{path}: expected a mapping with a 'config:' key")
+    raw = dict(project.config_defaults)
+    raw.update(data.get("config") or {})
+    values: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        key = str(key)
+        full = key if ":" in key else f"{project.name}:{key}"
+        value, secret = _strip_secure(value)
+        values[full] = _encode(value)
+        if secret:
+            secret_keys.append(full)
+    return StackConfig(path, values, secret_keys)
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    provider: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "inputs": self.inputs,
+            "dependencies": self.dependencies,
+            "property_dependencies": self.property_dependencies,
+            "provider": self.provider,
+            "options": self.options,
+        }
+
+
+@dataclass
+class Plan:
+    project: str
+    stack: str
+    config_path: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def by_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def get(self, urn: str) -> PlannedResource:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def find(self, type_: str, name: str) -> PlannedResource:
+        for r in self.resources:
+            if r.type == type_ and r.name == name:
+                return r
+        raise KeyError(f"{type_} {name}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "config": self.config_path,
+            "resources": [r.to_json() for r in self.resources],
+            "outputs": self.outputs,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Deserialized RPC values -> JSON-able values; secrets become ``[secret]``."""
+    from pulumi.runtime import rpc
+
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire has only doubles; show 8080, not 8080.0
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _options(request: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if request.protect:
+        opts["protect"] = True
+    if request.ignoreChanges:
+        opts["ignore_changes"] = list(request.ignoreChanges)
+    if request.replaceOnChanges:
+        opts["replace_on_changes"] = list(request.replaceOnChanges)
+    if request.deleteBeforeReplace:
+        opts["delete_before_replace"] = True
+    if request.additionalSecretOutputs:
+        opts["additional_secret_outputs"] = list(request.additionalSecretOutputs)
+    if request.retainOnDelete:
+        opts["retain_on_delete"] = True
+    if request.deletedWith:
+        opts["deleted_with"] = request.deletedWith
+    if request.version:
+        opts["version"] = request.version
+    if request.importId:
+        opts["import"] = request.importId
+    return opts
+
+
+def _build_monitor(mocks: Any) -> Any:
+    from pulumi.runtime import mocks as pmocks
+    from pulumi.runtime import rpc
+    from pulumi.runtime.proto import resource_pb2
+    from pulumi.runtime.sync_await import _sync_await
+
+    class RecordingMonitor(pmocks.MockMonitor):
+        """A MockMonitor that keeps each full RegisterResourceRequest."""
+
+        def __init__(self, m: Any) -> None:
+            super().__init__(m)
+            self.records: list[PlannedResource] = []
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+            urn = self.make_urn(request.parent, request.type, request.name)
+            pmocks._ensure_event_loop()
+            inputs = rpc.deserialize_properties(request.object)
+            record = PlannedResource(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                inputs=_plain(inputs),
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                provider=request.provider or None,
+                options=_options(request),
+            )
+            self.records.append(record)
+            if request.type == STACK_TYPE:
+                return resource_pb2.RegisterResourceResponse(urn=urn)
+            args = pmocks.MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=inputs,
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
+            )
+            id_, state = self.mocks.new_resource(args)
+            record.id = id_
+            record.outputs = _plain(state)
+            obj = _sync_await(rpc.serialize_properties(state, {}))
+            self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+    return RecordingMonitor(mocks)
+
+
+@contextmanager
+def _program_path(root: Path) -> Iterator[None]:
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        os.chdir(saved_cwd)
+
+
+def run_plan(
+    project_dir: str | os.PathLike[str],
+    stack: str,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Plan:
+    """Run the project's program for ``stack`` under the mock runtime and return its plan.
+
+    Raises :class:`EngineError` when the project or stack cannot be loaded and
+    :class:`ProgramError` when the program fails (``config_issues`` set on bad config)."""
+    import pulumi
+    from pulumi.runtime import settings as psettings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from agentstage.fixtures import FixtureMocks
+
+    started = time.perf_counter()
+    project = load_project(project_dir)
+    config = load_stack_config(project, stack, config_file)
+
+    mocks = FixtureMocks(config.values)
+    monitor = _build_monitor(mocks)
+    psettings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_all_config(dict(config.values), config.secret_keys)
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)
+
+    failure: BaseException | None = None
+    outputs: dict[str, Any] = {}
+    with _program_path(project.dir):
+        try:
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(project.main), run_name="__main__")))
+            root = psettings.get_root_resource()
+            exported = getattr(root, "outputs", None) or {}
+            if exported:
+                outputs = _plain(_sync_await(pulumi.Output.from_input(exported).future())) or {}
+        except BaseException as err:  # noqa: BLE001 - reported below, with what the program said
+            failure = err
+    if failure is not None:
+        _raise_program_error(failure)
+    return Plan(
+        project=project.name,
+        stack=stack,
+        config_path=str(config.path),
+        resources=monitor.records,
+        outputs=outputs,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _raise_program_error(err: BaseException) -> None:
+    from agentstage.config import ConfigError
+
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConfigError):
+            raise ProgramError(str(current), config_issues=current.issues) from None
+        current = current.__cause__ or current.__context__
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        raise err
+    raise ProgramError(f"the program failed: {type(err).__name__}: {err}") from err

@@ -1,0 +1,637 @@
+"""Typed specs of the components: the single source of truth for their inputs.
+
+The stack config schema (``agentstage.config``) is composed of these same models, so a
+value is checked once, with one message, whether it comes from ``Pulumi.<stack>.yaml`` or
+from a team's own program that builds a component directly.
+
+Every validator raises :class:`SpecIssue` (a ``ValueError``) whose message completes the
+sentence ``<key>: <value> ...`` and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "SpecIssue",
+    "StrictModel",
+    "ReleaseSpec",
+    "RolloutSpec",
+    "ScalingSpec",
+    "ResourcesSpec",
+    "AgentSpec",
+    "INGRESS_VALUES",
+    "RUNTIMES",
+    "SUPPORTED_RUNTIMES",
+    "version_slug",
+    "revision_name",
+    "parse_secret_ref",
+]
+
+
+class SpecIssue(ValueError):
+    """A validation failure. ``path`` is relative to the model that raised it (empty: the
+    field being validated), ``value`` the offending value."""
+
+    def __init__(self, message: str, *, path: tuple[str | int, ...] = (), value: Any = None,
+                 has_value: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.value = value
+        self.has_value = has_value
+
+
+class StrictModel(BaseModel):
+    """Base of every spec: unknown keys are errors, values are not coerced across types
+    (except numbers written as strings in YAML), and specs are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- names --------------------------------------------------------------------------------
+
+_DIGEST_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+)"
+    r"(?::[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$"
+)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$")
+_ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$")
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
+
+#: Cloud Run limits the service name to 49 characters and the revision name to 63.
+SERVICE_NAME_MAX = 49
+REVISION_NAME_MAX = 63
+
+#: Environment variables Cloud Run sets itself and rejects in a container spec.
+RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+
+INGRESS_VALUES: dict[str, str] = {
+    "all": "INGRESS_TRAFFIC_ALL",
+    "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+}
+RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
+#: Runtimes this release builds. The others are part of the config contract but are
+#: rejected with a clear message rather than silently deploying nothing.
+SUPPORTED_RUNTIMES = ("cloud-run",)
+
+
+def version_slug(version: str) -> str:
+    """The DNS-label form of a release version: ``1.4.0`` -> ``1-4-0``."""
+    return re.sub(r"[^a-z0-9-]", "-", version.lower()).strip("-")
+
+
+def revision_name(service: str, version: str) -> str:
+    """Cloud Run revision name of ``version`` of ``service``: ``<service>-<version slug>``."""
+    return f"{service}-{version_slug(version)}"
+
+
+def parse_secret_ref(ref: str) -> tuple[str, str]:
+    """``name[:version]`` -> ``(name, version)``; version defaults to ``latest``."""
+    name, _, version = ref.partition(":")
+    return name, version or "latest"
+
+
+def _check_member(member: str) -> str:
+    if member in ("allUsers", "allAuthenticatedUsers"):
+        return member
+    kind, sep, rest = member.partition(":")
+    if sep and kind in ("user", "group", "serviceAccount") and _EMAIL.match(rest):
+        return member
+    if sep and kind == "domain" and _DOMAIN.match(rest):
+        return member
+    if member.startswith(("principal://", "principalSet://")):
+        return member
+    raise SpecIssue(
+        "is not an IAM member; use user:<email>, group:<email>, serviceAccount:<email>, "
+        "domain:<domain>, principal://..., principalSet://..., allUsers or allAuthenticatedUsers"
+    )
+
+
+# --- release ------------------------------------------------------------------------------
+
+
+class ReleaseSpec(StrictModel):
+    """An immutable release manifest: everything that defines what the agent runs."""
+
+    version: str = Field(
+        description="Release version, e.g. 1.4.0. Required. Becomes the Cloud Run revision "
+        "suffix, so it must map to a DNS label (letters, digits, '.', '-', '_', '+')."
+    )
+    image: str = Field(
+        description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required."
+    )
+    model: str | None = Field(default=None, description="Model the agent calls, e.g. gemini-2.5-flash. Default: none.")
+    prompts: str | None = Field(default=None, description="Digest of the prompt bundle, sha256:<64 hex>. Default: none.")
+    tools: dict[str, str] = Field(default_factory=dict, description="Tool name -> tool version. Default: {}.")
+    memory_schema: str | None = Field(default=None, description="Memory schema version. Default: none.")
+    eval_dataset: str | None = Field(default=None, description="Evaluation dataset and version, e.g. support-golden@7. Default: none.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str) or not _VERSION.match(v) or not version_slug(v):
+            raise SpecIssue(
+                "is not a usable release version; use letters, digits, '.', '-', '_' or '+', "
+                "starting with a letter or digit (e.g. 1.4.0)"
+            )
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not _DIGEST_IMAGE.match(v):
+            raise SpecIssue("is not pinned by digest; use <repo>/<image>@sha256:<64 hex>")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: str | None) -> str | None:
+        if v is not None and not _DIGEST.match(v):
+            raise SpecIssue("is not a content digest; use sha256:<64 hex>")
+        return v
+
+    @field_validator("memory_schema", mode="before")
+    @classmethod
+    def _memory_schema(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @property
+    def slug(self) -> str:
+        return version_slug(self.version)
+
+
+class RolloutSpec(StrictModel):
+    """How a candidate release replaces the stable one."""
+
+    canary_percent: int | None = Field(
+        default=None,
+        description="Percent of traffic sent to `release` while `stable` is set, 0..100. "
+        "Default: the first of `steps`. 0 means rolled back (the candidate keeps a 0% tagged revision).",
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: [5, 25, 50, 100],
+        description="Canary steps in percent, strictly ascending, each 1..100, ending at 100. Default: [5, 25, 50, 100].",
+    )
+    bake_minutes: int = Field(default=10, description="Minutes each step bakes before it may advance, 1..1440. Default: 10.")
+    max_error_rate: float = Field(
+        default=0.02, description="Abort when the canary's 5xx ratio exceeds this, 0..1. Default: 0.02."
+    )
+    max_latency_p99_ms: int = Field(
+        default=2000, description="Abort when the canary's p99 latency exceeds this, in ms. Default: 2000."
+    )
+
+    @field_validator("canary_percent")
+    @classmethod
+    def _percent(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= 100:
+            raise SpecIssue("is not a percentage; allowed: 0..100")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise SpecIssue("is empty; give ascending percentages ending at 100, e.g. [5, 25, 50, 100]")
+        if any(not 1 <= s <= 100 for s in v):
+            raise SpecIssue("has a step outside 1..100; give ascending percentages ending at 100")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise SpecIssue("is not strictly ascending; give ascending percentages ending at 100")
+        if v[-1] != 100:
+            raise SpecIssue("does not end at 100; the last step must send all traffic to the release")
+        return v
+
+    @field_validator("bake_minutes")
+    @classmethod
+    def _bake(cls, v: int) -> int:
+        if not 1 <= v <= 1440:
+            raise SpecIssue("is out of range; allowed: 1..1440 minutes")
+        return v
+
+    @field_validator("max_error_rate")
+    @classmethod
+    def _error_rate(cls, v: float) -> float:
+        if not 0 <= v <= 1:
+            raise SpecIssue("is not a ratio; allowed: 0..1 (0.02 means 2%)")
+        return v
+
+    @field_validator("max_latency_p99_ms")
+    @classmethod
+    def _latency(cls, v: int) -> int:
+        if v <= 0:
+            raise SpecIssue("is not a positive number of milliseconds")
+        return v
+
+
+class ScalingSpec(StrictModel):
+    """Instance scaling of one agent service."""
+
+    min_instances: int = Field(default=0, description="Minimum instances kept warm, >= 0. Default: 0.")
+    max_instances: int = Field(default=10, description="Maximum instances, 1..1000 and >= min_instances. Default: 10.")
+    concurrency: int = Field(default=80, description="Maximum concurrent requests per instance, 1..1000. Default: 80.")
+
+    @field_validator("min_instances")
+    @classmethod
+    def _min(cls, v: int) -> int:
+        if v < 0:
+            raise SpecIssue("is negative; allowed: 0 or more")
+        return v
+
+    @field_validator("max_instances")
+    @classmethod
+    def _max(cls, v: int, info: Any) -> int:
+        if not 1 <= v <= 1000:
+            raise SpecIssue("is out of range; allowed: 1..1000")
+        low = info.data.get("min_instances")
+        if low is not None and v < low:
+            raise SpecIssue(f"is below min_instances ({low}); max_instances must be >= min_instances")
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v: int) -> int:
+        if not 1 <= v <= 1000:
+            raise SpecIssue("is out of range; allowed: 1..1000")
+        return v
+
+
+_CPU_WHOLE = ("1", "2", "4", "6", "8")
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Mi|Gi|M|G)$")
+_MEM_UNIT = {"Mi": 1, "Gi": 1024, "M": 1000 / 1048576 * 1000, "G": 1e9 / 1048576}
+#: Minimum CPUs for a memory limit above each threshold (MiB), per Cloud Run's limits.
+_CPU_FOR_MEMORY = ((24 * 1024, 8), (16 * 1024, 6), (8 * 1024, 4), (4 * 1024, 2))
+#: Minimum memory (MiB) for a CPU count, per Cloud Run's limits.
+_MEMORY_FOR_CPU = {4: 2048, 6: 4096, 8: 4096}
+
+
+def cpu_count(cpu: str) -> float:
+    """``"2"`` -> 2.0, ``"500m"`` -> 0.5."""
+    return int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+
+
+def memory_mib(memory: str) -> float:
+    """``"4Gi"`` -> 4096.0 (MiB)."""
+    m = _MEMORY.match(memory)
+    assert m, memory
+    return float(m.group(1)) * _MEM_UNIT[m.group(2)]
+
+
+class ResourcesSpec(StrictModel):
+    """CPU and memory limits of one instance."""
+
+    cpu: str = Field(default="1", description="CPU limit: 1, 2, 4, 6 or 8, or 80m..1000m. Default: \"1\".")
+    memory: str = Field(default="512Mi", description="Memory limit, 128Mi..32Gi (e.g. 512Mi, 4Gi). Default: 512Mi.")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        ok = isinstance(v, str) and (
+            v in _CPU_WHOLE or (re.fullmatch(r"[0-9]+m", v) is not None and 80 <= int(v[:-1]) <= 1000)
+        )
+        if not ok:
+            raise SpecIssue("is not a Cloud Run CPU limit; allowed: \"1\", \"2\", \"4\", \"6\", \"8\" or 80m..1000m")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str, info: Any) -> str:
+        if not _MEMORY.match(v) or not 128 <= memory_mib(v) <= 32 * 1024:
+            raise SpecIssue("is not a Cloud Run memory limit; allowed: 128Mi..32Gi, e.g. 512Mi, 2Gi")
+        cpu = info.data.get("cpu")
+        if cpu is None:
+            return v
+        mib, cpus = memory_mib(v), cpu_count(cpu)
+        for threshold, need in _CPU_FOR_MEMORY:
+            if mib > threshold and cpus < need:
+                raise SpecIssue(f"needs at least {need} CPU on Cloud Run (cpu is \"{cpu}\"); raise cpu or lower memory")
+        need_mem = _MEMORY_FOR_CPU.get(int(cpus)) if cpus == int(cpus) else None
+        if need_mem and mib < need_mem:
+            raise SpecIssue(f"is below the {need_mem // 1024}Gi Cloud Run requires with {cpu} CPU; raise memory or lower cpu")
+        return v
+
+
+class AgentSpec(StrictModel):
+    """One agent in one environment."""
+
+    runtime: Literal["cloud-run", "agent-engine", "vertex-endpoint", "gke"] = Field(
+        default="cloud-run", description="Where the agent runs: cloud-run | agent-engine | vertex-endpoint | gke. Default: cloud-run."
+    )
+    release: ReleaseSpec = Field(description="The release the service template runs. Required.")
+    stable: ReleaseSpec | None = Field(
+        default=None,
+        description="The release that keeps the rest of the traffic during a canary. Default: none (the release takes 100%).",
+    )
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary settings. Default: see RolloutSpec.")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Scaling. Default: 0..10 instances, concurrency 80.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Limits. Default: 1 CPU, 512Mi.")
+    ingress: str = Field(
+        default="internal-and-cloud-load-balancing",
+        description="all | internal | internal-and-cloud-load-balancing. Default: internal-and-cloud-load-balancing.",
+    )
+    invokers: list[str] = Field(default_factory=list, description="IAM members allowed to invoke the service. Default: [].")
+    roles: list[str] = Field(default_factory=list, description="Extra project roles for the agent identity. Default: [].")
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="Env var -> Secret Manager secret[:version] (version default: latest). Default: {}."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Plain env vars (never credentials). Default: {}.")
+    features: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Feature flags, exposed as FEATURE_<NAME>=true|false env vars. Default: {}.",
+    )
+    port: int = Field(default=8080, description="Container port the agent listens on, 1..65535. Default: 8080.")
+    health_path: str = Field(
+        default="/healthz", description="HTTP path of the startup and liveness probes. Default: /healthz."
+    )
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise SpecIssue("is not a TCP port; allowed: 1..65535")
+        return v
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, v: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", v):
+            raise SpecIssue("is not an HTTP path; use an absolute path such as /healthz")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        if v not in SUPPORTED_RUNTIMES:
+            raise SpecIssue(
+                f"is not available in this version of agentstage; available: {', '.join(SUPPORTED_RUNTIMES)}"
+            )
+        return v
+
+    @field_validator("ingress")
+    @classmethod
+    def _ingress(cls, v: str) -> str:
+        if v not in INGRESS_VALUES:
+            raise SpecIssue(f"is not an ingress setting; allowed: {', '.join(INGRESS_VALUES)}")
+        return v
+
+    @field_validator("invokers")
+    @classmethod
+    def _invokers(cls, v: list[str]) -> list[str]:
+        for i, member in enumerate(v):
+            try:
+                _check_member(member)
+            except SpecIssue as issue:
+                raise SpecIssue(issue.message, path=(i,), value=member, has_value=True) from None
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for i, role in enumerate(v):
+            if not _ROLE.match(role):
+                raise SpecIssue(
+                    "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
+                    path=(i,), value=role, has_value=True,
+                )
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, ref in v.items():
+            _check_env_name(name, "secrets")
+            secret, _, version = ref.partition(":")
+            if not _SECRET_ID.match(secret) or (version and not _SECRET_VERSION.match(version)):
+                raise SpecIssue(
+                    "is not a Secret Manager reference; use <secret>[:<version>] with a secret id of "
+                    "letters, digits, '-' or '_' and a version that is a number or 'latest'",
+                    path=(name,), value=ref, has_value=True,
+                )
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for name, value in v.items():
+            _check_env_name(name, "env")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise SpecIssue(
+                    "is not a plain value; env values are strings (quote them in YAML)",
+                    path=(name,), value=value, has_value=True,
+                )
+            out[name] = str(value)
+        return out
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: dict[str, bool]) -> dict[str, bool]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise SpecIssue(
+                    "is not a feature flag name; use lowercase letters, digits and '_'",
+                    path=(name,), value=name, has_value=True,
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentSpec:
+        overlap = sorted(set(self.env) & set(self.secrets))
+        if overlap:
+            raise SpecIssue(
+                "is set both in env and in secrets; keep it in secrets only",
+                path=("env", overlap[0]), value=overlap[0], has_value=True,
+            )
+        flags = {feature_env(name) for name in self.features}
+        clash = sorted(flags & (set(self.env) | set(self.secrets)))
+        if clash:
+            raise SpecIssue(
+                "is already set by a feature flag; rename the env var or the flag",
+                path=("env" if clash[0] in self.env else "secrets", clash[0]), value=clash[0], has_value=True,
+            )
+        if self.stable is not None and self.stable.version == self.release.version:
+            raise SpecIssue(
+                "is the same version as release; stable must be a different, earlier release "
+                "(remove stable when the release takes all traffic)",
+                path=("stable", "version"), value=self.stable.version, has_value=True,
+            )
+        return self
+
+    @property
+    def canary_percent(self) -> int:
+        """Traffic percent to the release while stable is set (default: the first step)."""
+        if self.rollout.canary_percent is not None:
+            return self.rollout.canary_percent
+        return self.rollout.steps[0]
+
+    @property
+    def ingress_value(self) -> str:
+        return INGRESS_VALUES[self.ingress]
+
+
+def feature_env(name: str) -> str:
+    """Env var name of a feature flag: ``web_search_tool`` -> ``FEATURE_WEB_SEARCH_TOOL``."""
+    return f"FEATURE_{name.upper()}"
+
+
+def _check_env_name(name: str, where: str) -> None:
+    if not _ENV_NAME.match(name):
+        raise SpecIssue(
+            "is not an environment variable name; use letters, digits and '_', not starting with a digit",
+            path=(name,), value=name, has_value=True,
+        )
+    if name in RESERVED_ENV:
+        raise SpecIssue(
+            f"is reserved by Cloud Run; reserved: {', '.join(sorted(RESERVED_ENV))}",
+            path=(name,), value=name, has_value=True,
+        )
+
+
+def check_label_key(key: str) -> bool:
+    return bool(_LABEL_KEY.match(key))
+
+
+def check_label_value(value: str) -> bool:
+    return bool(_LABEL_VALUE.match(value))
+
+
+def check_dns_label(name: str, limit: int) -> bool:
+    return len(name) <= limit and bool(_DNS_LABEL.match(name))
+
+
+#: Label keys the platform sets itself; user labels may not override them.
+BASE_LABEL_KEYS = ("environment", "agent", "release", "managed-by")
+
+
+class PlatformSpec(StrictModel):
+    """Everything one environment of the platform runs (the ``AgentPlatform`` input)."""
+
+    project: str = Field(description="Google Cloud project id (gcp:project). Required.")
+    region: str = Field(default="us-central1", description="Region of the services (gcp:region). Default: us-central1.")
+    environment: str = Field(
+        description="Environment name, a lowercase DNS label (e.g. staging). \"production\" turns on "
+        "deletion protection and the strict policy set. Required."
+    )
+    prefix: str = Field(
+        default="",
+        description="Prefix of physical names: services are <prefix>-<agent>. Default: none "
+        "(use it when environments share a project).",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every labelable resource. Default: {}.")
+    agents: dict[str, AgentSpec] = Field(description="Agent name -> agent. At least one. Required.")
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", v):
+            raise SpecIssue("is not a Google Cloud project id; use 6-30 lowercase letters, digits or '-', starting with a letter")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z]+-[a-z]+[0-9]+", v):
+            raise SpecIssue("is not a Google Cloud region; use a name like us-central1 or europe-west4")
+        return v
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not check_dns_label(v, 20):
+            raise SpecIssue("is not an environment name; use a lowercase DNS label of at most 20 characters, e.g. staging")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v and not check_dns_label(v, 20):
+            raise SpecIssue("is not a name prefix; use a lowercase DNS label of at most 20 characters, or leave it empty")
+        return v
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, str] = {}
+        for key, value in v.items():
+            if key in BASE_LABEL_KEYS:
+                raise SpecIssue(
+                    f"is set by agentstage itself; do not set {', '.join(BASE_LABEL_KEYS)}",
+                    path=(key,), value=key, has_value=True,
+                )
+            if not check_label_key(str(key)):
+                raise SpecIssue(
+                    "is not a label key; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter",
+                    path=(key,), value=key, has_value=True,
+                )
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+            if not check_label_value(value):
+                raise SpecIssue(
+                    "is not a label value; use up to 63 lowercase letters, digits, '_' or '-'",
+                    path=(key,), value=value, has_value=True,
+                )
+            out[key] = value
+        return out
+
+    @field_validator("agents")
+    @classmethod
+    def _agents(cls, v: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
+        if not v:
+            raise SpecIssue("has no agents; define at least one agent under agent-platform:agents")
+        return v
+
+    @model_validator(mode="after")
+    def _names(self) -> PlatformSpec:
+        for agent, spec in self.agents.items():
+            if not check_dns_label(agent, SERVICE_NAME_MAX):
+                raise SpecIssue(
+                    f"is not an agent name; use a lowercase DNS label of at most {SERVICE_NAME_MAX} characters "
+                    "(letters, digits, '-'), starting with a letter",
+                    path=("agents", agent), value=agent, has_value=True,
+                )
+            service = self.service_name(agent)
+            if len(service) > SERVICE_NAME_MAX:
+                raise SpecIssue(
+                    f"gives the Cloud Run service name {service!r} of {len(service)} characters; "
+                    f"the limit is {SERVICE_NAME_MAX}: shorten the agent name or the prefix",
+                    path=("agents", agent), value=agent, has_value=True,
+                )
+            for field in ("release", "stable"):
+                release = getattr(spec, field)
+                if release is None:
+                    continue
+                revision = revision_name(service, release.version)
+                if not check_dns_label(revision, REVISION_NAME_MAX):
+                    raise SpecIssue(
+                        f"gives the revision name {revision!r} ({len(revision)} characters); Cloud Run needs "
+                        f"<service>-<suffix> as a lowercase DNS label of at most {REVISION_NAME_MAX} characters: "
+                        "shorten the version",
+                        path=("agents", agent, field, "version"), value=release.version, has_value=True,
+                    )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def service_name(self, agent: str) -> str:
+        """Physical Cloud Run service name of ``agent``: ``[<prefix>-]<agent>``."""
+        return f"{self.prefix}-{agent}" if self.prefix else agent
