@@ -175,6 +175,9 @@ class ReleaseSpec(StrictModel):
         return version_slug(self.version)
 
 
+from components.release_spec import AnalysisSpec, GatesSpec  # noqa: E402 (uses SpecIssue, StrictModel)
+
+
 class RolloutSpec(StrictModel):
     """How a candidate release replaces the stable one."""
 
@@ -193,6 +196,10 @@ class RolloutSpec(StrictModel):
     )
     max_latency_p99_ms: int = Field(
         default=2000, description="Abort when the canary's p99 latency exceeds this, in ms. Default: 2000."
+    )
+    analysis: AnalysisSpec = Field(
+        default_factory=AnalysisSpec,
+        description="Canary-vs-stable analysis settings (sample sizes, significance). Default: see AnalysisSpec.",
     )
 
     @field_validator("canary_percent")
@@ -536,6 +543,10 @@ class PlatformSpec(StrictModel):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every labelable resource. Default: {}.")
     agents: dict[str, AgentSpec] = Field(description="Agent name -> agent. At least one. Required.")
+    gates: GatesSpec = Field(
+        default_factory=GatesSpec,
+        description="Release readiness gates read by `agentstage gate` and `promote`. Default: see GatesSpec.",
+    )
 
     @field_validator("project")
     @classmethod
