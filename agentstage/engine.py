@@ -13,10 +13,12 @@ filled in realistically by :mod:`agentstage.fixtures`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import runpy
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +57,8 @@ class ProgramError(Exception):
     def __init__(self, message: str, *, config_issues: list[str] | None = None) -> None:
         super().__init__(message)
         self.config_issues = config_issues
+        #: What the program had registered when it failed.
+        self.resources: list[PlannedResource] = []
 
 
 @dataclass(frozen=True)
@@ -231,21 +235,58 @@ class Plan:
         }
 
 
-def _plain(value: Any) -> Any:
-    """Deserialized RPC values -> JSON-able values; secrets become ``[secret]``."""
-    from pulumi.runtime import rpc
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+UNKNOWN = "[unknown]"
 
-    if rpc.is_rpc_secret(value):
-        return SECRET
+
+def _plain(value: Any) -> Any:
+    """Wire values (a ``Struct`` as a dict) -> JSON-able values. Unlike the SDK's
+    deserializer, a secret stays where it is (``[secret]`` at its own leaf) instead of
+    making its whole parent object secret."""
     if isinstance(value, dict):
+        sig = value.get(_SIG)
+        if sig == _SECRET_SIG:
+            return SECRET
+        if sig == _RESOURCE_SIG:
+            return value.get("urn")
+        if sig == _OUTPUT_SIG:
+            if value.get("secret"):
+                return SECRET
+            return _plain(value["value"]) if "value" in value else UNKNOWN
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if value == _UNKNOWN:
+        return UNKNOWN
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire has only doubles; show 8080, not 8080.0
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return value
+
+
+def _struct(struct: Any) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return _plain(json_format.MessageToDict(struct))
+
+
+def _tree_order(records: list[PlannedResource]) -> list[PlannedResource]:
+    """Parents before children, siblings by URN: the same order on every run (the mock
+    monitor registers from several threads, so arrival order varies)."""
+    children: dict[str | None, list[PlannedResource]] = {}
+    urns = {r.urn for r in records}
+    for r in records:
+        children.setdefault(r.parent if r.parent in urns else None, []).append(r)
+    out: list[PlannedResource] = []
+    stack = sorted(children.get(None, []), key=lambda r: r.urn, reverse=True)
+    while stack:
+        r = stack.pop()
+        out.append(r)
+        stack.extend(sorted(children.get(r.urn, []), key=lambda c: c.urn, reverse=True))
+    return out
 
 
 def _options(request: Any) -> dict[str, Any]:
@@ -283,10 +324,13 @@ def _build_monitor(mocks: Any) -> Any:
         def __init__(self, m: Any) -> None:
             super().__init__(m)
             self.records: list[PlannedResource] = []
+            self.loops: set[Any] = set()
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
             urn = self.make_urn(request.parent, request.type, request.name)
-            pmocks._ensure_event_loop()
+            loop = pmocks._ensure_event_loop()
+            if threading.current_thread() is not threading.main_thread():
+                self.loops.add(loop)
             inputs = rpc.deserialize_properties(request.object)
             record = PlannedResource(
                 urn=urn,
@@ -294,9 +338,9 @@ def _build_monitor(mocks: Any) -> Any:
                 name=request.name,
                 parent=request.parent or None,
                 custom=bool(request.custom),
-                inputs=_plain(inputs),
-                dependencies=list(request.dependencies),
-                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                inputs=_struct(request.object),
+                dependencies=sorted(request.dependencies),
+                property_dependencies={k: sorted(v.urns) for k, v in sorted(request.propertyDependencies.items())},
                 provider=request.provider or None,
                 options=_options(request),
             )
@@ -313,12 +357,25 @@ def _build_monitor(mocks: Any) -> Any:
             )
             id_, state = self.mocks.new_resource(args)
             record.id = id_
-            record.outputs = _plain(state)
             obj = _sync_await(rpc.serialize_properties(state, {}))
+            record.outputs = _struct(obj)
             self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
     return RecordingMonitor(mocks)
+
+
+#: Event loops the mock monitor's worker threads made. They live as long as their threads
+#: (which later runs reuse); closing them at exit, while their file descriptors are still
+#: valid, keeps the interpreter from complaining while it tears them down.
+_WORKER_LOOPS: set[Any] = set()
+
+
+@atexit.register
+def _close_worker_loops() -> None:
+    for loop in _WORKER_LOOPS:
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
 
 
 @contextmanager
@@ -370,19 +427,26 @@ def run_plan(
                 outputs = _plain(_sync_await(pulumi.Output.from_input(exported).future())) or {}
         except BaseException as err:  # noqa: BLE001 - reported below, with what the program said
             failure = err
+    _WORKER_LOOPS.update(monitor.loops)
     if failure is not None:
-        _raise_program_error(failure)
+        _raise_program_error(failure, monitor.records)
     return Plan(
         project=project.name,
         stack=stack,
         config_path=str(config.path),
-        resources=monitor.records,
+        resources=_tree_order(monitor.records),
         outputs=outputs,
         elapsed_s=time.perf_counter() - started,
     )
 
 
-def _raise_program_error(err: BaseException) -> None:
+def _raise_program_error(err: BaseException, registered: list[PlannedResource]) -> None:
+    error = _program_error(err)
+    error.resources = registered
+    raise error from (None if error.config_issues else err)
+
+
+def _program_error(err: BaseException) -> ProgramError:
     from agentstage.config import ConfigError
 
     seen: set[int] = set()
@@ -390,8 +454,8 @@ def _raise_program_error(err: BaseException) -> None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ConfigError):
-            raise ProgramError(str(current), config_issues=current.issues) from None
+            return ProgramError(str(current), config_issues=current.issues)
         current = current.__cause__ or current.__context__
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         raise err
-    raise ProgramError(f"the program failed: {type(err).__name__}: {err}") from err
+    return ProgramError(f"the program failed: {type(err).__name__}: {err}")

@@ -52,6 +52,12 @@ def iam_rows(plan: Any) -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+def short_type(token: str) -> str:
+    """``gcp:cloudrunv2/service:Service`` -> ``gcp.cloudrunv2.Service``."""
+    pkg, module, cls = (token.split(":") + ["", ""])[:3]
+    return f"{pkg}.{module.split('/')[0]}.{cls}" if cls else token
+
+
 def render(plan: Any, console: Console) -> None:
     custom = [r for r in plan.resources if r.custom]
     console.print(f"[bold]Stack[/] {plan.stack}  [dim](project {plan.project}, config {plan.config_path})[/]")
@@ -61,7 +67,7 @@ def render(plan: Any, console: Console) -> None:
     table.add_column("name")
     table.add_column("parent", style="dim")
     for r in sorted(custom, key=lambda r: (r.type, r.name)):
-        table.add_row(r.type, r.name, (r.parent or "").rsplit("::", 1)[-1])
+        table.add_row(short_type(r.type), r.name, (r.parent or "").rsplit("::", 1)[-1])
     console.print(table)
 
     traffic = Table(title="Traffic", title_justify="left")
