@@ -166,10 +166,9 @@ class AlertsSpec(StrictModel):
         for i, email in enumerate(v):
             if not _EMAIL.match(email):
                 raise SpecIssue("is not an email address", path=(i,), value=email, has_value=True)
-        if len(set(v)) != len(v):
-            dup = next(e for i, e in enumerate(v) if e in v[:i])
-            raise SpecIssue("is listed twice; list each address once", path=(v.index(dup, v.index(dup) + 1),),
-                            value=dup, has_value=True)
+        for i, email in enumerate(v):
+            if email in v[:i]:
+                raise SpecIssue("is listed twice; list each address once", path=(i,), value=email, has_value=True)
         return v
 
     @field_validator("pubsub_topics")

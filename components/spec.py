@@ -526,6 +526,10 @@ def check_dns_label(name: str, limit: int) -> bool:
 #: Label keys the platform sets itself; user labels may not override them.
 BASE_LABEL_KEYS = ("environment", "agent", "release", "managed-by")
 
+# The operations specs build on SpecIssue/StrictModel above, so they are imported here, not
+# at the top (``components/__init__`` imports this module first).
+from components.ops_spec import AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec  # noqa: E402
+
 
 class PlatformSpec(StrictModel):
     """Everything one environment of the platform runs (the ``AgentPlatform`` input)."""
@@ -543,6 +547,20 @@ class PlatformSpec(StrictModel):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every labelable resource. Default: {}.")
     agents: dict[str, AgentSpec] = Field(description="Agent name -> agent. At least one. Required.")
+    alerts: AlertsSpec = Field(
+        default_factory=AlertsSpec,
+        description="Alert policies, notification channels, SLOs, agent signals, dashboard. Default: see AlertsSpec.",
+    )
+    budget: BudgetSpec = Field(
+        default_factory=BudgetSpec,
+        description="Billing budget. Default: none; production requires budget.billing_account.",
+    )
+    guardrails: GuardrailsSpec = Field(
+        default_factory=GuardrailsSpec, description="Model Armor guardrails. Default: on (see GuardrailsSpec)."
+    )
+    tracing: TracingSpec = Field(
+        default_factory=TracingSpec, description="OpenTelemetry env vars. Default: on (see TracingSpec)."
+    )
     gates: GatesSpec = Field(
         default_factory=GatesSpec,
         description="Release readiness gates read by `agentstage gate` and `promote`. Default: see GatesSpec.",
@@ -637,6 +655,16 @@ class PlatformSpec(StrictModel):
                         "shorten the version",
                         path=("agents", agent, field, "version"), value=release.version, has_value=True,
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _operations(self) -> PlatformSpec:
+        if self.is_production and self.budget.billing_account is None:
+            raise SpecIssue(
+                "is not set; production requires a billing budget: set it to the billing account id "
+                "that pays for the project (e.g. 012345-6789AB-CDEF01), with budget.monthly_amount",
+                path=("budget", "billing_account"), value=None, has_value=True,
+            )
         return self
 
     @property
