@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from components.spec import PlatformSpec, SpecIssue
 
-__all__ = ["NAMESPACE", "ConfigError", "platform_from_config", "load_platform", "config_key"]
+__all__ = ["NAMESPACE", "ConfigError", "platform_from_config", "load_platform", "load_model", "config_key"]
 
 #: The Pulumi project name, and so the config namespace of the platform's keys.
 NAMESPACE = "agent-platform"
@@ -94,6 +94,21 @@ def load_platform(model: type[BaseModel] = PlatformSpec) -> Any:
     return platform_from_config(values, model)
 
 
+def load_model(model: type[BaseModel], key: str) -> Any:
+    """Read one structured config key of the running program (``<namespace>:<name>``, or a
+    bare name in the project's namespace) and validate it into ``model``, with the same
+    messages as the platform config. For teams composing the components in their own stack."""
+    full = key if ":" in key else f"{pulumi.get_project()}:{key}"
+    values = dict(pulumi.runtime.get_config_env())
+    values.update(pulumi.runtime.config.CONFIG.get())
+    if full not in values:
+        raise ConfigError([f"{full}: required key is missing"])
+    try:
+        return model.model_validate(_decode(values[full]))
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, model, key=full)) from None
+
+
 def is_secret_key(key: str) -> bool:
     return pulumi.runtime.is_config_secret(key)
 
@@ -101,9 +116,13 @@ def is_secret_key(key: str) -> bool:
 # --- error formatting ----------------------------------------------------------------------
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    head, *rest = loc
-    out = config_key(str(head))
+def _path(loc: tuple[Any, ...], key: str | None = None) -> str:
+    if key is not None:
+        head, rest = key, list(loc)
+        out = head
+    else:
+        head, *rest = loc
+        out = config_key(str(head))
     for part in rest:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
@@ -163,8 +182,11 @@ _TYPE_WORDS = {
 }
 
 
-def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec) -> list[str]:
-    """One message per pydantic error: ``<full key>: <value> <what is wrong; what is allowed>``."""
+def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec, key: str | None = None) -> list[str]:
+    """One message per pydantic error: ``<full key>: <value> <what is wrong; what is allowed>``.
+
+    ``key``: the config key the whole model was read from (default: the model is the
+    platform namespace itself, each field its own key)."""
     messages: list[str] = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
@@ -174,14 +196,14 @@ def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec) -
             full = loc + issue.path
             value = issue.value if issue.has_value else e.get("input")
             if not full:
-                messages.append(f"{NAMESPACE}: {issue.message}")
+                messages.append(f"{key or NAMESPACE}: {issue.message}")
                 continue
-            messages.append(f"{_path(full)}: {_value(value)} {issue.message}")
+            messages.append(f"{_path(full, key)}: {_value(value)} {issue.message}")
             continue
-        if not loc:
+        if not loc and key is None:
             messages.append(f"{NAMESPACE}: {e['msg']}")
             continue
-        where = _path(loc)
+        where = _path(loc, key)
         if kind == "missing":
             messages.append(f"{where}: required key is missing")
         elif kind == "extra_forbidden":
