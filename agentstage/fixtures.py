@@ -8,6 +8,12 @@ Outputs are computed the way Google Cloud computes them, from the inputs and sta
   ``latestReadyRevision`` = ``latestCreatedRevision`` = the template's revision name,
   ``trafficStatuses`` with a tag URL (``https://<tag>---<name>-<number>.<region>.run.app``);
 - IAM members: ``id`` and ``etag`` as the provider forms them;
+- alert policies and notification channels: ``name`` = ``projects/<p>/alertPolicies/<n>`` /
+  ``projects/<p>/notificationChannels/<n>`` (conditions get names too); dashboards, SLO
+  services and SLOs: ``projects/<number>/...``; budgets: ``billingAccounts/<a>/budgets/<uuid>``;
+  Pub/Sub topics: ``projects/<p>/topics/<name>``; Model Armor templates:
+  ``name`` = ``projects/<p>/locations/<l>/templates/<id>``; numeric ids and uuids are
+  derived from the project and logical name, identical on every run;
 - anything else: its inputs, with ``id`` = its ``name`` input or its logical name.
 
 The project number is not knowable offline: it is ``agentstage:projectNumber`` from the stack
@@ -52,6 +58,14 @@ class FixtureMocks(Mocks):
         self._handlers: dict[str, Callable[[MockResourceArgs, dict[str, Any]], str]] = {
             "gcp:serviceaccount/account:Account": self._service_account,
             "gcp:cloudrunv2/service:Service": self._cloud_run_service,
+            "gcp:monitoring/alertPolicy:AlertPolicy": self._alert_policy,
+            "gcp:monitoring/notificationChannel:NotificationChannel": self._notification_channel,
+            "gcp:monitoring/dashboard:Dashboard": self._dashboard,
+            "gcp:monitoring/genericService:GenericService": self._generic_service,
+            "gcp:monitoring/slo:Slo": self._slo,
+            "gcp:billing/budget:Budget": self._budget,
+            "gcp:pubsub/topic:Topic": self._topic,
+            "gcp:modelarmor/template:Template": self._model_armor_template,
         }
 
     def number(self, project: str) -> str:
@@ -110,6 +124,56 @@ class FixtureMocks(Mocks):
         )
         return f"projects/{project}/locations/{region}/services/{name}"
 
+    # --- operations: resource names Google assigns (numeric ids derived from the inputs) ---
+
+    def _alert_policy(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        name = f"projects/{project}/alertPolicies/{_digits(project + args.name, 19)}"
+        conditions = []
+        for i, condition in enumerate(state.get("conditions") or []):
+            conditions.append({**condition, "name": f"{name}/conditions/{_digits(f'{name}/{i}', 19)}"})
+        state.update(project=project, name=name, conditions=conditions)
+        return name
+
+    def _notification_channel(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        name = f"projects/{project}/notificationChannels/{_digits(project + args.name, 19)}"
+        state.update(project=project, name=name, verificationStatus="")
+        return name
+
+    def _dashboard(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        return f"projects/{self.number(project)}/dashboards/{_uuid(project + args.name)}"
+
+    def _generic_service(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        state.update(project=project, name=f"projects/{self.number(project)}/services/{state['serviceId']}")
+        return f"projects/{project}/services/{state['serviceId']}"
+
+    def _slo(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        name = f"projects/{self.number(project)}/services/{state['service']}/serviceLevelObjectives/{state['sloId']}"
+        state.update(project=project, name=name)
+        return name
+
+    def _budget(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        account = state["billingAccount"]
+        state["name"] = f"billingAccounts/{account}/budgets/{_uuid(account + args.name)}"
+        state["etag"] = _etag(state)
+        return state["name"]
+
+    def _topic(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        state["project"] = project
+        return f"projects/{project}/topics/{state.get('name') or args.name}"
+
+    def _model_armor_template(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        location = state.get("location") or self.region
+        name = f"projects/{project}/locations/{location}/templates/{state['templateId']}"
+        state.update(project=project, location=location, name=name)
+        return name
+
     def _iam_member(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
         target = (
             state.get("secretId") or state.get("name") or state.get("project")
@@ -128,7 +192,7 @@ class FixtureMocks(Mocks):
                 "number": self.number(project),
                 "name": project,
                 "id": f"projects/{project}",
-            }, None
+            }, []
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "project": self.project,
@@ -136,11 +200,16 @@ class FixtureMocks(Mocks):
                 "zone": f"{self.region}-a",
                 "accessToken": "[secret]",
                 "id": self.project,
-            }, None
+            }, []
         raise UnansweredInvoke(
             f"the offline engine has no answer for invoke {args.token}; "
             "answered offline: gcp:organizations/getProject, gcp:organizations/getClientConfig"
         )
+
+
+def _uuid(text: str) -> str:
+    h = hashlib.sha256(text.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def _etag(state: Mapping[str, Any]) -> str:

@@ -6,16 +6,22 @@ from collections.abc import Mapping
 
 import pulumi
 
+from components.budget import AgentBudget
 from components.cloud_run import CloudRunAgent
+from components.guardrails import TEMPLATE_ENV, AgentGuardrails
 from components.identity import AgentIdentity
-from components.labels import agent_labels
+from components.labels import agent_labels, platform_labels
+from components.observability import AgentObservability, tracing_env
 from components.spec import PlatformSpec, parse_secret_ref
 
 __all__ = ["AgentPlatform"]
 
 
 class AgentPlatform(pulumi.ComponentResource):
-    """One environment: per agent an ``AgentIdentity`` and a ``CloudRunAgent``.
+    """One environment: per agent an ``AgentIdentity`` and a ``CloudRunAgent``; per
+    environment the ``AgentGuardrails`` (Model Armor template, whose name and the OTEL_* env
+    vars reach every agent), ``AgentObservability`` (alerts, SLOs, signals, dashboard,
+    notification channels) and ``AgentBudget``, each from its section of the spec.
 
     ``secret_env`` marks plain env values secret (set when the agents config holds
     ``secure:`` values). Outputs: ``agents`` (agent -> url, service, revisions, identity).
@@ -35,6 +41,20 @@ class AgentPlatform(pulumi.ComponentResource):
         self.spec = spec
         self.identities: dict[str, AgentIdentity] = {}
         self.services: dict[str, CloudRunAgent] = {}
+        env_labels = platform_labels(spec.environment, spec.labels)
+        self.guardrails: AgentGuardrails | None = None
+        if spec.guardrails.model_armor:
+            self.guardrails = AgentGuardrails(
+                "guardrails",
+                spec=spec.guardrails,
+                project=spec.project,
+                location=spec.region,
+                environment=spec.environment,
+                production=spec.is_production,
+                prefix=spec.prefix,
+                labels=env_labels,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         for agent, aspec in sorted(spec.agents.items()):
             identity = AgentIdentity(
                 agent,
@@ -46,6 +66,11 @@ class AgentPlatform(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.identities[agent] = identity
+            extra_env: dict[str, pulumi.Input[str]] = dict(tracing_env(spec, agent))
+            if self.guardrails is not None:
+                # the service waits for the grant, like for the identity's own grants
+                identity.grants.append(self.guardrails.grant_user(agent, identity.member))
+                extra_env[TEMPLATE_ENV] = self.guardrails.template_name
             self.services[agent] = CloudRunAgent(
                 agent,
                 spec=aspec,
@@ -56,6 +81,22 @@ class AgentPlatform(pulumi.ComponentResource):
                 labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
                 deletion_protection=spec.is_production,
                 secret_env=secret_env,
+                extra_env=extra_env,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.observability = AgentObservability(
+            "observability", spec, stack=pulumi.get_stack(), opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.budget: AgentBudget | None = None
+        if spec.budget.enabled:
+            self.budget = AgentBudget(
+                "budget",
+                spec=spec.budget,
+                project=spec.project,
+                environment=spec.environment,
+                prefix=spec.prefix,
+                email_channels=self.observability.email_channel_names,
+                labels=env_labels,
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.agents = pulumi.Output.from_input(

@@ -1,0 +1,74 @@
+"""NotificationChannels: where the environment's alerts and budget notifications go."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.ops_spec import AlertsSpec
+
+__all__ = ["NotificationChannels", "channel_key"]
+
+
+def channel_key(value: str) -> str:
+    """A resource-name-safe key of a channel target: ``oncall@acme.com`` -> ``oncall-at-acme-com``."""
+    value = value.lower().replace("@", "-at-")
+    value = re.sub(r"^(https://|projects/)", "", value)
+    return re.sub(r"[^a-z0-9]+", "-", value).strip("-")[:60].rstrip("-")
+
+
+class NotificationChannels(pulumi.ComponentResource):
+    """One Cloud Monitoring notification channel per configured target, created once per
+    environment: ``email`` per address, ``pubsub`` per topic, ``webhook_tokenauth`` per URL.
+    Each is keyed by its target, so reordering the config replaces nothing.
+
+    Outputs: ``names`` (every channel's resource name, for alert policies) and
+    ``email_names`` (the email channels only: billing budgets accept at most five).
+    """
+
+    names: pulumi.Output[list[str]]
+    email_names: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: AlertsSpec,
+        project: str,
+        environment: str,
+        labels: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("agentstage:notifications:NotificationChannels", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.channels: dict[str, gcp.monitoring.NotificationChannel] = {}
+        email: list[gcp.monitoring.NotificationChannel] = []
+
+        def channel(kind: str, target: str, type_: str, channel_labels: dict[str, str]) -> gcp.monitoring.NotificationChannel:
+            resource = gcp.monitoring.NotificationChannel(
+                f"{name}-{kind}-{channel_key(target)}",
+                project=project,
+                type=type_,
+                display_name=f"agentstage {environment}: {target}",
+                description=f"Alerts of the {environment} agents. Managed by agentstage.",
+                labels=channel_labels,
+                user_labels=dict(labels),
+                enabled=True,
+                opts=child,
+            )
+            self.channels[f"{kind}:{target}"] = resource
+            return resource
+
+        for address in spec.notification_emails:
+            email.append(channel("email", address, "email", {"email_address": address}))
+        for topic in spec.pubsub_topics:
+            channel("pubsub", topic, "pubsub", {"topic": topic})
+        for url in spec.webhooks:
+            channel("webhook", url, "webhook_tokenauth", {"url": url})
+
+        self.names = pulumi.Output.all(*[c.name for c in self.channels.values()]).apply(list)
+        self.email_names = pulumi.Output.all(*[c.name for c in email]).apply(list)
+        self.register_outputs({"names": self.names, "email_names": self.email_names})

@@ -1,0 +1,118 @@
+"""AgentObservability: everything that watches one environment's agents, from its spec.
+
+Composes, per environment, the :class:`~components.notifications.NotificationChannels` and
+the :class:`~components.dashboard.AgentDashboard`, and per agent its
+:class:`~components.alerts.AgentAlerts`, :class:`~components.slo.AgentSlos` and
+:class:`~components.signals.AgentSignals`. :func:`tracing_env` gives the OpenTelemetry env
+vars an instrumented agent expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+
+from components.alerts import AgentAlerts, agent_revisions
+from components.dashboard import AgentDashboard, DashboardRow
+from components.labels import agent_labels, platform_labels
+from components.notifications import NotificationChannels
+from components.signals import AgentSignals
+from components.slo import AgentSlos
+from components.spec import PlatformSpec
+
+__all__ = ["AgentObservability", "tracing_env"]
+
+
+def tracing_env(spec: PlatformSpec, agent: str) -> dict[str, str]:
+    """OpenTelemetry env vars of ``agent``: service name (the Cloud Run service), version
+    (the release version) and environment as resource attributes, and a parent-based
+    trace-id-ratio sampler at the environment's sample rate. Empty when tracing is off."""
+    tracing = spec.tracing
+    if not tracing.enabled:
+        return {}
+    release = spec.agents[agent].release
+    rate = tracing.effective_sample_rate(spec.is_production)
+    env = {
+        "OTEL_SERVICE_NAME": spec.service_name(agent),
+        "OTEL_RESOURCE_ATTRIBUTES": (
+            f"service.version={release.version},deployment.environment.name={spec.environment},"
+            f"service.namespace=agentstage,gcp.project_id={spec.project}"
+        ),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": f"{rate:g}",
+    }
+    if tracing.otlp_endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = tracing.otlp_endpoint
+    return env
+
+
+class AgentObservability(pulumi.ComponentResource):
+    """Alerts, SLOs, agent signals, dashboard and notification channels of one environment.
+
+    With ``alerts.enabled: false`` only the notification channels are created (the budget
+    still notifies them). Outputs: ``channel_names``, ``email_channel_names``,
+    ``dashboard_id`` (None when disabled) and ``policies`` (agent -> alert policy names).
+    """
+
+    channel_names: pulumi.Output[list[str]]
+    email_channel_names: pulumi.Output[list[str]]
+    dashboard_id: pulumi.Output[str | None]
+    policies: pulumi.Output[Mapping[str, Mapping[str, str]]]
+
+    def __init__(
+        self,
+        name: str,
+        spec: PlatformSpec,
+        *,
+        stack: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("agentstage:observability:AgentObservability", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        alerts = spec.alerts
+        env_labels = platform_labels(spec.environment, spec.labels)
+        self.channels = NotificationChannels(
+            f"{name}-notify", spec=alerts, project=spec.project, environment=spec.environment,
+            labels=env_labels, opts=child,
+        )
+        self.alerts: dict[str, AgentAlerts] = {}
+        self.slos: dict[str, AgentSlos] = {}
+        self.signals: dict[str, AgentSignals] = {}
+        self.dashboard: AgentDashboard | None = None
+        if alerts.enabled:
+            for agent, aspec in sorted(spec.agents.items()):
+                service = spec.service_name(agent)
+                revisions = agent_revisions(service, aspec)
+                labels = agent_labels(spec.environment, agent, aspec.release.version, spec.labels)
+                common = dict(spec=alerts, service=service, project=spec.project, stack=stack,
+                              revisions=revisions, channels=self.channels.names, labels=labels, opts=child)
+                self.alerts[agent] = AgentAlerts(agent, scaling=aspec.scaling, **common)
+                self.slos[agent] = AgentSlos(agent, region=spec.region, **common)
+                self.signals[agent] = AgentSignals(agent, **common)
+            self.dashboard = AgentDashboard(
+                f"{name}-agents",
+                alerts=alerts,
+                project=spec.project,
+                environment=spec.environment,
+                rows=[DashboardRow(a, spec.service_name(a), s.scaling.max_instances) for a, s in spec.agents.items()],
+                labels=env_labels,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[m for s in self.signals.values() for m in s.metrics.values()]
+                ),
+            )
+        self.channel_names = self.channels.names
+        self.email_channel_names = self.channels.email_names
+        self.dashboard_id = self.dashboard.dashboard_id if self.dashboard else pulumi.Output.from_input(None)
+        self.policies = pulumi.Output.from_input({
+            agent: pulumi.Output.all(
+                self.alerts[agent].policy_names, self.slos[agent].policy_names, self.signals[agent].policy_names
+            ).apply(lambda parts: {k: v for part in parts for k, v in part.items()})
+            for agent in self.alerts
+        })
+        self.register_outputs({
+            "channel_names": self.channel_names,
+            "email_channel_names": self.email_channel_names,
+            "dashboard_id": self.dashboard_id,
+            "policies": self.policies,
+        })
