@@ -1,3 +1,3 @@
 """CLI commands, in the order ``--help`` lists them. Each module defines ``register(app)``."""
 
-COMMANDS = ["preview"]
+COMMANDS = ["preview", "gate", "promote", "rollout", "rollback", "status"]

@@ -1,0 +1,114 @@
+"""Text rendering of gate reports, decisions and status (rich), shared by the commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from agentstage.release.gates import GateReport
+
+__all__ = ["render_gates", "render_change", "render_status", "render_diff"]
+
+MARK = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
+VERDICT = {"advance": "[green]advance[/]", "complete": "[green]complete[/]", "hold": "[yellow]hold[/]",
+           "rollback": "[red]rollback[/]", "promote": "[cyan]promote[/]"}
+
+
+def render_gates(report: GateReport, console: Console) -> None:
+    which = ", ".join(f"{a} {v}" for a, v in report.candidates.items())
+    table = Table(title=f"Release gates for {report.stack}: {which}", title_justify="left")
+    for col in ("", "agent", "gate", "evidence", "threshold"):
+        table.add_column(col)
+    for item in report.items:
+        table.add_row(MARK[item.ok], item.agent, item.name, item.evidence, item.threshold)
+    console.print(table)
+    if report.passed:
+        console.print(f"[bold green]all gates passed[/] ({len(report.items)} items)")
+    else:
+        console.print(f"[bold red]{len(report.failed)} gate(s) failed[/]: "
+                      + ", ".join(f"{i.agent + ' ' if i.agent else ''}{i.name}" for i in report.failed))
+
+
+def render_diff(diff: Any, console: Console) -> None:
+    if diff is None:
+        return
+    console.print(f"plan diff: {len(diff.creates)} to create, {len(diff.updates)} to update, {len(diff.deletes)} to delete")
+    for urn in diff.creates:
+        console.print(f"  [green]+[/] {urn.rsplit('::', 1)[-1]}", markup=True)
+    for urn, paths in diff.updates.items():
+        shown = ", ".join(paths[:6]) + (" …" if len(paths) > 6 else "")
+        console.print(f"  [yellow]~[/] {urn.rsplit('::', 1)[-1]}: {shown}")
+    for urn in diff.deletes:
+        console.print(f"  [red]-[/] {urn.rsplit('::', 1)[-1]}")
+
+
+def _value(name: str, v: Any) -> str:
+    if v is None:
+        return "no data"
+    if name == "error_rate":
+        return f"{v:.2%}"
+    if name.endswith("_ms"):
+        return f"{v:.0f} ms"
+    return f"p={v:.3g}"
+
+
+def _threshold(name: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if name == "error_rate":
+        return f"<= {v:.2%}"
+    if name.endswith("_ms"):
+        return f"<= {v:.0f} ms"
+    return f"regression if p < {v:g} and beyond tolerance"
+
+
+def render_analysis(decision: dict[str, Any], console: Console) -> None:
+    head = (f"[bold]{decision['agent']}[/] {decision['release']} at {decision['percent']}% "
+            f"(stable {decision.get('stable')}): {VERDICT.get(decision['action'], decision['action'])}")
+    if decision["action"] in ("advance", "complete"):
+        head += f" -> {decision['to_percent']}%"
+    console.print(head)
+    console.print(f"  {decision['reason']}", markup=False)
+    checks = decision.get("checks") or []
+    if checks:
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for col in ("", "metric", "value", "threshold", "evidence"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(MARK[c["ok"]], c["name"], _value(c["name"], c["value"]),
+                          _threshold(c["name"], c["threshold"]), c.get("detail", ""))
+        console.print(table)
+
+
+def render_change(change: Any, console: Console) -> None:
+    for d in change.decisions:
+        if d["action"] in ("advance", "complete", "hold", "rollback") and "checks" in d:
+            render_analysis(d, console)
+        else:
+            console.print(f"[bold]{d['agent']}[/]: {VERDICT.get(d['action'], d['action'])} "
+                          f"{d['release']} -> {d['to_percent']}% ({d['reason']})")
+    if change.wrote:
+        console.print(f"wrote {change.path}")
+        render_diff(change.diff, console)
+    elif change.message:
+        console.print(change.message)
+
+
+def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
+    for st in stacks:
+        table = Table(title=f"Stack {st['stack']}", title_justify="left")
+        for col in ("agent", "state", "release", "stable", "traffic", "last decision"):
+            table.add_column(col)
+        for a in st["agents"]:
+            traffic = " / ".join(f"{t['percent']}%" + (f" {t['tag']}" if t["tag"] else "") for t in a["traffic"])
+            last = a["decisions"][-1] if a["decisions"] else None
+            last_text = (f"{last['time']} {last['action']} -> {last['to_percent']}%: {last['reason']}"
+                         if last else "none recorded")
+            state = a["state"] if not a["ledger_conflict"] else a["state"] + " [red](ledger conflict)[/]"
+            table.add_row(a["agent"], state, a["release"], a["stable"] or "", traffic, last_text)
+        console.print(table)
+        for a in st["agents"]:
+            if a["ledger_conflict"]:
+                console.print(f"[red]warning:[/] {a['ledger_conflict']}", soft_wrap=True)

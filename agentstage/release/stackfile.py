@@ -1,0 +1,194 @@
+"""Comment-preserving edits of ``Pulumi.<stack>.yaml``, written atomically.
+
+The stack file is the source of truth: the release flow changes only the keys it must
+(``release``, ``stable``, ``rollout.canary_percent`` of one agent) through a ruamel.yaml
+round trip, so comments, quoting, flow lists and every unrelated line stay byte-identical.
+A write goes to a temporary file in the same directory, is fsynced, and replaces the stack
+file with ``os.replace``: a reader (or a run killed mid-write) sees the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from agentstage.config import NAMESPACE
+
+__all__ = ["StackFileError", "StackFile", "atomic_write", "MANIFEST_KEYS", "plain"]
+
+#: Manifest keys in the order they are written.
+MANIFEST_KEYS = ("version", "image", "model", "prompts", "tools", "memory_schema", "eval_dataset")
+
+
+class StackFileError(Exception):
+    """The stack file cannot be read or does not have the expected shape."""
+
+
+def plain(node: Any) -> Any:
+    """A ruamel node as plain Python data (dicts, lists, scalars)."""
+    if isinstance(node, dict):
+        return {str(k): plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (same-directory temp file, fsync, os.replace)."""
+    path = Path(path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StackFile:
+    """A stack config file loaded for round-trip editing."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = Path(path)
+        self.original = text
+        try:
+            _, indent, offset = load_yaml_guess_indent(text)
+        except YAMLError as err:
+            raise StackFileError(f"{path}: not valid YAML: {err}") from None
+        self._yaml = YAML()
+        self._yaml.preserve_quotes = True
+        self._yaml.width = 4096
+        self._yaml.indent(mapping=2, sequence=indent or 2, offset=offset or 0)
+        self.doc = self._yaml.load(text)
+        if not isinstance(self.doc, dict) or not isinstance(self.doc.get("config"), dict):
+            raise StackFileError(f"{path}: expected a mapping with a 'config:' key")
+
+    @classmethod
+    def load(cls, path: Path) -> StackFile:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StackFileError(f"stack config file {path} does not exist") from None
+        return cls(path, text)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> CommentedMap:
+        return self.doc["config"]
+
+    def _key(self, name: str) -> str:
+        full = f"{NAMESPACE}:{name}"
+        return name if name in self.config and full not in self.config else full
+
+    def value(self, name: str, default: Any = None) -> Any:
+        """Plain value of ``agent-platform:<name>``."""
+        return plain(self.config.get(self._key(name), default))
+
+    @property
+    def agents(self) -> CommentedMap:
+        agents = self.config.get(self._key("agents"))
+        if not isinstance(agents, dict):
+            raise StackFileError(f"{self.path}: no {NAMESPACE}:agents mapping")
+        return agents
+
+    def agent(self, name: str) -> CommentedMap:
+        node = self.agents.get(name)
+        if not isinstance(node, dict):
+            raise StackFileError(f"{self.path}: no agent {name!r} under {NAMESPACE}:agents")
+        return node
+
+    # --- editing ---------------------------------------------------------------------------
+
+    def set_release(self, agent: str, manifest: dict[str, Any]) -> None:
+        """Replace the agent's ``release`` with ``manifest`` (plain data)."""
+        self._put(self.agent(agent), "release", _manifest_node(manifest), after=None)
+
+    def move_release_to_stable(self, agent: str) -> None:
+        """``stable`` becomes the current ``release`` node (comments and layout kept)."""
+        node = self.agent(agent)
+        self._put(node, "stable", node["release"], after="release")
+
+    def drop_stable(self, agent: str) -> None:
+        node = self.agent(agent)
+        if "stable" in node:
+            del node["stable"]
+
+    def set_canary_percent(self, agent: str, percent: int | None) -> None:
+        """Set ``rollout.canary_percent`` (None removes it)."""
+        node = self.agent(agent)
+        rollout = node.get("rollout")
+        if percent is None:
+            if isinstance(rollout, dict) and "canary_percent" in rollout:
+                del rollout["canary_percent"]
+            return
+        if not isinstance(rollout, dict):
+            rollout = CommentedMap()
+            self._put(node, "rollout", rollout, after="stable" if "stable" in node else "release")
+        if "canary_percent" in rollout:
+            rollout["canary_percent"] = percent
+        else:
+            rollout.insert(0, "canary_percent", percent)
+
+    @staticmethod
+    def _put(node: CommentedMap, key: str, value: Any, *, after: str | None) -> None:
+        if key in node:
+            node[key] = value
+            return
+        keys = list(node.keys())
+        pos = keys.index(after) + 1 if after in keys else len(keys)
+        node.insert(pos, key, value)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def dumps(self) -> str:
+        out = io.StringIO()
+        self._yaml.dump(self.doc, out)
+        return out.getvalue()
+
+    @property
+    def changed(self) -> bool:
+        return self.dumps() != self.original
+
+    def save(self) -> str:
+        """Write the edited file atomically; return the text written."""
+        text = self.dumps()
+        atomic_write(self.path, text)
+        return text
+
+
+def _manifest_node(manifest: dict[str, Any]) -> CommentedMap:
+    node = CommentedMap()
+    for key in MANIFEST_KEYS:
+        if manifest.get(key) is not None:
+            value = manifest[key]
+            node[key] = CommentedMap(value) if isinstance(value, dict) else value
+    for key, value in manifest.items():  # keys this version does not know stay, for the validator to judge
+        if key not in node and value is not None:
+            node[key] = value
+    return node
