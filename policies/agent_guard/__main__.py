@@ -1,0 +1,18 @@
+"""The agent_guard policy pack: builds the PolicyPack from the rules of each area.
+
+Enforcement comes from the policy config (config/<stack>.json beside this file): every
+policy is advisory unless the config says otherwise."""
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+import cost
+import identity
+import release
+import reliability
+import security
+
+PolicyPack(
+    name="agent_guard",
+    enforcement_level=EnforcementLevel.ADVISORY,
+    policies=[*security.POLICIES, *identity.POLICIES, *reliability.POLICIES, *cost.POLICIES, *release.POLICIES],
+)

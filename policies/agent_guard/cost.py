@@ -1,0 +1,134 @@
+"""Cost: a budget that warns before the bill does, and instance sizes within a cap."""
+
+from __future__ import annotations
+
+import re
+
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from helpers import AGENT_ENGINE, BUDGET, CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1, containers, fmt, get, items
+
+GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
+
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
+_MIB = {
+    None: 1 / 1048576,
+    "Ki": 1 / 1024,
+    "Mi": 1,
+    "Gi": 1024,
+    "Ti": 1024 * 1024,
+    "k": 1e3 / 1048576,
+    "K": 1e3 / 1048576,
+    "M": 1e6 / 1048576,
+    "G": 1e9 / 1048576,
+    "T": 1e12 / 1048576,
+}
+
+
+def cpu_count(value: object) -> float | None:
+    """``"2"`` -> 2.0, ``"500m"`` -> 0.5; None when unreadable."""
+    text = str(value).strip()
+    try:
+        return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
+def memory_mib(value: object) -> float | None:
+    """``"4Gi"`` -> 4096.0, ``"1G"`` -> 953.67...; None when unreadable."""
+    m = _MEMORY.match(str(value).strip())
+    return float(m.group(1)) * _MIB[m.group(2)] if m else None
+
+
+def _limits(resource_type: str, props: object) -> list[tuple[str, object]]:
+    if resource_type in (CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1):
+        return [(f"container {c.name}", get(c.spec, "resources", "limits")) for c in containers(resource_type, props)]
+    if resource_type == AGENT_ENGINE:
+        return [("the deployment spec", get(props, "spec", "deploymentSpec", "resourceLimits"))]
+    return []
+
+
+# --- instance-size-capped ---------------------------------------------------------------
+
+
+def _instance_size(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = args.get_config()
+    max_cpu = float(config.get("maxCpu") or 4)
+    max_mib = float(config.get("maxMemoryMiB") or 8192)
+    for where, limits in _limits(args.resource_type, args.props):
+        cpu = cpu_count(get(limits, "cpu")) if get(limits, "cpu") is not None else None
+        mib = memory_mib(get(limits, "memory")) if get(limits, "memory") is not None else None
+        if cpu is not None and cpu > max_cpu:
+            report(
+                f"{where} asks for {get(limits, 'cpu')} CPU per instance, above the cap of {fmt(max_cpu)}; lower it "
+                "(agentstage: agents.<name>.resources.cpu) or raise this policy's maxCpu config."
+            )
+        if mib is not None and mib > max_mib:
+            report(
+                f"{where} asks for {get(limits, 'memory')} of memory per instance, above the cap of "
+                f"{fmt(max_mib)}Mi; lower it (agentstage: agents.<name>.resources.memory) or raise this policy's "
+                "maxMemoryMiB config."
+            )
+
+
+instance_size_capped = ResourceValidationPolicy(
+    name="instance-size-capped",
+    description="Checks that the CPU and memory of each agent instance stay within the caps of the policy config.",
+    validate=_instance_size,
+    severity=Severity.MEDIUM,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "maxCpu": {"type": "number", "exclusiveMinimum": 0, "default": 4, "description": "Most CPUs per instance."},
+            "maxMemoryMiB": {
+                "type": "integer",
+                "minimum": 128,
+                "default": 8192,
+                "description": "Most memory per instance, in MiB.",
+            },
+        }
+    ),
+    framework=PolicyComplianceFramework(name=GUIDANCE, reference="cost control"),
+    tags=["cost"],
+    remediation_steps="Size instances from load-test evidence; scale out rather than up.",
+)
+
+
+# --- billing-budget (stack) -------------------------------------------------------------
+
+
+def billing_budget(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Advisory until the budget component exists; its enforcement comes from the per-stack
+    policy config."""
+    budgets = [r for r in args.resources if r.resource_type == BUDGET]
+    if not budgets:
+        report(
+            "the stack has no billing budget, so nobody is warned before agent traffic or a runaway loop runs up "
+            "the bill; add one with threshold rules (agentstage: agent-platform:budget)."
+        )
+        return
+    for b in budgets:
+        if not items(get(b.props, "thresholdRules")):
+            report("the billing budget has no threshold rules, so it never alerts; add threshold_rules (e.g. 0.5, 0.9, 1.0).", b.urn)
+
+
+billing_budget_policy = StackValidationPolicy(
+    name="billing-budget",
+    description="Checks that the stack has a billing budget with threshold rules.",
+    validate=billing_budget,
+    severity=Severity.MEDIUM,
+    framework=PolicyComplianceFramework(name=GUIDANCE, reference="cost control: budgets"),
+    tags=["cost"],
+    remediation_steps="Set agent-platform:budget with billing_account, monthly_amount and thresholds.",
+)
+
+
+POLICIES = [instance_size_capped, billing_budget_policy]

@@ -1,0 +1,309 @@
+"""Identity: every agent runs as its own service account with least privilege, and no grant
+widens what an identity (or a member outside the organisation) can do."""
+
+from __future__ import annotations
+
+import re
+
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+)
+
+from helpers import (
+    AGENT_ENGINE,
+    BASIC_ROLES,
+    CLOUD_RUN,
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_V1,
+    GKE_CLUSTER,
+    GKE_NODE_POOL,
+    SERVICE_ACCOUNT_KEY,
+    default_account_kind,
+    get,
+    grants,
+    iam_scope,
+    iam_target,
+    member_domain,
+)
+
+CHECKOV = "Checkov"
+
+
+# --- dedicated-service-account ----------------------------------------------------------
+
+
+def _workload_identity(resource_type: str, props: object) -> tuple[str, object, str] | None:
+    """(the field that names the identity, its value, who runs the workload when it is unset)."""
+    compute = "the Compute Engine default service account"
+    if resource_type == CLOUD_RUN:
+        return "template.service_account", get(props, "template", "serviceAccount"), compute
+    if resource_type == CLOUD_RUN_JOB:
+        return "template.template.service_account", get(props, "template", "template", "serviceAccount"), compute
+    if resource_type == CLOUD_RUN_V1:
+        return "template.spec.service_account_name", get(props, "template", "spec", "serviceAccountName"), compute
+    if resource_type == AGENT_ENGINE:
+        return (
+            "spec.service_account",
+            get(props, "spec", "serviceAccount"),
+            "the Vertex AI Reasoning Engine service agent shared by every agent in the project",
+        )
+    if resource_type == GKE_NODE_POOL:
+        return "node_config.service_account", get(props, "nodeConfig", "serviceAccount"), compute
+    if resource_type == GKE_CLUSTER:
+        if get(props, "enableAutopilot") is True:
+            return (
+                "cluster_autoscaling.auto_provisioning_defaults.service_account",
+                get(props, "clusterAutoscaling", "autoProvisioningDefaults", "serviceAccount"),
+                compute,
+            )
+        if get(props, "removeDefaultNodePool") is True:
+            return None
+        return "node_config.service_account", get(props, "nodeConfig", "serviceAccount"), compute
+    return None
+
+
+def _dedicated_service_account(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    found = _workload_identity(args.resource_type, args.props)
+    if found is None:
+        return
+    field, account, fallback = found
+    fix = "create a service account for this agent alone and set it (agentstage: AgentIdentity does this)."
+    if not isinstance(account, str) or not account:
+        report(f"{field} is not set, so the workload runs as {fallback}; {fix}")
+        return
+    kind = default_account_kind(account)
+    if kind:
+        report(f"{field} is {account}, the {kind} service account shared by the whole project; {fix}")
+
+
+dedicated_service_account = ResourceValidationPolicy(
+    name="dedicated-service-account",
+    description="Checks that every Cloud Run service, Agent Engine and GKE workload runs as a dedicated service account, never a default Compute Engine or App Engine account.",
+    validate=_dedicated_service_account,
+    severity=Severity.CRITICAL,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_46-48"),
+    tags=["identity"],
+    remediation_steps="Give each agent its own service account with only the roles it needs.",
+)
+
+
+# --- no-default-service-account-grants --------------------------------------------------
+
+
+def _no_default_account_grants(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    scope = iam_scope(args.resource_type)
+    if scope is None:
+        return
+    for g in grants(args.resource_type, args.props):
+        kind = default_account_kind(g.member) if g.member.startswith("serviceAccount:") else None
+        if kind:
+            report(
+                f"grants {g.role} to {g.member}, the {kind} service account, at {scope} level: every workload "
+                "that falls back to it inherits the role; grant the role to a dedicated service account instead."
+            )
+
+
+no_default_service_account_grants = ResourceValidationPolicy(
+    name="no-default-service-account-grants",
+    description="Checks that no project, folder or organization role is granted to a default Compute Engine or App Engine service account.",
+    validate=_no_default_account_grants,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_46-48"),
+    tags=["identity", "iam"],
+    remediation_steps="Remove the grant; grant the role to the workload's dedicated service account.",
+)
+
+
+# --- no-basic-roles ---------------------------------------------------------------------
+
+
+def _no_basic_roles(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    scope = iam_scope(args.resource_type)
+    if scope is None:
+        return
+    for g in grants(args.resource_type, args.props):
+        if g.role in BASIC_ROLES:
+            report(
+                f"grants the basic role {g.role} to {g.member} at {scope} level, which reaches every service in "
+                f"the {scope}; grant the predefined roles the member needs (e.g. roles/aiplatform.user) instead."
+            )
+
+
+no_basic_roles = ResourceValidationPolicy(
+    name="no-basic-roles",
+    description="Checks that the basic roles owner, editor and viewer are never granted at project, folder or organization level.",
+    validate=_no_basic_roles,
+    severity=Severity.CRITICAL,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_115-117"),
+    tags=["identity", "iam"],
+    remediation_steps="Replace the basic role with predefined roles (agentstage: agents.<name>.roles).",
+)
+
+
+# --- no-project-impersonation-roles -----------------------------------------------------
+
+_IMPERSONATION = ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator")
+
+
+def _no_impersonation_roles(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    scope = iam_scope(args.resource_type)
+    if scope is None:
+        return
+    for g in grants(args.resource_type, args.props):
+        if g.role in _IMPERSONATION:
+            report(
+                f"grants {g.role} to {g.member} at {scope} level, which lets it act as every service account "
+                f"in the {scope}; grant the role on the one service account it needs to use instead."
+            )
+
+
+no_project_impersonation_roles = ResourceValidationPolicy(
+    name="no-project-impersonation-roles",
+    description="Checks that iam.serviceAccountUser and iam.serviceAccountTokenCreator are granted on single service accounts, never at project, folder or organization level.",
+    validate=_no_impersonation_roles,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_41, CKV_GCP_49"),
+    tags=["identity", "iam"],
+    remediation_steps="Use gcp.serviceaccount.IAMMember on the service account instead of a project grant.",
+)
+
+
+# --- no-admin-roles-for-service-accounts ------------------------------------------------
+
+_ADMIN = re.compile(r"(?i)admin$")
+
+
+def _no_admin_roles(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    target = iam_target(args.resource_type)
+    for g in grants(args.resource_type, args.props):
+        if g.member.startswith("serviceAccount:") and _ADMIN.search(g.role.rsplit("/", 1)[-1]):
+            report(
+                f"grants the admin role {g.role} to {g.member} on the {target}; a compromised agent could "
+                "reconfigure or delete what it administers: grant a narrower role (e.g. a user, viewer or "
+                "accessor role) instead."
+            )
+
+
+no_admin_roles_for_service_accounts = ResourceValidationPolicy(
+    name="no-admin-roles-for-service-accounts",
+    description="Checks that no service account is granted an admin role (a role whose name ends in admin or Admin).",
+    validate=_no_admin_roles,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_42"),
+    tags=["identity", "iam"],
+    remediation_steps="Grant the least-privileged predefined role that covers what the agent does.",
+)
+
+
+# --- no-service-account-keys ------------------------------------------------------------
+
+
+def _no_keys(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == SERVICE_ACCOUNT_KEY:
+        account = get(args.props, "serviceAccountId")
+        who = f" for {account}" if isinstance(account, str) else ""
+        report(
+            f"creates a user-managed service account key{who}, a long-lived credential that can leak; remove it "
+            "and let the workload use its attached service account (or Workload Identity Federation outside Google Cloud)."
+        )
+
+
+no_service_account_keys = ResourceValidationPolicy(
+    name="no-service-account-keys",
+    description="Checks that no user-managed service account key is created.",
+    validate=_no_keys,
+    severity=Severity.CRITICAL,
+    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV2_GCP_3"),
+    tags=["identity", "secrets"],
+    remediation_steps="Delete the key resource; use attached service accounts or Workload Identity Federation.",
+)
+
+
+# --- secret-accessor-per-secret ---------------------------------------------------------
+
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+def _secret_accessor_per_secret(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    scope = iam_scope(args.resource_type)
+    if scope is None:
+        return
+    for g in grants(args.resource_type, args.props):
+        if g.role == SECRET_ACCESSOR:
+            report(
+                f"grants {SECRET_ACCESSOR} to {g.member} at {scope} level, which opens every secret in the "
+                f"{scope}; grant it on each secret the agent reads (gcp.secretmanager.SecretIamMember) instead."
+            )
+
+
+secret_accessor_per_secret = ResourceValidationPolicy(
+    name="secret-accessor-per-secret",
+    description="Checks that secretmanager.secretAccessor is granted on individual secrets, never at project, folder or organization level.",
+    validate=_secret_accessor_per_secret,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name="Google Cloud Secret Manager best practices", reference="least privilege"),
+    tags=["identity", "secrets"],
+    remediation_steps="Reference the secret in agents.<name>.secrets; agentstage grants access on that secret only.",
+)
+
+
+# --- allowed-member-domains -------------------------------------------------------------
+
+
+def _allowed_member_domains(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    allowed = [d.lower() for d in args.get_config().get("domains") or []]
+    if not allowed:
+        return
+    target = iam_target(args.resource_type)
+    for g in grants(args.resource_type, args.props):
+        found = member_domain(g.member)
+        if found is None:
+            continue
+        kind, domain = found
+        if kind == "serviceAccount":
+            if domain.endswith(".gserviceaccount.com"):
+                continue
+        elif domain in allowed:
+            continue
+        report(
+            f"grants {g.role} on the {target} to {g.member}, whose domain {domain} is not allowed; "
+            f"grant it to a member of {', '.join(allowed)} or add the domain to this policy's domains config."
+        )
+
+
+allowed_member_domains = ResourceValidationPolicy(
+    name="allowed-member-domains",
+    description="Checks that IAM members come only from the allowed domains of the policy config (service accounts must be Google Cloud service accounts).",
+    validate=_allowed_member_domains,
+    severity=Severity.HIGH,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "domains": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": [],
+                "description": "Domains user:, group: and domain: members may come from. Empty: any domain.",
+            }
+        }
+    ),
+    framework=PolicyComplianceFramework(name="Google Cloud organization policy", reference="iam.allowedPolicyMemberDomains"),
+    tags=["identity", "iam"],
+    remediation_steps="Grant roles to members of your organisation's domains only.",
+)
+
+
+POLICIES = [
+    dedicated_service_account,
+    no_default_service_account_grants,
+    no_basic_roles,
+    no_project_impersonation_roles,
+    no_admin_roles_for_service_accounts,
+    no_service_account_keys,
+    secret_accessor_per_secret,
+    allowed_member_domains,
+]
