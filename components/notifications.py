@@ -10,7 +10,9 @@ import pulumi_gcp as gcp
 
 from components.ops_spec import AlertsSpec
 
-__all__ = ["NotificationChannels", "channel_key"]
+__all__ = ["NotificationChannels", "channel_key", "PUBLISHER"]
+
+PUBLISHER = "roles/pubsub.publisher"
 
 
 def channel_key(value: str) -> str:
@@ -26,7 +28,9 @@ class NotificationChannels(pulumi.ComponentResource):
     Each is keyed by its target, so reordering the config replaces nothing.
 
     Outputs: ``names`` (every channel's resource name, for alert policies) and
-    ``email_names`` (the email channels only: billing budgets accept at most five).
+    ``email_names`` (the email channels only: billing budgets accept at most five). Each
+    Pub/Sub topic also gets ``roles/pubsub.publisher`` for the project's Monitoring
+    notification service agent, without which Monitoring cannot publish.
     """
 
     names: pulumi.Output[list[str]]
@@ -64,8 +68,23 @@ class NotificationChannels(pulumi.ComponentResource):
 
         for address in spec.notification_emails:
             email.append(channel("email", address, "email", {"email_address": address}))
+        self.publishers: dict[str, gcp.pubsub.TopicIAMMember] = {}
+        if spec.pubsub_topics:
+            # Monitoring publishes as its notification service agent: let it publish on each topic.
+            number = gcp.organizations.get_project_output(
+                project_id=project, opts=pulumi.InvokeOutputOptions(parent=self)
+            ).number
+            agent = number.apply(lambda n: f"serviceAccount:service-{n}@gcp-sa-monitoring-notification.iam.gserviceaccount.com")
         for topic in spec.pubsub_topics:
-            channel("pubsub", topic, "pubsub", {"topic": topic})
+            resource = channel("pubsub", topic, "pubsub", {"topic": topic})
+            self.publishers[topic] = gcp.pubsub.TopicIAMMember(
+                f"{name}-pubsub-{channel_key(topic)}-publisher",
+                project=topic.split("/")[1],
+                topic=topic,
+                role=PUBLISHER,
+                member=agent,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[resource]),
+            )
         for url in spec.webhooks:
             channel("webhook", url, "webhook_tokenauth", {"url": url})
 
