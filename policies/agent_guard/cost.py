@@ -15,7 +15,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from helpers import AGENT_ENGINE, BUDGET, CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1, containers, fmt, get, items
+from helpers import AGENT_ENGINE, BUDGET, CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1, containers, fmt, get, items, number
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
 
@@ -106,8 +106,8 @@ instance_size_capped = ResourceValidationPolicy(
 
 
 def billing_budget(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Advisory until the budget component exists; its enforcement comes from the per-stack
-    policy config."""
+    """Mandatory in production (``AgentBudget`` creates it from ``agent-platform:budget``);
+    enforcement comes from the per-stack policy config."""
     budgets = [r for r in args.resources if r.resource_type == BUDGET]
     if not budgets:
         report(
@@ -131,4 +131,35 @@ billing_budget_policy = StackValidationPolicy(
 )
 
 
-POLICIES = [instance_size_capped, billing_budget_policy]
+# --- budget-actual-threshold -------------------------------------------------------------
+
+
+def _budget_actual_threshold(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != BUDGET:
+        return
+    actual = []
+    for rule in items(get(args.props, "thresholdRules")):
+        basis = get(rule, "spendBasis") or "CURRENT_SPEND"  # the API default
+        share = number(get(rule, "thresholdPercent"))
+        if basis == "CURRENT_SPEND" and share is not None:
+            actual.append(share)
+    if not actual or min(actual) > 1:
+        found = f"its lowest actual-spend threshold is {fmt(min(actual) * 100)}%" if actual else "it has no actual-spend threshold"
+        report(
+            f"the billing budget never warns before the money is spent: {found}; add a threshold rule on actual "
+            "spend at or below 100% (agentstage: agent-platform:budget.thresholds, e.g. [0.5, 0.9, 1.0])."
+        )
+
+
+budget_actual_threshold = ResourceValidationPolicy(
+    name="budget-actual-threshold",
+    description="Checks that every billing budget has at least one threshold at or below 100% of actual spend.",
+    validate=_budget_actual_threshold,
+    severity=Severity.MEDIUM,
+    framework=PolicyComplianceFramework(name=GUIDANCE, reference="cost control: budgets"),
+    tags=["cost"],
+    remediation_steps="Set agent-platform:budget.thresholds with at least one share <= 1.0.",
+)
+
+
+POLICIES = [instance_size_capped, billing_budget_policy, budget_actual_threshold]

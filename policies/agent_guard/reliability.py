@@ -236,8 +236,8 @@ def _watches(text: str) -> set[str]:
 
 
 def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Advisory until the observability component exists; its enforcement comes from the
-    per-stack policy config.
+    """Mandatory in production (``AgentObservability`` creates the policies from
+    ``agent-platform:alerts``); enforcement comes from the per-stack policy config.
 
     An alert policy covers an agent service when its ``agent`` user label is the service's
     ``agent`` label, or when one of its conditions names the service (``service_name``).
@@ -277,10 +277,42 @@ agent_alert_policies_policy = StackValidationPolicy(
 )
 
 
+# --- alert-policy-actionable -------------------------------------------------------------
+
+
+def _alert_policy_actionable(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != ALERT_POLICY:
+        return
+    name = get(args.props, "displayName") or "the alert policy"
+    if not items(get(args.props, "notificationChannels")):
+        report(
+            f"{name} has no notification channel, so its incidents open in the console and nobody is told; "
+            "add one (agentstage: agent-platform:alerts.notification_emails, pubsub_topics or webhooks)."
+        )
+    content = get(args.props, "documentation", "content")
+    if not isinstance(content, str) or not content.strip():
+        report(
+            f"{name} has no documentation, so on-call gets an alert without what it means or what to do first; "
+            "set documentation.content (what it means, first steps, how to roll back)."
+        )
+
+
+alert_policy_actionable = ResourceValidationPolicy(
+    name="alert-policy-actionable",
+    description="Checks that every alert policy has at least one notification channel and documentation for on-call.",
+    validate=_alert_policy_actionable,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name=GUIDANCE, reference="observability: alerting"),
+    tags=["reliability", "observability"],
+    remediation_steps="Set agent-platform:alerts.notification_emails; agentstage documents every policy it creates.",
+)
+
+
 POLICIES = [
     max_instances_capped,
     min_instances_production,
     health_probes,
     deletion_protection,
     agent_alert_policies_policy,
+    alert_policy_actionable,
 ]

@@ -247,8 +247,8 @@ def _template_gaps(props: object) -> list[str]:
 
 
 def model_armor_guardrails(args: StackValidationArgs, report: ReportViolation) -> None:
-    """Advisory until the guardrails component exists; its enforcement comes from the
-    per-stack policy config."""
+    """Mandatory in production (``AgentGuardrails`` creates the template from
+    ``agent-platform:guardrails``); enforcement comes from the per-stack policy config."""
     templates = [r for r in args.resources if r.resource_type == MODEL_ARMOR_TEMPLATE]
     if not templates:
         report(
