@@ -133,8 +133,8 @@ def _memory_items(agent: str, spec: PlatformSpec, evidence: Evidence) -> list[Ga
     m = [p[1] for p in series]
     fit = linregress(t, m)
     mean = sum(m) / len(m)
-    growth = fit.slope * (max(t) - min(t)) / mean if mean else 0.0
-    return [GateItem("memory stable", growth <= limit,
+    growth = float(fit.slope * (max(t) - min(t)) / mean) if mean else 0.0
+    return [GateItem("memory stable", bool(growth <= limit),
                      f"{growth:+.1%} over {max(t) - min(t):.0f} s (trend of {len(m)} points, r={fit.rvalue:.2f})",
                      f"growth <= {limit:.0%}", agent)]
 

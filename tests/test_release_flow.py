@@ -1,0 +1,388 @@
+"""Scenarios of the release flow on a copy of the reference project: a canary walked from 5% to
+100% on healthy metrics, canaries rolled back on errors and on latency, promotion behind the
+gates; config, ledger and plan diffs asserted at each step, and `status` after each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentstage.cli import app
+from agentstage.diff import diff_plans
+from agentstage.engine import run_plan
+from agentstage.release import flow
+from agentstage.release.gates import Evidence
+from agentstage.release.ledger import Ledger
+from agentstage.release.lock import LockBusy, stack_lock
+from agentstage.release.metrics import FileSource
+from agentstage.release.stackfile import StackFile
+from tests.conftest import ROOT
+
+DATA = ROOT / "tests" / "data" / "release"
+T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+SERVICE = "gcp:cloudrunv2/service:Service"
+runner = CliRunner()
+
+
+class Clock:
+    def __init__(self, t: dt.datetime = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+    def advance(self, minutes: float) -> None:
+        self.t += dt.timedelta(minutes=minutes)
+
+
+def cli(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False, terminal_width=200)
+
+
+def agent_cfg(project: Path, stack: str, agent: str = "support-bot") -> dict:
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load((project / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return data["config"]["agent-platform:agents"][agent]
+
+
+def service(plan, name="support-bot"):
+    return next(r for r in plan.by_type(SERVICE) if r.inputs["name"] == name)
+
+
+def split(plan, name="support-bot"):
+    return [(t["revision"], t["percent"], t.get("tag")) for t in service(plan, name).inputs["traffics"]]
+
+
+def step(project, clock, metrics, **kw):
+    before = run_plan(project, "production")
+    change = flow.rollout_once(project, "production", FileSource(DATA / metrics, clock=clock), clock=clock, **kw)
+    after = run_plan(project, "production")
+    return change, before, after, diff_plans(before, after)
+
+
+def status_line(project, agent="support-bot"):
+    result = cli("status", "production", "-C", str(project), "--json")
+    assert result.exit_code == 0, result.output
+    return next(a for a in json.loads(result.output)["stacks"][0]["agents"] if a["agent"] == agent)
+
+
+def test_healthy_canary_walks_from_5_to_100(project):
+    clock = Clock()
+    original = (project / "stacks" / "Pulumi.production.yaml").read_text()
+
+    # 1. step start unknown (no ledger yet); the canary served the whole window: 5 -> 25
+    change, before, after, diff = step(project, clock, "metrics-healthy.json")
+    assert [a.verdict for a in change.analyses] == ["advance"]
+    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 25
+    assert split(after) == [("support-bot-1-3-2", 75, None), ("support-bot-1-4-0", 25, "canary")]
+    assert diff.changed == 1 and list(diff.updates) == [service(after).urn]
+    assert service(after).inputs["template"] == service(before).inputs["template"]
+    s = status_line(project)
+    assert (s["state"], s["canary_percent"], s["decisions"][-1]["action"]) == ("canary 25%", 25, "advance")
+
+    # 2. five minutes later: still baking, nothing written, the hold is recorded
+    clock.advance(5)
+    change, _, _, diff = step(project, clock, "metrics-healthy.json")
+    assert not change.wrote and diff.empty
+    assert change.analyses[0].reason == "baking: 5 of 10 min baked"
+    assert status_line(project)["decisions"][-1]["action"] == "hold"
+
+    # 3. bake over: 25 -> 50
+    clock.advance(6)
+    change, _, after, diff = step(project, clock, "metrics-healthy.json")
+    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 50
+    assert split(after)[1] == ("support-bot-1-4-0", 50, "canary") and diff.changed == 1
+
+    # 4. 50 -> 100: stable dropped, the template keeps running the release (no new revision)
+    clock.advance(11)
+    change, before, after, diff = step(project, clock, "metrics-healthy.json")
+    assert change.analyses[0].verdict == "complete"
+    cfg = agent_cfg(project, "production")
+    assert "stable" not in cfg and "canary_percent" not in cfg["rollout"]
+    assert split(after) == [("support-bot-1-4-0", 100, None)]
+    assert service(after).inputs["template"]["revision"] == "support-bot-1-4-0"
+    assert service(after).inputs["template"] == service(before).inputs["template"]
+    assert not diff.creates and not diff.deletes
+    assert all(p.startswith("traffics") for p in diff.updates[service(after).urn])
+    s = status_line(project)
+    assert (s["state"], s["stable"], s["traffic"]) == ("stable", None, [{"revision": "support-bot-1-4-0", "percent": 100, "tag": None}])
+
+    # 5. nothing left in flight
+    change = flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock), clock=clock)
+    assert change.message == "no canary in flight" and not change.wrote
+
+    decisions = Ledger(project, "production").decisions("support-bot")
+    assert [(d["action"], d["percent"], d["to_percent"]) for d in decisions] == [
+        ("advance", 5, 25), ("hold", 25, 25), ("advance", 25, 50), ("complete", 50, 100)]
+    assert decisions[0]["checks"][0]["name"] == "error_rate" and "latency" in decisions[0]["statistics"]
+    # only the support-bot block changed: research-agent and the comment are byte-identical
+    new = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    assert new.splitlines()[0] == original.splitlines()[0]
+    assert new[new.index("    research-agent:"):] == original[original.index("    research-agent:"):]
+
+
+@pytest.mark.parametrize("metrics, reason", [
+    ("metrics-errors.json", "error rate 8.28% > 2.00%"),
+    ("metrics-latency.json", "p99 latency 2464 ms > 2000 ms"),
+])
+def test_failing_canary_rolls_back_in_one_resource(project, metrics, reason):
+    clock = Clock()
+    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / metrics))
+    assert result.exit_code == 3, result.output
+    assert "rollback" in result.output and reason in result.output
+    cfg = agent_cfg(project, "production")
+    assert cfg["rollout"]["canary_percent"] == 0 and cfg["stable"]["version"] == "1.3.2"
+    plan = run_plan(project, "production")
+    assert split(plan) == [("support-bot-1-3-2", 100, None), ("support-bot-1-4-0", 0, "canary")]
+    d = Ledger(project, "production").decisions("support-bot")[-1]
+    assert (d["action"], d["percent"], d["to_percent"]) == ("rollback", 5, 0)
+    assert d["reason"].startswith(reason)
+    assert status_line(project)["state"] == "rolled back"
+    # a rolled-back canary is not analysed again
+    change = flow.rollout_once(project, "production", FileSource(DATA / metrics, clock=clock), clock=clock)
+    assert change.message == "no canary in flight"
+
+
+def test_rollback_changes_exactly_the_service_traffic(project):
+    before = run_plan(project, "production")
+    result = cli("rollback", "production", "-C", str(project), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    after = run_plan(project, "production")
+    diff = diff_plans(before, after)
+    assert diff.changed == 1 and not diff.creates and not diff.deletes
+    assert diff.updates == {service(after).urn: ["traffics[0].percent", "traffics[1].percent"]}
+    assert out["diff"]["update"] == {service(after).urn: ["traffics[0].percent", "traffics[1].percent"]}
+    assert service(after).inputs["template"] == service(before).inputs["template"]
+    text = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    original = (ROOT / "stacks" / "Pulumi.production.yaml").read_text()
+    changed = [(a, b) for a, b in zip(original.splitlines(), text.splitlines()) if a != b]
+    assert changed == [("        canary_percent: 5", "        canary_percent: 0")]
+    assert len(text.splitlines()) == len(original.splitlines())
+    # a second rollback has nothing to do
+    again = cli("rollback", "production", "-C", str(project))
+    assert again.exit_code == 0 and "nothing to roll back: no canary in flight" in again.output
+
+
+def test_rollback_of_an_agent_without_stable_is_refused(project):
+    result = cli("rollback", "production", "-C", str(project), "--agent", "research-agent")
+    assert result.exit_code == 1
+    assert "research-agent has no stable release in stack 'production': there is nothing to roll back to" in result.output
+    result = cli("rollback", "production", "-C", str(project), "--agent", "nope")
+    assert result.exit_code == 2
+    assert "stack 'production' has no agent 'nope'; agents: research-agent, support-bot" in result.output
+
+
+def test_a_second_run_on_a_locked_stack_fails_clearly(project):
+    with stack_lock(project, "production", "rollout"):
+        with pytest.raises(LockBusy, match=r"^stack 'production' is locked by another agentstage run \(rollout by pid \d+ since "):
+            flow.rollback(project, "production")
+        result = cli("rollback", "production", "-C", str(project))
+        assert result.exit_code == 1 and "is locked by another agentstage run" in result.output
+    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 5
+    flow.rollback(project, "production")  # free again
+    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 0
+
+
+def test_watch_walks_to_100_with_a_simulated_clock(project, monkeypatch):
+    from agentstage.commands import rollout as cmd
+
+    clock = Clock()
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(s)
+        clock.advance(s / 60)
+
+    monkeypatch.setattr(cmd, "CLOCK", clock)
+    monkeypatch.setattr(cmd, "SLEEP", sleep)
+    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
+                 "--watch", "--interval", "120")
+    assert result.exit_code == 0, result.output
+    assert "complete" in result.output
+    actions = [d["action"] for d in Ledger(project, "production").decisions("support-bot")]
+    assert actions == ["advance"] + ["hold"] * 4 + ["advance"] + ["hold"] * 4 + ["complete"]
+    assert set(sleeps) == {120}
+    assert "stable" not in agent_cfg(project, "production")
+
+
+def test_watch_stops_at_max_wait(project, monkeypatch):
+    from agentstage.commands import rollout as cmd
+
+    clock = Clock()
+    monkeypatch.setattr(cmd, "CLOCK", clock)
+    monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
+    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
+                 "--watch", "--interval", "60", "--max-wait", "5")
+    assert result.exit_code == 0, result.output
+    assert "--max-wait of 5 min reached; still in flight: support-bot at 25%" in result.output
+    assert clock.t - T0 == dt.timedelta(minutes=5)
+
+
+# --- promotion -------------------------------------------------------------------------------
+
+NEW_IMAGE = "us-docker.pkg.dev/acme-agents/agents/support-bot@sha256:" + "ab" * 32
+
+
+def prepare_promotion(project: Path) -> None:
+    """Production runs 1.4.0 alone (canary finished); staging has the 1.5.0 candidate;
+    production has gate thresholds and volumes."""
+    prod = StackFile.load(project / "stacks" / "Pulumi.production.yaml")
+    prod.drop_stable("support-bot")
+    prod.set_canary_percent("support-bot", None)
+    from ruamel.yaml.comments import CommentedMap
+
+    prod.config["agent-platform:gates"] = CommentedMap({
+        "eval": CommentedMap({"task_success": 0.85, "groundedness": 0.8}),
+        "agents": CommentedMap({"support-bot": CommentedMap({"safety": 0.99})}),
+        "monthly_requests": CommentedMap({"support-bot": 250000}),
+    })
+    prod.save()
+    stg = StackFile.load(project / "stacks" / "Pulumi.staging.yaml")
+    release = dict(stg.value("agents")["support-bot"]["release"])
+    release.update(version="1.5.0", image=NEW_IMAGE, eval_dataset="support-golden@8")
+    stg.set_release("support-bot", release)
+    stg.save()
+
+
+def evidence(eval_file="eval-support-bot-1.5.0.json", load="locust-ok"):
+    from agentstage.release.evidence import read_eval, read_locust
+
+    return Evidence(evals=[read_eval(str(DATA / eval_file))], load_tests={None: read_locust(str(DATA / load))})
+
+
+def test_promote_then_walk_to_100(project):
+    prepare_promotion(project)
+    before_text = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    before = run_plan(project, "production")
+    args = ["promote", "staging", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
+            "--load-test", str(DATA / "locust-ok")]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "all gates passed" in result.output and "promoted staging -> production: support-bot 1.5.0 at 5%" in result.output
+    cfg = agent_cfg(project, "production")
+    assert cfg["release"]["version"] == "1.5.0" and cfg["release"]["image"] == NEW_IMAGE
+    assert cfg["stable"]["version"] == "1.4.0" and cfg["rollout"]["canary_percent"] == 5
+    staging_release = agent_cfg(project, "staging")["release"]
+    assert cfg["release"] == staging_release  # the exact manifest
+    after = run_plan(project, "production")
+    assert split(after) == [("support-bot-1-4-0", 95, None), ("support-bot-1-5-0", 5, "canary")]
+    assert service(after).inputs["template"]["revision"] == "support-bot-1-5-0"
+    ledger = Ledger(project, "production")
+    assert set(ledger.releases()["support-bot"]) == {"1.4.0", "1.5.0"}
+    promo = ledger.decisions("support-bot")[-1]
+    assert (promo["action"], promo["to_percent"], promo["from_stack"]) == ("promote", 5, "staging")
+    assert all(g["ok"] is not False for g in promo["gates"])
+    text = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    assert text.splitlines()[0] == before_text.splitlines()[0]
+    assert text[text.index("    research-agent:"):] == before_text[before_text.index("    research-agent:"):]
+    assert diff_plans(before, after).creates == []
+
+    # a second promotion while the canary is in flight is refused, nothing changed
+    result = cli(*args)
+    assert result.exit_code in (0, 1)
+    assert "nothing to promote" in result.output  # same release: nothing differs
+
+    # walk it to 100% with --skip-bake on healthy metrics
+    clock = Clock()
+    for expected in (25, 50, 100):
+        flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock),
+                          clock=clock, skip_bake=True)
+        cfg = agent_cfg(project, "production")
+        assert cfg["rollout"].get("canary_percent", 100) == expected
+    assert "stable" not in cfg and status_line(project)["release"] == "1.5.0"
+
+
+def test_promote_refuses_on_failing_gates_and_changes_nothing(project):
+    prepare_promotion(project)
+    before = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    result = cli("promote", "staging", "production", "-C", str(project),
+                 "--eval", str(DATA / "eval-support-bot-1.5.0-weak.json"), "--load-test", str(DATA / "locust-slow"))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "refusing to promote staging -> production" in out and "nothing was changed" in out
+    assert "✗ support-bot eval task_success: 0.79 (needs >= 0.85)" in out
+    assert "✗ support-bot eval safety: missing from eval-support-bot-1.5.0-weak.json (agentstage) (needs >= 0.99)" in out
+    assert "✗ support-bot load test p99: 3900 ms (run_stats.csv) (needs <= 2000 ms)" in out
+    assert "✗ support-bot load test errors: 3.44%" in out
+    assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before
+    assert Ledger(project, "production").decisions() == []
+
+
+def test_promote_refuses_missing_evidence(project):
+    prepare_promotion(project)
+    result = cli("promote", "staging", "production", "-C", str(project))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "✗ support-bot evaluation report: no report for support-bot 1.5.0 (reports given for: none)" in out
+    assert "✗ support-bot load test: no load test given" in out
+
+
+def test_promote_refuses_a_canary_in_flight(project):
+    stg = StackFile.load(project / "stacks" / "Pulumi.staging.yaml")
+    release = dict(stg.value("agents")["support-bot"]["release"])
+    release.update(version="1.5.0", image=NEW_IMAGE)
+    stg.set_release("support-bot", release)
+    stg.save()
+    before = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    result = cli("promote", "staging", "production", "-C", str(project))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert ("support-bot: a canary is already in flight in 'production' (1.4.0 at 5% beside 1.3.2); finish it with "
+            "`agentstage rollout` or roll it back first") in out
+    assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before
+
+
+def test_promote_refuses_a_reused_version_with_other_contents(project):
+    prepare_promotion(project)
+    Ledger(project, "staging").record("support-bot", {**agent_cfg(project, "staging")["release"], "model": "gemini-2.0-flash"})
+    result = cli("promote", "staging", "production", "-C", str(project))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "support-bot: support-bot 1.5.0 was recorded in stack 'staging' with manifest sha256:" in out
+    assert "(differs in: model); a version is never reused with different contents" in out
+
+
+def test_promote_refuses_stacks_that_disagree_beyond_the_release(project):
+    prepare_promotion(project)
+    stg = StackFile.load(project / "stacks" / "Pulumi.staging.yaml")
+    stg.agent("support-bot")["secrets"]["NEW_TOKEN"] = "new-token:1"
+    stg.save()
+    result = cli("promote", "staging", "production", "-C", str(project))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert ("support-bot: 'staging' and 'production' disagree on secrets (names): ['CRM_TOKEN', 'NEW_TOKEN'] vs "
+            "['CRM_TOKEN']; make them agree in a reviewed change before promoting") in out
+
+
+def test_gate_command_lists_every_item(project):
+    prepare_promotion(project)
+    result = cli("gate", "production", "--from", "staging", "-C", str(project), "--json",
+                 "--eval", str(DATA / "eval-support-bot-1.5.0.json"), "--load-test", str(DATA / "locust-ok"),
+                 "--memory", str(DATA / "memory-flat.csv"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["passed"] and report["candidates"] == {"support-bot": "1.5.0"}
+    items = {(i["agent"], i["name"]): i for i in report["items"]}
+    assert items[("support-bot", "eval task_success")]["evidence"] == "0.91"
+    assert items[("support-bot", "eval safety")]["threshold"] == ">= 0.99"
+    assert items[("support-bot", "load test p99")]["evidence"] == "1620 ms (run_stats.csv)"
+    assert items[("support-bot", "load test errors")]["evidence"] == "0.09% (12/13040 failed, 300 s, 60 users)"
+    assert items[("support-bot", "memory stable")]["ok"] is True
+    assert items[("support-bot", "cost within budget")]["evidence"] == (
+        "0.0042 USD/request x 250,000 requests = 1,050.00 USD/month")
+    assert items[("support-bot", "rollback possible")]["evidence"] == "stable 1.4.0 (revision support-bot-1-4-0)"
+    assert items[("support-bot", "alerts present")]["ok"] is True
+    assert items[("", "budget present")]["ok"] is True
+    assert items[("", "policy check")]["ok"] is True
+    # a leaking memory series fails its gate
+    result = cli("gate", "production", "--from", "staging", "-C", str(project),
+                 "--eval", str(DATA / "eval-support-bot-1.5.0.json"), "--load-test", str(DATA / "locust-ok"),
+                 "--memory", str(DATA / "memory-leak.csv"))
+    assert result.exit_code == 1
+    assert "memory stable" in result.output and "1 gate(s) failed" in result.output
