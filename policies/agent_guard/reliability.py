@@ -227,10 +227,13 @@ def _alert_text(props: object) -> str:
 
 
 def _watches(text: str) -> set[str]:
+    """The signals an alert policy watches, read from its metric filters and queries:
+    ``latency`` (request or response latencies) and ``errors`` (request counts by 5xx
+    response code)."""
     signals = set()
-    if "request_latencies" in text or "latency" in text:
+    if "request_latencies" in text or "response_latencies" in text:
         signals.add("latency")
-    if "5xx" in text or "response_code_class" in text or "error" in text:
+    if ("request_count" in text or "response_count" in text) and ("5xx" in text or "response_code" in text):
         signals.add("errors")
     return signals
 
@@ -240,8 +243,9 @@ def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> 
     ``agent-platform:alerts``); enforcement comes from the per-stack policy config.
 
     An alert policy covers an agent service when its ``agent`` user label is the service's
-    ``agent`` label, or when one of its conditions names the service (``service_name``).
-    It counts only with at least one notification channel."""
+    ``agent`` label, or when one of its conditions names the service (``"<service name>"``).
+    It counts only with at least one notification channel. Latency means a condition on
+    ``request_latencies``; errors, a condition on ``request_count`` by 5xx response code."""
     policies = [r for r in args.resources if r.resource_type == ALERT_POLICY]
     for svc in args.resources:
         if svc.resource_type != CLOUD_RUN:

@@ -168,7 +168,7 @@ def _credential_reason(name: str, value: object) -> str | None:
     if isinstance(value, str):
         for prefix, what in _CREDENTIAL_PREFIXES:
             if value.startswith(prefix):
-                return f"its value looks like {what} (starts with {prefix})"
+                return f"its value starts with {prefix}, like {what}"
     return None
 
 
@@ -180,8 +180,8 @@ def _secrets_in_secret_manager(args: ResourceValidationArgs, report: ReportViola
         reason = _credential_reason(env.name, env.value)
         if reason:
             report(
-                f"{env.name} is a plain environment variable of {env.where} and looks like a credential "
-                f"({reason}); store the value in Secret Manager and reference it with a secret reference "
+                f"{env.name} is a plain environment variable of {env.where} that looks like a credential: "
+                f"{reason}; store the value in Secret Manager and reference it with a secret reference "
                 "(agentstage: move it from env to secrets).",
             )
 
