@@ -454,3 +454,15 @@ def test_bad_observability_config_is_rejected_with_the_key(section, change, mess
     with pytest.raises(ConfigError) as err:
         platform_from_config(cfg)
     assert err.value.issues == [message]
+
+
+def test_docs_stack_snippet_is_a_valid_production_stack():
+    import re
+
+    from ruamel.yaml import YAML
+
+    text = (ROOT / "docs" / "observability.md").read_text()
+    [snippet] = [s for s in re.findall(r"```yaml\n(.*?)```", text, re.S) if s.startswith("config:")]
+    spec = platform_from_config(YAML(typ="safe").load(snippet)["config"])
+    assert spec.is_production and spec.budget.monthly_amount == 1500
+    assert spec.alerts.notification_emails == ["oncall@acme.com"] and spec.tracing.effective_sample_rate(True) == 0.1
