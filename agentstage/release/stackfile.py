@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from agentstage.config import NAMESPACE
@@ -182,12 +184,25 @@ class StackFile:
         return text
 
 
+_NEEDS_QUOTES = re.compile(r"^([-+]?[0-9][0-9_.eE+-]*|true|false|yes|no|on|off|null|~)$", re.IGNORECASE)
+
+
+def _scalar(value: Any) -> Any:
+    """Strings YAML would read as another type keep the double quotes the stacks use."""
+    if isinstance(value, str) and _NEEDS_QUOTES.match(value):
+        return DoubleQuotedScalarString(value)
+    return value
+
+
 def _manifest_node(manifest: dict[str, Any]) -> CommentedMap:
     node = CommentedMap()
     for key in MANIFEST_KEYS:
         if manifest.get(key) is not None:
             value = manifest[key]
-            node[key] = CommentedMap(value) if isinstance(value, dict) else value
+            if isinstance(value, dict):
+                node[key] = CommentedMap((k, _scalar(v)) for k, v in value.items())
+            else:
+                node[key] = value if key == "version" else _scalar(value)
     for key, value in manifest.items():  # keys this version does not know stay, for the validator to judge
         if key not in node and value is not None:
             node[key] = value
