@@ -1,0 +1,115 @@
+"""Evidence readers: eval report adapters (agentstage JSON, Vertex AI), Locust --csv, memory
+series and metrics files, with the exact message for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from agentstage.cli import app
+from agentstage.release.evidence import EvidenceError, read_eval, read_locust, read_memory
+from agentstage.release.metrics import FileSource, MetricsError
+from tests.conftest import ROOT
+
+DATA = ROOT / "tests" / "data" / "release"
+
+
+def test_plain_report():
+    r = read_eval(str(DATA / "eval-support-bot-1.5.0.json"))
+    assert (r.format, r.agent, r.version, r.dataset) == ("agentstage", "support-bot", "1.5.0", "support-golden@8")
+    assert r.metrics == {"task_success": 0.91, "groundedness": 0.88, "safety": 0.995}
+    assert r.cost_per_request_usd == 0.0042
+
+
+def test_vertex_summary_mapping_bound_on_the_command_line():
+    r = read_eval(f"support-bot@1.5.0={DATA / 'vertex-summary.json'}")
+    assert (r.format, r.agent, r.version, r.examples) == ("vertex-ai", "support-bot", "1.5.0", 240)
+    assert r.metrics == {"task_success": 0.91, "groundedness": 0.88, "safety": 0.995}
+
+
+def test_vertex_aggregated_list():
+    r = read_eval(f"support-bot={DATA / 'vertex-aggregated.json'}")
+    assert r.metrics == {"task_success": 0.91, "groundedness": 0.87, "safety": 0.99}
+    assert (r.agent, r.version) == ("support-bot", None)
+
+
+def test_binding_must_match_the_report():
+    with pytest.raises(EvidenceError, match=r"^evaluation report .*eval-support-bot-1.5.0.json is for version 1.5.0, not 1.6.0$"):
+        read_eval(f"support-bot@1.6.0={DATA / 'eval-support-bot-1.5.0.json'}")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "expected a JSON object"),
+    ('{"scores": {}}', "neither an agentstage report (a 'metrics' object) nor Vertex AI evaluation output (a 'summary_metrics' object or list)"),
+    ('{"metrics": {}}', "'metrics' must be a non-empty object of metric -> score"),
+    ('{"metrics": {"safety": "high"}}', 'metrics.safety: "high" is not a number'),
+    ('{"summary_metrics": {"row_count": 3}}', "summary_metrics has no mean scores"),
+    ('{"summary_metrics": [{"metric": "x"}]}', "summary_metrics[0] needs 'metric_name' and 'mean_score'"),
+    ("{", "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+])
+def test_bad_eval_reports(tmp_path, content, message):
+    path = tmp_path / "report.json"
+    path.write_text(content)
+    with pytest.raises(EvidenceError) as err:
+        read_eval(str(path))
+    assert str(err.value) == f"evaluation report {path}: {message}"
+
+
+def test_missing_report():
+    with pytest.raises(EvidenceError, match=r"^evaluation report /nonexistent.json does not exist$"):
+        read_eval("/nonexistent.json")
+
+
+def test_locust_stats_and_history():
+    lt = read_locust(str(DATA / "locust-ok" / "run"))  # the --csv prefix
+    assert (lt.requests, lt.failures, lt.p50_ms, lt.p95_ms, lt.p99_ms) == (13040, 12, 600, 1150, 1620)
+    assert lt.error_rate == pytest.approx(12 / 13040)
+    assert (lt.duration_s, lt.peak_users, lt.history_points) == (300, 60, 6)
+    assert read_locust(str(DATA / "locust-ok")).p99_ms == 1620  # the directory
+    assert read_locust(str(DATA / "locust-ok" / "run_stats.csv")).requests == 13040
+
+
+def test_locust_errors(tmp_path):
+    with pytest.raises(EvidenceError, match=r"^load test .*nothing: no Locust stats file \(give PREFIX_stats.csv, the --csv PREFIX or its directory\)$"):
+        read_locust(str(tmp_path / "nothing"))
+    (tmp_path / "x_stats.csv").write_text("Type,Name,Request Count\nGET,/,3\n")
+    with pytest.raises(EvidenceError, match=r"x_stats.csv: no 'Aggregated' row; is this Locust --csv output\?$"):
+        read_locust(str(tmp_path / "x_stats.csv"))
+
+
+def test_memory_series(tmp_path):
+    assert len(read_memory(str(DATA / "memory-flat.csv"))) == 13
+    (tmp_path / "m.csv").write_text("t,bytes\n1,2\n")
+    with pytest.raises(EvidenceError, match=r"m.csv: expected the columns timestamp,memory_bytes$"):
+        read_memory(str(tmp_path / "m.csv"))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"revisions": {"r": {"requests": [1, 2], "errors": [0], "latency_p99_ms": [1, 2]}}},
+     "revisions.r: requests, errors and latency_p99_ms must have one value per interval (lengths 2, 1, 2)"),
+    ({"revisions": {"r": {"requests": [1], "errors": [2], "latency_p99_ms": [1]}}},
+     "revisions.r: each errors value must be between 0 and that interval's requests"),
+    ({"series": {}}, "revisions: Field required"),
+])
+def test_bad_metrics_files(tmp_path, data, message):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(MetricsError) as err:
+        FileSource(path)
+    assert str(err.value) == f"metrics file {path}: {message}"
+
+
+def test_rollout_with_a_bad_metrics_file_exits_2(project, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text("{}")
+    result = CliRunner().invoke(app, ["rollout", "production", "-C", str(project), "--metrics-file", str(path)])
+    assert result.exit_code == 2
+    assert "m.json: revisions: Field required" in "".join(result.output.split("\n"))
+
+
+def test_gate_with_a_missing_eval_file_exits_2(project):
+    result = CliRunner().invoke(app, ["gate", "production", "-C", str(project), "--eval", "/nonexistent.json"])
+    assert result.exit_code == 2
+    assert "evaluation report /nonexistent.json does not exist" in result.output
