@@ -424,7 +424,12 @@ class PolicyPackProcess:
     def _failure(self, doing: str, err: Any) -> PolicyError:
         import grpc
 
-        code = self._proc.poll() if self._proc is not None else None
+        code = None
+        if self._proc is not None:
+            try:  # a dead pack closes its socket a moment before its exit status is known
+                code = self._proc.wait(timeout=2 if err.code() == grpc.StatusCode.UNAVAILABLE else 0.05)
+            except subprocess.TimeoutExpired:
+                code = None
         if code is not None:
             return PolicyError(f"policy pack {self.name} exited (exit code {code}) {doing}{self._tail()}")
         status = err.code()

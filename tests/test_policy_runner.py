@@ -1,0 +1,166 @@
+"""The offline policy runner: a pack that does not start, crashes, dies or misbehaves is an
+error that says so, never a pass; the CLI's engine address and environment reach the pack."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentstage.cli import app
+from agentstage.engine import run_plan
+from agentstage.policy import PolicyError, run_check
+from tests.conftest import ROOT
+
+MANIFEST = "runtime: python\nversion: 9.9.9\n"
+
+
+def make_pack(root: Path, main: str, manifest: str = MANIFEST) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "PulumiPolicy.yaml").write_text(manifest)
+    (root / "__main__.py").write_text(textwrap.dedent(main))
+    return root
+
+
+#: A one-rule pack whose rule runs ``BODY`` for Cloud Run services.
+RULE = """
+    import os, sys
+    from pulumi_policy import PolicyPack, ResourceValidationPolicy, StackValidationPolicy, EnforcementLevel
+
+    def validate(args, report):
+        if args.resource_type == "gcp:cloudrunv2/service:Service":
+            BODY
+
+    PolicyPack(name="probe", enforcement_level=EnforcementLevel.MANDATORY, policies=[
+        ResourceValidationPolicy(name="probe-rule", description="Checks that the probe works.", validate=validate),
+    ])
+"""
+
+
+def rule_pack(root: Path, body: str) -> Path:
+    return make_pack(root, RULE.replace("BODY", body))
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return run_plan(ROOT, "production")
+
+
+def test_pack_that_fails_to_start(tmp_path, plan) -> None:
+    pack = make_pack(tmp_path / "broken", "import nonexistent_module_for_the_test\n")
+    with pytest.raises(PolicyError) as err:
+        run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    message = str(err.value)
+    assert message.startswith(f"policy pack {pack} failed to start (exit code 1)")
+    assert "ModuleNotFoundError: No module named 'nonexistent_module_for_the_test'" in message
+
+
+def test_rule_that_raises(tmp_path, plan) -> None:
+    pack = rule_pack(tmp_path / "raises", 'raise RuntimeError("rule blew up")')
+    with pytest.raises(PolicyError) as err:
+        run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    assert str(err.value).startswith(
+        "policy pack probe crashed while analysing urn:pulumi:production::agent-platform::"
+        "agentstage:cloudrun:CloudRunAgent$gcp:cloudrunv2/service:Service::research-agent-service: "
+        "Exception calling application: rule blew up"
+    )
+
+
+def test_pack_that_dies_mid_analysis(tmp_path, plan) -> None:
+    pack = rule_pack(tmp_path / "dies", "os._exit(7)")
+    with pytest.raises(PolicyError) as err:
+        run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    assert str(err.value).startswith("policy pack probe exited (exit code 7) while analysing urn:pulumi:production::")
+
+
+def test_pack_that_prints_something_else_than_its_port(tmp_path, plan) -> None:
+    pack = make_pack(tmp_path / "chatty", 'print("hello from the pack")\n')
+    with pytest.raises(PolicyError) as err:
+        run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    assert str(err.value) == f"policy pack {pack} printed 'hello from the pack' where the Analyzer port was expected"
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        (None, "{pack} is not a policy pack: it has no PulumiPolicy.yaml"),
+        ("runtime: nodejs\n", "{pack}/PulumiPolicy.yaml: runtime is 'nodejs'; agentstage check runs Python policy packs"),
+    ],
+)
+def test_not_a_python_policy_pack(tmp_path, plan, manifest, message) -> None:
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    if manifest:
+        (pack / "PulumiPolicy.yaml").write_text(manifest)
+    with pytest.raises(PolicyError) as err:
+        run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    assert str(err.value) == message.format(pack=pack)
+
+
+def test_pack_sees_the_stack_like_under_the_cli(tmp_path, plan) -> None:
+    """The rule reports what the CLI hands a pack: cwd (the pack dir), the engine address
+    argument, PULUMI_PROJECT/STACK/DRY_RUN and the stack config (PULUMI_CONFIG)."""
+    body = (
+        'import pulumi.runtime; report(" | ".join([os.path.basename(os.getcwd()), sys.argv[1].split(":")[0], '
+        'os.environ["PULUMI_PROJECT"], os.environ["PULUMI_STACK"], os.environ["PULUMI_DRY_RUN"], '
+        'pulumi.runtime.get_config("gcp:project"), str(args.provider.resource_type), str(args.provider.props["project"]), '
+        'str(args.opts.parent).rsplit("::", 1)[1]]))'
+    )
+    report = run_check(ROOT, "production", plan=plan, pack_dir=rule_pack(tmp_path / "env-pack", body))
+    assert report.pack_name == "probe" and report.pack_version == "9.9.9"  # PulumiPolicy.yaml wins, as with the CLI
+    assert sorted({v.message for v in report.violations}) == [
+        "env-pack | 127.0.0.1 | agent-platform | production | true | acme-agents-prod | pulumi:providers:gcp | "
+        "acme-agents-prod | research-agent",
+        "env-pack | 127.0.0.1 | agent-platform | production | true | acme-agents-prod | pulumi:providers:gcp | "
+        "acme-agents-prod | support-bot",
+    ]
+    assert {v.enforcement for v in report.violations} == {"mandatory"} and not report.passed
+
+
+def test_analyze_stack_gets_parents_and_dependencies(tmp_path, plan) -> None:
+    pack = make_pack(tmp_path / "stack-pack", """
+        from pulumi_policy import PolicyPack, StackValidationPolicy
+
+        def validate(args, report):
+            for r in args.resources:
+                if r.resource_type == "gcp:cloudrunv2/service:Service":
+                    deps = sorted(d.name for d in r.dependencies)
+                    report(f"{r.name} parent={r.parent.name} deps={','.join(deps)} "
+                           f"template<-{','.join(d.name for d in r.property_dependencies.get('template', []))}", r.urn)
+
+        PolicyPack(name="stack-probe", policies=[
+            StackValidationPolicy(name="stack-probe", description="Checks the stack.", validate=validate)])
+    """)
+    report = run_check(ROOT, "production", plan=plan, pack_dir=pack)
+    messages = {v.resource_name: v.message for v in report.violations}
+    support = messages["support-bot-service"]
+    assert support.startswith("support-bot-service parent=support-bot deps=")
+    deps, template = support.split("deps=")[1].split(" template<-")
+    assert "support-bot-sa" in deps.split(",") and "support-bot-sa" in template.split(",")
+    assert {v.enforcement for v in report.violations} == {"advisory"} and report.passed
+
+
+def test_cli_reports_a_crashed_pack_as_an_error(tmp_path) -> None:
+    pack = rule_pack(tmp_path / "raises", 'raise RuntimeError("rule blew up")')
+    result = CliRunner().invoke(app, ["check", "production", "-C", str(ROOT), "--policy-pack", str(pack)],
+                                catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "error: policy pack probe crashed while analysing" in result.stderr
+    assert "the policy check did not complete; nothing was checked" in result.stderr
+    assert result.stdout == ""
+
+
+def test_report_json_is_stable(tmp_path, plan) -> None:
+    report = run_check(ROOT, "production", plan=plan)
+    data = report.to_json()
+    assert list(data) == ["version", "project", "stack", "stack_config", "policy_pack", "passed", "summary",
+                          "violations", "policies"]
+    assert data["version"] == 1
+    assert list(data["summary"]) == ["resources", "policies", "violations", "mandatory", "advisory"]
+    assert list(data["policies"][0]) == ["name", "description", "enforcement", "severity", "type", "config",
+                                         "anchor", "remediation"]
+    assert all(p["description"].startswith("Checks that") for p in data["policies"])
+    json.dumps(data)
