@@ -101,6 +101,8 @@ def rollout(
                 console.print(f"--max-wait of {max_wait:g} min reached; still in flight: "
                               + ", ".join(f"{a.agent} at {a.to_percent}%" for a in pending))
                 break
+            if skip_bake and change.wrote:
+                continue  # no bake to wait for: analyse the new step at once
             wait = interval if max_wait is None else min(interval, max_wait * 60 - elapsed)
             SLEEP(max(wait, 0))
     if as_json:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
@@ -184,12 +185,12 @@ class StackFile:
         return text
 
 
-_NEEDS_QUOTES = re.compile(r"^([-+]?[0-9][0-9_.eE+-]*|true|false|yes|no|on|off|null|~)$", re.IGNORECASE)
+_RESOLVER = VersionedResolver()
 
 
 def _scalar(value: Any) -> Any:
-    """Strings YAML would read as another type keep the double quotes the stacks use."""
-    if isinstance(value, str) and _NEEDS_QUOTES.match(value):
+    """Strings YAML would read as another type ("3", "true") get the double quotes the stacks use."""
+    if isinstance(value, str) and _RESOLVER.resolve(ScalarNode, value, (True, False)) != "tag:yaml.org,2002:str":
         return DoubleQuotedScalarString(value)
     return value
 
