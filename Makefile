@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 preview: $(STAMP)
 	$(BIN)/agentstage preview staging
 	$(BIN)/agentstage preview production
+	$(BIN)/agentstage check staging
+	$(BIN)/agentstage check production
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
