@@ -386,3 +386,31 @@ def test_gate_command_lists_every_item(project):
                  "--memory", str(DATA / "memory-leak.csv"))
     assert result.exit_code == 1
     assert "memory stable" in result.output and "1 gate(s) failed" in result.output
+
+
+def test_gate_without_from_checks_the_canary_in_flight(project):
+    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
+            "--load-test", str(DATA / "locust-ok")]
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert "3 gate(s) failed: support-bot evaluation report, support-bot evaluation thresholds, support-bot cost within budget" in " ".join(result.output.split())
+    report = json.loads(cli(*args, "--json").output)
+    assert report["candidates"] == {"support-bot": "1.4.0"} and not report["passed"]
+    items = {i["name"]: i for i in report["items"]}
+    assert items["evaluation report"]["evidence"] == "eval-support-bot-1.5.0.json (agentstage) is for 1.5.0"
+    assert items["evaluation report"]["threshold"] == "version 1.4.0"
+    assert items["evaluation thresholds"]["evidence"] == "none configured"
+    assert items["cost within budget"]["evidence"] == (
+        "missing production volume (agent-platform:gates.monthly_requests.support-bot)")
+    assert items["rollback possible"]["evidence"] == "stable 1.3.2 (revision support-bot-1-3-2)"
+
+
+def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "240")  # rich reads the width from COLUMNS when not on a terminal
+    flow.rollback(project, "production", clock=Clock())
+    result = cli("status", "production", "-C", str(project))
+    assert result.exit_code == 0
+    row = next(line for line in result.output.splitlines() if "support-bot" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:4] == ["support-bot", "rolled back", "1.4.0", "1.3.2"]
+    assert cells[4:] == ["100% / 0% canary", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
