@@ -50,13 +50,10 @@ def check(
 ) -> None:
     """Check STACK against the agent_guard policy pack, offline.
 
-    Runs the unmodified CrossGuard pack the way `pulumi preview --policy-pack` does, on the
-    offline plan of the stack: no Pulumi CLI, provider plugin or cloud credential. The policy
-    config (enforcement per policy and thresholds) is <pack>/config/<STACK>.json unless
-    --policy-config is given: advisory in staging, mandatory in production.
+    Runs the unmodified CrossGuard pack the way `pulumi preview --policy-pack` does, on the offline plan of the stack: no Pulumi CLI, provider plugin or cloud credential. The policy config (enforcement per policy and thresholds) is <pack>/config/<STACK>.json unless --policy-config is given: advisory in staging, mandatory in production.
 
-    Exit codes: 0 no mandatory violation; 1 a mandatory violation, or the pack crashed or
-    misbehaved; 2 invalid stack config or policy config."""
+    Exit codes: 0 no mandatory violation; 1 a mandatory violation, or the pack crashed or misbehaved; 2 invalid stack config or policy config.
+    """
     from rich.console import Console
 
     from agentstage.policy import (

@@ -447,7 +447,7 @@ class PolicyPackProcess:
         self.version = self.version or info.version  # PulumiPolicy.yaml wins, as with the CLI
         policies = []
         for p in info.policies:
-            schema = json_format.MessageToDict(p.configSchema.properties) if p.HasField("configSchema") else {}
+            schema = _ints(json_format.MessageToDict(p.configSchema.properties)) if p.HasField("configSchema") else {}
             kind = "stack" if p.policy_type == analyzer_pb2.PolicyType.POLICY_TYPE_STACK else "resource"
             policies.append(
                 PolicyInfo(
@@ -606,6 +606,17 @@ class PolicyPackProcess:
         _locate_agents(report, plan)
         report.elapsed_s = time.perf_counter() - started
         return report
+
+
+def _ints(value: Any) -> Any:
+    """Wire numbers are doubles: show a schema default of 100 as 100, not 100.0."""
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _severity(value: int) -> str:
