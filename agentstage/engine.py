@@ -315,6 +315,7 @@ def _options(request: Any) -> dict[str, Any]:
 def _build_monitor(mocks: Any) -> Any:
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime import rpc
+    from pulumi.runtime.settings import get_project, get_stack
     from pulumi.runtime.proto import resource_pb2
     from pulumi.runtime.sync_await import _sync_await
 
@@ -325,6 +326,15 @@ def _build_monitor(mocks: Any) -> Any:
             super().__init__(m)
             self.records: list[PlannedResource] = []
             self.loops: set[Any] = set()
+
+        def make_urn(self, parent: str, type_: str, name: str) -> str:
+            # As the engine forms URNs: the parent's whole qualified type chain, joined by
+            # "$", precedes the type; the root stack's type is not part of it.
+            if parent:
+                qualified = parent.split("::")[2]
+                if qualified != STACK_TYPE:
+                    type_ = f"{qualified}${type_}"
+            return f"urn:pulumi:{get_stack()}::{get_project()}::{type_}::{name}"
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
             urn = self.make_urn(request.parent, request.type, request.name)

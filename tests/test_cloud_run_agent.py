@@ -154,7 +154,8 @@ def test_project_grants_are_additive_baseline_plus_extra_roles(project, producti
     plan = plan_of(project, production)
     member = "serviceAccount:support-bot-production@acme-agents-prod.iam.gserviceaccount.com"
     project_grants = [r.inputs for r in plan.by_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == member]
-    assert sorted(g["role"] for g in project_grants) == sorted([*BASELINE_ROLES, "roles/bigquery.dataViewer"])
+    guardrails = ["roles/modelarmor.user"]  # Model Armor has no template-level IAM in the provider
+    assert sorted(g["role"] for g in project_grants) == sorted([*BASELINE_ROLES, *guardrails, "roles/bigquery.dataViewer"])
     assert {g["project"] for g in project_grants} == {"acme-agents-prod"}
     # additive members only: never an authoritative binding or policy on the project
     assert not [r for r in plan.resources if r.type.startswith("gcp:projects/") and not r.type.endswith("IAMMember")]
@@ -234,7 +235,8 @@ def _labelable(type_token: str) -> str | None:
     _, module_path, cls = type_token.split(":")
     module = importlib.import_module("pulumi_gcp." + module_path.split("/")[0])
     klass = getattr(module, cls)
-    for prop, wire in (("labels", "labels"), ("user_labels", "userLabels")):
+    # user_labels first: on monitoring resources `labels` is channel configuration
+    for prop, wire in (("user_labels", "userLabels"), ("labels", "labels")):
         if isinstance(getattr(klass, prop, None), property):
             return wire
     return None

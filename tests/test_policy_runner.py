@@ -64,7 +64,7 @@ def test_rule_that_raises(tmp_path, plan) -> None:
         run_check(ROOT, "production", plan=plan, pack_dir=pack)
     assert str(err.value).startswith(
         "policy pack probe crashed while analysing urn:pulumi:production::agent-platform::"
-        "agentstage:cloudrun:CloudRunAgent$gcp:cloudrunv2/service:Service::research-agent-service: "
+        "agentstage:platform:AgentPlatform$agentstage:cloudrun:CloudRunAgent$gcp:cloudrunv2/service:Service::research-agent-service: "
         "Exception calling application: rule blew up"
     )
 
