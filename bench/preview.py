@@ -58,7 +58,7 @@ def inner(mode: str, project: str, stack: str, repeat: int) -> None:
             return f"{args.name}-id", dict(args.inputs)
 
         def call(self, args):
-            return {}, None
+            return {}, []  # pulumi 3.272 iterates the failures
 
     def bare() -> int:
         proj = load_project(project)
