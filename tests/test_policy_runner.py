@@ -64,7 +64,7 @@ def test_rule_that_raises(tmp_path, plan) -> None:
         run_check(ROOT, "production", plan=plan, pack_dir=pack)
     message = str(err.value)
     assert message.startswith("policy pack probe crashed while analysing urn:pulumi:production::agent-platform::")
-    assert ":gcp:cloudrunv2/service:Service::" in message.split(":", 1)[1].split(": ")[0]
+    assert "gcp:cloudrunv2/service:Service::" in message.split(": ")[0]
     assert "Exception calling application: rule blew up" in message
 
 
