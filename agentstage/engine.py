@@ -13,12 +13,11 @@ filled in realistically by :mod:`agentstage.fixtures`.
 
 from __future__ import annotations
 
-import atexit
+import concurrent.futures
 import json
 import os
 import runpy
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +80,7 @@ class StackConfig:
 
 
 def _yaml() -> YAML:
+    # The pure parser: YAML 1.2 like the Pulumi CLI; the C one rejects `{A: secret:3}`.
     return YAML(typ="safe", pure=True)
 
 
@@ -267,12 +267,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _struct(struct: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return _plain(json_format.MessageToDict(struct))
-
-
 def _tree_order(records: list[PlannedResource]) -> list[PlannedResource]:
     """Parents before children, siblings by URN: the same order on every run (the mock
     monitor registers from several threads, so arrival order varies)."""
@@ -313,11 +307,10 @@ def _options(request: Any) -> dict[str, Any]:
 
 
 def _build_monitor(mocks: Any) -> Any:
+    from google.protobuf import json_format, struct_pb2
     from pulumi.runtime import mocks as pmocks
-    from pulumi.runtime import rpc
     from pulumi.runtime.settings import get_project, get_stack
     from pulumi.runtime.proto import resource_pb2
-    from pulumi.runtime.sync_await import _sync_await
 
     class RecordingMonitor(pmocks.MockMonitor):
         """A MockMonitor that keeps each full RegisterResourceRequest."""
@@ -325,7 +318,6 @@ def _build_monitor(mocks: Any) -> Any:
         def __init__(self, m: Any) -> None:
             super().__init__(m)
             self.records: list[PlannedResource] = []
-            self.loops: set[Any] = set()
 
         def make_urn(self, parent: str, type_: str, name: str) -> str:
             # As the engine forms URNs: the parent's whole qualified type chain, joined by
@@ -337,18 +329,19 @@ def _build_monitor(mocks: Any) -> Any:
             return f"urn:pulumi:{get_stack()}::{get_project()}::{type_}::{name}"
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+            # Inputs stay in their wire form (secrets, unknowns and resource references as
+            # the SDK encoded them) from request to response: the mocks read and extend that
+            # form, and it goes back as a Struct without a round trip through the SDK's
+            # async (de)serializers, which would cost more than the rest of the engine.
             urn = self.make_urn(request.parent, request.type, request.name)
-            loop = pmocks._ensure_event_loop()
-            if threading.current_thread() is not threading.main_thread():
-                self.loops.add(loop)
-            inputs = rpc.deserialize_properties(request.object)
+            wire = json_format.MessageToDict(request.object)
             record = PlannedResource(
                 urn=urn,
                 type=request.type,
                 name=request.name,
                 parent=request.parent or None,
                 custom=bool(request.custom),
-                inputs=_struct(request.object),
+                inputs=_plain(wire),
                 dependencies=sorted(request.dependencies),
                 property_dependencies={k: sorted(v.urns) for k, v in sorted(request.propertyDependencies.items())},
                 provider=request.provider or None,
@@ -360,32 +353,41 @@ def _build_monitor(mocks: Any) -> Any:
             args = pmocks.MockResourceArgs(
                 typ=request.type,
                 name=request.name,
-                inputs=inputs,
+                inputs=wire,
                 provider=request.provider,
                 resource_id=request.importId,
                 custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(args)
             record.id = id_
-            obj = _sync_await(rpc.serialize_properties(state, {}))
-            record.outputs = _struct(obj)
+            record.outputs = _plain(state)
+            obj = struct_pb2.Struct()
+            obj.update(state)
             self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
     return RecordingMonitor(mocks)
 
 
-#: Event loops the mock monitor's worker threads made. They live as long as their threads
-#: (which later runs reuse); closing them at exit, while their file descriptors are still
-#: valid, keeps the interpreter from complaining while it tears them down.
-_WORKER_LOOPS: set[Any] = set()
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each submitted call at once, on the calling thread.
 
+    The SDK sends every monitor RPC through the event loop's default executor, built for a
+    real gRPC monitor in another process. The recording monitor answers in microseconds
+    from memory, so handing each call to a worker thread and back costs more than the call
+    (thread switches, the GIL, the loop's self-pipe). Set as the loop's default executor
+    for the run only."""
 
-@atexit.register
-def _close_worker_loops() -> None:
-    for loop in _WORKER_LOOPS:
-        if not loop.is_running() and not loop.is_closed():
-            loop.close()
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting coroutine
+            future.set_exception(err)
+        return future
 
 
 @contextmanager
@@ -412,7 +414,7 @@ def run_plan(
     import pulumi
     from pulumi.runtime import settings as psettings
     from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
+    from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
     from agentstage.fixtures import FixtureMocks
 
@@ -428,6 +430,9 @@ def run_plan(
 
     failure: BaseException | None = None
     outputs: dict[str, Any] = {}
+    loop = _ensure_event_loop()
+    saved_executor = getattr(loop, "_default_executor", None)
+    loop.set_default_executor(_InlineExecutor())
     with _program_path(project.dir):
         try:
             _sync_await(run_pulumi_func(lambda: runpy.run_path(str(project.main), run_name="__main__")))
@@ -437,7 +442,8 @@ def run_plan(
                 outputs = _plain(_sync_await(pulumi.Output.from_input(exported).future())) or {}
         except BaseException as err:  # noqa: BLE001 - reported below, with what the program said
             failure = err
-    _WORKER_LOOPS.update(monitor.loops)
+        finally:
+            loop._default_executor = saved_executor  # type: ignore[attr-defined]
     if failure is not None:
         _raise_program_error(failure, monitor.records)
     return Plan(

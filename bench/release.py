@@ -71,7 +71,7 @@ def bench_analysis() -> tuple[float, dict[str, int]]:
     from components.spec import AgentSpec
     from ruamel.yaml import YAML
 
-    data = YAML(typ="safe").load((ROOT / "stacks" / "Pulumi.production.yaml").read_text())
+    data = YAML(typ="safe", pure=True).load((ROOT / "stacks" / "Pulumi.production.yaml").read_text())
     agent = data["config"]["agent-platform:agents"]["support-bot"]
     agent["rollout"]["bake_minutes"] = 60
     spec = AgentSpec.model_validate(agent)

@@ -23,7 +23,7 @@ def _digest(seed: str) -> str:
 
 def generate(n: int) -> dict[str, Any]:
     with (ROOT / "stacks" / "Pulumi.production.yaml").open() as fh:
-        config = YAML(typ="safe").load(fh)["config"]
+        config = YAML(typ="safe", pure=True).load(fh)["config"]
     template = config["agent-platform:agents"]["support-bot"]
     agents = {}
     for i in range(n):

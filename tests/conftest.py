@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_stack(name: str) -> dict[str, Any]:
     """The ``config:`` map of a reference stack, as plain data."""
     with (ROOT / "stacks" / f"Pulumi.{name}.yaml").open() as fh:
-        return YAML(typ="safe").load(fh)["config"]
+        return YAML(typ="safe", pure=True).load(fh)["config"]
 
 
 def write_stack(path: Path, config: dict[str, Any]) -> Path:

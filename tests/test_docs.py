@@ -21,7 +21,7 @@ def test_config_reference_is_in_step_with_the_models():
 def test_readme_stack_snippet_is_valid():
     readme = (ROOT / "README.md").read_text()
     snippets = re.findall(r"```yaml\n(.*?)```", readme, re.S)
-    stacks = [YAML(typ="safe").load(s) for s in snippets if s.startswith("config:")]
+    stacks = [YAML(typ="safe", pure=True).load(s) for s in snippets if s.startswith("config:")]
     assert stacks
     for stack in stacks:
         spec = platform_from_config(stack["config"])

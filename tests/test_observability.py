@@ -463,6 +463,6 @@ def test_docs_stack_snippet_is_a_valid_production_stack():
 
     text = (ROOT / "docs" / "observability.md").read_text()
     [snippet] = [s for s in re.findall(r"```yaml\n(.*?)```", text, re.S) if s.startswith("config:")]
-    spec = platform_from_config(YAML(typ="safe").load(snippet)["config"])
+    spec = platform_from_config(YAML(typ="safe", pure=True).load(snippet)["config"])
     assert spec.is_production and spec.budget.monthly_amount == 1500
     assert spec.alerts.notification_emails == ["oncall@acme.com"] and spec.tracing.effective_sample_rate(True) == 0.1

@@ -46,7 +46,7 @@ def cli(*args: str):
 def agent_cfg(project: Path, stack: str, agent: str = "support-bot") -> dict:
     from ruamel.yaml import YAML
 
-    data = YAML(typ="safe").load((project / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    data = YAML(typ="safe", pure=True).load((project / "stacks" / f"Pulumi.{stack}.yaml").read_text())
     return data["config"]["agent-platform:agents"][agent]
 
 
