@@ -19,7 +19,7 @@ import os
 import runpy
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,7 +306,7 @@ def _options(request: Any) -> dict[str, Any]:
     return opts
 
 
-def _build_monitor(mocks: Any) -> Any:
+def _build_monitor(mocks: Any, on_resource: Callable[[PlannedResource], None] | None = None) -> Any:
     from google.protobuf import json_format, struct_pb2
     from pulumi.runtime import mocks as pmocks
     from pulumi.runtime.settings import get_project, get_stack
@@ -349,6 +349,8 @@ def _build_monitor(mocks: Any) -> Any:
             )
             self.records.append(record)
             if request.type == STACK_TYPE:
+                if on_resource is not None:
+                    on_resource(record)
                 return resource_pb2.RegisterResourceResponse(urn=urn)
             args = pmocks.MockResourceArgs(
                 typ=request.type,
@@ -364,6 +366,8 @@ def _build_monitor(mocks: Any) -> Any:
             obj = struct_pb2.Struct()
             obj.update(state)
             self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
+            if on_resource is not None:
+                on_resource(record)
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
     return RecordingMonitor(mocks)
@@ -406,8 +410,13 @@ def run_plan(
     project_dir: str | os.PathLike[str],
     stack: str,
     config_file: str | os.PathLike[str] | None = None,
+    *,
+    on_resource: Callable[[PlannedResource], None] | None = None,
 ) -> Plan:
     """Run the project's program for ``stack`` under the mock runtime and return its plan.
+
+    ``on_resource`` is called with each resource as it is registered (with its computed
+    outputs), so a consumer can work while the program still runs.
 
     Raises :class:`EngineError` when the project or stack cannot be loaded and
     :class:`ProgramError` when the program fails (``config_issues`` set on bad config)."""
@@ -423,7 +432,7 @@ def run_plan(
     config = load_stack_config(project, stack, config_file)
 
     mocks = FixtureMocks(config.values)
-    monitor = _build_monitor(mocks)
+    monitor = _build_monitor(mocks, on_resource)
     psettings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_all_config(dict(config.values), config.secret_keys)
     pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)

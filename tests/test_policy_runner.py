@@ -163,3 +163,38 @@ def test_report_json_is_stable(tmp_path, plan) -> None:
                                          "anchor", "remediation"]
     assert all(p["description"].startswith("Checks that") for p in data["policies"])
     json.dumps(data)
+
+
+def test_streamed_check_reports_what_a_check_of_the_finished_plan_reports(tmp_path) -> None:
+    """Without a plan, run_check analyses resources while the program still registers them;
+    the report must be the one a check of the finished plan gives."""
+    from tests.conftest import load_stack, write_stack
+
+    config = load_stack("production")
+    bot = config["agent-platform:agents"]["support-bot"]
+    bot["invokers"].append("allUsers")
+    bot["env"]["OPENAI_API_KEY"] = "sk-live-0123456789abcdef"
+    path = write_stack(tmp_path / "risky.yaml", config)
+    streamed = run_check(ROOT, "production", config_file=path)
+    finished = run_check(ROOT, "production", config_file=path, plan=run_plan(ROOT, "production", path))
+    assert streamed.mandatory and not streamed.passed
+    assert [v.to_json() for v in streamed.violations] == [v.to_json() for v in finished.violations]
+    assert streamed.resources == finished.resources
+
+
+def test_streamed_check_stops_cleanly_when_the_program_fails(tmp_path) -> None:
+    from agentstage.engine import ProgramError
+    from agentstage.policy import PolicyPackProcess
+
+    runner = PolicyPackProcess(project="agent-platform", stack="production")
+    runner.launch()
+
+    def failing_plan(on_resource):
+        raise ProgramError("the program failed: RuntimeError: boom")
+
+    try:
+        with pytest.raises(ProgramError, match="boom"):
+            runner.plan_and_check(failing_plan)
+    finally:
+        runner.close()
+    assert runner._proc is None

@@ -97,11 +97,13 @@ def check(
     except PolicyError as err:
         fail(str(err), EXIT_FAILED)
     try:
-        runner.launch()  # the pack boots while the program runs
-        plan = plan_or_exit(project, stack, config_file)
-        runner.connect()
-        runner.configure(settings, source=display_path(config_path) if config_path else None)
-        report = runner.check(plan, stack_config_path=str(stack_config.path))
+        runner.launch()  # the pack boots while the program runs, and analyses as it runs
+        _, report = runner.plan_and_check(
+            lambda on_resource: plan_or_exit(project, stack, config_file, on_resource),
+            settings,
+            source=display_path(config_path) if config_path else None,
+            stack_config_path=str(stack_config.path),
+        )
     except PolicyConfigError as err:
         fail(str(err), EXIT_BAD_INPUT)
     except PolicyError as err:

@@ -100,31 +100,37 @@ class _Resource:
             setattr(self, k, kw.get(k))
 
 
-def _resources(plan: Any, stack_config: Mapping[str, str]) -> list[_Resource]:
-    """The plan's resources plus the default providers the CLI would register for them."""
-    out: list[_Resource] = []
-    defaults: dict[str, _Resource] = {}
-    by_urn = {r.urn: r for r in plan.resources}
-    stack_urn_prefix = f"urn:pulumi:{plan.stack}::{plan.project}::"
-    for r in plan.resources:
+class _Mapper:
+    """Plan resources -> what the analyzer is told, adding the default provider the CLI
+    would register for each package (once, before its first resource). Resources arrive
+    parents and providers first, as the engine registers them."""
+
+    def __init__(self, project: str, stack: str, stack_config: Mapping[str, str]) -> None:
+        self.prefix = f"urn:pulumi:{stack}::{project}::"
+        self.config = stack_config
+        self.defaults: dict[str, _Resource] = {}
+        self.seen: dict[str, Any] = {}
+
+    def map(self, r: Any) -> list[_Resource]:
+        out: list[_Resource] = []
+        self.seen[r.urn] = r
         provider = None
         if r.custom and not r.type.startswith("pulumi:providers:"):
             if r.provider:
-                ref = r.provider.rsplit("::", 1)[0]
-                p = by_urn.get(ref)
+                p = self.seen.get(r.provider.rsplit("::", 1)[0])
                 if p is not None:
                     provider = (p.type, p.urn, p.name, p.inputs)
             else:
                 pkg = r.type.split(":", 1)[0]
                 version = str(r.options.get("version") or "")
                 key = f"{pkg}@{version}"
-                if key not in defaults:
+                if key not in self.defaults:
                     name = "default" + ("_" + version.replace(".", "_").replace("-", "_") if version else "")
-                    props = {k.split(":", 1)[1]: v for k, v in stack_config.items() if k.startswith(pkg + ":")}
+                    props = {k.split(":", 1)[1]: v for k, v in self.config.items() if k.startswith(pkg + ":")}
                     if version:
                         props["version"] = version
-                    defaults[key] = _Resource(
-                        urn=f"{stack_urn_prefix}pulumi:providers:{pkg}::{name}",
+                    self.defaults[key] = _Resource(
+                        urn=f"{self.prefix}pulumi:providers:{pkg}::{name}",
                         type=f"pulumi:providers:{pkg}",
                         name=name,
                         inputs=props,
@@ -136,7 +142,8 @@ def _resources(plan: Any, stack_config: Mapping[str, str]) -> list[_Resource]:
                         options={},
                         custom=True,
                     )
-                d = defaults[key]
+                    out.append(self.defaults[key])
+                d = self.defaults[key]
                 provider = (d.type, d.urn, d.name, d.inputs)
         out.append(
             _Resource(
@@ -153,7 +160,16 @@ def _resources(plan: Any, stack_config: Mapping[str, str]) -> list[_Resource]:
                 custom=r.custom,
             )
         )
-    return [*defaults.values(), *out]
+        return out
+
+
+def _resources(plan: Any, stack_config: Mapping[str, str]) -> list[_Resource]:
+    """The plan's resources plus the default providers the CLI would register for them
+    (providers first)."""
+    mapper = _Mapper(plan.project, plan.stack, stack_config)
+    mapped = [m for r in plan.resources for m in mapper.map(r)]
+    defaults = {d.urn for d in mapper.defaults.values()}
+    return [*mapper.defaults.values(), *(m for m in mapped if m.urn not in defaults)]
 
 
 def _options(r: _Resource) -> Any:
@@ -501,54 +517,52 @@ class PolicyPackProcess:
     def analyze(self, plan: Any) -> tuple[list[Violation], int, float]:
         """Run every resource of ``plan`` through ``Analyze`` and the whole stack through
         ``AnalyzeStack``: (violations in report order, resources analysed, seconds)."""
-        import grpc
-        from pulumi.runtime.proto import analyzer_pb2
-
         if not self.settings:
             self.configure({})
-        started = time.perf_counter()
-        resources = _resources(plan, self.config)
-        order = {r.urn: i for i, r in enumerate(resources)}
-        by_urn = {r.urn: r for r in resources}
-        pending = []
-        for r in resources:
-            request = analyzer_pb2.AnalyzeRequest(
-                type=r.type, name=r.name, urn=r.urn, properties=_struct(r.inputs or {}), options=_options(r)
-            )
-            provider = _provider(r)
-            if provider is not None:
-                request.provider.CopyFrom(provider)
-            pending.append((r, self._stub.Analyze.future(request, timeout=self.rpc_timeout)))
-        violations: list[Violation] = []
-        for r, future in pending:
-            try:
-                response = future.result()
-            except grpc.RpcError as err:
-                for _, other in pending:
-                    other.cancel()
-                raise self._failure(f"while analysing {r.urn}", err) from None
-            violations += self._violations(response, r.urn, by_urn)
+        stream = _AnalysisStream(self, plan.project, plan.stack)
+        stream.open()
+        for r in plan.resources:
+            stream.feed(r)
+        return stream.finish(plan)
 
-        stack_request = analyzer_pb2.AnalyzeStackRequest()
-        for r in resources:
-            item = stack_request.resources.add(
-                type=r.type, name=r.name, urn=r.urn, properties=_struct(r.state or {}), options=_options(r),
-                parent=r.parent or "", dependencies=list(r.dependencies or []),
-            )
-            provider = _provider(r)
-            if provider is not None:
-                item.provider.CopyFrom(provider)
-            for key, urns in (r.property_dependencies or {}).items():
-                if urns:
-                    item.propertyDependencies[key].urns.extend(urns)
+    def plan_and_check(
+        self,
+        make_plan: Any,
+        settings: Mapping[str, PolicySetting] | None = None,
+        *,
+        source: str | None = None,
+        stack_config_path: str | None = None,
+    ) -> tuple[Any, CheckReport]:
+        """Make the plan and analyse it at the same time: ``make_plan(on_resource)`` runs
+        the program and calls ``on_resource`` with each resource as it is registered; each
+        goes to ``Analyze`` at once (after ``connect``/``configure``, done meanwhile on
+        another thread), so the pack works on its own core while the program still runs.
+        ``AnalyzeStack`` follows the complete plan. Returns (plan, report)."""
+        started = time.perf_counter()
+        stream = _AnalysisStream(self, self.project, self.stack)
+        errors: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                self.connect()
+                self.configure(settings or {}, source=source)
+                stream.open()
+            except BaseException as err:  # noqa: BLE001 - re-raised on the caller's thread
+                errors.append(err)
+                stream.abandon()
+
+        connector = threading.Thread(target=connect, name="policy-pack-connect", daemon=True)
+        connector.start()
         try:
-            response = self._stub.AnalyzeStack(stack_request, timeout=self.rpc_timeout)
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise self._failure("while analysing the stack (AnalyzeStack)", err) from None
-        else:
-            violations += self._violations(response, None, by_urn)
-        return sort_violations(violations, order), len(resources), time.perf_counter() - started
+            plan = make_plan(stream.feed)
+        finally:
+            connector.join()
+        if errors:
+            raise errors[0]
+        violations, count, seconds = stream.finish(plan)
+        report = self._report(plan, violations, count, seconds, stack_config_path)
+        report.elapsed_s = time.perf_counter() - started
+        return plan, report
 
     def _violations(self, response: Any, urn: str | None, by_urn: Mapping[str, _Resource]) -> list[Violation]:
         from pulumi.runtime.proto import analyzer_pb2
@@ -589,6 +603,13 @@ class PolicyPackProcess:
         """Analyse ``plan`` and build the report."""
         started = time.perf_counter()
         violations, count, seconds = self.analyze(plan)
+        report = self._report(plan, violations, count, seconds, stack_config_path)
+        report.elapsed_s = time.perf_counter() - started
+        return report
+
+    def _report(
+        self, plan: Any, violations: list[Violation], count: int, seconds: float, stack_config_path: str | None
+    ) -> CheckReport:
         report = CheckReport(
             project=plan.project,
             stack=plan.stack,
@@ -604,8 +625,100 @@ class PolicyPackProcess:
             pack_log=list(self.log),
         )
         _locate_agents(report, plan)
-        report.elapsed_s = time.perf_counter() - started
         return report
+
+
+class _AnalysisStream:
+    """``Analyze`` requests sent as resources arrive, their answers collected at the end.
+
+    Resources fed before the pack is ready wait in a buffer; ``open()`` sends them."""
+
+    def __init__(self, pack: PolicyPackProcess, project: str, stack: str) -> None:
+        self.pack = pack
+        self.mapper = _Mapper(project, stack, pack.config)
+        self.lock = threading.Lock()
+        self.ready = False
+        self.abandoned = False
+        self.buffer: list[_Resource] = []
+        self.pending: list[tuple[_Resource, Any]] = []
+        self.busy = 0.0  # seconds spent building and sending requests
+
+    def open(self) -> None:
+        with self.lock:
+            self.ready = True
+            buffered, self.buffer = self.buffer, []
+            for r in buffered:
+                self._send(r)
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
+            self.buffer = []
+
+    def feed(self, record: Any) -> None:
+        with self.lock:
+            if self.abandoned:
+                return
+            for r in self.mapper.map(record):
+                if self.ready:
+                    self._send(r)
+                else:
+                    self.buffer.append(r)
+
+    def _send(self, r: _Resource) -> None:
+        from pulumi.runtime.proto import analyzer_pb2
+
+        t = time.perf_counter()
+        request = analyzer_pb2.AnalyzeRequest(
+            type=r.type, name=r.name, urn=r.urn, properties=_struct(r.inputs or {}), options=_options(r)
+        )
+        provider = _provider(r)
+        if provider is not None:
+            request.provider.CopyFrom(provider)
+        self.pending.append((r, self.pack._stub.Analyze.future(request, timeout=self.pack.rpc_timeout)))
+        self.busy += time.perf_counter() - t
+
+    def finish(self, plan: Any) -> tuple[list[Violation], int, float]:
+        """Collect every answer, then ``AnalyzeStack``: (violations in report order,
+        resources analysed, seconds of analysis not overlapped with the plan + send time)."""
+        import grpc
+        from pulumi.runtime.proto import analyzer_pb2
+
+        started = time.perf_counter()
+        resources = _resources(plan, self.pack.config)
+        order = {r.urn: i for i, r in enumerate(resources)}
+        by_urn = {r.urn: r for r in resources}
+        violations: list[Violation] = []
+        for r, future in self.pending:
+            try:
+                response = future.result()
+            except grpc.RpcError as err:
+                for _, other in self.pending:
+                    other.cancel()
+                raise self.pack._failure(f"while analysing {r.urn}", err) from None
+            violations += self.pack._violations(response, r.urn, by_urn)
+
+        stack_request = analyzer_pb2.AnalyzeStackRequest()
+        for r in resources:
+            item = stack_request.resources.add(
+                type=r.type, name=r.name, urn=r.urn, properties=_struct(r.state or {}), options=_options(r),
+                parent=r.parent or "", dependencies=list(r.dependencies or []),
+            )
+            provider = _provider(r)
+            if provider is not None:
+                item.provider.CopyFrom(provider)
+            for key, urns in (r.property_dependencies or {}).items():
+                if urns:
+                    item.propertyDependencies[key].urns.extend(urns)
+        try:
+            response = self.pack._stub.AnalyzeStack(stack_request, timeout=self.pack.rpc_timeout)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise self.pack._failure("while analysing the stack (AnalyzeStack)", err) from None
+        else:
+            violations += self.pack._violations(response, None, by_urn)
+        seconds = self.busy + time.perf_counter() - started
+        return sort_violations(violations, order), len(resources), seconds
 
 
 def _ints(value: Any) -> Any:
@@ -686,13 +799,20 @@ def run_check(
     runner = PolicyPackProcess(
         pack, project=project.name, stack=stack, config=stack_config.values, secret_keys=stack_config.secret_keys
     )
+    source = display_path(config_path) if config_path else None
     try:
         runner.launch()  # the pack boots while the program runs
         if plan is None:
-            plan = run_plan(project_dir, stack, config_file)
-        runner.connect()
-        runner.configure(settings, source=display_path(config_path) if config_path else None)
-        report = runner.check(plan, stack_config_path=str(stack_config.path))
+            _, report = runner.plan_and_check(
+                lambda on_resource: run_plan(project_dir, stack, config_file, on_resource=on_resource),
+                settings,
+                source=source,
+                stack_config_path=str(stack_config.path),
+            )
+        else:
+            runner.connect()
+            runner.configure(settings, source=source)
+            report = runner.check(plan, stack_config_path=str(stack_config.path))
     finally:
         runner.close()
     report.elapsed_s = time.perf_counter() - started
