@@ -41,6 +41,16 @@ def test_text_preview_shows_the_canary_split(tmp_path):
     assert "research-agent research-agent-2-1-0 100%" in lines
 
 
+def test_text_preview_shows_alerts_budget_and_guardrails():
+    result = runner.invoke(app, ["preview", "production", "-C", str(ROOT)])
+    lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
+    assert "Alert policies (16)" in lines
+    assert "support-bot-errors CRITICAL 3 1" in lines  # service-wide, stable and canary conditions
+    assert "research-agent-errors CRITICAL 2 1" in lines
+    assert "budget budget-budget 1500 USD a month; 50% actual, 90% actual, 100% actual, 100% forecast" in lines
+    assert any(line.startswith("model armor agentstage-production prompt injection/jailbreak") for line in lines)
+
+
 def test_json_preview_is_stable_and_complete():
     result = invoke("preview", "production", "-C", str(ROOT), "--json")
     assert result.exit_code == 0
