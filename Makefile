@@ -25,6 +25,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py
+	$(BIN)/python bench/check.py
+	$(BIN)/python bench/release.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
