@@ -198,3 +198,29 @@ def test_streamed_check_stops_cleanly_when_the_program_fails(tmp_path) -> None:
     finally:
         runner.close()
     assert runner._proc is None
+
+
+def test_stack_analysis_on_a_second_pack_process_reports_the_same(tmp_path) -> None:
+    """For large plans AnalyzeStack goes to a second process of the pack; here from the
+    first resource on. The stack policies must report as they do on the main process."""
+    from agentstage.engine import load_project, load_stack_config
+    from agentstage.policy import PolicyPackProcess, load_policy_config
+    from tests.conftest import load_stack, write_stack
+
+    config = load_stack("production")
+    del config["agent-platform:budget"]  # a stack-policy violation (billing-budget), reported by AnalyzeStack
+    config["agent-platform:environment"] = "staging"  # production requires a budget in config
+    path = write_stack(tmp_path / "nobudget.yaml", config)
+    stack_config = load_stack_config(load_project(ROOT), "production", path)
+    settings = load_policy_config(ROOT / "policies" / "agent_guard" / "config" / "production.json")
+    runner = PolicyPackProcess(project="agent-platform", stack="production", config=stack_config.values)
+    runner.launch()
+    try:
+        plan, helped = runner.plan_and_check(
+            lambda on_resource: run_plan(ROOT, "production", path, on_resource=on_resource), settings, large_plan=1
+        )
+    finally:
+        runner.close()
+    alone = run_check(ROOT, "production", config_file=path, plan=plan)
+    assert "billing-budget" in {v.policy for v in helped.violations}
+    assert [v.to_json() for v in helped.violations] == [v.to_json() for v in alone.violations]

@@ -42,6 +42,8 @@ _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _MAX_MESSAGE = 1024 * 1024 * 400
 _STACK_TYPE = "pulumi:pulumi:Stack"
+#: From this many resources on, a check starts a second pack process for AnalyzeStack.
+LARGE_PLAN = 500
 
 
 class PolicyError(Exception):
@@ -532,14 +534,19 @@ class PolicyPackProcess:
         *,
         source: str | None = None,
         stack_config_path: str | None = None,
+        large_plan: int | None = None,
     ) -> tuple[Any, CheckReport]:
         """Make the plan and analyse it at the same time: ``make_plan(on_resource)`` runs
         the program and calls ``on_resource`` with each resource as it is registered; each
         goes to ``Analyze`` at once (after ``connect``/``configure``, done meanwhile on
         another thread), so the pack works on its own core while the program still runs.
-        ``AnalyzeStack`` follows the complete plan. Returns (plan, report)."""
+        ``AnalyzeStack`` follows the complete plan; for a large plan it goes to a second
+        process of the same pack, started while the program runs, so it overlaps the first
+        one's backlog of ``Analyze`` calls (``large_plan``: from how many resources on;
+        default :data:`LARGE_PLAN`). Returns (plan, report)."""
         started = time.perf_counter()
-        stream = _AnalysisStream(self, self.project, self.stack)
+        helper = _StackHelper(self, settings or {}, source)
+        stream = _AnalysisStream(self, self.project, self.stack, on_large=helper.start, large_plan=large_plan)
         errors: list[BaseException] = []
 
         def connect() -> None:
@@ -554,12 +561,15 @@ class PolicyPackProcess:
         connector = threading.Thread(target=connect, name="policy-pack-connect", daemon=True)
         connector.start()
         try:
-            plan = make_plan(stream.feed)
+            try:
+                plan = make_plan(stream.feed)
+            finally:
+                connector.join()
+            if errors:
+                raise errors[0]
+            violations, count, seconds = stream.finish(plan, stack_pack=helper.ready())
         finally:
-            connector.join()
-        if errors:
-            raise errors[0]
-        violations, count, seconds = stream.finish(plan)
+            helper.close()
         report = self._report(plan, violations, count, seconds, stack_config_path)
         report.elapsed_s = time.perf_counter() - started
         return plan, report
@@ -628,13 +638,64 @@ class PolicyPackProcess:
         return report
 
 
+class _StackHelper:
+    """A second process of the same pack for ``AnalyzeStack``, started only for large
+    plans. If it cannot be used, the main pack answers ``AnalyzeStack`` as usual."""
+
+    def __init__(self, pack: PolicyPackProcess, settings: Mapping[str, PolicySetting], source: str | None) -> None:
+        self.pack = pack
+        self.settings = settings
+        self.source = source
+        self.helper: PolicyPackProcess | None = None
+        self.thread: threading.Thread | None = None
+        self.ok = False
+
+    def start(self) -> None:
+        p = self.pack
+        self.helper = PolicyPackProcess(
+            p.pack_dir, project=p.project, stack=p.stack, config=p.config, secret_keys=p.secret_keys,
+            python=p.python, start_timeout=p.start_timeout, rpc_timeout=p.rpc_timeout,
+        )
+
+        def boot() -> None:
+            try:
+                assert self.helper is not None
+                self.helper.launch()
+                self.helper.connect()
+                self.helper.configure(self.settings, source=self.source)
+                self.ok = True
+            except Exception:  # noqa: BLE001 - the main pack does the work instead
+                self.ok = False
+
+        self.thread = threading.Thread(target=boot, name="policy-pack-stack-helper", daemon=True)
+        self.thread.start()
+
+    def ready(self) -> PolicyPackProcess | None:
+        if self.thread is None:
+            return None
+        self.thread.join()
+        return self.helper if self.ok else None
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.helper is not None:
+            self.helper.close()
+
+
 class _AnalysisStream:
     """``Analyze`` requests sent as resources arrive, their answers collected at the end.
 
-    Resources fed before the pack is ready wait in a buffer; ``open()`` sends them."""
+    Resources fed before the pack is ready wait in a buffer; ``open()`` sends them.
+    ``on_large`` is called once when the plan reaches ``large_plan`` resources."""
 
-    def __init__(self, pack: PolicyPackProcess, project: str, stack: str) -> None:
+    def __init__(
+        self, pack: PolicyPackProcess, project: str, stack: str, on_large: Any = None, large_plan: int | None = None
+    ) -> None:
         self.pack = pack
+        self.on_large = on_large
+        self.large_plan = large_plan or LARGE_PLAN
+        self.fed = 0
         self.mapper = _Mapper(project, stack, pack.config)
         self.lock = threading.Lock()
         self.ready = False
@@ -656,6 +717,9 @@ class _AnalysisStream:
             self.buffer = []
 
     def feed(self, record: Any) -> None:
+        self.fed += 1
+        if self.fed == self.large_plan and self.on_large is not None:
+            self.on_large()
         with self.lock:
             if self.abandoned:
                 return
@@ -678,9 +742,10 @@ class _AnalysisStream:
         self.pending.append((r, self.pack._stub.Analyze.future(request, timeout=self.pack.rpc_timeout)))
         self.busy += time.perf_counter() - t
 
-    def finish(self, plan: Any) -> tuple[list[Violation], int, float]:
-        """Collect every answer, then ``AnalyzeStack``: (violations in report order,
-        resources analysed, seconds of analysis not overlapped with the plan + send time)."""
+    def finish(self, plan: Any, stack_pack: PolicyPackProcess | None = None) -> tuple[list[Violation], int, float]:
+        """Collect every answer and ``AnalyzeStack`` (on ``stack_pack`` when given, while
+        the answers come in): (violations in report order, resources analysed, seconds of
+        analysis not overlapped with the plan, plus send time)."""
         import grpc
         from pulumi.runtime.proto import analyzer_pb2
 
@@ -688,15 +753,6 @@ class _AnalysisStream:
         resources = _resources(plan, self.pack.config)
         order = {r.urn: i for i, r in enumerate(resources)}
         by_urn = {r.urn: r for r in resources}
-        violations: list[Violation] = []
-        for r, future in self.pending:
-            try:
-                response = future.result()
-            except grpc.RpcError as err:
-                for _, other in self.pending:
-                    other.cancel()
-                raise self.pack._failure(f"while analysing {r.urn}", err) from None
-            violations += self.pack._violations(response, r.urn, by_urn)
 
         stack_request = analyzer_pb2.AnalyzeStackRequest()
         for r in resources:
@@ -710,11 +766,31 @@ class _AnalysisStream:
             for key, urns in (r.property_dependencies or {}).items():
                 if urns:
                     item.propertyDependencies[key].urns.extend(urns)
+        stack_analyzer = stack_pack or self.pack
+        stack_future = None
+        if stack_pack is not None:
+            stack_future = stack_pack._stub.AnalyzeStack.future(stack_request, timeout=stack_pack.rpc_timeout)
+
+        violations: list[Violation] = []
+        for r, future in self.pending:
+            try:
+                response = future.result()
+            except grpc.RpcError as err:
+                for _, other in self.pending:
+                    other.cancel()
+                if stack_future is not None:
+                    stack_future.cancel()
+                raise self.pack._failure(f"while analysing {r.urn}", err) from None
+            violations += self.pack._violations(response, r.urn, by_urn)
+
         try:
-            response = self.pack._stub.AnalyzeStack(stack_request, timeout=self.pack.rpc_timeout)
+            if stack_future is not None:
+                response = stack_future.result()
+            else:
+                response = self.pack._stub.AnalyzeStack(stack_request, timeout=self.pack.rpc_timeout)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise self.pack._failure("while analysing the stack (AnalyzeStack)", err) from None
+                raise stack_analyzer._failure("while analysing the stack (AnalyzeStack)", err) from None
         else:
             violations += self.pack._violations(response, None, by_urn)
         seconds = self.busy + time.perf_counter() - started
