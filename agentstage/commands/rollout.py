@@ -57,7 +57,7 @@ def rollout(
 
     Reads the last bake_minutes of the canary and of its stable revision, then advances
     it to the next step (at 100% the release takes all traffic and `stable` is dropped),
-    hold it (bake time not over, or inconclusive), or roll it back.
+    holds it (bake time not over, or inconclusive), or rolls it back.
 
     Metrics come from Cloud Monitoring (run.googleapis.com/request_count and request_latencies of
     the cloud_run_revision resources), or from --metrics-file. Every decision is recorded in the
