@@ -185,6 +185,10 @@ class PlannedResource:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     provider: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The inputs and outputs as the wire carried them (``google.protobuf.Struct``), for
+    #: consumers that pass them on over gRPC (the policy runner); not part of the JSON plan.
+    wire_inputs: Any = field(default=None, repr=False, compare=False)
+    wire_outputs: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -346,6 +350,7 @@ def _build_monitor(mocks: Any, on_resource: Callable[[PlannedResource], None] | 
                 property_dependencies={k: sorted(v.urns) for k, v in sorted(request.propertyDependencies.items())},
                 provider=request.provider or None,
                 options=_options(request),
+                wire_inputs=request.object,
             )
             self.records.append(record)
             if request.type == STACK_TYPE:
@@ -365,6 +370,7 @@ def _build_monitor(mocks: Any, on_resource: Callable[[PlannedResource], None] | 
             record.outputs = _plain(state)
             obj = struct_pb2.Struct()
             obj.update(state)
+            record.wire_outputs = obj
             self.resources[urn] = pmocks.MockMonitor.ResourceRegistration(urn, id_, state)
             if on_resource is not None:
                 on_resource(record)

@@ -91,11 +91,26 @@ def _struct(value: Mapping[str, Any]) -> Any:
     return s
 
 
+def _inputs_struct(r: Any) -> Any:
+    """The resource's inputs for ``Analyze``: the Struct the program sent, when the plan
+    kept it, else built from the plan's JSON form."""
+    return r.wire_inputs if r.wire_inputs is not None else _struct(r.inputs or {})
+
+
+def _state_struct(r: Any) -> Any:
+    """The resource's state for ``AnalyzeStack`` (outputs; inputs for a resource without)."""
+    if r.wire_outputs is not None:
+        return r.wire_outputs
+    if r.wire_inputs is not None and not r.state:
+        return r.wire_inputs
+    return _struct(r.state or {})
+
+
 class _Resource:
     """What the analyzer is told about one resource."""
 
     __slots__ = ("urn", "type", "name", "inputs", "state", "parent", "dependencies", "property_dependencies",
-                 "provider", "options", "custom", "labels")
+                 "provider", "options", "custom", "labels", "wire_inputs", "wire_outputs", "provider_msg")
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -107,11 +122,13 @@ class _Mapper:
     would register for each package (once, before its first resource). Resources arrive
     parents and providers first, as the engine registers them."""
 
-    def __init__(self, project: str, stack: str, stack_config: Mapping[str, str]) -> None:
+    def __init__(self, project: str, stack: str, stack_config: Mapping[str, str], use_wire: bool = False) -> None:
+        self.use_wire = use_wire  # pass on the Structs the program sent (only for a fresh, unedited plan)
         self.prefix = f"urn:pulumi:{stack}::{project}::"
         self.config = stack_config
         self.defaults: dict[str, _Resource] = {}
         self.seen: dict[str, Any] = {}
+        self.provider_msgs: dict[str, Any] = {}  # provider URN -> AnalyzerProviderResource
 
     def map(self, r: Any) -> list[_Resource]:
         out: list[_Resource] = []
@@ -160,15 +177,21 @@ class _Mapper:
                 provider=provider,
                 options=r.options,
                 custom=r.custom,
+                wire_inputs=getattr(r, "wire_inputs", None) if self.use_wire else None,
+                wire_outputs=getattr(r, "wire_outputs", None) if self.use_wire else None,
             )
         )
+        if provider is not None:
+            if provider[1] not in self.provider_msgs:
+                self.provider_msgs[provider[1]] = _provider(out[-1])
+            out[-1].provider_msg = self.provider_msgs[provider[1]]
         return out
 
 
-def _resources(plan: Any, stack_config: Mapping[str, str]) -> list[_Resource]:
+def _resources(plan: Any, stack_config: Mapping[str, str], use_wire: bool = False) -> list[_Resource]:
     """The plan's resources plus the default providers the CLI would register for them
     (providers first)."""
-    mapper = _Mapper(plan.project, plan.stack, stack_config)
+    mapper = _Mapper(plan.project, plan.stack, stack_config, use_wire)
     mapped = [m for r in plan.resources for m in mapper.map(r)]
     defaults = {d.urn for d in mapper.defaults.values()}
     return [*mapper.defaults.values(), *(m for m in mapped if m.urn not in defaults)]
@@ -196,6 +219,8 @@ def _provider(r: _Resource) -> Any:
 
     if r.provider is None:
         return None
+    if r.provider_msg is not None:
+        return r.provider_msg
     type_, urn, name, props = r.provider
     return analyzer_pb2.AnalyzerProviderResource(type=type_, urn=urn, name=name, properties=_struct(props or {}))
 
@@ -546,7 +571,9 @@ class PolicyPackProcess:
         default :data:`LARGE_PLAN`). Returns (plan, report)."""
         started = time.perf_counter()
         helper = _StackHelper(self, settings or {}, source)
-        stream = _AnalysisStream(self, self.project, self.stack, on_large=helper.start, large_plan=large_plan)
+        stream = _AnalysisStream(
+            self, self.project, self.stack, on_large=helper.start, large_plan=large_plan, use_wire=True
+        )
         errors: list[BaseException] = []
 
         def connect() -> None:
@@ -690,13 +717,20 @@ class _AnalysisStream:
     ``on_large`` is called once when the plan reaches ``large_plan`` resources."""
 
     def __init__(
-        self, pack: PolicyPackProcess, project: str, stack: str, on_large: Any = None, large_plan: int | None = None
+        self,
+        pack: PolicyPackProcess,
+        project: str,
+        stack: str,
+        on_large: Any = None,
+        large_plan: int | None = None,
+        use_wire: bool = False,
     ) -> None:
         self.pack = pack
+        self.use_wire = use_wire
         self.on_large = on_large
         self.large_plan = large_plan or LARGE_PLAN
         self.fed = 0
-        self.mapper = _Mapper(project, stack, pack.config)
+        self.mapper = _Mapper(project, stack, pack.config, use_wire)
         self.lock = threading.Lock()
         self.ready = False
         self.abandoned = False
@@ -734,7 +768,7 @@ class _AnalysisStream:
 
         t = time.perf_counter()
         request = analyzer_pb2.AnalyzeRequest(
-            type=r.type, name=r.name, urn=r.urn, properties=_struct(r.inputs or {}), options=_options(r)
+            type=r.type, name=r.name, urn=r.urn, properties=_inputs_struct(r), options=_options(r)
         )
         provider = _provider(r)
         if provider is not None:
@@ -750,14 +784,14 @@ class _AnalysisStream:
         from pulumi.runtime.proto import analyzer_pb2
 
         started = time.perf_counter()
-        resources = _resources(plan, self.pack.config)
+        resources = _resources(plan, self.pack.config, self.use_wire)
         order = {r.urn: i for i, r in enumerate(resources)}
         by_urn = {r.urn: r for r in resources}
 
         stack_request = analyzer_pb2.AnalyzeStackRequest()
         for r in resources:
             item = stack_request.resources.add(
-                type=r.type, name=r.name, urn=r.urn, properties=_struct(r.state or {}), options=_options(r),
+                type=r.type, name=r.name, urn=r.urn, properties=_state_struct(r), options=_options(r),
                 parent=r.parent or "", dependencies=list(r.dependencies or []),
             )
             provider = _provider(r)
