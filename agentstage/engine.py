@@ -418,11 +418,13 @@ def run_plan(
     config_file: str | os.PathLike[str] | None = None,
     *,
     on_resource: Callable[[PlannedResource], None] | None = None,
+    stack_config: StackConfig | None = None,
 ) -> Plan:
     """Run the project's program for ``stack`` under the mock runtime and return its plan.
 
     ``on_resource`` is called with each resource as it is registered (with its computed
-    outputs), so a consumer can work while the program still runs.
+    outputs), so a consumer can work while the program still runs. ``stack_config``: the
+    stack config already read with :func:`load_stack_config` (it is read here otherwise).
 
     Raises :class:`EngineError` when the project or stack cannot be loaded and
     :class:`ProgramError` when the program fails (``config_issues`` set on bad config)."""
@@ -435,7 +437,7 @@ def run_plan(
 
     started = time.perf_counter()
     project = load_project(project_dir)
-    config = load_stack_config(project, stack, config_file)
+    config = stack_config or load_stack_config(project, stack, config_file)
 
     mocks = FixtureMocks(config.values)
     monitor = _build_monitor(mocks, on_resource)

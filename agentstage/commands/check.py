@@ -84,10 +84,11 @@ def check(
     from agentstage.engine import EngineError, load_project, load_stack_config
 
     try:
-        stack_config = load_stack_config(load_project(project), stack, config_file)
+        pulumi_project = load_project(project)
+        stack_config = load_stack_config(pulumi_project, stack, config_file)
         runner = PolicyPackProcess(
             pack_dir,
-            project=load_project(project).name,
+            project=pulumi_project.name,
             stack=stack,
             config=stack_config.values,
             secret_keys=stack_config.secret_keys,
@@ -99,7 +100,7 @@ def check(
     try:
         runner.launch()  # the pack boots while the program runs, and analyses as it runs
         _, report = runner.plan_and_check(
-            lambda on_resource: plan_or_exit(project, stack, config_file, on_resource),
+            lambda on_resource: plan_or_exit(project, stack, config_file, on_resource, stack_config),
             settings,
             source=display_path(config_path) if config_path else None,
             stack_config_path=str(stack_config.path),

@@ -32,12 +32,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def plan_or_exit(project: Path, stack: str, config_file: Path | None, on_resource=None):  # -> Plan
+def plan_or_exit(project: Path, stack: str, config_file: Path | None, on_resource=None, stack_config=None):  # -> Plan
     """Run the offline engine; on bad config print every issue and exit 2."""
     from agentstage.engine import EngineError, ProgramError, run_plan
 
     try:
-        return run_plan(project, stack, config_file, on_resource=on_resource)
+        return run_plan(project, stack, config_file, on_resource=on_resource, stack_config=stack_config)
     except EngineError as err:
         fail(str(err))
     except ProgramError as err:

@@ -111,6 +111,14 @@ class CheckReport:
     agent_lines: dict[str, int] = field(default_factory=dict)
     #: resource URN -> agent name, for SARIF locations.
     resource_agents: dict[str, str] = field(default_factory=dict)
+    #: fills agent_lines and resource_agents on first need (reading the stack config
+    #: again costs time a text or JSON report does not need).
+    locator: Any = field(default=None, repr=False, compare=False)
+
+    def locate(self) -> None:
+        if self.locator is not None:
+            locator, self.locator = self.locator, None
+            locator(self)
 
     @property
     def mandatory(self) -> list[Violation]:
@@ -228,6 +236,7 @@ def to_sarif(report: CheckReport, project_dir: str | os.PathLike[str] = ".") -> 
     """A SARIF 2.1.0 log for GitHub code scanning: one rule per policy, one result per
     violation, located in the stack config (at the agent's entry when the resource belongs
     to an agent)."""
+    report.locate()
     rules = []
     index: dict[str, int] = {}
     for i, p in enumerate(sorted(report.policies, key=lambda p: p.name)):

@@ -661,7 +661,7 @@ class PolicyPackProcess:
             analysis_s=seconds,
             pack_log=list(self.log),
         )
-        _locate_agents(report, plan)
+        report.locator = lambda rep: _locate_agents(rep, plan)
         return report
 
 
@@ -914,7 +914,9 @@ def run_check(
         runner.launch()  # the pack boots while the program runs
         if plan is None:
             _, report = runner.plan_and_check(
-                lambda on_resource: run_plan(project_dir, stack, config_file, on_resource=on_resource),
+                lambda on_resource: run_plan(
+                    project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config
+                ),
                 settings,
                 source=source,
                 stack_config_path=str(stack_config.path),
