@@ -14,6 +14,7 @@ filled in realistically by :mod:`agentstage.fixtures`.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import os
 import runpy
@@ -428,6 +429,26 @@ def run_plan(
 
     Raises :class:`EngineError` when the project or stack cannot be loaded and
     :class:`ProgramError` when the program fails (``config_issues`` set on bad config)."""
+    # The SDK makes several hundred short-lived objects per resource (outputs, futures,
+    # tasks); reference counting frees them, but the cycle collector's passes over the
+    # growing heap would cost as much as the whole run again. Pause it for the run; it
+    # resumes (and collects what cycles there are) afterwards.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_plan(project_dir, stack, config_file, on_resource, stack_config)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run_plan(
+    project_dir: str | os.PathLike[str],
+    stack: str,
+    config_file: str | os.PathLike[str] | None,
+    on_resource: Callable[[PlannedResource], None] | None,
+    stack_config: StackConfig | None,
+) -> Plan:
     import pulumi
     from pulumi.runtime import settings as psettings
     from pulumi.runtime.stack import run_pulumi_func
