@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -37,7 +38,11 @@ def plan_or_exit(project: Path, stack: str, config_file: Path | None, on_resourc
     from agentstage.engine import EngineError, ProgramError, run_plan
 
     try:
-        return run_plan(project, stack, config_file, on_resource=on_resource, stack_config=stack_config)
+        plan = run_plan(project, stack, config_file, on_resource=on_resource, stack_config=stack_config)
+        # A one-shot command keeps the plan to the end: move what survived the run out of the
+        # cycle collector's sight, or its next full pass (during rendering) rescans it all.
+        gc.freeze()
+        return plan
     except EngineError as err:
         fail(str(err))
     except ProgramError as err:
