@@ -32,3 +32,13 @@ def test_readme_names_the_two_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     assert "make preview" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_policy_rules_table_is_what_the_pack_declares():
+    """docs/policies.md lists the rules as the pack itself declares them (GetAnalyzerInfo)."""
+    from agentstage.policy.reference import pack_policies, render_rules
+
+    table = render_rules(pack_policies())
+    assert table in (ROOT / "docs" / "policies.md").read_text(), (
+        "the rules table of docs/policies.md is stale: python -m agentstage.policy.reference"
+    )
