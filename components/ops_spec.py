@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.spec import SpecIssue, StrictModel, check_label_key, check_label_value
+from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
 
 __all__ = [
     "AlertsSpec",

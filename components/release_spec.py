@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from components.spec import SpecIssue, StrictModel
+from components.specbase import SpecIssue, StrictModel
 
 __all__ = ["LoadTestGates", "GatesSpec", "AnalysisSpec"]
 

@@ -13,7 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from components.ops_spec import AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
+from components.release_spec import AnalysisSpec, GatesSpec
+from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
 
 __all__ = [
     "SpecIssue",
@@ -32,26 +36,6 @@ __all__ = [
 ]
 
 
-class SpecIssue(ValueError):
-    """A validation failure. ``path`` is relative to the model that raised it (empty: the
-    field being validated), ``value`` the offending value."""
-
-    def __init__(self, message: str, *, path: tuple[str | int, ...] = (), value: Any = None,
-                 has_value: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-        self.value = value
-        self.has_value = has_value
-
-
-class StrictModel(BaseModel):
-    """Base of every spec: unknown keys are errors, values are not coerced across types
-    (except numbers written as strings in YAML), and specs are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 # --- names --------------------------------------------------------------------------------
 
 _DIGEST_IMAGE = re.compile(
@@ -62,8 +46,6 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$")
 _ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$")
@@ -175,7 +157,6 @@ class ReleaseSpec(StrictModel):
         return version_slug(self.version)
 
 
-from components.release_spec import AnalysisSpec, GatesSpec  # noqa: E402 (uses SpecIssue, StrictModel)
 
 
 class RolloutSpec(StrictModel):
@@ -511,14 +492,6 @@ def _check_env_name(name: str, where: str) -> None:
         )
 
 
-def check_label_key(key: str) -> bool:
-    return bool(_LABEL_KEY.match(key))
-
-
-def check_label_value(value: str) -> bool:
-    return bool(_LABEL_VALUE.match(value))
-
-
 def check_dns_label(name: str, limit: int) -> bool:
     return len(name) <= limit and bool(_DNS_LABEL.match(name))
 
@@ -528,7 +501,6 @@ BASE_LABEL_KEYS = ("environment", "agent", "release", "managed-by")
 
 # The operations specs build on SpecIssue/StrictModel above, so they are imported here, not
 # at the top (``components/__init__`` imports this module first).
-from components.ops_spec import AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec  # noqa: E402
 
 
 class PlatformSpec(StrictModel):
