@@ -272,6 +272,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def to_wire(value: Any) -> Any:
+    """The inverse of the plan's form, for handing plan values back to Pulumi over gRPC:
+    ``[secret]`` becomes a secret, ``[unknown]`` an unknown."""
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_wire(v) for v in value]
+    if value == SECRET:
+        return {_SIG: _SECRET_SIG, "value": SECRET}
+    if value == UNKNOWN:
+        return _UNKNOWN
+    return value
+
+
 def _tree_order(records: list[PlannedResource]) -> list[PlannedResource]:
     """Parents before children, siblings by URN: the same order on every run (the mock
     monitor registers from several threads, so arrival order varies)."""

@@ -37,9 +37,6 @@ __all__ = ["PACK_DIR", "PolicyError", "PolicyPackProcess", "default_policy_confi
 #: The agent_guard pack shipped with agentstage.
 PACK_DIR = Path(__file__).resolve().parent.parent.parent / "policies" / "agent_guard"
 
-_SIG = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-_UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _MAX_MESSAGE = 1024 * 1024 * 400
 _STACK_TYPE = "pulumi:pulumi:Stack"
 #: From this many resources on, a check starts a second pack process for AnalyzeStack.
@@ -68,26 +65,13 @@ def default_policy_config(stack: str, pack_dir: str | os.PathLike[str] = PACK_DI
 # --- wire values ------------------------------------------------------------------------
 
 
-def _wire(value: Any) -> Any:
-    """Plan values -> wire values: ``[secret]`` becomes a secret, ``[unknown]`` an unknown."""
-    from agentstage.engine import SECRET, UNKNOWN
-
-    if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_wire(v) for v in value]
-    if value == SECRET:
-        return {_SIG: _SECRET_SIG, "value": SECRET}
-    if value == UNKNOWN:
-        return _UNKNOWN_STRING
-    return value
-
-
 def _struct(value: Mapping[str, Any]) -> Any:
     from google.protobuf import struct_pb2
 
+    from agentstage.engine import to_wire
+
     s = struct_pb2.Struct()
-    s.update(_wire(dict(value)))
+    s.update(to_wire(dict(value)))
     return s
 
 
