@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from enum import Enum
 from pathlib import Path
@@ -16,8 +17,8 @@ from agentstage.commands.common import (
     ProjectOpt,
     StackArg,
     err_console,
+    exit_on_plan_error,
     fail,
-    plan_or_exit,
 )
 
 
@@ -56,61 +57,35 @@ def check(
     """
     from rich.console import Console
 
+    from agentstage.engine import EngineError, ProgramError
     from agentstage.policy import (
         PACK_DIR,
         PolicyConfigError,
         PolicyError,
-        PolicyPackProcess,
         default_policy_config,
-        display_path,
-        load_policy_config,
         render_text,
+        run_check,
         to_sarif,
     )
 
     pack_dir = policy_pack or PACK_DIR
-    config_path = policy_config or default_policy_config(stack, pack_dir)
-    try:
-        settings = load_policy_config(config_path) if config_path else {}
-    except PolicyConfigError as err:
-        fail(str(err))
-    if config_path is None:
+    if policy_config is None and default_policy_config(stack, pack_dir) is None:
         err_console.print(
             f"[yellow]note:[/] no policy config for stack {stack!r} ({Path(pack_dir) / 'config' / (stack + '.json')} "
             "does not exist): every policy runs at its default enforcement; pass --policy-config to choose one.",
             soft_wrap=True,
         )
-
-    from agentstage.engine import EngineError, load_project, load_stack_config
-
+    # A one-shot command: no collector passes over the plan's large heap, now or at exit.
+    gc.disable()
     try:
-        pulumi_project = load_project(project)
-        stack_config = load_stack_config(pulumi_project, stack, config_file)
-        runner = PolicyPackProcess(
-            pack_dir,
-            project=pulumi_project.name,
-            stack=stack,
-            config=stack_config.values,
-            secret_keys=stack_config.secret_keys,
-        )
-    except EngineError as err:
-        fail(str(err))
-    except PolicyError as err:
-        fail(str(err), EXIT_FAILED)
-    try:
-        runner.launch()  # the pack boots while the program runs, and analyses as it runs
-        _, report = runner.plan_and_check(
-            lambda on_resource: plan_or_exit(project, stack, config_file, on_resource, stack_config),
-            settings,
-            source=display_path(config_path) if config_path else None,
-            stack_config_path=str(stack_config.path),
-        )
+        report = run_check(project, stack, config_file=config_file, policy_config=policy_config, pack_dir=pack_dir)
+    except (EngineError, ProgramError) as err:
+        exit_on_plan_error(err, stack)
     except PolicyConfigError as err:
         fail(str(err), EXIT_BAD_INPUT)
     except PolicyError as err:
         fail(f"{err}\nthe policy check did not complete; nothing was checked", EXIT_FAILED)
-    finally:
-        runner.close()
+    gc.freeze()
 
     if fmt is Format.text:
         if output:

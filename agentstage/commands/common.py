@@ -33,25 +33,33 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def plan_or_exit(project: Path, stack: str, config_file: Path | None, on_resource=None, stack_config=None):  # -> Plan
+def plan_or_exit(project: Path, stack: str, config_file: Path | None):  # -> Plan
     """Run the offline engine; on bad config print every issue and exit 2."""
     from agentstage.engine import EngineError, ProgramError, run_plan
 
     try:
-        plan = run_plan(project, stack, config_file, on_resource=on_resource, stack_config=stack_config)
-        # A one-shot command keeps the plan to the end: move what survived the run out of the
-        # cycle collector's sight, or its next full pass (during rendering) rescans it all.
-        gc.freeze()
-        return plan
-    except EngineError as err:
-        fail(str(err))
-    except ProgramError as err:
+        plan = run_plan(project, stack, config_file)
+    except (EngineError, ProgramError) as err:
+        exit_on_plan_error(err, stack)
+    # A one-shot command keeps the plan to the end: move what survived the run out of the
+    # cycle collector's sight, or its next full pass (during rendering) rescans it all.
+    gc.freeze()
+    return plan
+
+
+def exit_on_plan_error(err: Exception, stack: str) -> NoReturn:
+    """Report why the offline plan could not be made: exit 2 for a missing project, stack
+    file or invalid config (every issue printed), 1 when the program itself failed."""
+    from agentstage.engine import ProgramError
+
+    if isinstance(err, ProgramError):
         if err.config_issues:
             err_console.print(f"[bold red]error:[/] invalid stack config for stack {stack!r}:", soft_wrap=True)
             for issue in err.config_issues:
                 err_console.print(f"  {issue}", soft_wrap=True, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         fail(str(err), EXIT_FAILED)
+    fail(str(err))
 
 
 def stdout_is_terminal() -> bool:
