@@ -218,12 +218,6 @@ class Plan:
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
 
-    def get(self, urn: str) -> PlannedResource:
-        for r in self.resources:
-            if r.urn == urn:
-                return r
-        raise KeyError(urn)
-
     def find(self, type_: str, name: str) -> PlannedResource:
         for r in self.resources:
             if r.type == type_ and r.name == name:

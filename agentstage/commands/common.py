@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -11,7 +10,6 @@ import typer
 from rich.console import Console
 
 #: Exit codes of the CLI contract.
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -60,7 +58,3 @@ def exit_on_plan_error(err: Exception, stack: str) -> NoReturn:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         fail(str(err), EXIT_FAILED)
     fail(str(err))
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
