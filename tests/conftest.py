@@ -38,6 +38,29 @@ def project(tmp_path: Path) -> Path:
     return dest
 
 
+def plan_of(directory: Path, config: dict[str, Any], stack: str = "production", project: Path = ROOT):
+    """The offline plan of ``project`` for ``stack`` with ``config`` as its stack file."""
+    from agentstage.engine import run_plan
+
+    return run_plan(project, stack, config_file=write_stack(directory / f"{stack}-test.yaml", config))
+
+
+@pytest.fixture(scope="module")
+def prod():
+    """The plan of the reference production stack (shared by a module's tests: read only)."""
+    from agentstage.engine import run_plan
+
+    return run_plan(ROOT, "production")
+
+
+@pytest.fixture(scope="module")
+def stage():
+    """The plan of the reference staging stack (shared by a module's tests: read only)."""
+    from agentstage.engine import run_plan
+
+    return run_plan(ROOT, "staging")
+
+
 @pytest.fixture
 def production() -> dict[str, Any]:
     return copy.deepcopy(load_stack("production"))

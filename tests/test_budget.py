@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from agentstage.config import ConfigError, platform_from_config
-from agentstage.engine import Plan, run_plan
+from agentstage.engine import Plan
 from agentstage.fixtures import project_number
-from tests.conftest import ROOT, load_stack, write_stack
+from tests.conftest import ROOT, load_stack, plan_of, write_stack
 
 BUDGET = "gcp:billing/budget:Budget"
 TOPIC = "gcp:pubsub/topic:Topic"
@@ -22,17 +22,8 @@ MISSING = (
 )
 
 
-@pytest.fixture(scope="module")
-def prod() -> Plan:
-    return run_plan(ROOT, "production")
-
-
 def config(stack: str = "production") -> dict[str, Any]:
     return copy.deepcopy(load_stack(stack))
-
-
-def plan_of(tmp_path, cfg: dict[str, Any], stack: str = "production") -> Plan:
-    return run_plan(ROOT, stack, config_file=write_stack(tmp_path / f"{stack}.yaml", cfg))
 
 
 def budget(plan: Plan) -> dict[str, Any]:

@@ -9,27 +9,13 @@ from typing import Any
 import pytest
 
 from agentstage.config import ConfigError, platform_from_config
-from agentstage.engine import Plan, run_plan
-from tests.conftest import ROOT, load_stack, write_stack
+from agentstage.engine import Plan
+from tests.conftest import load_stack, plan_of
 
 TEMPLATE = "gcp:modelarmor/template:Template"
 SERVICE = "gcp:cloudrunv2/service:Service"
 IAM = "gcp:projects/iAMMember:IAMMember"
 RAI = ("SEXUALLY_EXPLICIT", "HATE_SPEECH", "HARASSMENT", "DANGEROUS")
-
-
-@pytest.fixture(scope="module")
-def prod() -> Plan:
-    return run_plan(ROOT, "production")
-
-
-@pytest.fixture(scope="module")
-def stage() -> Plan:
-    return run_plan(ROOT, "staging")
-
-
-def plan_of(tmp_path, cfg: dict[str, Any], stack: str = "production") -> Plan:
-    return run_plan(ROOT, stack, config_file=write_stack(tmp_path / f"{stack}.yaml", cfg))
 
 
 def template(plan: Plan) -> dict[str, Any]:

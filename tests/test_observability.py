@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from agentstage.cli import app
 from agentstage.config import ConfigError, platform_from_config
 from agentstage.diff import diff_plans
-from agentstage.engine import Plan, run_plan
+from agentstage.engine import Plan
 from components.dashboard import CHART_WIDTH, CHARTS, COLUMNS
-from tests.conftest import ROOT, load_stack, write_stack
+from tests.conftest import ROOT, load_stack, plan_of
 
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
@@ -36,20 +36,6 @@ def rev(revision: str) -> str:
 FIVE_XX = ' AND metric.label."response_code_class" = "5xx"'
 COUNT, LATENCY = "run.googleapis.com/request_count", "run.googleapis.com/request_latencies"
 MEMORY, INSTANCES = "run.googleapis.com/container/memory/utilizations", "run.googleapis.com/container/instance_count"
-
-
-@pytest.fixture(scope="module")
-def prod() -> Plan:
-    return run_plan(ROOT, "production")
-
-
-@pytest.fixture(scope="module")
-def stage() -> Plan:
-    return run_plan(ROOT, "staging")
-
-
-def plan_of(tmp_path, config: dict[str, Any], stack: str = "production") -> Plan:
-    return run_plan(ROOT, stack, config_file=write_stack(tmp_path / f"{stack}.yaml", config))
 
 
 def policy(plan: Plan, name: str) -> dict[str, Any]:
