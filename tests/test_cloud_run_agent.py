@@ -8,16 +8,12 @@ from typing import Any
 
 import pytest
 
-from agentstage.engine import Plan, run_plan
+from agentstage.engine import Plan
 from components.identity import BASELINE_ROLES, account_id
-from tests.conftest import write_stack
+from tests.conftest import plan_of
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 REV = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-
-
-def plan_of(project, config: dict[str, Any], stack: str = "production") -> Plan:
-    return run_plan(project, stack, config_file=write_stack(project / f"{stack}-test.yaml", config))
 
 
 def service(plan: Plan, agent: str = "support-bot") -> dict[str, Any]:
