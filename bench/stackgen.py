@@ -32,8 +32,10 @@ def generate(n: int) -> dict[str, Any]:
         agent["release"]["image"] = f"us-docker.pkg.dev/acme/agents/{name}@sha256:{_digest(name + 'r')}"
         agent["stable"]["image"] = f"us-docker.pkg.dev/acme/agents/{name}@sha256:{_digest(name + 's')}"
         agent["secrets"] = {"API_TOKEN": f"{name}-token:latest"}
+        agent["stable_revision"] = f"{name}-1-3-2"
         if i % 3:
             del agent["stable"]
+            del agent["stable_revision"]
             del agent["rollout"]["canary_percent"]
         agents[name] = agent
     config["agent-platform:agents"] = agents

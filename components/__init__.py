@@ -13,10 +13,12 @@ from components.notifications import NotificationChannels
 from components.observability import AgentObservability, tracing_env
 from components.signals import AgentSignals
 from components.slo import AgentSlos
+from components.monitoring import MonitoringContext
 
 __all__ = ["AgentIdentity", "AgentPlatform", "AgentSpec", "CloudRunAgent", "PlatformSpec", "ReleaseSpec", "RolloutSpec"]
 __all__ += [
     "AgentAlerts", "AgentBudget", "AgentDashboard", "AgentGuardrails", "AgentObservability", "AgentSignals",
-    "AgentSlos", "AlertsSpec", "BudgetSpec", "GuardrailsSpec", "NotificationChannels", "SloSpec", "TracingSpec",
+    "AgentSlos", "AlertsSpec", "BudgetSpec", "GuardrailsSpec", "MonitoringContext", "NotificationChannels", "SloSpec",
+    "TracingSpec",
     "tracing_env",
 ]

@@ -14,6 +14,8 @@ from pulumi_gcp.billing import (
     BudgetThresholdRuleArgs,
 )
 
+from components.contract import COMPONENT_TYPES
+from components.known import known_after
 from components.ops_spec import BudgetSpec
 
 __all__ = ["AgentBudget", "threshold_rules", "amount_args", "budget_topic_name", "MAX_BUDGET_CHANNELS"]
@@ -33,7 +35,8 @@ def threshold_rules(spec: BudgetSpec) -> list[BudgetThresholdRuleArgs]:
 
 def amount_args(spec: BudgetSpec) -> BudgetAmountArgs:
     """The amount as the API wants it: whole ``units`` (a string) and ``nanos``."""
-    assert spec.monthly_amount is not None
+    if spec.monthly_amount is None:
+        raise pulumi.ResourceError("a budget needs its monthly amount (budget.monthly_amount)", None)
     cents = round(spec.monthly_amount * 100)
     units, rest = divmod(cents, 100)
     return BudgetAmountArgs(
@@ -69,26 +72,32 @@ class AgentBudget(pulumi.ComponentResource):
         project: str,
         environment: str,
         prefix: str = "",
-        email_channels: pulumi.Input[Sequence[str]] = (),
+        email_channels: Sequence[pulumi.Input[str]] = (),
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:budget:AgentBudget", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentBudget"], name, None, opts)
         if not spec.enabled:
-            raise ValueError("AgentBudget needs spec.billing_account")
+            raise pulumi.ResourceError("AgentBudget needs spec.billing_account (budget.billing_account)", None)
         child = pulumi.ResourceOptions(parent=self)
         self.topic: gcp.pubsub.Topic | None = None
+        topic_id: pulumi.Output[str] | None = None
         if spec.pubsub:
+            topic = budget_topic_name(environment, prefix)
             self.topic = gcp.pubsub.Topic(
                 f"{name}-topic",
                 project=project,
-                name=budget_topic_name(environment, prefix),
+                name=topic,
                 labels=dict(labels),
                 message_retention_duration="604800s",
                 opts=child,
             )
+            # the topic's id as Pub/Sub forms it: known in a first preview, still after the topic
+            topic_id = known_after(self.topic, f"projects/{project}/topics/{topic}")
         number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=self))
-        channels = pulumi.Output.from_input(email_channels).apply(lambda c: list(c)[:MAX_BUDGET_CHANNELS])
+        # a list of the channel names (not one output of a list): its length is known in a
+        # first preview even while the names Monitoring assigns are not
+        channels = list(email_channels)[:MAX_BUDGET_CHANNELS]
         self.budget = gcp.billing.Budget(
             f"{name}-budget",
             billing_account=spec.billing_account,
@@ -103,12 +112,12 @@ class AgentBudget(pulumi.ComponentResource):
             threshold_rules=threshold_rules(spec),
             all_updates_rule=BudgetAllUpdatesRuleArgs(
                 monitoring_notification_channels=channels,
-                pubsub_topic=self.topic.id if self.topic else None,
+                pubsub_topic=topic_id,
                 schema_version="1.0" if self.topic else None,
                 disable_default_iam_recipients=False,
             ),
             opts=child,
         )
         self.budget_name = self.budget.name
-        self.topic_id = self.topic.id if self.topic else pulumi.Output.from_input(None)
+        self.topic_id = topic_id if topic_id is not None else pulumi.Output.from_input(None)
         self.register_outputs({"budget_name": self.budget_name, "topic_id": self.topic_id})

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
-import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
+from components.contract import COMPONENT_TYPES
 from components.identity import AgentIdentity
-from components.spec import AgentSpec, feature_env, parse_secret_ref, revision_name
+from components.revision import revision_name, template_digest
+from components.spec import AgentSpec, ProbeSpec, feature_env, parse_secret_ref
 from components.traffic import traffic_targets
 
-__all__ = ["CloudRunAgent", "release_env"]
+__all__ = ["CloudRunAgent", "release_env", "revision_template"]
 
 INVOKER = "roles/run.invoker"
+GEN1 = "EXECUTION_ENVIRONMENT_GEN1"
 
 
 def release_env(spec: AgentSpec) -> dict[str, str]:
@@ -34,14 +38,81 @@ def _member_key(member: str) -> str:
     return member.replace(":", "-").replace("@", "-at-").replace(".", "-").lower()
 
 
+def _probe(spec: AgentSpec, probe: ProbeSpec) -> dict[str, Any]:
+    return {
+        "http_get": {"path": spec.health_path, "port": spec.port},
+        "initial_delay_seconds": probe.initial_delay_seconds,
+        "period_seconds": probe.period_seconds,
+        "timeout_seconds": probe.timeout_seconds,
+        "failure_threshold": probe.failure_threshold,
+    }
+
+
+def revision_template(
+    spec: AgentSpec, *, service_account: str, labels: Mapping[str, str], extra_env: Mapping[str, str]
+) -> dict[str, Any]:
+    """The revision template of ``spec`` as plain data (the pulumi-gcp ``template`` input,
+    snake_case keys), without its revision name: what the template digest is taken of.
+
+    CPU is allocated only during requests (``cpu_idle``) when the service may scale to zero
+    and always with fractional CPU, which Cloud Run allows only that way and only in the first
+    generation execution environment (Cloud Run docs, "Configure CPU limits for services":
+    below 1 vCPU, request-based billing and the first generation execution environment are
+    required). Minimum instances are not part of the template: they are set on the service
+    (see :class:`CloudRunAgent`)."""
+    plain: dict[str, str] = {**release_env(spec), **extra_env, **spec.env}
+    for feature, enabled in spec.features.items():
+        plain[feature_env(feature)] = "true" if enabled else "false"
+    envs: list[dict[str, Any]] = [{"name": key, "value": plain[key]} for key in sorted(plain)]
+    for key, ref in sorted(spec.secrets.items()):
+        secret, version = parse_secret_ref(ref)
+        envs.append({"name": key, "value_source": {"secret_key_ref": {"secret": secret, "version": version}}})
+    container = {
+        "name": "agent",
+        "image": spec.release.image,
+        "ports": {"container_port": spec.port, "name": "http1"},
+        "envs": envs,
+        "resources": {
+            "limits": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
+            "cpu_idle": spec.scaling.min_instances == 0 or spec.resources.fractional,
+            "startup_cpu_boost": True,
+        },
+        "startup_probe": _probe(spec, spec.probes.startup),
+        "liveness_probe": _probe(spec, spec.probes.liveness),
+    }
+    template: dict[str, Any] = {
+        "service_account": service_account,
+        "labels": dict(labels),
+        "max_instance_request_concurrency": spec.scaling.concurrency,
+        "scaling": {"max_instance_count": spec.scaling.max_instances},
+        "containers": [container],
+    }
+    if spec.resources.fractional:
+        template["execution_environment"] = GEN1
+    return template
+
+
 class CloudRunAgent(pulumi.ComponentResource):
     """A Cloud Run (v2) service running ``spec.release`` as the agent's identity.
 
-    The template's revision is named from the release (``<service>-<version slug>``), so a
-    release is deployed once and traffic moves between named revisions only. Invokers are
-    granted on the service itself. Outputs: ``url`` (resolves only after the invoker grants
-    and the identity's grants exist), ``service_name``, ``release_revision``,
-    ``stable_revision`` (None without a canary), ``service_account_email``.
+    The template's revision is named ``<service>-<version slug>-<template digest>``
+    (:mod:`components.revision`): any change of the template yields a new revision name, the
+    same template the same name. Traffic moves between named revisions only; the stable
+    target is ``spec.stable_revision`` (recorded by the release flow) or, for a stable
+    deployed by agentstage 0.1, ``<service>-<version slug>``.
+
+    Scaling: ``max_instances`` caps each revision and, at the service level, all revisions
+    together; ``min_instances`` is set at the service level, where Cloud Run divides it among
+    the revisions that receive traffic, so a rolled-back candidate at 0% keeps no warm,
+    billed instances.
+
+    ``extra_env`` values must be plain strings: the revision name is a digest of the whole
+    template and is known when the program runs. Invokers are granted on the service itself.
+
+    Outputs: ``url`` (resolves only after the invoker grants and the identity's grants
+    exist), ``service_name``, ``release_revision``, ``stable_revision`` (None without a
+    canary), ``service_account_email``. Plain attributes: ``revision`` and
+    ``stable_revision_name`` (the same names, for other components of the program).
     """
 
     url: pulumi.Output[str]
@@ -62,59 +133,38 @@ class CloudRunAgent(pulumi.ComponentResource):
         labels: Mapping[str, str],
         deletion_protection: bool = False,
         secret_env: bool = False,
-        extra_env: Mapping[str, pulumi.Input[str]] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:cloudrun:CloudRunAgent", name, None, opts)
+        super().__init__(COMPONENT_TYPES["CloudRunAgent"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        extra = dict(extra_env or {})
+        for key, value in extra.items():
+            if not isinstance(value, str):
+                raise pulumi.ResourceError(
+                    f"extra_env[{key!r}] is a {type(value).__name__}, not a string: the revision name is a digest of "
+                    "the whole template, so every env value must be known when the program runs", self)
+        clash = sorted(set(extra) & (set(spec.env) | set(spec.secrets)))
+        if clash:
+            raise pulumi.ResourceError(f"extra_env sets {clash[0]}, which the agent's env or secrets set too", self)
 
-        envs: list[run.ServiceTemplateContainerEnvArgs] = []
-        plain: dict[str, pulumi.Input[str]] = {**release_env(spec), **(extra_env or {})}
-        for key, value in sorted(spec.env.items()):
-            plain[key] = pulumi.Output.secret(value) if secret_env else value
-        for feature, enabled in sorted(spec.features.items()):
-            plain[feature_env(feature)] = "true" if enabled else "false"
-        for key in sorted(plain):
-            envs.append(run.ServiceTemplateContainerEnvArgs(name=key, value=plain[key]))
-        for key, ref in sorted(spec.secrets.items()):
-            secret, version = parse_secret_ref(ref)
-            envs.append(
-                run.ServiceTemplateContainerEnvArgs(
-                    name=key,
-                    value_source=run.ServiceTemplateContainerEnvValueSourceArgs(
-                        secret_key_ref=run.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
-                            secret=secret, version=version
-                        )
-                    ),
-                )
-            )
+        template = revision_template(spec, service_account=identity.email_address, labels=labels, extra_env=extra)
+        self.revision = revision_name(service_name, spec.release.version, template_digest(template))
+        self.stable_revision_name = spec.stable_revision_name(service_name)
+        if self.stable_revision_name == self.revision:
+            raise pulumi.ResourceError(
+                f"stable_revision {self.stable_revision_name!r} is the revision the release's template deploys; "
+                "a canary needs two different revisions", self)
 
-        probe = dict(path=spec.health_path, port=spec.port)
-        container = run.ServiceTemplateContainerArgs(
-            name="agent",
-            image=spec.release.image,
-            ports=run.ServiceTemplateContainerPortsArgs(container_port=spec.port, name="http1"),
-            envs=envs,
-            resources=run.ServiceTemplateContainerResourcesArgs(
-                limits={"cpu": spec.resources.cpu, "memory": spec.resources.memory},
-                cpu_idle=spec.scaling.min_instances == 0,
-                startup_cpu_boost=True,
-            ),
-            startup_probe=run.ServiceTemplateContainerStartupProbeArgs(
-                http_get=run.ServiceTemplateContainerStartupProbeHttpGetArgs(**probe),
-                initial_delay_seconds=0,
-                period_seconds=5,
-                timeout_seconds=3,
-                failure_threshold=24,
-            ),
-            liveness_probe=run.ServiceTemplateContainerLivenessProbeArgs(
-                http_get=run.ServiceTemplateContainerLivenessProbeHttpGetArgs(**probe),
-                period_seconds=15,
-                timeout_seconds=5,
-                failure_threshold=3,
-            ),
-        )
-        traffic = traffic_targets(service_name, spec)
+        deployed = copy.deepcopy(template)
+        deployed["revision"] = self.revision
+        deployed["service_account"] = identity.email  # the same value, depending on the account
+        if secret_env:
+            for env in deployed["containers"][0]["envs"]:
+                if env["name"] in spec.env:
+                    env["value"] = pulumi.Output.secret(env["value"])
+        traffic = traffic_targets(spec, self.revision, self.stable_revision_name)
         self.service = run.Service(
             f"{name}-service",
             name=service_name,
@@ -125,22 +175,16 @@ class CloudRunAgent(pulumi.ComponentResource):
             invoker_iam_disabled=False,
             deletion_protection=deletion_protection,
             labels=dict(labels),
-            template=run.ServiceTemplateArgs(
-                revision=revision_name(service_name, spec.release.version),
-                service_account=identity.email,
-                labels=dict(labels),
-                max_instance_request_concurrency=spec.scaling.concurrency,
-                scaling=run.ServiceTemplateScalingArgs(
-                    min_instance_count=spec.scaling.min_instances,
-                    max_instance_count=spec.scaling.max_instances,
-                ),
-                containers=[container],
+            scaling=run.ServiceScalingArgs(
+                min_instance_count=spec.scaling.min_instances,
+                max_instance_count=spec.scaling.max_instances,
             ),
+            template=deployed,
             traffics=[
                 run.ServiceTrafficArgs(type=t.type, revision=t.revision, percent=t.percent, tag=t.tag)
                 for t in traffic
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=identity.grants),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*identity.grants, *depends_on]),
         )
         self.invokers: dict[str, run.ServiceIamMember] = {}
         for member in spec.invokers:
@@ -159,10 +203,8 @@ class CloudRunAgent(pulumi.ComponentResource):
         ready += [g.id for g in identity.grants]
         self.url = pulumi.Output.all(*ready).apply(lambda values: values[0])
         self.service_name = self.service.name
-        self.release_revision = pulumi.Output.from_input(revision_name(service_name, spec.release.version))
-        self.stable_revision = pulumi.Output.from_input(
-            revision_name(service_name, spec.stable.version) if spec.stable else None
-        )
+        self.release_revision = pulumi.Output.from_input(self.revision)
+        self.stable_revision = pulumi.Output.from_input(self.stable_revision_name)
         self.service_account_email = identity.email
         self.register_outputs(
             {

@@ -17,7 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.alerts import (
+from components.contract import COMPONENT_TYPES
+from components.monitoring import (
     INSTANCE_COUNT,
     MEMORY_UTILIZATIONS,
     REQUEST_COUNT,
@@ -146,7 +147,9 @@ def dashboard_json(
 
 
 class AgentDashboard(pulumi.ComponentResource):
-    """The environment's dashboard (see the module docstring). Output: ``dashboard_id``."""
+    """The environment's dashboard (see the module docstring). ``depends_on``: resources the
+    dashboard resource itself waits for (the log-based metrics its charts read; a dependency
+    of the component would not reach its child). Output: ``dashboard_id``."""
 
     dashboard_id: pulumi.Output[str]
 
@@ -159,14 +162,15 @@ class AgentDashboard(pulumi.ComponentResource):
         environment: str,
         rows: Sequence[DashboardRow],
         labels: Mapping[str, str],
+        depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:dashboard:AgentDashboard", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentDashboard"], name, None, opts)
         self.dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             project=project,
             dashboard_json=dashboard_json(environment=environment, rows=rows, alerts=alerts, labels=labels),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
         self.dashboard_id = self.dashboard.id
         self.register_outputs({"dashboard_id": self.dashboard_id})

@@ -17,15 +17,18 @@ from pulumi_gcp.modelarmor import (
     TemplateTemplateMetadataArgs,
 )
 
+from components.contract import COMPONENT_TYPES, TEMPLATE_ENV
+from components.known import known_after
 from components.ops_spec import ENFORCEMENT, GuardrailsSpec
 
-__all__ = ["AgentGuardrails", "filter_config", "template_id", "RAI_FILTERS", "MODEL_ARMOR_USER", "TEMPLATE_ENV"]
+__all__ = [
+    "AgentGuardrails", "filter_config", "template_id", "template_resource_name", "RAI_FILTERS", "MODEL_ARMOR_USER",
+    "TEMPLATE_ENV",
+]
 
 #: Responsible-AI categories screened by the template.
 RAI_FILTERS = ("SEXUALLY_EXPLICIT", "HATE_SPEECH", "HARASSMENT", "DANGEROUS")
 MODEL_ARMOR_USER = "roles/modelarmor.user"
-#: The env var through which each agent receives the template's resource name.
-TEMPLATE_ENV = "MODEL_ARMOR_TEMPLATE"
 
 
 def _on(flag: bool) -> str:
@@ -35,6 +38,11 @@ def _on(flag: bool) -> str:
 def template_id(environment: str, prefix: str = "") -> str:
     """``[<prefix>-]agentstage-<environment>``."""
     return "-".join(p for p in (prefix, "agentstage", environment) if p)
+
+
+def template_resource_name(project: str, location: str, template: str) -> str:
+    """The template's resource name as Model Armor forms it."""
+    return f"projects/{project}/locations/{location}/templates/{template}"
 
 
 def filter_config(spec: GuardrailsSpec, *, production: bool) -> TemplateFilterConfigArgs:
@@ -67,7 +75,8 @@ class AgentGuardrails(pulumi.ComponentResource):
     additive project ``IAMMember``; the role only allows using templates, not changing them.
 
     Output: ``template_name`` (``projects/<project>/locations/<location>/templates/<id>``),
-    which reaches each agent as ``MODEL_ARMOR_TEMPLATE``.
+    which reaches each agent as ``MODEL_ARMOR_TEMPLATE``; it is formed from the inputs, so it
+    is known in a first preview (``template_resource_name`` is the same as a plain string).
     """
 
     template_name: pulumi.Output[str]
@@ -85,15 +94,18 @@ class AgentGuardrails(pulumi.ComponentResource):
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:guardrails:AgentGuardrails", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentGuardrails"], name, None, opts)
         self._name = name
         self._project = project
         self.grants: dict[str, gcp.projects.IAMMember] = {}
+        where = spec.location or location
+        tid = template_id(environment, prefix)
+        self.template_resource_name = template_resource_name(project, where, tid)
         self.template = gcp.modelarmor.Template(
             f"{name}-template",
             project=project,
-            location=spec.location or location,
-            template_id=template_id(environment, prefix),
+            location=where,
+            template_id=tid,
             labels=dict(labels),
             filter_config=filter_config(spec, production=production),
             template_metadata=TemplateTemplateMetadataArgs(
@@ -103,7 +115,7 @@ class AgentGuardrails(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.template_name = self.template.name
+        self.template_name = known_after(self.template, self.template_resource_name)
         self.register_outputs({"template_name": self.template_name})
 
     def grant_user(self, agent: str, member: pulumi.Input[str]) -> gcp.projects.IAMMember:

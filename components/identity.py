@@ -9,7 +9,10 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-__all__ = ["AgentIdentity", "BASELINE_ROLES", "account_id"]
+from components.contract import COMPONENT_TYPES
+from components.known import known_after
+
+__all__ = ["AgentIdentity", "BASELINE_ROLES", "account_id", "account_email"]
 
 #: What every agent needs: write logs, traces and metrics, and call Vertex AI models.
 BASELINE_ROLES = (
@@ -31,8 +34,16 @@ def account_id(agent: str, environment: str, prefix: str = "") -> str:
         full = f"{full[:23].rstrip('-')}-{digest}"
     if len(full) < 6:
         full = f"{full}-agent"
-    assert re.fullmatch(r"[a-z]([-a-z0-9]{4,28})[a-z0-9]", full), full
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{4,28})[a-z0-9]", full):
+        raise pulumi.ResourceError(
+            f"cannot form a service account id from agent {agent!r}, environment {environment!r} and prefix "
+            f"{prefix!r}: {full!r} is not 6-30 lowercase letters, digits or '-' starting with a letter", None)
     return full
+
+
+def account_email(account: str, project: str) -> str:
+    """The email Google gives a user-managed service account: ``<id>@<project>.iam.gserviceaccount.com``."""
+    return f"{account}@{project}.iam.gserviceaccount.com"
 
 
 def _role_key(role: str) -> str:
@@ -43,6 +54,11 @@ class AgentIdentity(pulumi.ComponentResource):
     """A dedicated service account with least privilege: the baseline roles, the extra
     ``roles`` granted additively at project level, and ``secretAccessor`` on each referenced
     secret only, never project-wide.
+
+    The email is computed from the deterministic account id and the project, as Google forms
+    it, so it is known in a first preview (every policy can read it) while still depending on
+    the account resource. ``email_address`` is the same value as a plain string, for what
+    must be known when the program runs (the revision digest of a service that runs as it).
 
     Outputs: ``email``, ``member`` (``serviceAccount:<email>``) and ``grants`` (every IAM
     member resource, for consumers that must wait for the identity to be usable)."""
@@ -61,18 +77,20 @@ class AgentIdentity(pulumi.ComponentResource):
         secrets: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:identity:AgentIdentity", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentIdentity"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        account = account_id(name, environment, prefix)
+        self.email_address = account_email(account, project)
         self.account = gcp.serviceaccount.Account(
             f"{name}-sa",
-            account_id=account_id(name, environment, prefix),
+            account_id=account,
             display_name=f"{name} agent ({environment})",
             description=f"Runtime identity of the {name} agent in {environment}. Managed by agentstage.",
             project=project,
             opts=child,
         )
-        self.email = self.account.email
-        self.member = self.account.email.apply(lambda e: f"serviceAccount:{e}")
+        self.email = known_after(self.account, self.email_address)
+        self.member = known_after(self.account, f"serviceAccount:{self.email_address}")
         self.grants: list[pulumi.CustomResource] = []
         for role in dict.fromkeys([*BASELINE_ROLES, *roles]):
             self.grants.append(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_gcp as gcp
 
+from components.contract import COMPONENT_TYPES
 from components.ops_spec import AlertsSpec
 
 __all__ = ["NotificationChannels", "channel_key", "PUBLISHER"]
@@ -27,14 +28,17 @@ class NotificationChannels(pulumi.ComponentResource):
     environment: ``email`` per address, ``pubsub`` per topic, ``webhook_tokenauth`` per URL.
     Each is keyed by its target, so reordering the config replaces nothing.
 
-    Outputs: ``names`` (every channel's resource name, for alert policies) and
-    ``email_names`` (the email channels only: billing budgets accept at most five). Each
+    ``names`` (every channel's resource name, for alert policies) and ``email_names`` (the
+    email channels only: billing budgets accept at most five) are lists of outputs, not
+    outputs of lists: Monitoring assigns the names, so they are unknown in a first preview,
+    but how many channels an alert policy notifies is known and every policy can count them.
+    Each
     Pub/Sub topic also gets ``roles/pubsub.publisher`` for the project's Monitoring
     notification service agent, without which Monitoring cannot publish.
     """
 
-    names: pulumi.Output[list[str]]
-    email_names: pulumi.Output[list[str]]
+    names: list[pulumi.Output[str]]
+    email_names: list[pulumi.Output[str]]
 
     def __init__(
         self,
@@ -46,7 +50,7 @@ class NotificationChannels(pulumi.ComponentResource):
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:notifications:NotificationChannels", name, None, opts)
+        super().__init__(COMPONENT_TYPES["NotificationChannels"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.channels: dict[str, gcp.monitoring.NotificationChannel] = {}
         email: list[gcp.monitoring.NotificationChannel] = []
@@ -88,6 +92,6 @@ class NotificationChannels(pulumi.ComponentResource):
         for url in spec.webhooks:
             channel("webhook", url, "webhook_tokenauth", {"url": url})
 
-        self.names = pulumi.Output.all(*[c.name for c in self.channels.values()]).apply(list)
-        self.email_names = pulumi.Output.all(*[c.name for c in email]).apply(list)
+        self.names = [c.name for c in self.channels.values()]
+        self.email_names = [c.name for c in email]
         self.register_outputs({"names": self.names, "email_names": self.email_names})

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 
 import pulumi
 
-from components.alerts import AgentAlerts, agent_revisions
+from components.alerts import AgentAlerts
+from components.contract import COMPONENT_TYPES
 from components.dashboard import AgentDashboard, DashboardRow
 from components.labels import agent_labels, platform_labels
+from components.monitoring import MonitoringContext, RevisionRef, agent_revisions
 from components.notifications import NotificationChannels
 from components.signals import AgentSignals
 from components.slo import AgentSlos
@@ -50,13 +52,17 @@ def tracing_env(spec: PlatformSpec, agent: str) -> dict[str, str]:
 class AgentObservability(pulumi.ComponentResource):
     """Alerts, SLOs, agent signals, dashboard and notification channels of one environment.
 
+    ``revisions``: agent -> its named revisions (the candidate the template deploys and,
+    during a canary, the stable one), as the agent's ``CloudRunAgent`` names them.
+
     With ``alerts.enabled: false`` only the notification channels are created (the budget
-    still notifies them). Outputs: ``channel_names``, ``email_channel_names``,
-    ``dashboard_id`` (None when disabled) and ``policies`` (agent -> alert policy names).
+    still notifies them). ``channel_names`` and ``email_channel_names`` are lists of channel
+    name outputs. Outputs: ``dashboard_id`` (None when disabled) and ``policies`` (agent ->
+    alert policy names).
     """
 
-    channel_names: pulumi.Output[list[str]]
-    email_channel_names: pulumi.Output[list[str]]
+    channel_names: list[pulumi.Output[str]]
+    email_channel_names: list[pulumi.Output[str]]
     dashboard_id: pulumi.Output[str | None]
     policies: pulumi.Output[Mapping[str, Mapping[str, str]]]
 
@@ -66,9 +72,10 @@ class AgentObservability(pulumi.ComponentResource):
         spec: PlatformSpec,
         *,
         stack: str,
+        revisions: Mapping[str, list[RevisionRef]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:observability:AgentObservability", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentObservability"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         alerts = spec.alerts
         env_labels = platform_labels(spec.environment, spec.labels)
@@ -82,14 +89,14 @@ class AgentObservability(pulumi.ComponentResource):
         self.dashboard: AgentDashboard | None = None
         if alerts.enabled:
             for agent, aspec in sorted(spec.agents.items()):
-                service = spec.service_name(agent)
-                revisions = agent_revisions(service, aspec)
-                labels = agent_labels(spec.environment, agent, aspec.release.version, spec.labels)
-                common = dict(spec=alerts, service=service, project=spec.project, stack=stack,
-                              revisions=revisions, channels=self.channels.names, labels=labels, opts=child)
-                self.alerts[agent] = AgentAlerts(agent, scaling=aspec.scaling, **common)
-                self.slos[agent] = AgentSlos(agent, region=spec.region, **common)
-                self.signals[agent] = AgentSignals(agent, **common)
+                ctx = MonitoringContext(
+                    agent=agent, spec=alerts, service=spec.service_name(agent), project=spec.project,
+                    region=spec.region, stack=stack, revisions=revisions[agent], channels=self.channels.names,
+                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
+                )
+                self.alerts[agent] = AgentAlerts(agent, ctx, scaling=aspec.scaling, opts=child)
+                self.slos[agent] = AgentSlos(agent, ctx, opts=child)
+                self.signals[agent] = AgentSignals(agent, ctx, opts=child)
             self.dashboard = AgentDashboard(
                 f"{name}-agents",
                 alerts=alerts,
@@ -97,9 +104,8 @@ class AgentObservability(pulumi.ComponentResource):
                 environment=spec.environment,
                 rows=[DashboardRow(a, spec.service_name(a), s.scaling.max_instances) for a, s in spec.agents.items()],
                 labels=env_labels,
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[m for s in self.signals.values() for m in s.metrics.values()]
-                ),
+                depends_on=[m for s in self.signals.values() for m in s.metrics.values()],
+                opts=child,
             )
         self.channel_names = self.channels.names
         self.email_channel_names = self.channels.email_names

@@ -27,6 +27,7 @@ __all__ = [
     "TracingSpec",
     "CONFIDENCE_LEVELS",
     "ENFORCEMENT",
+    "MODEL_ARMOR_LOCATIONS",
 ]
 
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
@@ -34,7 +35,15 @@ _TOPIC = re.compile(r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/topics/[A-Za-z][-A-
 _WEBHOOK = re.compile(r"^https://[^\s/]+(/\S*)?$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$|^(us|eu)$")
+
+#: Where Model Armor runs: its regions and the us / eu multi-regions (Model Armor docs,
+#: "Model Armor locations").
+MODEL_ARMOR_LOCATIONS = (
+    "us", "eu",
+    "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1", "australia-southeast2",
+    "europe-southwest1", "europe-west1", "europe-west2", "europe-west3", "europe-west4", "europe-west9",
+    "northamerica-northeast2", "us-central1", "us-east1", "us-east4", "us-west1",
+)
 
 #: Model Armor confidence levels, config value -> API enum (most to least sensitive).
 CONFIDENCE_LEVELS: dict[str, str] = {
@@ -158,6 +167,13 @@ class AlertsSpec(StrictModel):
     runbook_url: str | None = Field(
         default=None, description="Runbook linked from every alert's documentation (https). Default: none."
     )
+    log_metric_wait_minutes: int = Field(
+        default=10,
+        description="Minutes the tool-error and guardrail-block alert policies wait, on an agent's first "
+        "deployment, for its new log-based metrics to become visible to Cloud Monitoring (which can take up "
+        "to 10 minutes; an alert on a metric it cannot see yet is refused), 0..60. 0 creates them at once "
+        "(only when the metrics already exist). Default: 10.",
+    )
     slo: SloSpec = Field(default_factory=SloSpec, description="SLO settings. Default: see SloSpec.")
 
     @field_validator("notification_emails")
@@ -212,6 +228,13 @@ class AlertsSpec(StrictModel):
     def _duration(cls, v: int) -> int:
         if not 1 <= v <= 60:
             raise SpecIssue("is out of range; allowed: 1..60 minutes")
+        return v
+
+    @field_validator("log_metric_wait_minutes")
+    @classmethod
+    def _wait(cls, v: int) -> int:
+        if not 0 <= v <= 60:
+            raise SpecIssue("is out of range; allowed: 0..60 minutes")
         return v
 
     @field_validator("tool_errors_per_5m", "guardrail_blocks_per_5m")
@@ -342,7 +365,9 @@ class GuardrailsSpec(StrictModel):
         description="Create a Model Armor template and give it to every agent (MODEL_ARMOR_TEMPLATE). Default: true.",
     )
     location: str | None = Field(
-        default=None, description="Model Armor location (a region, or us / eu). Default: gcp:region."
+        default=None,
+        description="Model Armor location: one of its regions (e.g. us-central1, europe-west4) or the us / eu "
+        "multi-regions. Default: gcp:region, which must then be a Model Armor region.",
     )
     jailbreak_confidence: Confidence | None = Field(
         default=None,
@@ -369,8 +394,8 @@ class GuardrailsSpec(StrictModel):
     @field_validator("location")
     @classmethod
     def _location(cls, v: str | None) -> str | None:
-        if v is not None and not _REGION.match(v):
-            raise SpecIssue("is not a Model Armor location; use a region like us-central1, or us / eu")
+        if v is not None and v not in MODEL_ARMOR_LOCATIONS:
+            raise SpecIssue(f"is not a Model Armor location; allowed: {', '.join(MODEL_ARMOR_LOCATIONS)}")
         return v
 
     def effective_jailbreak(self, production: bool) -> str:

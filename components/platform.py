@@ -8,9 +8,11 @@ import pulumi
 
 from components.budget import AgentBudget
 from components.cloud_run import CloudRunAgent
-from components.guardrails import TEMPLATE_ENV, AgentGuardrails
+from components.contract import COMPONENT_TYPES, TEMPLATE_ENV
+from components.guardrails import AgentGuardrails
 from components.identity import AgentIdentity
 from components.labels import agent_labels, platform_labels
+from components.monitoring import agent_revisions
 from components.observability import AgentObservability, tracing_env
 from components.spec import PlatformSpec, parse_secret_ref
 
@@ -37,7 +39,7 @@ class AgentPlatform(pulumi.ComponentResource):
         secret_env: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agentstage:platform:AgentPlatform", name, None, opts)
+        super().__init__(COMPONENT_TYPES["AgentPlatform"], name, None, opts)
         self.spec = spec
         self.identities: dict[str, AgentIdentity] = {}
         self.services: dict[str, CloudRunAgent] = {}
@@ -66,11 +68,14 @@ class AgentPlatform(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.identities[agent] = identity
-            extra_env: dict[str, pulumi.Input[str]] = dict(tracing_env(spec, agent))
+            extra_env = dict(tracing_env(spec, agent))
+            waits: list[pulumi.Resource] = []
             if self.guardrails is not None:
-                # the service waits for the grant, like for the identity's own grants
+                # the service waits for the grant, like for the identity's own grants, and for
+                # the template whose name it receives
                 identity.grants.append(self.guardrails.grant_user(agent, identity.member))
-                extra_env[TEMPLATE_ENV] = self.guardrails.template_name
+                extra_env[TEMPLATE_ENV] = self.guardrails.template_resource_name
+                waits.append(self.guardrails.template)
             self.services[agent] = CloudRunAgent(
                 agent,
                 spec=aspec,
@@ -82,10 +87,16 @@ class AgentPlatform(pulumi.ComponentResource):
                 deletion_protection=spec.is_production,
                 secret_env=secret_env,
                 extra_env=extra_env,
+                depends_on=waits,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        revisions = {
+            agent: agent_revisions(spec.agents[agent], svc.revision, svc.stable_revision_name)
+            for agent, svc in self.services.items()
+        }
         self.observability = AgentObservability(
-            "observability", spec, stack=pulumi.get_stack(), opts=pulumi.ResourceOptions(parent=self)
+            "observability", spec, stack=pulumi.get_stack(), revisions=revisions,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.budget: AgentBudget | None = None
         if spec.budget.enabled:

@@ -14,14 +14,23 @@ metric (``<agent>-...``)     log lines counted                                  
 
 Log-based metrics carry the log entry's monitored resource, so every signal can be split and
 alerted per revision: a candidate whose new prompt bundle breaks a tool alerts on its own.
+
+A new log-based metric takes minutes to become visible to Cloud Monitoring, and an alert
+policy on it created before then is refused (404 "Cannot find metric(s) ... could take up to
+10 minutes"); ``depends_on`` alone does not wait for that. So the alert policies wait for a
+``Sleep`` of ``alerts.log_metric_wait_minutes`` (default 10) that starts when the agent's
+metrics are created (pulumiverse-time). It delays only the first ``pulumi up`` of an agent;
+later updates find it done. The trigger is the set of metric names, so a renamed metric waits
+again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 from pulumi_gcp.logging import (
     MetricBucketOptionsArgs,
     MetricBucketOptionsExponentialBucketsArgs,
@@ -29,15 +38,14 @@ from pulumi_gcp.logging import (
     MetricMetricDescriptorLabelArgs,
 )
 from pulumi_gcp.monitoring import (
-    AlertPolicyAlertStrategyArgs,
     AlertPolicyConditionArgs,
     AlertPolicyConditionConditionThresholdAggregationArgs as Aggregation,
     AlertPolicyConditionConditionThresholdArgs as Threshold,
     AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
 )
 
-from components.alerts import AUTO_CLOSE, REVISION_LABEL, RevisionRef, canary_of, documentation
-from components.ops_spec import AlertsSpec
+from components.contract import COMPONENT_TYPES
+from components.monitoring import MIN_MISSING_DATA_DURATION, REVISION_LABEL, MonitoringContext, alert_policy
 
 __all__ = ["AgentSignals", "signal_metric_name", "log_filter", "SIGNALS"]
 
@@ -79,22 +87,10 @@ class AgentSignals(pulumi.ComponentResource):
     metric_types: pulumi.Output[Mapping[str, str]]
     policy_names: pulumi.Output[Mapping[str, str]]
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        spec: AlertsSpec,
-        service: str,
-        project: str,
-        stack: str,
-        revisions: Sequence[RevisionRef],
-        channels: pulumi.Input[Sequence[str]],
-        labels: Mapping[str, str],
-        alerts: bool = True,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("agentstage:signals:AgentSignals", name, None, opts)
+    def __init__(self, name: str, ctx: MonitoringContext, *, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPES["AgentSignals"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        spec, service, project = ctx.spec, ctx.service, ctx.project
         self.metrics: dict[str, gcp.logging.Metric] = {}
         for signal, (_, description) in SIGNALS.items():
             if signal == "tokens":
@@ -133,7 +129,17 @@ class AgentSignals(pulumi.ComponentResource):
         )
 
         self.policies: dict[str, gcp.monitoring.AlertPolicy] = {}
-        canary = canary_of(revisions)
+        # the alert policies name their metrics: create them once Monitoring can see the metrics
+        wait: list[pulumi.Resource] = list(self.metrics.values())
+        self.metrics_visible: time.Sleep | None = None
+        if spec.log_metric_wait_minutes:
+            self.metrics_visible = time.Sleep(
+                f"{name}-log-metrics-visible",
+                create_duration=f"{spec.log_metric_wait_minutes}m",
+                triggers={s: signal_metric_name(service, s) for s in SIGNALS},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values())),
+            )
+            wait.append(self.metrics_visible)
         checks = {
             "tool-errors": (
                 spec.tool_errors_per_5m, "ERROR", "tool-call errors",
@@ -150,41 +156,33 @@ class AgentSignals(pulumi.ComponentResource):
                  "If the blocks started with a candidate revision, its prompt bundle is the first suspect."],
             ),
         }
-        if alerts:
-            for signal, (threshold, severity, what, means, steps) in checks.items():
-                metric_type = f"logging.googleapis.com/user/{signal_metric_name(service, signal)}"
-                title = f"{name}: {what} above {threshold} in 5 minutes"
-                self.policies[signal] = gcp.monitoring.AlertPolicy(
-                    f"{name}-{signal}",
-                    project=project,
-                    display_name=f"[{stack}] {title}",
-                    combiner="OR",
-                    conditions=[AlertPolicyConditionArgs(
-                        display_name=f"{service} {what} > {threshold} / 5 min (per revision)",
-                        condition_threshold=Threshold(
-                            filter=f'metric.type = "{metric_type}" AND resource.type = "cloud_run_revision" AND '
-                            f'resource.label."service_name" = "{service}"',
-                            aggregations=[Aggregation(alignment_period="300s", per_series_aligner="ALIGN_DELTA",
-                                                      cross_series_reducer="REDUCE_SUM",
-                                                      group_by_fields=[REVISION_LABEL])],
-                            comparison="COMPARISON_GT",
-                            threshold_value=threshold,
-                            duration="0s",
-                            trigger=Trigger(count=1),
-                            evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
-                        ),
-                    )],
-                    severity=severity,
-                    notification_channels=channels,
-                    documentation=documentation(
-                        title=title, means=means, steps=steps, agent=name, stack=stack,
-                        canary=canary, runbook_url=spec.runbook_url,
+        for signal, (threshold, severity, what, means, steps) in checks.items():
+            metric_type = f"logging.googleapis.com/user/{signal_metric_name(service, signal)}"
+            self.policies[signal] = alert_policy(
+                ctx,
+                f"{name}-{signal}",
+                title=f"{name}: {what} above {threshold} in 5 minutes",
+                severity=severity,
+                conditions=[AlertPolicyConditionArgs(
+                    display_name=f"{service} {what} > {threshold} / 5 min (per revision)",
+                    condition_threshold=Threshold(
+                        filter=f'metric.type = "{metric_type}" AND resource.type = "cloud_run_revision" AND '
+                        f'resource.label."service_name" = "{service}"',
+                        aggregations=[Aggregation(alignment_period="300s", per_series_aligner="ALIGN_DELTA",
+                                                  cross_series_reducer="REDUCE_SUM",
+                                                  group_by_fields=[REVISION_LABEL])],
+                        comparison="COMPARISON_GT",
+                        threshold_value=threshold,
+                        # with evaluationMissingData, Monitoring requires a non-zero duration (>= 60 s)
+                        duration=f"{MIN_MISSING_DATA_DURATION}s",
+                        trigger=Trigger(count=1),
+                        # no log lines means no errors: close the incident rather than hold it open
+                        evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
                     ),
-                    alert_strategy=AlertPolicyAlertStrategyArgs(auto_close=AUTO_CLOSE),
-                    user_labels=dict(labels),
-                    enabled=True,
-                    # the filter names the metric: create the policy once the metric exists
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.metrics[signal]]),
-                )
+                )],
+                means=means,
+                steps=steps,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=wait),
+            )
         self.policy_names = pulumi.Output.from_input({k: p.name for k, p in self.policies.items()})
         self.register_outputs({"metric_types": self.metric_types, "policy_names": self.policy_names})

@@ -14,12 +14,11 @@ at ``slow_burn_rate`` x over six hours (ticket).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp.monitoring import (
-    AlertPolicyAlertStrategyArgs,
     AlertPolicyConditionArgs,
     AlertPolicyConditionConditionThresholdArgs as Threshold,
     AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
@@ -30,8 +29,8 @@ from pulumi_gcp.monitoring import (
     SloRequestBasedSliGoodTotalRatioArgs,
 )
 
-from components.alerts import AUTO_CLOSE, REQUEST_COUNT, REQUEST_LATENCIES, RevisionRef, canary_of, documentation, run_filter
-from components.ops_spec import AlertsSpec
+from components.contract import COMPONENT_TYPES
+from components.monitoring import REQUEST_COUNT, REQUEST_LATENCIES, MonitoringContext, alert_policy, run_filter
 
 __all__ = ["AgentSlos", "slo_service_id", "slo_name", "burn_rate_filter", "BURN_WINDOWS"]
 
@@ -61,23 +60,10 @@ class AgentSlos(pulumi.ComponentResource):
     slo_names: pulumi.Output[Mapping[str, str]]
     policy_names: pulumi.Output[Mapping[str, str]]
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        spec: AlertsSpec,
-        service: str,
-        project: str,
-        region: str,
-        stack: str,
-        revisions: Sequence[RevisionRef],
-        channels: pulumi.Input[Sequence[str]],
-        labels: Mapping[str, str],
-        alerts: bool = True,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("agentstage:slo:AgentSlos", name, None, opts)
+    def __init__(self, name: str, ctx: MonitoringContext, *, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPES["AgentSlos"], name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        spec, service, project, stack, labels = ctx.spec, ctx.service, ctx.project, ctx.stack, ctx.labels
         slo = spec.slo
         self.service = gcp.monitoring.GenericService(
             f"{name}-slo-service",
@@ -85,7 +71,7 @@ class AgentSlos(pulumi.ComponentResource):
             service_id=slo_service_id(service),
             display_name=f"{service} agent ({stack})",
             basic_service=GenericServiceBasicServiceArgs(
-                service_type="CLOUD_RUN", service_labels={"service_name": service, "location": region}
+                service_type="CLOUD_RUN", service_labels={"service_name": service, "location": ctx.region}
             ),
             user_labels=dict(labels),
             opts=child,
@@ -125,17 +111,16 @@ class AgentSlos(pulumi.ComponentResource):
             ),
         }
         self.policies: dict[str, gcp.monitoring.AlertPolicy] = {}
-        canary = canary_of(revisions)
         rates = {"fast-burn": slo.fast_burn_rate, "slow-burn": slo.slow_burn_rate}
-        for key, (window, severity) in BURN_WINDOWS.items() if alerts else ():
+        for key, (window, severity) in BURN_WINDOWS.items():
             rate = rates[key]
             hours = int(window[:-1]) // 3600
             title = f"{name}: SLO error budget burning {rate:g}x too fast ({hours}h)"
-            self.policies[key] = gcp.monitoring.AlertPolicy(
+            self.policies[key] = alert_policy(
+                ctx,
                 f"{name}-slo-{key}",
-                project=project,
-                display_name=f"[{stack}] {title}",
-                combiner="OR",
+                title=title,
+                severity=severity,
                 conditions=[
                     AlertPolicyConditionArgs(
                         display_name=f"{service} {slo_id} SLO burn rate > {rate:g} over {hours}h",
@@ -149,23 +134,14 @@ class AgentSlos(pulumi.ComponentResource):
                     )
                     for slo_id in self.slos
                 ],
-                severity=severity,
-                notification_channels=channels,
-                documentation=documentation(
-                    title=title,
-                    means=f"At the error rate of the last {hours} hours, {service} would spend its "
-                    f"{slo.window_days}-day error budget {rate:g} times over "
-                    f"(availability goal {slo.availability:.2%}, latency goal {slo.latency_goal:.2%} under {latency_ms} ms).",
-                    steps=[
-                        "Open the service's SLO page in Cloud Monitoring: which SLO burns, since when.",
-                        "Match the start with the release timeline (`agentstage status`) and the canary steps.",
-                        "A fast burn during a canary step is a reason to roll back first and investigate after.",
-                    ],
-                    agent=name, stack=stack, canary=canary, runbook_url=spec.runbook_url,
-                ),
-                alert_strategy=AlertPolicyAlertStrategyArgs(auto_close=AUTO_CLOSE),
-                user_labels=dict(labels),
-                enabled=True,
+                means=f"At the error rate of the last {hours} hours, {service} would spend its "
+                f"{slo.window_days}-day error budget {rate:g} times over "
+                f"(availability goal {slo.availability:.2%}, latency goal {slo.latency_goal:.2%} under {latency_ms} ms).",
+                steps=[
+                    "Open the service's SLO page in Cloud Monitoring: which SLO burns, since when.",
+                    "Match the start with the release timeline (`agentstage status`) and the canary steps.",
+                    "A fast burn during a canary step is a reason to roll back first and investigate after.",
+                ],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.slos.values())),
             )
         self.slo_names = pulumi.Output.from_input({k: s.name for k, s in self.slos.items()})

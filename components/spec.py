@@ -11,12 +11,14 @@ sentence ``<key>: <value> ...`` and says what is allowed.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.ops_spec import AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
+from components.contract import BASE_LABEL_KEYS, CANARY_TAG, PRODUCTION, RESERVED_ENV_PREFIXES, TEMPLATE_ENV
+from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.release_spec import AnalysisSpec, GatesSpec
+from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
 from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
 
 __all__ = [
@@ -30,9 +32,12 @@ __all__ = [
     "INGRESS_VALUES",
     "RUNTIMES",
     "SUPPORTED_RUNTIMES",
+    "ProbeSpec",
+    "ProbesSpec",
     "version_slug",
-    "revision_name",
     "parse_secret_ref",
+    "cpu_count",
+    "memory_mib",
 ]
 
 
@@ -52,12 +57,22 @@ _ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/rol
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
 
-#: Cloud Run limits the service name to 49 characters and the revision name to 63.
+#: Cloud Run limits the service name to 49 characters (the revision name to 63: see
+#: components.revision).
 SERVICE_NAME_MAX = 49
-REVISION_NAME_MAX = 63
 
 #: Environment variables Cloud Run sets itself and rejects in a container spec.
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+#: Cloud Run: at most 1000 env vars per container, each value at most 32768 bytes.
+MAX_ENV = 1000
+MAX_ENV_VALUE_BYTES = 32768
+#: Cloud Run: a traffic tag and the service name together at most 46 characters.
+TAG_AND_SERVICE_MAX = 46
+#: Most env vars agentstage injects itself (release identity, tracing, Model Armor template).
+INJECTED_ENV_MAX = 16
+#: Labels one resource may carry (Google Cloud labels limit), and so what user labels may add
+#: to the base labels agentstage sets on every agent resource.
+MAX_LABELS = 64
 
 INGRESS_VALUES: dict[str, str] = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -68,16 +83,6 @@ RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
 #: Runtimes this release builds. The others are part of the config contract but are
 #: rejected with a clear message rather than silently deploying nothing.
 SUPPORTED_RUNTIMES = ("cloud-run",)
-
-
-def version_slug(version: str) -> str:
-    """The DNS-label form of a release version: ``1.4.0`` -> ``1-4-0``."""
-    return re.sub(r"[^a-z0-9-]", "-", version.lower()).strip("-")
-
-
-def revision_name(service: str, version: str) -> str:
-    """Cloud Run revision name of ``version`` of ``service``: ``<service>-<version slug>``."""
-    return f"{service}-{version_slug(version)}"
 
 
 def parse_secret_ref(ref: str) -> tuple[str, str]:
@@ -258,12 +263,15 @@ class ScalingSpec(StrictModel):
 
 
 _CPU_WHOLE = ("1", "2", "4", "6", "8")
+_CPU_MILLI = re.compile(r"^([0-9]+)m$")
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Mi|Gi|M|G)$")
 _MEM_UNIT = {"Mi": 1, "Gi": 1024, "M": 1000 / 1048576 * 1000, "G": 1e9 / 1048576}
 #: Minimum CPUs for a memory limit above each threshold (MiB), per Cloud Run's limits.
 _CPU_FOR_MEMORY = ((24 * 1024, 8), (16 * 1024, 6), (8 * 1024, 4), (4 * 1024, 2))
 #: Minimum memory (MiB) for a CPU count, per Cloud Run's limits.
 _MEMORY_FOR_CPU = {4: 2048, 6: 4096, 8: 4096}
+#: Most memory (MiB) with fractional CPU: below 0.5 vCPU, and below 1 vCPU.
+_MEMORY_FOR_FRACTION = ((0.5, 512), (1.0, 1024))
 
 
 def cpu_count(cpu: str) -> float:
@@ -272,16 +280,22 @@ def cpu_count(cpu: str) -> float:
 
 
 def memory_mib(memory: str) -> float:
-    """``"4Gi"`` -> 4096.0 (MiB)."""
+    """``"4Gi"`` -> 4096.0 (MiB). Raises ValueError when ``memory`` is not a quantity."""
     m = _MEMORY.match(memory)
-    assert m, memory
+    if m is None:
+        raise ValueError(f"{memory!r} is not a memory quantity such as 512Mi or 4Gi")
     return float(m.group(1)) * _MEM_UNIT[m.group(2)]
 
 
 class ResourcesSpec(StrictModel):
-    """CPU and memory limits of one instance."""
+    """CPU and memory limits of one instance (Cloud Run limits: see docs/config.md)."""
 
-    cpu: str = Field(default="1", description="CPU limit: 1, 2, 4, 6 or 8, or 80m..1000m. Default: \"1\".")
+    cpu: str = Field(
+        default="1",
+        description="CPU limit: 1, 2, 4, 6 or 8, or fractional 80m..990m in steps of 10m. Fractional CPU "
+        "(below 1) means Cloud Run allocates CPU only during requests, serves one request at a "
+        "time (scaling.concurrency 1) and allows at most 1Gi (512Mi below 500m). Default: \"1\".",
+    )
     memory: str = Field(default="512Mi", description="Memory limit, 128Mi..32Gi (e.g. 512Mi, 4Gi). Default: 512Mi.")
 
     @field_validator("cpu", mode="before")
@@ -289,11 +303,17 @@ class ResourcesSpec(StrictModel):
     def _cpu(cls, v: Any) -> Any:
         if isinstance(v, int) and not isinstance(v, bool):
             v = str(v)
+        milli = _CPU_MILLI.match(v) if isinstance(v, str) else None
+        if milli is not None and int(milli.group(1)) == 1000:
+            return v  # 1000m is 1 CPU
         ok = isinstance(v, str) and (
-            v in _CPU_WHOLE or (re.fullmatch(r"[0-9]+m", v) is not None and 80 <= int(v[:-1]) <= 1000)
+            v in _CPU_WHOLE or (milli is not None and 80 <= int(milli.group(1)) < 1000 and int(milli.group(1)) % 10 == 0)
         )
         if not ok:
-            raise SpecIssue("is not a Cloud Run CPU limit; allowed: \"1\", \"2\", \"4\", \"6\", \"8\" or 80m..1000m")
+            raise SpecIssue(
+                "is not a Cloud Run CPU limit; allowed: \"1\", \"2\", \"4\", \"6\", \"8\" or fractional "
+                "80m..990m in steps of 10m"
+            )
         return v
 
     @field_validator("memory")
@@ -311,7 +331,97 @@ class ResourcesSpec(StrictModel):
         need_mem = _MEMORY_FOR_CPU.get(int(cpus)) if cpus == int(cpus) else None
         if need_mem and mib < need_mem:
             raise SpecIssue(f"is below the {need_mem // 1024}Gi Cloud Run requires with {cpu} CPU; raise memory or lower cpu")
+        for below, most in _MEMORY_FOR_FRACTION:
+            if cpus < below and mib > most:
+                shown = f"{most}Mi" if most < 1024 else "1Gi"
+                raise SpecIssue(
+                    f"is above the {shown} Cloud Run allows with less than {below:g} CPU (cpu is \"{cpu}\"); "
+                    "lower memory or raise cpu"
+                )
         return v
+
+    @property
+    def fractional(self) -> bool:
+        """CPU below 1: Cloud Run then allocates CPU only during requests, one at a time."""
+        return cpu_count(self.cpu) < 1
+
+
+class ProbeSpec(StrictModel):
+    """An HTTP probe on the agent's ``health_path``. Cloud Run's limits per kind are
+    ``LIMITS`` (seconds) and ``timeout_seconds`` may not exceed ``period_seconds``."""
+
+    #: field -> (least, most)
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {}
+    initial_delay_seconds: int = Field(default=0, description="Seconds before the first probe. Default: 0.")
+    period_seconds: int = Field(default=10, description="Seconds between probes. Default: see the probe kind.")
+    timeout_seconds: int = Field(default=1, description="Seconds a probe may take, <= period_seconds. Default: see the probe kind.")
+    failure_threshold: int = Field(default=3, description="Failed probes in a row before giving up. Default: see the probe kind.")
+
+    @model_validator(mode="after")
+    def _limits(self) -> ProbeSpec:
+        for key, (low, high) in self.LIMITS.items():
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise SpecIssue(f"is out of Cloud Run's range; allowed: {low}..{high}", path=(key,), value=value,
+                                has_value=True)
+        if self.timeout_seconds > self.period_seconds:
+            raise SpecIssue(
+                f"is longer than period_seconds ({self.period_seconds}); Cloud Run requires timeout_seconds <= "
+                "period_seconds", path=("timeout_seconds",), value=self.timeout_seconds, has_value=True)
+        return self
+
+
+class StartupProbeSpec(ProbeSpec):
+    """The startup probe: Cloud Run routes no traffic to an instance before it passes. Cloud
+    Run gives an instance at most 240 s to start (failure_threshold x period_seconds)."""
+
+    #: Most seconds failure_threshold x period_seconds may cover.
+    WINDOW: ClassVar[int] = 240
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "initial_delay_seconds": (0, 240), "period_seconds": (1, 240), "timeout_seconds": (1, 240),
+        "failure_threshold": (1, 240),
+    }
+    period_seconds: int = Field(default=5, description="Seconds between probes, 1..240. Default: 5.")
+    timeout_seconds: int = Field(default=3, description="Seconds a probe may take, 1..240, <= period_seconds. Default: 3.")
+    failure_threshold: int = Field(
+        default=24,
+        description="Failed probes before the instance is replaced, 1..240; failure_threshold x period_seconds "
+        "<= 240. Default: 24 (2 minutes).",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> StartupProbeSpec:
+        window = self.failure_threshold * self.period_seconds
+        if window > self.WINDOW:
+            raise SpecIssue(
+                f"x period_seconds ({self.period_seconds}) is {window} s; Cloud Run allows a startup probe at most "
+                f"{self.WINDOW} s: lower failure_threshold or period_seconds",
+                path=("failure_threshold",), value=self.failure_threshold, has_value=True)
+        return self
+
+
+class LivenessProbeSpec(ProbeSpec):
+    """The liveness probe: Cloud Run restarts an instance that fails it."""
+
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "initial_delay_seconds": (0, 3600), "period_seconds": (1, 3600), "timeout_seconds": (1, 3600),
+        "failure_threshold": (1, 1000),
+    }
+    period_seconds: int = Field(default=15, description="Seconds between probes, 1..3600. Default: 15.")
+    timeout_seconds: int = Field(default=5, description="Seconds a probe may take, 1..3600, <= period_seconds. Default: 5.")
+    failure_threshold: int = Field(default=3, description="Failed probes before a restart, 1..1000. Default: 3.")
+
+
+class ProbesSpec(StrictModel):
+    """Health probes of the agent container (both HTTP GET on ``health_path``)."""
+
+    startup: StartupProbeSpec = Field(
+        default_factory=StartupProbeSpec, description="Startup probe. Default: every 5 s, 3 s timeout, 24 tries."
+    )
+    liveness: LivenessProbeSpec = Field(
+        default_factory=LivenessProbeSpec, description="Liveness probe. Default: every 15 s, 5 s timeout, 3 tries."
+    )
 
 
 class AgentSpec(StrictModel):
@@ -324,6 +434,13 @@ class AgentSpec(StrictModel):
     stable: ReleaseSpec | None = Field(
         default=None,
         description="The release that keeps the rest of the traffic during a canary. Default: none (the release takes 100%).",
+    )
+    stable_revision: str | None = Field(
+        default=None,
+        description="Name of the Cloud Run revision that serves `stable`, as deployed: written by the release "
+        "flow when a release becomes stable, so the stable traffic target keeps naming the revision that exists "
+        "after shared config changes the template. Default: <service>-<stable version slug>, the name "
+        "agentstage 0.1 gave revisions.",
     )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary settings. Default: see RolloutSpec.")
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Scaling. Default: 0..10 instances, concurrency 80.")
@@ -346,6 +463,7 @@ class AgentSpec(StrictModel):
     health_path: str = Field(
         default="/healthz", description="HTTP path of the startup and liveness probes. Default: /healthz."
     )
+    probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Probe timing. Default: see ProbesSpec.")
 
     @field_validator("port")
     @classmethod
@@ -425,6 +543,11 @@ class AgentSpec(StrictModel):
                     "is not a plain value; env values are strings (quote them in YAML)",
                     path=(name,), value=value, has_value=True,
                 )
+            if len(str(value).encode()) > MAX_ENV_VALUE_BYTES:
+                raise SpecIssue(
+                    f"is longer than the {MAX_ENV_VALUE_BYTES} bytes Cloud Run allows in an env value",
+                    path=(name,), value=f"<{len(str(value).encode())} bytes>", has_value=True,
+                )
             out[name] = str(value)
         return out
 
@@ -447,20 +570,48 @@ class AgentSpec(StrictModel):
                 "is set both in env and in secrets; keep it in secrets only",
                 path=("env", overlap[0]), value=overlap[0], has_value=True,
             )
-        flags = {feature_env(name) for name in self.features}
-        clash = sorted(flags & (set(self.env) | set(self.secrets)))
-        if clash:
-            raise SpecIssue(
-                "is already set by a feature flag; rename the env var or the flag",
-                path=("env" if clash[0] in self.env else "secrets", clash[0]), value=clash[0], has_value=True,
-            )
         if self.stable is not None and self.stable.version == self.release.version:
             raise SpecIssue(
                 "is the same version as release; stable must be a different, earlier release "
                 "(remove stable when the release takes all traffic)",
                 path=("stable", "version"), value=self.stable.version, has_value=True,
             )
+        if self.stable is not None and self.stable.slug == self.release.slug:
+            raise SpecIssue(
+                f"names the same revision as release version {self.release.version!r} (both become "
+                f"{self.release.slug!r} in a revision name); give stable its real, different version",
+                path=("stable", "version"), value=self.stable.version, has_value=True,
+            )
+        if self.stable_revision is not None and self.stable is None:
+            raise SpecIssue(
+                "is set but stable is not; stable_revision names the revision of the stable release: "
+                "remove it, or set stable",
+                path=("stable_revision",), value=self.stable_revision, has_value=True,
+            )
+        if self.rollout.canary_percent is not None and self.stable is None:
+            raise SpecIssue(
+                "is set but stable is not; canary_percent splits traffic between release and stable: "
+                "remove it, or set stable",
+                path=("rollout", "canary_percent"), value=self.rollout.canary_percent, has_value=True,
+            )
+        self._cloud_run_limits()
         return self
+
+    def _cloud_run_limits(self) -> None:
+        """The combinations Cloud Run refuses (docs/config.md cites each rule)."""
+        count = len(self.env) + len(self.secrets) + len(self.features)
+        if count > MAX_ENV - INJECTED_ENV_MAX:
+            raise SpecIssue(
+                f"with secrets and features makes {count} env vars; Cloud Run allows {MAX_ENV} per container and "
+                f"agentstage injects up to {INJECTED_ENV_MAX}: keep at most {MAX_ENV - INJECTED_ENV_MAX}",
+                path=("env",), value=f"<{len(self.env)} vars>", has_value=True,
+            )
+        if self.resources.fractional and self.scaling.concurrency != 1:
+            raise SpecIssue(
+                f"must be 1 when resources.cpu is below 1 (\"{self.resources.cpu}\"): Cloud Run serves one request "
+                "at a time on fractional CPU; set concurrency: 1, or cpu: \"1\" or more",
+                path=("scaling", "concurrency"), value=self.scaling.concurrency, has_value=True,
+            )
 
     @property
     def canary_percent(self) -> int:
@@ -472,6 +623,13 @@ class AgentSpec(StrictModel):
     @property
     def ingress_value(self) -> str:
         return INGRESS_VALUES[self.ingress]
+
+    def stable_revision_name(self, service: str) -> str | None:
+        """The revision serving ``stable``: the recorded ``stable_revision``, else the name
+        agentstage 0.1 gave it (``<service>-<version slug>``); None without a stable."""
+        if self.stable is None:
+            return None
+        return self.stable_revision or legacy_revision_name(service, self.stable.version)
 
 
 def feature_env(name: str) -> str:
@@ -490,14 +648,19 @@ def _check_env_name(name: str, where: str) -> None:
             f"is reserved by Cloud Run; reserved: {', '.join(sorted(RESERVED_ENV))}",
             path=(name,), value=name, has_value=True,
         )
+    if name == TEMPLATE_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+        raise SpecIssue(
+            f"is reserved by agentstage, which sets {TEMPLATE_ENV} and the "
+            f"{', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} variables itself; rename it "
+            "(feature flags: agents.<name>.features; tracing: agent-platform:tracing)",
+            path=(name,), value=name, has_value=True,
+        )
 
 
 def check_dns_label(name: str, limit: int) -> bool:
     return len(name) <= limit and bool(_DNS_LABEL.match(name))
 
 
-#: Label keys the platform sets itself; user labels may not override them.
-BASE_LABEL_KEYS = ("environment", "agent", "release", "managed-by")
 
 # The operations specs build on SpecIssue/StrictModel above, so they are imported here, not
 # at the top (``components/__init__`` imports this module first).
@@ -590,6 +753,13 @@ class PlatformSpec(StrictModel):
                     path=(key,), value=value, has_value=True,
                 )
             out[key] = value
+        room = MAX_LABELS - len(BASE_LABEL_KEYS)
+        if len(out) > room:
+            raise SpecIssue(
+                f"are too many: Google Cloud allows {MAX_LABELS} labels per resource and agentstage sets "
+                f"{len(BASE_LABEL_KEYS)} ({', '.join(BASE_LABEL_KEYS)}): keep at most {room}",
+                value=f"<{len(out)} labels>", has_value=True,
+            )
         return out
 
     @field_validator("agents")
@@ -615,22 +785,38 @@ class PlatformSpec(StrictModel):
                     f"the limit is {SERVICE_NAME_MAX}: shorten the agent name or the prefix",
                     path=("agents", agent), value=agent, has_value=True,
                 )
-            for field in ("release", "stable"):
-                release = getattr(spec, field)
-                if release is None:
-                    continue
-                revision = revision_name(service, release.version)
-                if not check_dns_label(revision, REVISION_NAME_MAX):
-                    raise SpecIssue(
-                        f"gives the revision name {revision!r} ({len(revision)} characters); Cloud Run needs "
-                        f"<service>-<suffix> as a lowercase DNS label of at most {REVISION_NAME_MAX} characters: "
-                        "shorten the version",
-                        path=("agents", agent, field, "version"), value=release.version, has_value=True,
-                    )
+            if spec.stable is None:
+                continue
+            if len(CANARY_TAG) + len(service) > TAG_AND_SERVICE_MAX:
+                raise SpecIssue(
+                    f"has a canary (stable is set), and the canary traffic tag {CANARY_TAG!r} with the service name "
+                    f"{service!r} makes {len(CANARY_TAG) + len(service)} characters; Cloud Run allows "
+                    f"{TAG_AND_SERVICE_MAX}: shorten the agent name or the prefix",
+                    path=("agents", agent), value=agent, has_value=True,
+                )
+            revision = self.stable_revision(agent)
+            field = "stable_revision" if spec.stable_revision is not None else "stable"
+            if not (revision.startswith(f"{service}-") and check_dns_label(revision, REVISION_NAME_MAX)):
+                raise SpecIssue(
+                    f"does not name a revision of service {service!r}: Cloud Run revision names are "
+                    f"<service>-<suffix>, a lowercase DNS label of at most {REVISION_NAME_MAX} characters"
+                    + ("" if spec.stable_revision is not None else f" (the stable version gives {revision!r}): "
+                       "shorten the version or set stable_revision to the deployed revision's name"),
+                    path=("agents", agent, field) + (() if spec.stable_revision is not None else ("version",)),
+                    value=spec.stable_revision if spec.stable_revision is not None else spec.stable.version,
+                    has_value=True,
+                )
         return self
 
     @model_validator(mode="after")
     def _operations(self) -> PlatformSpec:
+        if self.guardrails.model_armor and self.guardrails.location is None and \
+                self.region not in MODEL_ARMOR_LOCATIONS:
+            raise SpecIssue(
+                f"is not set, and gcp:region {self.region} has no Model Armor; set it to a Model Armor location "
+                f"near the agents ({', '.join(MODEL_ARMOR_LOCATIONS)}), or turn guardrails.model_armor off",
+                path=("guardrails", "location"), value=None, has_value=True,
+            )
         if self.is_production and self.budget.billing_account is None:
             raise SpecIssue(
                 "is not set; production requires a billing budget: set it to the billing account id "
@@ -641,7 +827,12 @@ class PlatformSpec(StrictModel):
 
     @property
     def is_production(self) -> bool:
-        return self.environment == "production"
+        return self.environment == PRODUCTION
+
+    def stable_revision(self, agent: str) -> str | None:
+        """The revision that serves ``agent``'s stable release: the recorded
+        ``stable_revision``, else the name agentstage 0.1 gave it; None without a stable."""
+        return self.agents[agent].stable_revision_name(self.service_name(agent))
 
     def service_name(self, agent: str) -> str:
         """Physical Cloud Run service name of ``agent``: ``[<prefix>-]<agent>``."""

@@ -2,8 +2,12 @@
 
 - no stable: 100% to the release's named revision;
 - stable + canary_percent p: stable's revision at 100-p, the release's at p tagged ``canary``;
-- p = 0 is the rolled-back state: all traffic on stable, the candidate keeps its tagged 0%
-  revision (and URL) for debugging.
+- p = 0 is the rolled-back state: all traffic on stable, and the candidate leaves the
+  traffic block, tag included. A revision that is tagged, or in the traffic block even at
+  0%, counts as serving and keeps minimum instances warm and billed (Cloud Run docs,
+  "Minimum instances": "Revisions and minimum instances"); off the block it scales to zero.
+  Minimum instances are also set at the service level, where Cloud Run divides them among
+  the revisions in the traffic split (see docs/release.md).
 
 Targets always name revisions: LATEST would move with every template change.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.spec import AgentSpec, revision_name
+from components.contract import CANARY_TAG
+from components.spec import AgentSpec
+
+__all__ = ["TrafficTarget", "traffic_targets", "REVISION", "CANARY_TAG"]
 
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-CANARY_TAG = "canary"
 
 
 @dataclass(frozen=True)
@@ -26,12 +32,14 @@ class TrafficTarget:
     type: str = REVISION
 
 
-def traffic_targets(service: str, spec: AgentSpec) -> list[TrafficTarget]:
-    release = revision_name(service, spec.release.version)
-    if spec.stable is None:
-        return [TrafficTarget(release, 100)]
+def traffic_targets(spec: AgentSpec, release_revision: str, stable_revision: str | None) -> list[TrafficTarget]:
+    """The traffic block of an agent whose template deploys ``release_revision``."""
+    if spec.stable is None or stable_revision is None:
+        return [TrafficTarget(release_revision, 100)]
     p = spec.canary_percent
+    if p == 0:
+        return [TrafficTarget(stable_revision, 100)]
     return [
-        TrafficTarget(revision_name(service, spec.stable.version), 100 - p),
-        TrafficTarget(release, p, CANARY_TAG),
+        TrafficTarget(stable_revision, 100 - p),
+        TrafficTarget(release_revision, p, CANARY_TAG),
     ]

@@ -12,11 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from agentstage.commands.common import ConfigFileOpt, ProjectOpt, StackArg, plan_or_exit
-
-SERVICE = "gcp:cloudrunv2/service:Service"
-ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
-BUDGET = "gcp:billing/budget:Budget"
-MODEL_ARMOR = "gcp:modelarmor/template:Template"
+from components.contract import ALERT_POLICY as ALERT
+from components.contract import BUDGET, LABEL_AGENT
+from components.contract import CLOUD_RUN_SERVICE as SERVICE
+from components.contract import MODEL_ARMOR_TEMPLATE as MODEL_ARMOR
 
 
 def preview(
@@ -25,7 +24,8 @@ def preview(
     config_file: ConfigFileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as stable JSON (see README).")] = False,
 ) -> None:
-    """Show what STACK would deploy: resources, traffic per agent, IAM grants.
+    """Show what STACK would deploy: resources, the revision each agent's template deploys and
+    where its traffic goes, IAM grants, alerts, budget and guardrails.
 
     Runs the unmodified Pulumi program under Pulumi's mock runtime: no Pulumi CLI, provider
     plugin or cloud credential is needed. Exit code 2 on invalid stack config."""
@@ -33,15 +33,61 @@ def preview(
     if as_json:
         typer.echo(json.dumps(plan.to_json(), indent=2, sort_keys=False))
         return
-    render(plan, Console(highlight=False))
+    console = Console(highlight=False)
+    render(plan, console)
+    for note in notes(plan, _stack_values(project, stack, config_file)):
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
 
 
-def traffic_rows(plan: Any) -> list[tuple[str, str, int, str]]:
+def _stack_values(project: Path, stack: str, config_file: Path | None) -> dict[str, str]:
+    from agentstage.engine import load_project, load_stack_config
+
+    return load_stack_config(load_project(project), stack, config_file).values
+
+
+def revision_rows(plan: Any) -> list[tuple[str, str, str, int, str, str]]:
+    """Per agent: (agent, service, revision, percent, tag, what the revision is). The template's
+    revision is the one this plan deploys (a new revision whenever the template changed: its
+    name is a digest of the template); any other target must already exist."""
     rows = []
-    for svc in plan.by_type(SERVICE):
-        for t in svc.inputs.get("traffics") or []:
-            rows.append((svc.inputs.get("name", svc.name), t.get("revision") or t.get("type"), t.get("percent", 0), t.get("tag") or ""))
+    for svc in sorted(plan.by_type(SERVICE), key=lambda r: str(r.inputs.get("name"))):
+        agent = str((svc.inputs.get("labels") or {}).get(LABEL_AGENT) or svc.name)
+        service = str(svc.inputs.get("name", svc.name))
+        deployed = (svc.inputs.get("template") or {}).get("revision")
+        targets = svc.inputs.get("traffics") or []
+        seen = False
+        for t in targets:
+            revision = t.get("revision") or t.get("type")
+            if revision == deployed:
+                seen = True
+                what = "this template"
+            else:
+                what = "stable, must exist"
+            rows.append((agent, service, str(revision), int(t.get("percent", 0)), t.get("tag") or "", what))
+        if deployed and not seen:
+            rows.append((agent, service, str(deployed), 0, "", "this template, no traffic"))
     return rows
+
+
+def notes(plan: Any, values: dict[str, str]) -> list[str]:
+    """What a first `pulumi up` of this plan needs that the plan itself cannot show."""
+    out = []
+    for agent, _service, revision, percent, _tag, what in revision_rows(plan):
+        if what.startswith("stable") and percent > 0:
+            out.append(
+                f"{agent}: {percent}% of traffic stays on {revision}, which this plan does not create: it must "
+                "already exist in the project (deployed by an earlier `pulumi up`), or Cloud Run refuses the "
+                f"update (\"Revision '{revision}' does not exist\"). On a new project, deploy the agent without "
+                "`stable` first."
+            )
+    if plan.by_type(BUDGET) and not (values.get("gcp:billingProject") and values.get("gcp:userProjectOverride")):
+        out.append(
+            "the billing budget is created through the Cloud Billing Budget API: with user credentials it needs a "
+            "quota project (set gcp:billingProject to a project with billingbudgets.googleapis.com enabled, and "
+            "gcp:userProjectOverride: true); the deploying identity needs billing.budgets.create on the billing "
+            "account (roles/billing.costsManager). See docs/observability.md."
+        )
+    return out
 
 
 def iam_rows(plan: Any) -> list[tuple[str, str, str]]:
@@ -73,11 +119,14 @@ def render(plan: Any, console: Console) -> None:
         table.add_row(short_type(r.type), r.name, (r.parent or "").rsplit("::", 1)[-1])
     console.print(table)
 
-    traffic = Table(title="Traffic", title_justify="left")
-    for col in ("service", "revision", "percent", "tag"):
-        traffic.add_column(col, justify="right" if col == "percent" else "left")
-    for service, revision, percent, tag in traffic_rows(plan):
-        traffic.add_row(service, revision, f"{percent}%", tag)
+    traffic = Table(title="Revisions and traffic (a template change deploys a new revision name)", title_justify="left")
+    traffic.add_column("agent", no_wrap=True)
+    traffic.add_column("revision", no_wrap=True)
+    traffic.add_column("percent", justify="right")
+    traffic.add_column("tag")
+    traffic.add_column("")
+    for agent, _service, revision, percent, tag, what in revision_rows(plan):
+        traffic.add_row(agent, revision, f"{percent}%", tag, what, style=None if percent else "dim")
     console.print(traffic)
 
     grants = Table(title="IAM grants", title_justify="left")

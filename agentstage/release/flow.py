@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.spec import AgentSpec, PlatformSpec, revision_name
+from components.contract import CLOUD_RUN_SERVICE as SERVICE
+from components.spec import AgentSpec, PlatformSpec
 from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, analyse
 from agentstage.release.gates import Evidence, GateReport, evaluate_gates
 from agentstage.release.ledger import Ledger, iso, now_utc
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 Clock = Callable[[], dt.datetime]
-SERVICE = "gcp:cloudrunv2/service:Service"
 
 
 class ReleaseError(Exception):
@@ -112,6 +112,19 @@ def _plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Any
     except (EngineError, ProgramError) as err:
         issues = getattr(err, "config_issues", None) or []
         raise ReleaseError(f"the edited stack config does not plan: {err}", 1, details=issues) from None
+
+
+def template_revisions(plan: Any, spec: PlatformSpec) -> dict[str, str]:
+    """Agent -> the revision its service's template deploys in ``plan`` (the name is a
+    digest of the whole template, so only the program knows it)."""
+    names = {spec.service_name(a): a for a in spec.agents}
+    out = {}
+    for r in plan.by_type(SERVICE):
+        agent = names.get(r.inputs.get("name"))
+        revision = (r.inputs.get("template") or {}).get("revision")
+        if agent is not None and isinstance(revision, str):
+            out[agent] = revision
+    return out
 
 
 def _service_urns(plan: Any, agents: list[str], spec: PlatformSpec) -> dict[str, str]:
@@ -235,12 +248,14 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
             change.message = "no canary in flight"
             return change
         ledger = Ledger(state.project_dir, stack)
+        before = _plan(state.project_dir, stack)
+        candidates = template_revisions(before, state.spec)
         now = source.now()
         for agent in targets:
             spec = state.spec.agents[agent]
             service = state.spec.service_name(agent)
-            canary_rev = revision_name(service, spec.release.version)
-            stable_rev = revision_name(service, spec.stable.version)
+            canary_rev = candidates[agent]
+            stable_rev = state.spec.stable_revision(agent)
             bake = dt.timedelta(minutes=spec.rollout.bake_minutes)
             series = source.fetch(service, [canary_rev, stable_rev], now - bake, now)
             result = analyse(
@@ -261,7 +276,6 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
         moved = [a.agent for a in change.analyses if a.verdict != HOLD]
         if moved:
             text = state.file.dumps()
-            before = _plan(state.project_dir, stack)
             with _edited_config(state, text) as cfg:
                 after = _plan(state.project_dir, stack, cfg)
             from agentstage.diff import diff_plans
@@ -342,11 +356,15 @@ def _refusals(src: StackState, dst: StackState, agents: list[str]) -> list[str]:
     return reasons
 
 
-def _edit_promotion(src: StackState, dst: StackState, agents: list[str]) -> str:
+def _edit_promotion(src: StackState, dst: StackState, agents: list[str], running: dict[str, str]) -> str:
+    """Each agent's current release becomes ``stable`` (unless a stable is kept, after a
+    rollback), recorded with the revision it runs as (``running``: agent -> the revision its
+    template deploys now); the source's release becomes the candidate at the first step."""
     for a in agents:
         d = dst.spec.agents[a]
         if d.stable is None:
             dst.file.move_release_to_stable(a)
+            dst.file.set_stable_revision(a, running[a])
         dst.file.set_release(a, plain(src.file.agent(a)["release"]))
         dst.file.set_canary_percent(a, d.rollout.steps[0])
     return dst.file.dumps()
@@ -380,8 +398,8 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
         reasons = _refusals(src, dst, candidates)
         if reasons:
             raise ReleaseError(f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons)
-        text = _edit_promotion(src, dst, candidates)
         before = _plan(dst.project_dir, dst_stack)
+        text = _edit_promotion(src, dst, candidates, template_revisions(before, dst.spec))
         with _edited_config(dst, text) as cfg:
             report, after = _gates_on(dst, text, cfg, candidates, evidence)
         from agentstage.diff import diff_plans
@@ -429,7 +447,7 @@ def gate(project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str |
         candidates = _candidates(src, dst, agents)
         if not candidates:
             raise ReleaseError(f"nothing to gate: {stack!r} already runs {from_stack!r}'s releases", 2)
-        text = _edit_promotion(src, dst, candidates)
+        text = _edit_promotion(src, dst, candidates, template_revisions(_plan(dst.project_dir, stack), dst.spec))
     else:
         if agents:
             _select(dst, agents, need_stable=False)
@@ -459,9 +477,9 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
     for stack in stacks:
         state = load_state(project_dir, stack)
         ledger = Ledger(state.project_dir, stack)
+        revisions = template_revisions(_plan(state.project_dir, stack), state.spec)
         agents = []
         for name, spec in sorted(state.spec.agents.items()):
-            service = state.spec.service_name(name)
             conflict = ledger.conflict(name, spec.release)
             agents.append({
                 "agent": name,
@@ -471,8 +489,10 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
                 "stable": spec.stable.version if spec.stable else None,
                 "canary_percent": spec.canary_percent if spec.stable else None,
                 "steps": spec.rollout.steps,
+                "revision": revisions.get(name),
+                "stable_revision": state.spec.stable_revision(name),
                 "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag}
-                            for t in traffic_targets(service, spec)],
+                            for t in traffic_targets(spec, revisions.get(name, ""), state.spec.stable_revision(name))],
                 "ledger_conflict": conflict.message() if conflict else None,
                 "decisions": ledger.decisions(name)[-history:] if history else [],
             })

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.spec import PlatformSpec, revision_name
+from components.spec import PlatformSpec
 from agentstage.release.evidence import EvalReport, LoadTest
 
 __all__ = ["GateItem", "GateReport", "Evidence", "evaluate_gates", "ALERT_POLICY", "BUDGET"]
@@ -168,7 +168,7 @@ def _rollback_items(agent: str, spec: PlatformSpec, service: str) -> list[GateIt
         return [GateItem("rollback possible", False, "no stable release: nothing to roll back to",
                          "a stable revision", agent)]
     return [GateItem("rollback possible", True,
-                     f"stable {a.stable.version} (revision {revision_name(service, a.stable.version)})",
+                     f"stable {a.stable.version} (revision {spec.stable_revision(agent)})",
                      "a stable revision", agent)]
 
 

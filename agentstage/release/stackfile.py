@@ -1,7 +1,7 @@
 """Comment-preserving edits of ``Pulumi.<stack>.yaml``, written atomically.
 
 The stack file is the source of truth: the release flow changes only the keys it must
-(``release``, ``stable``, ``rollout.canary_percent`` of one agent) through a ruamel.yaml
+(``release``, ``stable``, ``stable_revision``, ``rollout.canary_percent`` of one agent) through a ruamel.yaml
 round trip, so comments, quoting, flow lists and every unrelated line stay byte-identical.
 A write goes to a temporary file in the same directory, is fsynced, and replaces the stack
 file with ``os.replace``: a reader (or a run killed mid-write) sees the old file or the new
@@ -138,9 +138,15 @@ class StackFile:
         self._put(node, "stable", node["release"], after="release")
 
     def drop_stable(self, agent: str) -> None:
+        """No stable release any more: ``stable`` and its ``stable_revision`` go."""
         node = self.agent(agent)
-        if "stable" in node:
-            del node["stable"]
+        for key in ("stable", "stable_revision"):
+            if key in node:
+                del node[key]
+
+    def set_stable_revision(self, agent: str, revision: str) -> None:
+        """Record the name of the revision that serves ``stable`` (after ``stable``)."""
+        self._put(self.agent(agent), "stable_revision", revision, after="stable")
 
     def set_canary_percent(self, agent: str, percent: int | None) -> None:
         """Set ``rollout.canary_percent`` (None removes it)."""

@@ -1,0 +1,83 @@
+"""The names the components, the CLI and the agent_guard pack all depend on, in one place.
+
+The policy pack runs in its own process and must stay a self-contained CrossGuard pack, so
+``policies/agent_guard/helpers.py`` keeps its own copy of the pack-relevant names; the test
+``tests/test_contract.py`` keeps the two in step. Change a name here and that test names
+every place that must follow.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NAMESPACE",
+    "MANAGED_BY",
+    "LABEL_ENVIRONMENT",
+    "LABEL_AGENT",
+    "LABEL_RELEASE",
+    "LABEL_MANAGED_BY",
+    "BASE_LABEL_KEYS",
+    "PRODUCTION",
+    "COMPONENT_TYPES",
+    "CLOUD_RUN_SERVICE",
+    "CLOUD_RUN_INVOKER",
+    "SERVICE_ACCOUNT",
+    "ALERT_POLICY",
+    "NOTIFICATION_CHANNEL",
+    "BUDGET",
+    "MODEL_ARMOR_TEMPLATE",
+    "LOG_METRIC",
+    "TEMPLATE_ENV",
+    "RESERVED_ENV_PREFIXES",
+    "CANARY_TAG",
+]
+
+#: The Pulumi project name of the reference platform, and so the namespace of its config keys.
+NAMESPACE = "agent-platform"
+
+#: The value of the ``managed-by`` label on everything agentstage creates.
+MANAGED_BY = "agentstage"
+
+LABEL_ENVIRONMENT = "environment"
+LABEL_AGENT = "agent"
+LABEL_RELEASE = "release"
+LABEL_MANAGED_BY = "managed-by"
+#: Label keys the platform sets itself; user labels may not override them.
+BASE_LABEL_KEYS = (LABEL_ENVIRONMENT, LABEL_AGENT, LABEL_RELEASE, LABEL_MANAGED_BY)
+
+#: The environment name that turns on the strict policy set and deletion protection.
+PRODUCTION = "production"
+
+#: Component type tokens (``agentstage:<module>:<Class>``).
+COMPONENT_TYPES = {
+    "AgentPlatform": "agentstage:platform:AgentPlatform",
+    "AgentIdentity": "agentstage:identity:AgentIdentity",
+    "CloudRunAgent": "agentstage:cloudrun:CloudRunAgent",
+    "AgentGuardrails": "agentstage:guardrails:AgentGuardrails",
+    "AgentObservability": "agentstage:observability:AgentObservability",
+    "NotificationChannels": "agentstage:notifications:NotificationChannels",
+    "AgentAlerts": "agentstage:alerts:AgentAlerts",
+    "AgentSlos": "agentstage:slo:AgentSlos",
+    "AgentSignals": "agentstage:signals:AgentSignals",
+    "AgentDashboard": "agentstage:dashboard:AgentDashboard",
+    "AgentBudget": "agentstage:budget:AgentBudget",
+}
+
+# Resource type tokens of pulumi-gcp that agentstage reads back from plans.
+CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+CLOUD_RUN_INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+SERVICE_ACCOUNT = "gcp:serviceaccount/account:Account"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+BUDGET = "gcp:billing/budget:Budget"
+MODEL_ARMOR_TEMPLATE = "gcp:modelarmor/template:Template"
+LOG_METRIC = "gcp:logging/metric:Metric"
+
+#: The env var through which each agent receives its Model Armor template's resource name.
+TEMPLATE_ENV = "MODEL_ARMOR_TEMPLATE"
+#: Env var name prefixes agentstage injects itself (release identity, tracing, feature flags):
+#: a user env var or secret with one of them could collide with one agentstage sets now or
+#: in a later version.
+RESERVED_ENV_PREFIXES = ("AGENT_", "OTEL_", "FEATURE_")
+
+#: The traffic tag of a canary candidate (its own URL: https://canary---<service host>).
+CANARY_TAG = "canary"
