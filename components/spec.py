@@ -114,8 +114,9 @@ class ReleaseSpec(StrictModel):
     """An immutable release manifest: everything that defines what the agent runs."""
 
     version: str = Field(
-        description="Release version, e.g. 1.4.0. Required. Becomes the Cloud Run revision "
-        "suffix, so it must map to a DNS label (letters, digits, '.', '-', '_', '+')."
+        description="Release version, e.g. 1.4.0. Required. Part of the Cloud Run revision name "
+        "(<service>-<version slug>-<template digest>), so it must map to a DNS label (letters, digits, '.', '-', "
+        "'_', '+')."
     )
     image: str = Field(
         description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required."

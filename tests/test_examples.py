@@ -3,6 +3,8 @@ what it would deploy (resource inventory and key values)."""
 
 from __future__ import annotations
 
+import re
+
 import shutil
 from collections import Counter
 
@@ -26,10 +28,10 @@ def test_team_stack_inventory_and_values():
     }
     svc = plan.find("gcp:cloudrunv2/service:Service", "triage-service").inputs
     assert svc["location"] == "europe-west4"
-    assert svc["template"]["revision"] == "triage-agent-0-9-1"
+    assert re.fullmatch(r"triage-agent-0-9-1-[0-9a-f]{8}", svc["template"]["revision"])
     assert svc["template"]["serviceAccount"] == "triage-dev@acme-triage-dev.iam.gserviceaccount.com"
     assert svc["labels"]["team"] == "triage" and svc["labels"]["environment"] == "dev"
-    assert plan.outputs["revision"] == "triage-agent-0-9-1"
+    assert plan.outputs["revision"] == svc["template"]["revision"]
     assert plan.outputs["url"].startswith("https://triage-agent-")
 
 

@@ -94,7 +94,10 @@ def test_guardrails_off_removes_template_grant_and_env(tmp_path):
         ({"enforcement": "block"},
          'agent-platform:guardrails.enforcement: "block" is not allowed; allowed: inspect-and-block or inspect-only'),
         ({"location": "Mars"},
-         'agent-platform:guardrails.location: "Mars" is not a Model Armor location; use a region like us-central1, or us / eu'),
+         'agent-platform:guardrails.location: "Mars" is not a Model Armor location; allowed: us, eu, asia-northeast1, '
+         "asia-northeast3, asia-south1, asia-southeast1, australia-southeast2, europe-southwest1, europe-west1, "
+         "europe-west2, europe-west3, europe-west4, europe-west9, northamerica-northeast2, us-central1, us-east1, "
+         "us-east4, us-west1"),
         ({"model_armor": "maybe"}, 'agent-platform:guardrails.model_armor: "maybe" is not true or false'),
     ],
 )

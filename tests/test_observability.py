@@ -50,22 +50,28 @@ def prod_config() -> dict[str, Any]:
     return copy.deepcopy(load_stack("production"))
 
 
+def revision_of(plan: Plan, agent: str) -> str:
+    """The revision the agent's template deploys (``<service>-<version>-<template digest>``)."""
+    return plan.find(SERVICE, f"{agent}-service").inputs["template"]["revision"]
+
+
 # --- alert conditions -----------------------------------------------------------------------
 
 
 def test_error_ratio_is_alerted_service_wide_and_per_revision_of_the_canary(prod):
     p = policy(prod, "support-bot-errors")
+    cand = revision_of(prod, "support-bot")
     assert p["combiner"] == "OR" and p["severity"] == "CRITICAL"
     assert [c["displayName"] for c in p["conditions"]] == [
         "support-bot 5xx ratio > 0.01",
-        "support-bot-1-4-0 (candidate 1.4.0) 5xx ratio > 0.01",
+        f"{cand} (candidate 1.4.0) 5xx ratio > 0.01",
         "support-bot-1-3-2 (stable 1.3.2) 5xx ratio > 0.01",
     ]
     whole, candidate, stable = (threshold(c) for c in p["conditions"])
     assert whole["filter"] == svc_filter(COUNT, "support-bot") + FIVE_XX
     assert whole["denominatorFilter"] == svc_filter(COUNT, "support-bot")
-    assert candidate["filter"] == svc_filter(COUNT, "support-bot") + rev("support-bot-1-4-0") + FIVE_XX
-    assert candidate["denominatorFilter"] == svc_filter(COUNT, "support-bot") + rev("support-bot-1-4-0")
+    assert candidate["filter"] == svc_filter(COUNT, "support-bot") + rev(cand) + FIVE_XX
+    assert candidate["denominatorFilter"] == svc_filter(COUNT, "support-bot") + rev(cand)
     assert stable["filter"] == svc_filter(COUNT, "support-bot") + rev("support-bot-1-3-2") + FIVE_XX
     for cond, group in ((whole, []), (candidate, [REV]), (stable, [REV])):
         for key in ("aggregations", "denominatorAggregations"):
@@ -81,7 +87,7 @@ def test_latency_p99_is_alerted_service_wide_and_per_revision(prod):
     conds = [threshold(c) for c in p["conditions"]]
     assert [c["filter"] for c in conds] == [
         svc_filter(LATENCY, "support-bot"),
-        svc_filter(LATENCY, "support-bot") + rev("support-bot-1-4-0"),
+        svc_filter(LATENCY, "support-bot") + rev(revision_of(prod, "support-bot")),
         svc_filter(LATENCY, "support-bot") + rev("support-bot-1-3-2"),
     ]
     for cond, group in zip(conds, ([], [REV], [REV])):
@@ -94,7 +100,7 @@ def test_an_agent_without_canary_has_one_revision_condition(prod):
     conds = [threshold(c) for c in policy(prod, "research-agent-errors")["conditions"]]
     assert [c["filter"] for c in conds] == [
         svc_filter(COUNT, "research-agent") + FIVE_XX,
-        svc_filter(COUNT, "research-agent") + rev("research-agent-2-1-0") + FIVE_XX,
+        svc_filter(COUNT, "research-agent") + rev(revision_of(prod, "research-agent")) + FIVE_XX,
     ]
     doc = policy(prod, "research-agent-errors")["documentation"]["content"]
     assert "No canary is in progress for research-agent" in doc
@@ -160,7 +166,7 @@ def test_every_alert_policy_notifies_documents_and_carries_labels(prod):
         assert p["displayName"].startswith(f"[production] {agent}: ")
         assert p["alertStrategy"] == {"autoClose": "1800s"}
     doc = policy(prod, "support-bot-latency")["documentation"]["content"]
-    assert "A canary of support-bot 1.4.0 (revision `support-bot-1-4-0`) is in progress" in doc
+    assert f"A canary of support-bot 1.4.0 (revision `{revision_of(prod, 'support-bot')}`) is in progress" in doc
 
 
 def test_runbook_url_is_linked_from_the_documentation(tmp_path):
@@ -180,16 +186,18 @@ def test_rollback_changes_exactly_the_service_traffic(prod, tmp_path):
     diff = diff_plans(prod, plan_of(tmp_path, cfg))
     assert not diff.creates and not diff.deletes
     assert list(diff.updates) == [prod.find(SERVICE, "support-bot-service").urn]
-    assert diff.updates[prod.find(SERVICE, "support-bot-service").urn] == ["traffics[0].percent", "traffics[1].percent"]
+    # 100% to stable; the candidate leaves the traffic block (no tag, no warm instances)
+    assert diff.updates[prod.find(SERVICE, "support-bot-service").urn] == ["traffics"]
 
 
 def test_promote_drops_the_stable_revision_conditions(tmp_path):
     cfg = prod_config()
     bot = cfg["agent-platform:agents"]["support-bot"]
-    del bot["stable"], bot["rollout"]["canary_percent"]
-    p = policy(plan_of(tmp_path, cfg), "support-bot-errors")
+    del bot["stable"], bot["stable_revision"], bot["rollout"]["canary_percent"]
+    plan = plan_of(tmp_path, cfg)
+    p = policy(plan, "support-bot-errors")
     assert [c["displayName"] for c in p["conditions"]] == [
-        "support-bot 5xx ratio > 0.01", "support-bot-1-4-0 (release 1.4.0) 5xx ratio > 0.01"
+        "support-bot 5xx ratio > 0.01", f"{revision_of(plan, 'support-bot')} (release 1.4.0) 5xx ratio > 0.01"
     ]
 
 
@@ -381,14 +389,23 @@ def test_tracing_env_names_service_version_and_samples_10_percent_in_production(
     assert _env(stage, "research-agent")["OTEL_TRACES_SAMPLER_ARG"] == "1"
 
 
-def test_tracing_config_and_user_env_overrides(tmp_path):
+def test_tracing_config_and_user_env_that_would_collide(tmp_path):
     cfg = prod_config()
     cfg["agent-platform:tracing"] = {"sample_rate": 0.25, "otlp_endpoint": "https://otel.acme.com"}
-    cfg["agent-platform:agents"]["research-agent"]["env"]["OTEL_SERVICE_NAME"] = "research"
     plan = plan_of(tmp_path, cfg)
     env = _env(plan, "research-agent")
     assert (env["OTEL_TRACES_SAMPLER_ARG"], env["OTEL_EXPORTER_OTLP_ENDPOINT"]) == ("0.25", "https://otel.acme.com")
-    assert env["OTEL_SERVICE_NAME"] == "research"
+    assert env["OTEL_SERVICE_NAME"] == "research-agent"
+    # a user env var named like one agentstage injects would be a duplicate env name: refused
+    cfg["agent-platform:agents"]["research-agent"]["env"]["OTEL_SERVICE_NAME"] = "research"
+    with pytest.raises(ConfigError) as err:
+        platform_from_config(cfg)
+    assert err.value.issues == [
+        'agent-platform:agents.research-agent.env.OTEL_SERVICE_NAME: "OTEL_SERVICE_NAME" is reserved by agentstage, '
+        "which sets MODEL_ARMOR_TEMPLATE and the AGENT_*, OTEL_*, FEATURE_* variables itself; rename it (feature "
+        "flags: agents.<name>.features; tracing: agent-platform:tracing)"
+    ]
+    del cfg["agent-platform:agents"]["research-agent"]["env"]["OTEL_SERVICE_NAME"]
     cfg["agent-platform:tracing"] = {"enabled": False}
     assert not [k for k in _env(plan_of(tmp_path, cfg), "support-bot") if k.startswith("OTEL_")]
 
@@ -430,7 +447,7 @@ def test_preview_production_shows_alerts_dashboard_slos_budget_and_model_armor()
         ("alerts", {"latency_p99": 5},
          "agent-platform:alerts.latency_p99: unknown key; allowed: enabled, notification_emails, pubsub_topics, webhooks, "
          "latency_p99_ms, error_rate, memory_utilization, saturation, duration_minutes, tool_errors_per_5m, "
-         "guardrail_blocks_per_5m, runbook_url, slo"),
+         "guardrail_blocks_per_5m, runbook_url, log_metric_wait_minutes, slo"),
         ("tracing", {"sample_rate": 2}, "agent-platform:tracing.sample_rate: 2 is not a sampling ratio; allowed: 0..1 (0.1 means 10% of traces)"),
     ],
 )

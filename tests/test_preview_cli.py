@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -36,9 +37,10 @@ def test_text_preview_of_reference_stacks(stack):
 def test_text_preview_shows_the_canary_split(tmp_path):
     result = runner.invoke(app, ["preview", "production", "-C", str(ROOT)], terminal_width=200)
     lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
-    assert "support-bot support-bot-1-3-2 95%" in lines
-    assert "support-bot support-bot-1-4-0 5% canary" in lines
-    assert "research-agent research-agent-2-1-0 100%" in lines
+    assert "support-bot support-bot-1-3-2 95% stable, must exist" in lines
+    assert any(re.fullmatch(r"support-bot support-bot-1-4-0-[0-9a-f]{8} 5% canary this template", line) for line in lines)
+    assert any(re.fullmatch(r"research-agent research-agent-2-1-0-[0-9a-f]{8} 100% this template", line)
+               for line in lines)
 
 
 def test_text_preview_shows_alerts_budget_and_guardrails():

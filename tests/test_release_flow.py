@@ -58,6 +58,11 @@ def split(plan, name="support-bot"):
     return [(t["revision"], t["percent"], t.get("tag")) for t in service(plan, name).inputs["traffics"]]
 
 
+def deployed(plan, name="support-bot"):
+    """The revision the template deploys: ``<service>-<version>-<template digest>``."""
+    return service(plan, name).inputs["template"]["revision"]
+
+
 def step(project, clock, metrics, **kw):
     before = run_plan(project, "production")
     change = flow.rollout_once(project, "production", FileSource(DATA / metrics, clock=clock), clock=clock, **kw)
@@ -79,7 +84,8 @@ def test_healthy_canary_walks_from_5_to_100(project):
     change, before, after, diff = step(project, clock, "metrics-healthy.json")
     assert [a.verdict for a in change.analyses] == ["advance"]
     assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 25
-    assert split(after) == [("support-bot-1-3-2", 75, None), ("support-bot-1-4-0", 25, "canary")]
+    assert split(after) == [("support-bot-1-3-2", 75, None), (deployed(before), 25, "canary")]
+    assert deployed(after) == deployed(before)
     assert diff.changed == 1 and list(diff.updates) == [service(after).urn]
     assert service(after).inputs["template"] == service(before).inputs["template"]
     s = status_line(project)
@@ -96,21 +102,20 @@ def test_healthy_canary_walks_from_5_to_100(project):
     clock.advance(6)
     change, _, after, diff = step(project, clock, "metrics-healthy.json")
     assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 50
-    assert split(after)[1] == ("support-bot-1-4-0", 50, "canary") and diff.changed == 1
+    assert split(after)[1] == (deployed(before), 50, "canary") and diff.changed == 1
 
     # 4. 50 -> 100: stable dropped, the template keeps running the release (no new revision)
     clock.advance(11)
     change, before, after, diff = step(project, clock, "metrics-healthy.json")
     assert change.analyses[0].verdict == "complete"
     cfg = agent_cfg(project, "production")
-    assert "stable" not in cfg and "canary_percent" not in cfg["rollout"]
-    assert split(after) == [("support-bot-1-4-0", 100, None)]
-    assert service(after).inputs["template"]["revision"] == "support-bot-1-4-0"
+    assert "stable" not in cfg and "stable_revision" not in cfg and "canary_percent" not in cfg["rollout"]
+    assert split(after) == [(deployed(before), 100, None)]
     assert service(after).inputs["template"] == service(before).inputs["template"]
     assert not diff.creates and not diff.deletes
     assert all(p.startswith("traffics") for p in diff.updates[service(after).urn])
     s = status_line(project)
-    assert (s["state"], s["stable"], s["traffic"]) == ("stable", None, [{"revision": "support-bot-1-4-0", "percent": 100, "tag": None}])
+    assert (s["state"], s["stable"], s["traffic"]) == ("stable", None, [{"revision": deployed(after), "percent": 100, "tag": None}])
 
     # 5. nothing left in flight
     change = flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock), clock=clock)
@@ -138,7 +143,7 @@ def test_failing_canary_rolls_back_in_one_resource(project, metrics, reason):
     cfg = agent_cfg(project, "production")
     assert cfg["rollout"]["canary_percent"] == 0 and cfg["stable"]["version"] == "1.3.2"
     plan = run_plan(project, "production")
-    assert split(plan) == [("support-bot-1-3-2", 100, None), ("support-bot-1-4-0", 0, "canary")]
+    assert split(plan) == [("support-bot-1-3-2", 100, None)]  # the candidate leaves the traffic block
     d = Ledger(project, "production").decisions("support-bot")[-1]
     assert (d["action"], d["percent"], d["to_percent"]) == ("rollback", 5, 0)
     assert d["reason"].startswith(reason)
@@ -156,8 +161,8 @@ def test_rollback_changes_exactly_the_service_traffic(project):
     after = run_plan(project, "production")
     diff = diff_plans(before, after)
     assert diff.changed == 1 and not diff.creates and not diff.deletes
-    assert diff.updates == {service(after).urn: ["traffics[0].percent", "traffics[1].percent"]}
-    assert out["diff"]["update"] == {service(after).urn: ["traffics[0].percent", "traffics[1].percent"]}
+    assert diff.updates == {service(after).urn: ["traffics"]}
+    assert out["diff"]["update"] == {service(after).urn: ["traffics"]}
     assert service(after).inputs["template"] == service(before).inputs["template"]
     text = (project / "stacks" / "Pulumi.production.yaml").read_text()
     original = (ROOT / "stacks" / "Pulumi.production.yaml").read_text()
@@ -268,11 +273,13 @@ def test_promote_then_walk_to_100(project):
     cfg = agent_cfg(project, "production")
     assert cfg["release"]["version"] == "1.5.0" and cfg["release"]["image"] == NEW_IMAGE
     assert cfg["stable"]["version"] == "1.4.0" and cfg["rollout"]["canary_percent"] == 5
+    # the revision 1.4.0 runs as is recorded: the stable target is the revision that exists
+    assert cfg["stable_revision"] == deployed(before) and deployed(before).startswith("support-bot-1-4-0-")
     staging_release = agent_cfg(project, "staging")["release"]
     assert cfg["release"] == staging_release  # the exact manifest
     after = run_plan(project, "production")
-    assert split(after) == [("support-bot-1-4-0", 95, None), ("support-bot-1-5-0", 5, "canary")]
-    assert service(after).inputs["template"]["revision"] == "support-bot-1-5-0"
+    assert split(after) == [(deployed(before), 95, None), (deployed(after), 5, "canary")]
+    assert deployed(after).startswith("support-bot-1-5-0-")
     ledger = Ledger(project, "production")
     assert set(ledger.releases()["support-bot"]) == {"1.4.0", "1.5.0"}
     promo = ledger.decisions("support-bot")[-1]
@@ -376,7 +383,8 @@ def test_gate_command_lists_every_item(project):
     assert items[("support-bot", "memory stable")]["ok"] is True
     assert items[("support-bot", "cost within budget")]["evidence"] == (
         "0.0042 USD/request x 250,000 requests = 1,050.00 USD/month")
-    assert items[("support-bot", "rollback possible")]["evidence"] == "stable 1.4.0 (revision support-bot-1-4-0)"
+    revision = deployed(run_plan(project, "production"))
+    assert items[("support-bot", "rollback possible")]["evidence"] == f"stable 1.4.0 (revision {revision})"
     assert items[("support-bot", "alerts present")]["ok"] is True
     assert items[("", "budget present")]["ok"] is True
     assert items[("", "policy check")]["ok"] is True
@@ -413,4 +421,4 @@ def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch)
     row = next(line for line in result.output.splitlines() if "support-bot" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[:4] == ["support-bot", "rolled back", "1.4.0", "1.3.2"]
-    assert cells[4:] == ["100% / 0% canary", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
+    assert cells[4:] == ["100%", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]

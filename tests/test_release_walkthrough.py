@@ -55,7 +55,7 @@ def test_walkthrough(tmp_path, monkeypatch):
     by = {a["agent"]: a for a in status}
     assert (by["support-bot"]["state"], by["support-bot"]["release"], by["support-bot"]["stable"]) == ("stable", "1.5.0", None)
     assert (by["research-agent"]["state"], by["research-agent"]["canary_percent"]) == ("rolled back", 0)
-    assert [t["percent"] for t in by["research-agent"]["traffic"]] == [100, 0]
+    assert [t["percent"] for t in by["research-agent"]["traffic"]] == [100]
     ledger = (demo / ".agentstage" / "production" / "decisions.jsonl").read_text().splitlines()
     actions = [(d["agent"], d["action"]) for d in map(json.loads, ledger)]
     assert actions == [("support-bot", "promote"), ("support-bot", "advance"), ("support-bot", "advance"),

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.revision import DIGEST_CHARS
 
 __all__ = [
     "MetricsError",
@@ -100,9 +103,16 @@ class _MetricsFile(BaseModel):
     revisions: dict[str, _RevisionData]
 
 
+_DIGEST_SUFFIX = re.compile(r"-[0-9a-f]{%d}$" % DIGEST_CHARS)
+
+
 class FileSource:
     """Series from a metrics file. Values are per interval, the last one ending at ``end``
-    (default: the time of the run), so a file can be replayed at any time."""
+    (default: the time of the run), so a file can be replayed at any time.
+
+    A revision is looked up by its exact name, else by its name without the template digest
+    (``support-bot-1-4-0`` for ``support-bot-1-4-0-93457a87``): a hand-written file can name
+    the release's revision whatever template it runs."""
 
     name = "metrics file"
 
@@ -139,7 +149,7 @@ class FileSource:
         step = dt.timedelta(seconds=self.data.interval_seconds)
         out: dict[str, Series] = {}
         for revision in revisions:
-            data = self.data.revisions.get(revision)
+            data = self.data.revisions.get(revision) or self.data.revisions.get(_DIGEST_SUFFIX.sub("", revision))
             if data is None:
                 continue
             n = len(data.requests)
