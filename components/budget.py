@@ -15,6 +15,7 @@ from pulumi_gcp.billing import (
 )
 
 from components.contract import COMPONENT_TYPES
+from components.errors import ComponentError
 from components.known import known_after
 from components.ops_spec import BudgetSpec
 
@@ -36,7 +37,7 @@ def threshold_rules(spec: BudgetSpec) -> list[BudgetThresholdRuleArgs]:
 def amount_args(spec: BudgetSpec) -> BudgetAmountArgs:
     """The amount as the API wants it: whole ``units`` (a string) and ``nanos``."""
     if spec.monthly_amount is None:
-        raise pulumi.ResourceError("a budget needs its monthly amount (budget.monthly_amount)", None)
+        raise ComponentError("AgentBudget", "budget", "a budget needs its monthly amount (budget.monthly_amount)")
     cents = round(spec.monthly_amount * 100)
     units, rest = divmod(cents, 100)
     return BudgetAmountArgs(
@@ -78,7 +79,7 @@ class AgentBudget(pulumi.ComponentResource):
     ) -> None:
         super().__init__(COMPONENT_TYPES["AgentBudget"], name, None, opts)
         if not spec.enabled:
-            raise pulumi.ResourceError("AgentBudget needs spec.billing_account (budget.billing_account)", None)
+            raise ComponentError("AgentBudget", name, "spec.billing_account is not set (budget.billing_account)")
         child = pulumi.ResourceOptions(parent=self)
         self.topic: gcp.pubsub.Topic | None = None
         topic_id: pulumi.Output[str] | None = None

@@ -10,6 +10,7 @@ import pulumi
 from pulumi_gcp import cloudrunv2 as run
 
 from components.contract import COMPONENT_TYPES
+from components.errors import ComponentError
 from components.identity import AgentIdentity
 from components.revision import revision_name, template_digest
 from components.spec import AgentSpec, ProbeSpec, feature_env, parse_secret_ref
@@ -142,20 +143,22 @@ class CloudRunAgent(pulumi.ComponentResource):
         extra = dict(extra_env or {})
         for key, value in extra.items():
             if not isinstance(value, str):
-                raise pulumi.ResourceError(
+                raise ComponentError(
+                    "CloudRunAgent", name,
                     f"extra_env[{key!r}] is a {type(value).__name__}, not a string: the revision name is a digest of "
-                    "the whole template, so every env value must be known when the program runs", self)
+                    "the whole template, so every env value must be known when the program runs")
         clash = sorted(set(extra) & (set(spec.env) | set(spec.secrets)))
         if clash:
-            raise pulumi.ResourceError(f"extra_env sets {clash[0]}, which the agent's env or secrets set too", self)
+            raise ComponentError("CloudRunAgent", name, f"extra_env sets {clash[0]}, which the agent's env or secrets set too")
 
         template = revision_template(spec, service_account=identity.email_address, labels=labels, extra_env=extra)
         self.revision = revision_name(service_name, spec.release.version, template_digest(template))
         self.stable_revision_name = spec.stable_revision_name(service_name)
         if self.stable_revision_name == self.revision:
-            raise pulumi.ResourceError(
+            raise ComponentError(
+                "CloudRunAgent", name,
                 f"stable_revision {self.stable_revision_name!r} is the revision the release's template deploys; "
-                "a canary needs two different revisions", self)
+                "a canary needs two different revisions")
 
         deployed = copy.deepcopy(template)
         deployed["revision"] = self.revision

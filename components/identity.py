@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.contract import COMPONENT_TYPES
+from components.errors import ComponentError
 from components.known import known_after
 
 __all__ = ["AgentIdentity", "BASELINE_ROLES", "account_id", "account_email"]
@@ -35,9 +36,10 @@ def account_id(agent: str, environment: str, prefix: str = "") -> str:
     if len(full) < 6:
         full = f"{full}-agent"
     if not re.fullmatch(r"[a-z]([-a-z0-9]{4,28})[a-z0-9]", full):
-        raise pulumi.ResourceError(
-            f"cannot form a service account id from agent {agent!r}, environment {environment!r} and prefix "
-            f"{prefix!r}: {full!r} is not 6-30 lowercase letters, digits or '-' starting with a letter", None)
+        raise ComponentError(
+            "AgentIdentity", agent,
+            f"cannot form a service account id from environment {environment!r} and prefix {prefix!r}: "
+            f"{full!r} is not 6-30 lowercase letters, digits or '-' starting with a letter")
     return full
 
 
