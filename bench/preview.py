@@ -114,7 +114,7 @@ def main() -> None:
     walls = [w for w, _, _ in runs]
     count = len([r for r in json.loads(runs[0][2])["resources"] if r["custom"]])
     print(f"   resources: {count}   wall: first {walls[0]:.2f}s, median {statistics.median(walls):.2f}s, "
-          f"max {max(walls):.2f}s   peak RSS: {max(m for _, m, _ in runs):.0f} MiB   (target <= 3 s)\n")
+          f"max {max(walls):.2f}s   peak RSS: {max(m for _, m, _ in runs):.0f} MiB   (target <= 1.5 s)\n")
 
     sizes = [int(s) for s in args.sizes.split(",")]
     print("2. generated stacks, whole CLI process (median of runs)")
