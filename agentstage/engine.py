@@ -8,7 +8,11 @@ project, structured values reach the program as JSON, ``secure:`` values stay se
 offline engine cannot decrypt them and passes the placeholder ``[secret]``).
 
 Provider-computed outputs (service account emails, service URLs, revision names...) are
-filled in realistically by :mod:`agentstage.fixtures`.
+filled in realistically by :mod:`agentstage.fixtures`, as a preview of a stack whose resources
+already exist sees them. ``run_plan(..., new_stack=True)`` plans instead as a first ``pulumi
+preview`` of a new stack sees it: every resource is being created, so the provider answers
+with its inputs only and no id, and every computed output is unknown (``[unknown]`` in the
+plan, the unknown sentinel in the wire Structs) wherever the program passed it on.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
     "load_stack_config",
     "run_plan",
     "SECRET",
+    "UNKNOWN",
 ]
 
 #: How a secret value is shown (and, offline, the value the program receives).
@@ -214,6 +219,8 @@ class Plan:
     resources: list[PlannedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: Planned as a first preview of a new stack: computed outputs are unknown.
+    new_stack: bool = False
 
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -229,6 +236,7 @@ class Plan:
             "project": self.project,
             "stack": self.stack,
             "config": self.config_path,
+            "new_stack": self.new_stack,
             "resources": [r.to_json() for r in self.resources],
             "outputs": self.outputs,
         }
@@ -239,6 +247,8 @@ _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 _OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 _UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+#: How a value that cannot be known during a preview is shown (a computed output of a
+#: resource being created, or anything the program derived from one).
 UNKNOWN = "[unknown]"
 
 
@@ -375,7 +385,7 @@ def _build_monitor(mocks: Any, on_resource: Callable[[PlannedResource], None] | 
                 custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(args)
-            record.id = id_
+            record.id = id_ or None  # "": the unknown id of a resource being created
             record.outputs = _plain(state)
             obj = struct_pb2.Struct()
             obj.update(state)
@@ -428,12 +438,15 @@ def run_plan(
     *,
     on_resource: Callable[[PlannedResource], None] | None = None,
     stack_config: StackConfig | None = None,
+    new_stack: bool = False,
 ) -> Plan:
     """Run the project's program for ``stack`` under the mock runtime and return its plan.
 
     ``on_resource`` is called with each resource as it is registered (with its computed
     outputs), so a consumer can work while the program still runs. ``stack_config``: the
     stack config already read with :func:`load_stack_config` (it is read here otherwise).
+    ``new_stack``: plan as a first preview of a new stack, where every resource is being
+    created and its provider-computed outputs are unknown (invokes still answer).
 
     Raises :class:`EngineError` when the project or stack cannot be loaded and
     :class:`ProgramError` when the program fails (``config_issues`` set on bad config)."""
@@ -444,7 +457,7 @@ def run_plan(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _run_plan(project_dir, stack, config_file, on_resource, stack_config)
+        return _run_plan(project_dir, stack, config_file, on_resource, stack_config, new_stack)
     finally:
         if collecting:
             gc.enable()
@@ -456,19 +469,20 @@ def _run_plan(
     config_file: str | os.PathLike[str] | None,
     on_resource: Callable[[PlannedResource], None] | None,
     stack_config: StackConfig | None,
+    new_stack: bool,
 ) -> Plan:
     import pulumi
     from pulumi.runtime import settings as psettings
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-    from agentstage.fixtures import FixtureMocks
+    from agentstage.fixtures import FixtureMocks, NewStackMocks
 
     started = time.perf_counter()
     project = load_project(project_dir)
     config = stack_config or load_stack_config(project, stack, config_file)
 
-    mocks = FixtureMocks(config.values)
+    mocks = (NewStackMocks if new_stack else FixtureMocks)(config.values)
     monitor = _build_monitor(mocks, on_resource)
     psettings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_all_config(dict(config.values), config.secret_keys)
@@ -485,7 +499,7 @@ def _run_plan(
             root = psettings.get_root_resource()
             exported = getattr(root, "outputs", None) or {}
             if exported:
-                outputs = _plain(_sync_await(pulumi.Output.from_input(exported).future())) or {}
+                outputs = _exported(exported)
         except BaseException as err:  # noqa: BLE001 - reported below, with what the program said
             failure = err
         finally:
@@ -499,7 +513,21 @@ def _run_plan(
         resources=_tree_order(monitor.records),
         outputs=outputs,
         elapsed_s=time.perf_counter() - started,
+        new_stack=new_stack,
     )
+
+
+def _exported(exported: dict[str, Any]) -> dict[str, Any]:
+    """The stack outputs in the plan's form, each serialized as the SDK sends it to the
+    engine: a value that is unknown during this preview is ``[unknown]`` where it stands (not
+    the whole map), a secret is ``[secret]``, an output that resolved to None stays None."""
+    from pulumi.runtime import rpc
+    from pulumi.runtime.sync_await import _sync_await
+
+    async def serialize() -> dict[str, Any]:
+        return {key: await rpc.serialize_property(value, [], key) for key, value in exported.items()}
+
+    return _plain(_sync_await(serialize()))
 
 
 def _raise_program_error(err: BaseException, registered: list[PlannedResource]) -> None:

@@ -21,6 +21,12 @@ config when set, else a stable 12-digit number derived from the project id (docu
 placeholder, identical on every run). Invokes answered: ``gcp:organizations/getProject``,
 ``gcp:organizations/getClientConfig``; any other invoke is an error naming its token, so a
 program never silently receives an empty answer.
+
+:class:`NewStackMocks` answers as a first ``pulumi preview`` of a new stack does: every
+resource is being created, so the engine's preview echoes its checked inputs with an empty
+id, and every output the provider computes is unknown until the update runs. Under the
+SDK's preview mode an output the mock does not return, and an empty id, resolve as unknown.
+Invokes still answer, and so do reads of existing resources (both run during a real preview).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 
 from pulumi.runtime import Mocks, MockCallArgs, MockResourceArgs
 
-__all__ = ["FixtureMocks", "project_number", "UnansweredInvoke"]
+__all__ = ["FixtureMocks", "NewStackMocks", "project_number", "UnansweredInvoke"]
 
 
 class UnansweredInvoke(Exception):
@@ -205,6 +211,17 @@ class FixtureMocks(Mocks):
             f"the offline engine has no answer for invoke {args.token}; "
             "answered offline: gcp:organizations/getProject, gcp:organizations/getClientConfig"
         )
+
+
+class NewStackMocks(FixtureMocks):
+    """The answers of a first preview of a new stack: resources echo their inputs, with no id.
+    A resource read (``Resource.get``) or imported by id exists already: a preview reads it,
+    so it answers as :class:`FixtureMocks` does."""
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.resource_id:
+            return super().new_resource(args)
+        return "", dict(args.inputs)
 
 
 def _uuid(text: str) -> str:

@@ -430,7 +430,11 @@ def test_member_from_a_foreign_domain(pack, baseline) -> None:
 
 def test_no_max_instances(pack, baseline) -> None:
     """Not reachable from stack config (max_instances defaults to 10), so a mutated resource."""
-    plan = mutate(baseline, SERVICE, "support-bot-service", lambda i: i["template"]["scaling"].pop("maxInstanceCount"))
+    def unbounded(i: dict[str, Any]) -> None:
+        i["template"]["scaling"].pop("maxInstanceCount")
+        i["scaling"].pop("maxInstanceCount")  # the service-level cap too
+
+    plan = mutate(baseline, SERVICE, "support-bot-service", unbounded)
     assert violations(pack, plan) == [
         ("max-instances-capped", "support-bot-service",
          "template.scaling.max_instance_count is not set, so a traffic spike or a runaway agent loop scales it up "
@@ -592,9 +596,10 @@ def test_latest_alongside_pinned_revision(pack, baseline) -> None:
     def latest(i: dict[str, Any]) -> None:
         i["traffics"][0] = {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 95}
 
+    candidate = baseline.find(SERVICE, "support-bot-service").inputs["template"]["revision"]
     assert violations(pack, mutate(baseline, SERVICE, "support-bot-service", latest)) == [
         ("canary-named-revisions", "support-bot-service",
-         "traffic goes to LATEST (95%) alongside the pinned revision support-bot-1-4-0 (5%): LATEST moves with every "
+         f"traffic goes to LATEST (95%) alongside the pinned revision {candidate} (5%): LATEST moves with every "
          "template change, so the split shifts under the canary; route every target to a named revision "
          "(type TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION).")
     ]
@@ -628,20 +633,465 @@ def test_shared_resource_without_environment_label(pack, baseline) -> None:
     ]
 
 
-# --- protocol details -------------------------------------------------------------------
+# --- unknown values (a first preview of a new stack) -----------------------------------------
+#
+# During a preview, an input computed from an output of a resource being created is unknown.
+# No rule may stop judging because of one: each judges with what is known where that decides,
+# and otherwise reports that it cannot judge, naming the field. "[unknown]" in a plan reaches
+# the pack as the unknown sentinel, as the Pulumi CLI sends it.
+
+UNKNOWN = "[unknown]"
+_MAKE_KNOWN = "compute it from inputs (stack config, names, ids) so that it is known at plan time"
+_KNOWN_MEMBER = ("compute the member from inputs so that it is known at plan time (a service account's email is "
+                 "<account_id>@<project>.iam.gserviceaccount.com)")
+_KNOWN_CHANNELS = ("pass the notification channels as a list with one element per channel (e.g. the names of the "
+                   "channel resources), so its length is known at plan time even while the names are not")
+_CREATED = "unknown during this preview (computed from an output of a resource this update creates or changes)"
 
 
-def test_unknown_value_is_reported_as_the_cli_does_during_preview(pack, baseline) -> None:
-    plan = mutate(baseline, SERVICE, "support-bot-service", lambda i: i["template"].update(serviceAccount="[unknown]"))
-    found, _, _ = pack.analyze(plan)
-    assert [(v.policy, v.enforcement, v.message) for v in found] == [
-        ("dedicated-service-account", "advisory",
-         "can't run policy 'dedicated-service-account' from policy pack 'agent_guard@v0.0.1' during preview: "
-         "string value at .template.serviceAccount can't be known during preview")
+def not_judged(question: str, fields: str, fix: str = _MAKE_KNOWN, are: bool = False) -> str:
+    return f"cannot judge {question}: {fields} {'are' if are else 'is'} {_CREATED}; {fix}."
+
+
+def env_index(plan: Plan, name: str) -> int:
+    envs = container(plan.find(SERVICE, "support-bot-service").inputs)["envs"]
+    return [e["name"] for e in envs].index(name)
+
+
+def set_env(name: str, **values: Any) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        next(e for e in container(inputs)["envs"] if e["name"] == name).update(values)
+    return change
+
+
+@pytest.mark.parametrize(
+    "type_, name, change",
+    [(SERVICE, "support-bot-service", lambda i: i["template"].update(serviceAccount=UNKNOWN)),
+     (AGENT_ENGINE, "planner-engine", lambda i: i["spec"].update(serviceAccount=UNKNOWN)),
+     ("gcp:container/nodePool:NodePool", "agents-pool", lambda i: i["nodeConfig"].update(serviceAccount=UNKNOWN))],
+    ids=["cloud-run", "agent-engine", "gke-node-pool"],
+)
+def test_unknown_service_account_is_one_this_update_creates(pack, baseline, type_, name, change) -> None:
+    """Not a Google-managed default account: those exist before the stack, their emails are known."""
+    assert violations(pack, mutate(baseline, type_, name, change)) == []
+
+
+def test_unknown_member_domain_is_not_judged(pack, baseline) -> None:
+    plan = mutate(baseline, PROJECT_MEMBER, "support-bot-role-aiplatform-user", lambda i: i.update(member=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("allowed-member-domains", "support-bot-role-aiplatform-user",
+         not_judged("whether the member granted roles/aiplatform.user on the project is from an allowed domain",
+                    "member", _KNOWN_MEMBER))
     ]
+
+
+def test_basic_role_to_an_unknown_member_is_a_violation(pack, baseline) -> None:
+    plan = mutate(baseline, PROJECT_MEMBER, "support-bot-role-aiplatform-user",
+                  lambda i: i.update(member=UNKNOWN, role="roles/owner"))
+    assert violations(pack, plan) == [
+        ("no-basic-roles", "support-bot-role-aiplatform-user",
+         "grants the basic role roles/owner to a member unknown during this preview at project level, which reaches "
+         "every service in the project; grant the predefined roles the member needs (e.g. roles/aiplatform.user) "
+         "instead."),
+        ("allowed-member-domains", "support-bot-role-aiplatform-user",
+         not_judged("whether the member granted roles/owner on the project is from an allowed domain", "member",
+                    _KNOWN_MEMBER)),
+    ]
+
+
+def test_unknown_role_is_a_custom_role_but_may_be_an_admin_one(pack, baseline) -> None:
+    """Not basic, not an impersonation role, not secretAccessor (fixed names, known at plan
+    time); whether a custom role is an admin role depends on its unknown name."""
+    plan = mutate(baseline, PROJECT_MEMBER, "support-bot-role-aiplatform-user", lambda i: i.update(role=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("no-admin-roles-for-service-accounts", "support-bot-role-aiplatform-user",
+         not_judged(f"whether the role granted to {SA} on the project is an admin role", "role",
+                    "compute the role from inputs so that it is known at plan time (a custom role is "
+                    "projects/<project>/roles/<role_id>)"))
+    ]
+
+
+@pytest.mark.parametrize(
+    "type_, name, field, change",
+    [("gcp:projects/iAMBinding:IAMBinding", "log-viewers", "members", lambda i: i.update(members=UNKNOWN)),
+     ("gcp:projects/iAMPolicy:IAMPolicy", "sandbox-policy", "policy_data", lambda i: i.update(policyData=UNKNOWN))],
+    ids=["binding-members", "policy-data"],
+)
+def test_unknown_grants_are_not_judged_by_any_iam_rule(pack, baseline, type_, name, field, change) -> None:
+    questions = [
+        ("no-basic-roles", "whether a basic role is granted at project level"),
+        ("allowed-member-domains", "whether the members granted roles on the project are from allowed domains"),
+        ("no-admin-roles-for-service-accounts", "whether a service account gets an admin role on the project"),
+        ("no-default-service-account-grants", "whether a default service account gets a role at project level"),
+        ("no-project-impersonation-roles", "whether an impersonation role is granted at project level"),
+        ("secret-accessor-per-secret", "whether roles/secretmanager.secretAccessor is granted at project level"),
+    ]
+    assert violations(pack, mutate(baseline, type_, name, change)) == [
+        (policy, name, not_judged(question, field, _KNOWN_MEMBER)) for policy, question in questions
+    ]
+
+
+def test_binding_with_one_unknown_member(pack, baseline) -> None:
+    plan = mutate(baseline, "gcp:projects/iAMBinding:IAMBinding", "log-viewers",
+                  lambda i: i["members"].append(UNKNOWN))
+    assert violations(pack, plan) == [
+        ("allowed-member-domains", "log-viewers",
+         not_judged("whether the member granted roles/logging.viewer on the project is from an allowed domain",
+                    "members[1]", _KNOWN_MEMBER))
+    ]
+
+
+def test_unknown_invoker_is_not_public(pack, baseline) -> None:
+    """allUsers and allAuthenticatedUsers are fixed names, never computed from a resource."""
+    name = "support-bot-invoker-serviceaccount-frontend-at-acme-agents-prod-iam-gserviceaccount-com"
+    plan = mutate(baseline, INVOKER, name, lambda i: i.update(member=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("allowed-member-domains", name,
+         not_judged("whether the member granted roles/run.invoker on the Cloud Run service is from an allowed domain",
+                    "member", _KNOWN_MEMBER))
+    ]
+
+
+def test_public_invoker_with_an_unknown_role(pack, baseline) -> None:
+    name = "support-bot-invoker-serviceaccount-frontend-at-acme-agents-prod-iam-gserviceaccount-com"
+    plan = mutate(baseline, INVOKER, name, lambda i: i.update(member="allUsers", role=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("no-public-invoker", name,
+         "grants a role unknown during this preview to allUsers on the Cloud Run service, so anyone on the internet "
+         "can call it; remove the public member and grant the role to the calling service account or group.")
+    ]
+
+
+def test_unknown_members_of_an_invoker_binding(pack, baseline) -> None:
+    binding = _extra("gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding", "support-bot-invokers",
+                     {"name": "support-bot", "role": "roles/run.invoker", "members": UNKNOWN})
+    questions = [
+        ("no-public-invoker", "whether the Cloud Run service is open to allUsers or allAuthenticatedUsers"),
+        ("allowed-member-domains", "whether the members granted roles on the Cloud Run service are from allowed domains"),
+        ("no-admin-roles-for-service-accounts", "whether a service account gets an admin role on the Cloud Run service"),
+    ]
+    assert violations(pack, added(baseline, binding)) == [
+        (policy, "support-bot-invokers", not_judged(question, "members", _KNOWN_MEMBER)) for policy, question in questions
+    ]
+
+
+def test_admin_role_to_an_unknown_member(pack, baseline) -> None:
+    """A group this update creates is as unknown as a service account."""
+    plan = mutate(baseline, PROJECT_MEMBER, "support-bot-role-aiplatform-user",
+                  lambda i: i.update(member=UNKNOWN, role="roles/storage.admin"))
+    assert violations(pack, plan) == [
+        ("allowed-member-domains", "support-bot-role-aiplatform-user",
+         not_judged("whether the member granted roles/storage.admin on the project is from an allowed domain",
+                    "member", _KNOWN_MEMBER)),
+        ("no-admin-roles-for-service-accounts", "support-bot-role-aiplatform-user",
+         not_judged("whether the member granted the admin role roles/storage.admin on the project is a service "
+                    "account", "member", _KNOWN_MEMBER)),
+    ]
+
+
+def test_gke_cluster_of_unknown_mode(pack, baseline) -> None:
+    cluster = copy.deepcopy(OTHER_WORKLOADS[0])
+    cluster.inputs["enableAutopilot"] = UNKNOWN
+    assert violations(pack, added(baseline, cluster)) == [
+        ("dedicated-service-account", "agents",
+         not_judged("which service account the cluster's nodes run as", "enable_autopilot"))
+    ]
+
+
+def test_ingress_all_with_an_unknown_name_and_allowed_services(pack, baseline) -> None:
+    """With allowAllTraffic listing names, only the unknown name could tell; the logical name is known."""
+    config = load_policy_config(PACK_DIR / "config" / "production.json")
+    plan = mutate(baseline, SERVICE, "support-bot-service", lambda i: i.update(ingress="INGRESS_TRAFFIC_ALL", name=UNKNOWN))
+    try:
+        config["cloud-run-ingress-restricted"] = type(config["all"])(None, {"allowAllTraffic": ["support-bot"]})
+        pack.configure(config)
+        assert violations(pack, plan) == [
+            ("cloud-run-ingress-restricted", "support-bot-service",
+             not_judged("whether this policy's allowAllTraffic config allows the service to accept requests from "
+                        "the whole internet", "name"))
+        ]
+        config["cloud-run-ingress-restricted"] = type(config["all"])(None, {"allowAllTraffic": ["support-bot-service"]})
+        pack.configure(config)
+        assert violations(pack, plan) == []
+    finally:
+        pack.configure(load_policy_config(PACK_DIR / "config" / "production.json"))
+
+
+def test_canary_first_step_of_an_unknown_agent(pack, baseline) -> None:
+    """An agent of the stack config starts above the limit: which agent is it?"""
+    config = load_policy_config(PACK_DIR / "config" / "production.json")
+    plan = mutate(baseline, SERVICE, "support-bot-service", lambda i: i["labels"].update(agent=UNKNOWN))
+    try:
+        config["canary-first-step"] = type(config["all"])(None, {"maxFirstStepPercent": 4})
+        pack.configure(config)
+        assert violations(pack, plan) == [
+            ("canary-first-step", "research-agent-service",  # its label is known: judged
+             "the first canary step of agent research-agent is 10% (agent-platform:agents.research-agent.rollout."
+             "steps), above the 4% maximum; start the canary at 4% or less so a bad release reaches few users before "
+             "its metrics are read."),
+            ("canary-first-step", "support-bot-service",
+             not_judged("which agent's canary steps apply and whether the first is at most 4%", "labels.agent")),
+        ]
+    finally:
+        pack.configure(load_policy_config(PACK_DIR / "config" / "production.json"))
+
+
+def test_key_for_an_unknown_account(pack, baseline) -> None:
+    key = _extra("gcp:serviceaccount/key:Key", "support-bot-key", {"serviceAccountId": UNKNOWN})
+    assert violations(pack, added(baseline, key)) == [
+        ("no-service-account-keys", "support-bot-key",
+         "creates a user-managed service account key, a long-lived credential that can leak; remove it and let the "
+         "workload use its attached service account (or Workload Identity Federation outside Google Cloud).")
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, policy, message",
+    [
+        (lambda i: i.update(ingress=UNKNOWN), "cloud-run-ingress-restricted",
+         not_judged("whether the service accepts requests from the whole internet", "ingress")),
+        (lambda i: i.update(invokerIamDisabled=UNKNOWN), "invoker-iam-enabled",
+         not_judged("whether Cloud Run checks the invoker's IAM role", "invoker_iam_disabled")),
+        (lambda i: container(i).update(image=UNKNOWN), "image-pinned-by-digest",
+         not_judged("whether container agent runs an image pinned by digest", "template.containers[0].image",
+                    "compute the image reference from inputs so that it is known at plan time "
+                    "(<repository>/<image>@sha256:<digest>, with the digest the registry returned for the pushed "
+                    "image)")),
+        (lambda i: i["template"]["scaling"].update(maxInstanceCount=UNKNOWN), "max-instances-capped",
+         not_judged("whether the maximum instance count is within the cap of 100",
+                    "template.scaling.max_instance_count")),
+        (lambda i: i["template"]["scaling"].update(minInstanceCount=UNKNOWN), "min-instances-production",
+         not_judged("whether at least 1 instance(s) stay warm", "template.scaling.min_instance_count")),
+        (lambda i: container(i).update(livenessProbe=UNKNOWN), "health-probes",
+         not_judged("whether container agent has a startup and a liveness probe",
+                    "template.containers[0].liveness_probe")),
+        (lambda i: i.update(deletionProtection=UNKNOWN), "deletion-protection",
+         not_judged("whether deletion protection is on", "deletion_protection")),
+        (lambda i: container(i)["resources"]["limits"].update(cpu=UNKNOWN), "instance-size-capped",
+         not_judged("whether container agent stays within the caps of 4 CPU and 8192Mi per instance",
+                    "template.containers[0].resources.limits.cpu")),
+        (lambda i: i["traffics"][1].update(percent=UNKNOWN), "traffic-split-sums-to-100",
+         not_judged("whether the traffic split adds up to 100%", "traffics[1].percent")),
+        (lambda i: i["traffics"][0].update(type=UNKNOWN), "canary-named-revisions",
+         not_judged("whether the traffic split mixes LATEST with a pinned revision", "traffics[0].type")),
+        (lambda i: i["labels"].update(release=UNKNOWN), "required-labels",
+         not_judged("whether an agent's resource carries the label(s) environment, release", "labels.release")),
+        (lambda i: i.update(labels=UNKNOWN), "required-labels",
+         not_judged("whether the resource carries the required labels", "labels")),
+    ],
+    ids=["ingress", "invoker-iam", "image", "max-instances", "min-instances", "liveness-probe",
+         "deletion-protection", "cpu", "traffic-percent", "traffic-type", "release-label", "labels"],
+)
+def test_unknown_value_the_verdict_depends_on_is_not_judged(pack, baseline, change, policy, message) -> None:
+    plan = mutate(baseline, SERVICE, "support-bot-service", change)
+    assert violations(pack, plan) == [(policy, "support-bot-service", message)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda i: i["traffics"][1].update(revision=UNKNOWN),  # set, to a computed name: a named revision
+     lambda i: i["labels"].update(agent=UNKNOWN),  # every agent of the stack config starts its canary at <= 10%
+     lambda i: container(i).update(startupProbe={"httpGet": {"path": UNKNOWN, "port": 8080}})],
+    ids=["revision", "agent-label", "probe-path"],
+)
+def test_unknown_value_the_verdict_does_not_depend_on(pack, baseline, change) -> None:
+    assert violations(pack, mutate(baseline, SERVICE, "support-bot-service", change)) == []
+
+
+def test_production_rule_with_an_unknown_environment(pack, baseline) -> None:
+    """Scaled to zero, but is it production? (At 1 instance it would pass either way.)"""
+    plan = mutate(baseline, SERVICE, "support-bot-service",
+                  lambda i: (i["labels"].update(environment=UNKNOWN), i["template"]["scaling"].update(minInstanceCount=0)))
+    assert violations(pack, plan) == [
+        ("min-instances-production", "support-bot-service",
+         not_judged("whether the resource is in production", "labels.environment")),
+        ("required-labels", "support-bot-service",
+         not_judged("whether an agent's resource carries the label(s) environment, release", "labels.environment")),
+    ]
+
+
+def test_unknown_env_value_may_be_a_credential(pack, baseline) -> None:
+    i = env_index(baseline, "LOG_SAMPLE_RATE")
+    plan = mutate(baseline, SERVICE, "support-bot-service", set_env("LOG_SAMPLE_RATE", value=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("secrets-in-secret-manager", "support-bot-service",
+         not_judged("whether LOG_SAMPLE_RATE of container agent holds a credential in plain text",
+                    f"template.containers[0].envs[{i}].value",
+                    "compute the value from inputs so that it is known at plan time, or, if it is a credential, "
+                    "reference it from Secret Manager (agentstage: secrets)"))
+    ]
+
+
+def test_credential_name_with_an_unknown_value_is_a_violation(pack, baseline) -> None:
+    plan = mutate(baseline, SERVICE, "support-bot-service",
+                  lambda i: container(i)["envs"].append({"name": "OPENAI_KEY", "value": UNKNOWN}))
+    assert violations(pack, plan) == [
+        ("secrets-in-secret-manager", "support-bot-service",
+         "OPENAI_KEY is a plain environment variable of container agent that looks like a credential: its name ends "
+         "in _KEY; store the value in Secret Manager and reference it with a secret reference (agentstage: move it "
+         "from env to secrets).")
+    ]
+
+
+def test_unknown_env_list_is_not_judged(pack, baseline) -> None:
+    plan = mutate(baseline, SERVICE, "support-bot-service", lambda i: container(i).update(envs=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("secrets-in-secret-manager", "support-bot-service",
+         not_judged("whether the environment of container agent holds a credential in plain text",
+                    "template.containers[0].envs",
+                    "compute the value from inputs so that it is known at plan time, or, if it is a credential, "
+                    "reference it from Secret Manager (agentstage: secrets)"))
+    ]
+
+
+def test_unknown_secret_reference_is_no_plain_value(pack, baseline) -> None:
+    plan = mutate(baseline, SERVICE, "support-bot-service", set_env("CRM_TOKEN", valueSource=UNKNOWN))
+    assert violations(pack, plan) == []
+
+
+def test_model_armor_template_with_unknown_enforcement(pack, baseline) -> None:
+    plan = mutate(baseline, "gcp:modelarmor/template:Template", "guardrails-template",
+                  lambda i: i["filterConfig"]["piAndJailbreakFilterSettings"].update(filterEnforcement=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("model-armor-guardrails", "guardrails-template",
+         not_judged("whether the Model Armor template filters prompt injection, jailbreaks and unsafe content",
+                    "filter_config.pi_and_jailbreak_filter_settings.filter_enforcement"))
+    ]
+
+
+def test_model_armor_filters_whose_contents_are_unknown_count(pack, baseline) -> None:
+    plan = mutate(baseline, "gcp:modelarmor/template:Template", "guardrails-template",
+                  lambda i: i["filterConfig"]["raiSettings"].update(raiFilters=[UNKNOWN]))
+    assert violations(pack, plan) == []
+
+
+def test_notification_channels_whose_names_are_unknown_count(pack, baseline) -> None:
+    """A list with one element per channel has a known length even while the names are not."""
+    plan = mutate(baseline, ALERT, "support-bot-latency", lambda i: i.update(notificationChannels=[UNKNOWN, UNKNOWN]))
+    assert violations(pack, plan) == []
+
+
+def test_unknown_list_of_notification_channels_is_not_judged(pack, baseline) -> None:
+    plan = mutate(baseline, ALERT, "support-bot-latency", lambda i: i.update(notificationChannels=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("agent-alert-policies", "support-bot-service",
+         not_judged("whether the agent service support-bot has an alert policy with a notification channel on "
+                    "latency", "notification_channels of alert policy support-bot-latency", _KNOWN_CHANNELS)),
+        ("alert-policy-actionable", "support-bot-latency",
+         not_judged("whether [production] support-bot: p99 latency above 2000 ms has a notification channel",
+                    "notification_channels", _KNOWN_CHANNELS)),
+    ]
+
+
+def test_alert_policy_with_unknown_conditions(pack, baseline) -> None:
+    plan = mutate(baseline, ALERT, "support-bot-latency", lambda i: i.update(conditions=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("agent-alert-policies", "support-bot-service",
+         not_judged("whether the agent service support-bot has an alert policy with a notification channel on "
+                    "latency", "conditions of alert policy support-bot-latency",
+                    "compute them from inputs (stack config, names, ids) so that they are known at plan time")),
+    ]
+
+
+def test_alert_policy_with_unknown_documentation(pack, baseline) -> None:
+    plan = mutate(baseline, ALERT, "support-bot-latency", lambda i: i["documentation"].update(content=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("alert-policy-actionable", "support-bot-latency",
+         not_judged("whether [production] support-bot: p99 latency above 2000 ms has documentation for on-call",
+                    "documentation.content")),
+    ]
+
+
+def test_budget_with_unknown_threshold_rules(pack, baseline) -> None:
+    plan = mutate(baseline, "gcp:billing/budget:Budget", "budget-budget", lambda i: i.update(thresholdRules=UNKNOWN))
+    assert violations(pack, plan) == [
+        ("billing-budget", "budget-budget", not_judged("whether the billing budget has threshold rules", "threshold_rules")),
+        ("budget-actual-threshold", "budget-budget",
+         not_judged("whether the billing budget warns before the money is spent", "threshold_rules")),
+    ]
+
+
+def test_budget_threshold_rules_judged_by_their_known_part(pack, baseline) -> None:
+    rules = [{"thresholdPercent": UNKNOWN, "spendBasis": "CURRENT_SPEND"},
+             {"thresholdPercent": 0.9, "spendBasis": UNKNOWN},
+             {"thresholdPercent": 1.2, "spendBasis": UNKNOWN}]
+    plan = mutate(baseline, "gcp:billing/budget:Budget", "budget-budget", lambda i: i.update(thresholdRules=rules))
+    assert violations(pack, plan) == [
+        ("budget-actual-threshold", "budget-budget",
+         not_judged("whether the billing budget warns before the money is spent",
+                    "threshold_rules[0].threshold_percent and threshold_rules[1].spend_basis", are=True)),
+    ]
+    known = [{"thresholdPercent": 1, "spendBasis": "CURRENT_SPEND"}, *rules]
+    assert violations(pack, mutate(baseline, "gcp:billing/budget:Budget", "budget-budget",
+                                   lambda i: i.update(thresholdRules=known))) == []
+
+
+def _unknown_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _unknown_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unknown_leaves(v) for v in value]
+    return UNKNOWN
+
+
+def _unknown_list_elements(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _unknown_list_elements(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [UNKNOWN] * len(value)
+    return value
+
+
+#: Workloads the rules read that neither the baseline nor EXTRAS has (for the test below).
+OTHER_WORKLOADS = [
+    _extra("gcp:container/cluster:Cluster", "agents", {
+        "enableAutopilot": False, "removeDefaultNodePool": False, "deletionProtection": True,
+        "nodeConfig": {"serviceAccount": "gke-nodes@acme-agents-prod.iam.gserviceaccount.com"},
+        "resourceLabels": {"environment": "production"}}),
+    _extra("gcp:cloudrun/service:Service", "legacy", {
+        "metadata": {"annotations": {"run.googleapis.com/ingress": "internal"}, "labels": LABELS},
+        "template": {
+            "metadata": {"annotations": {"autoscaling.knative.dev/minScale": "1", "autoscaling.knative.dev/maxScale": "5"}},
+            "spec": {"serviceAccountName": "legacy@acme-agents-prod.iam.gserviceaccount.com",
+                     "containers": [{"image": "us-docker.pkg.dev/acme/legacy@sha256:" + "0" * 64,
+                                     "envs": [{"name": "MODE", "value": "batch"}],
+                                     "startupProbe": {"httpGet": {"path": "/healthz"}},
+                                     "livenessProbe": {"httpGet": {"path": "/healthz"}},
+                                     "resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}]}},
+        "traffics": [{"percent": 100, "revisionName": "legacy-00001", "latestRevision": False}]}),
+    _extra("gcp:cloudrunv2/job:Job", "nightly", {
+        "labels": LABELS,
+        "template": {"template": {"serviceAccount": "nightly@acme-agents-prod.iam.gserviceaccount.com",
+                                  "containers": [{"image": "us-docker.pkg.dev/acme/nightly@sha256:" + "0" * 64}]}}}),
+]
+
+
+@pytest.mark.parametrize(
+    "unknown",
+    [_unknown_leaves, _unknown_list_elements, lambda inputs: dict.fromkeys(inputs, UNKNOWN)],
+    ids=["every-leaf", "every-list-element", "every-input"],
+)
+def test_no_rule_stops_judging_on_unknown_values(pack, baseline, unknown) -> None:
+    """Every rule runs to its verdict on any mix of unknown values: none leaves an unknown to
+    the SDK (whose "can't run policy" note is advisory, however mandatory the policy) and none
+    crashes. The default gcp provider is left as it is."""
+    plan = copy.deepcopy(baseline)
+    plan.resources.extend(copy.deepcopy(OTHER_WORKLOADS))
+    assert violations(pack, plan) == [], "the other workloads are compliant while their values are known"
+    for r in plan.resources:
+        if r.custom:
+            r.inputs = unknown(r.inputs)
+            r.outputs = copy.deepcopy(r.inputs)
+    found, _, _ = pack.analyze(plan)
+    assert found, "unknown values the verdicts depend on are reported"
+    assert {v.enforcement for v in found} == {"mandatory"}
+    assert not [v.message for v in found if v.message.startswith("can't run policy")]
+
+
+# --- protocol details -------------------------------------------------------------------
 
 
 def test_analyze_sees_options_and_default_provider(pack, baseline) -> None:
     found, count, _ = pack.analyze(baseline)
-    # every plan resource plus the default gcp provider the CLI registers
-    assert count == len(baseline.resources) + 1 and found == []
+    # every plan resource plus the default providers the CLI registers (gcp, and time for the Sleeps)
+    assert count == len(baseline.resources) + 2 and found == []

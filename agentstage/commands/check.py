@@ -6,7 +6,7 @@ import gc
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -48,10 +48,21 @@ def check(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of standard output.")
     ] = None,
+    new_stack: Annotated[
+        bool,
+        typer.Option(
+            "--new-stack",
+            help="Plan as the first `pulumi preview` of a new stack sees it: every resource is being created, so "
+            "the outputs its provider computes (emails, names, ids, URLs) are unknown, and so is every input the "
+            "program derives from them. Rules report what they cannot judge on unknown values as violations.",
+        ),
+    ] = False,
 ) -> None:
     """Check STACK against the agent_guard policy pack, offline.
 
     Runs the unmodified CrossGuard pack the way `pulumi preview --policy-pack` does, on the offline plan of the stack: no Pulumi CLI, provider plugin or cloud credential. The policy config (enforcement per policy and thresholds) is <pack>/config/<STACK>.json unless --policy-config is given: advisory in staging, mandatory in production.
+
+    By default the plan is that of a stack whose resources exist: their computed outputs are filled in. With --new-stack it is that of a first preview, where those outputs are unknown; run both in CI so a stack passes on its first `pulumi up` too.
 
     Exit codes: 0 no mandatory violation; 1 a mandatory violation, or the pack crashed or misbehaved; 2 invalid stack config or policy config.
     """
@@ -63,7 +74,6 @@ def check(
         PolicyConfigError,
         PolicyError,
         default_policy_config,
-        render_text,
         run_check,
         to_sarif,
     )
@@ -78,7 +88,9 @@ def check(
     # A one-shot command: no collector passes over the plan's large heap, now or at exit.
     gc.disable()
     try:
-        report = run_check(project, stack, config_file=config_file, policy_config=policy_config, pack_dir=pack_dir)
+        report = run_check(
+            project, stack, config_file=config_file, policy_config=policy_config, pack_dir=pack_dir, new_stack=new_stack
+        )
     except (EngineError, ProgramError) as err:
         exit_on_plan_error(err, stack)
     except PolicyConfigError as err:
@@ -87,23 +99,65 @@ def check(
         fail(f"{err}\nthe policy check did not complete; nothing was checked", EXIT_FAILED)
     gc.freeze()
 
+    summary = f"{report.summary()}{NEW_STACK_SUFFIX if new_stack else ''}"
     if fmt is Format.text:
         if output:
             with output.open("w") as fh:
-                render_text(report, Console(file=fh, highlight=False, width=200, force_terminal=False))
-            typer.echo(report.summary())
+                _render_text(report, Console(file=fh, highlight=False, width=200, force_terminal=False), new_stack)
+            typer.echo(summary)
         else:
-            render_text(report, Console(highlight=False))
+            _render_text(report, Console(highlight=False), new_stack)
     else:
-        document = report.to_json() if fmt is Format.json else to_sarif(report, project)
+        if fmt is Format.json:
+            document = _mark_json(report.to_json(), new_stack)
+        else:
+            document = _mark_sarif(to_sarif(report, project), new_stack)
         text = json.dumps(document, indent=2) + "\n"
         if output:
             output.write_text(text)
-            typer.echo(report.summary())
+            typer.echo(summary)
         else:
             typer.echo(text, nl=False)
     if not report.passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+#: How the text report and the summary line say that the plan was that of a new stack.
+NEW_STACK_NOTE = (
+    "new stack: planned as a first `pulumi preview` sees it, with the computed outputs of the resources "
+    "being created unknown"
+)
+NEW_STACK_SUFFIX = " (new stack)"
+
+
+def _render_text(report: Any, console: Any, new_stack: bool) -> None:
+    from agentstage.policy import render_text
+
+    if new_stack:
+        console.print(f"[bold]{NEW_STACK_NOTE}[/]", soft_wrap=True)
+    render_text(report, console)
+
+
+def _mark_json(document: dict[str, Any], new_stack: bool) -> dict[str, Any]:
+    """The JSON report with ``new_stack`` (an added key, after ``stack_config``)."""
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        out[key] = value
+        if key == "stack_config":
+            out["new_stack"] = new_stack
+    return out
+
+
+def _mark_sarif(document: dict[str, Any], new_stack: bool) -> dict[str, Any]:
+    """The SARIF log with ``newStack`` in the run's property bag; a new-stack check is its own
+    code scanning category (``agentstage-check/<stack>/new-stack/``), so uploading both checks
+    of a stack keeps both sets of results."""
+    run = document["runs"][0]
+    run.setdefault("properties", {})["newStack"] = new_stack
+    if new_stack:
+        category = run["automationDetails"]["id"].rstrip("/")
+        run["automationDetails"]["id"] = f"{category}/new-stack/"
+    return document
 
 
 def register(app: typer.Typer) -> None:

@@ -880,8 +880,14 @@ def run_check(
     policy_config: str | os.PathLike[str] | None = None,
     plan: Any = None,
     pack_dir: str | os.PathLike[str] | None = None,
+    new_stack: bool = False,
 ) -> CheckReport:
     """Run ``stack``'s offline plan (or the given ``plan``) through the policy pack.
+
+    ``new_stack``: plan the stack as a first ``pulumi preview`` of a new stack sees it
+    (computed outputs of the resources being created are unknown; see
+    :func:`~agentstage.engine.run_plan`). Ignored when ``plan`` is given: its own
+    ``new_stack`` says how it was made.
 
     ``policy_config`` defaults to ``<pack>/config/<stack>.json`` (none: every policy at its
     default enforcement, advisory for agent_guard). Raises
@@ -906,7 +912,8 @@ def run_check(
         if plan is None:
             _, report = runner.plan_and_check(
                 lambda on_resource: run_plan(
-                    project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config
+                    project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config,
+                    new_stack=new_stack,
                 ),
                 settings,
                 source=source,

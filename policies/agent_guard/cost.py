@@ -1,8 +1,12 @@
-"""Cost: a budget that warns before the bill does, and instance sizes within a cap."""
+"""Cost: a budget that warns before the bill does, and instance sizes within a cap.
+
+Unknown values (see helpers): threshold rules count by the list's length, known even when
+their contents are not; a size or threshold the verdict depends on is reported as not judged."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pulumi_policy import (
     PolicyComplianceFramework,
@@ -15,7 +19,22 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from helpers import AGENT_ENGINE, BUDGET, CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1, containers, fmt, get, items, number
+from helpers import (
+    AGENT_ENGINE,
+    BUDGET,
+    CLOUD_RUN,
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_V1,
+    UNKNOWN,
+    cannot_judge,
+    containers,
+    containers_field,
+    fmt,
+    get,
+    has_items,
+    items,
+    number,
+)
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
 
@@ -49,12 +68,25 @@ def memory_mib(value: object) -> float | None:
     return float(m.group(1)) * _MIB[m.group(2)] if m else None
 
 
-def _limits(resource_type: str, props: object) -> list[tuple[str, object]]:
+def _limits(resource_type: str, props: object) -> list[tuple[str, str, object]] | object:
+    """(who, the field of its limits, the limits) per container or deployment spec; UNKNOWN
+    when the list of containers is."""
     if resource_type in (CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1):
-        return [(f"container {c.name}", get(c.spec, "resources", "limits")) for c in containers(resource_type, props)]
+        found = containers(resource_type, props)
+        if found is UNKNOWN:
+            return UNKNOWN
+        return [
+            (f"container {c.name}", f"{c.field}.resources.limits", get(c.spec, "resources", "limits")) for c in found
+        ]
     if resource_type == AGENT_ENGINE:
-        return [("the deployment spec", get(props, "spec", "deploymentSpec", "resourceLimits"))]
+        limits = get(props, "spec", "deploymentSpec", "resourceLimits")
+        return [("the deployment spec", "spec.deployment_spec.resource_limits", limits)]
     return []
+
+
+def _size(raw: object, parse: Callable[[object], float | None]) -> float | None:
+    """A CPU or memory limit parsed; None when unset, unreadable or unknown."""
+    return None if raw is None or raw is UNKNOWN else parse(raw)
 
 
 # --- instance-size-capped ---------------------------------------------------------------
@@ -64,9 +96,21 @@ def _instance_size(args: ResourceValidationArgs, report: ReportViolation) -> Non
     config = args.get_config()
     max_cpu = float(config.get("maxCpu") or 4)
     max_mib = float(config.get("maxMemoryMiB") or 8192)
-    for where, limits in _limits(args.resource_type, args.props):
-        cpu = cpu_count(get(limits, "cpu")) if get(limits, "cpu") is not None else None
-        mib = memory_mib(get(limits, "memory")) if get(limits, "memory") is not None else None
+    found = _limits(args.resource_type, args.props)
+    if found is UNKNOWN:
+        question = "whether the CPU and memory of each container stay within the caps"
+        report(cannot_judge(question, containers_field(args.resource_type)))
+        return
+    for where, field, limits in found:
+        if limits is UNKNOWN:
+            unknown = [field]
+        else:
+            unknown = [f"{field}.{key}" for key in ("cpu", "memory") if get(limits, key) is UNKNOWN]
+        if unknown:
+            caps = f"{fmt(max_cpu)} CPU and {fmt(max_mib)}Mi"
+            report(cannot_judge(f"whether {where} stays within the caps of {caps} per instance", *unknown))
+        cpu = _size(get(limits, "cpu"), cpu_count)
+        mib = _size(get(limits, "memory"), memory_mib)
         if cpu is not None and cpu > max_cpu:
             report(
                 f"{where} asks for {get(limits, 'cpu')} CPU per instance, above the cap of {fmt(max_cpu)}; lower it "
@@ -116,7 +160,10 @@ def billing_budget(args: StackValidationArgs, report: ReportViolation) -> None:
         )
         return
     for b in budgets:
-        if not items(get(b.props, "thresholdRules")):
+        rules = has_items(get(b.props, "thresholdRules"))
+        if rules is UNKNOWN:
+            report(cannot_judge("whether the billing budget has threshold rules", "threshold_rules"), b.urn)
+        elif not rules:
             report("the billing budget has no threshold rules, so it never alerts; add threshold_rules (e.g. 0.5, 0.9, 1.0).", b.urn)
 
 
@@ -134,21 +181,52 @@ billing_budget_policy = StackValidationPolicy(
 # --- budget-actual-threshold -------------------------------------------------------------
 
 
+def _actual_shares(rules: list[object]) -> tuple[list[float], list[str]]:
+    """(the shares of actual spend the rules warn at, the fields whose unknown values might
+    hide a warning at or below 100%)."""
+    actual: list[float] = []
+    unknown: list[str] = []
+    for i, rule in enumerate(rules):
+        if rule is UNKNOWN:
+            unknown.append(f"threshold_rules[{i}]")
+            continue
+        basis = get(rule, "spendBasis")
+        share = number(get(rule, "thresholdPercent"))
+        if basis is not UNKNOWN and (basis or "CURRENT_SPEND") != "CURRENT_SPEND":  # unset: the API default
+            continue
+        if basis is not UNKNOWN and share is not UNKNOWN:
+            if share is not None:
+                actual.append(share)
+        elif share is UNKNOWN or (share is not None and share <= 1):
+            fields = [("spend_basis", basis), ("threshold_percent", share)]
+            unknown += [f"threshold_rules[{i}].{name}" for name, value in fields if value is UNKNOWN]
+    return actual, unknown
+
+
 def _budget_actual_threshold(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A rule counts when its share and its basis are known; an unknown one is reported as
+    not judged only when no known rule already warns at or below 100% of actual spend."""
     if args.resource_type != BUDGET:
         return
-    actual = []
-    for rule in items(get(args.props, "thresholdRules")):
-        basis = get(rule, "spendBasis") or "CURRENT_SPEND"  # the API default
-        share = number(get(rule, "thresholdPercent"))
-        if basis == "CURRENT_SPEND" and share is not None:
-            actual.append(share)
-    if not actual or min(actual) > 1:
-        found = f"its lowest actual-spend threshold is {fmt(min(actual) * 100)}%" if actual else "it has no actual-spend threshold"
-        report(
-            f"the billing budget never warns before the money is spent: {found}; add a threshold rule on actual "
-            "spend at or below 100% (agentstage: agent-platform:budget.thresholds, e.g. [0.5, 0.9, 1.0])."
-        )
+    rules = items(get(args.props, "thresholdRules"))
+    question = "whether the billing budget warns before the money is spent"
+    if rules is UNKNOWN:
+        report(cannot_judge(question, "threshold_rules"))
+        return
+    actual, unknown = _actual_shares(rules)
+    if actual and min(actual) <= 1:
+        return
+    if unknown:
+        report(cannot_judge(question, *unknown))
+        return
+    if actual:
+        found = f"its lowest actual-spend threshold is {fmt(min(actual) * 100)}%"
+    else:
+        found = "it has no actual-spend threshold"
+    report(
+        f"the billing budget never warns before the money is spent: {found}; add a threshold rule on actual "
+        "spend at or below 100% (agentstage: agent-platform:budget.thresholds, e.g. [0.5, 0.9, 1.0])."
+    )
 
 
 budget_actual_threshold = ResourceValidationPolicy(

@@ -5,15 +5,36 @@ reader returns ``None`` for a missing field and each rule decides what the provi
 means (a Cloud Run service without ``ingress`` accepts all traffic). Values arrive as the
 pack SDK hands them over: mappings and sequences (read-only proxies, not ``dict``/``list``)
 and numbers as floats.
+
+**Unknown values.** During a preview, a value computed from an output of a resource the
+update creates (or changes) is unknown. The SDK's proxies raise ``UnknownValueError`` when a
+rule touches one, and the SDK then turns the whole rule into an advisory "can't run policy"
+note: a mandatory policy would silently stop judging. The readers here never raise: they
+return :data:`UNKNOWN` in place of an unknown value (:func:`get`, :func:`items`, which keeps
+a list's length and marks its unknown elements), and every rule decides what an unknown
+means for it: judge with the known part where that decides the verdict, else report
+:func:`cannot_judge`. :data:`UNKNOWN` has no truth value (``if value:`` raises), so a rule
+cannot mistake it for a missing or empty value by accident.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UnknownValueError,
+)
 
 # --- resource types ---------------------------------------------------------------------
 
@@ -57,6 +78,54 @@ _DEFAULT_COMPUTE = re.compile(r"^[0-9]+-compute@developer\.gserviceaccount\.com$
 _APP_ENGINE = re.compile(r"^[a-z][-a-z0-9.:]*@appspot\.gserviceaccount\.com$")
 
 
+# --- unknown values ---------------------------------------------------------------------
+
+
+class Unknown:
+    """The type of :data:`UNKNOWN`: a value that cannot be known during this preview."""
+
+    _instance: Unknown | None = None
+
+    def __new__(cls) -> Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        raise TypeError("an unknown value has no truth value: compare it with `is UNKNOWN` first")
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+#: A value that is unknown during this preview (see the module docstring).
+UNKNOWN: Final = Unknown()
+
+_SENTINELS = frozenset({
+    UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE,
+})
+
+#: How a message tells the user to make a value known before the update runs.
+MAKE_KNOWN = "compute it from inputs (stack config, names, ids) so that it is known at plan time"
+
+
+def cannot_judge(question: str, *fields: str, fix: str = MAKE_KNOWN) -> str:
+    """The violation message of a rule whose verdict depends on values that are unknown
+    during this preview: what it cannot judge, which fields, why they are unknown, how to
+    make them known."""
+    what = f"{fields[0]} is" if len(fields) == 1 else f"{', '.join(fields[:-1])} and {fields[-1]} are"
+    return (
+        f"cannot judge {question}: {what} unknown during this preview (computed from an output of a resource "
+        f"this update creates or changes); {fix}."
+    )
+
+
+def shown(value: Any, unknown: str = "[unknown]") -> str:
+    """``value`` for a message, with ``unknown`` in place of an unknown value."""
+    return unknown if value is UNKNOWN else str(value)
+
+
 # --- reading inputs ---------------------------------------------------------------------
 
 
@@ -68,30 +137,62 @@ def is_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def known(value: Any) -> Any:
+    """``value``, or :data:`UNKNOWN` when it is an unknown sentinel."""
+    return UNKNOWN if isinstance(value, str) and value in _SENTINELS else value
+
+
+def _step(value: Any, step: str | int) -> Any:
+    """``value[step]``: None when missing, :data:`UNKNOWN` when unknown."""
+    if isinstance(step, int):
+        if not is_list(value) or not -len(value) <= step < len(value):
+            return None
+    elif not is_map(value):
+        return None
+    try:
+        return known(value[step])
+    except UnknownValueError:
+        return UNKNOWN
+    except KeyError:
+        return None
+
+
 def get(value: Any, *path: str | int) -> Any:
-    """``value[path[0]][path[1]]...``, or None as soon as a step is missing."""
+    """``value[path[0]][path[1]]...``: None as soon as a step is missing, :data:`UNKNOWN` as
+    soon as a step is unknown (what lies below an unknown value is unknown too)."""
+    value = known(value)
     for step in path:
-        if isinstance(step, int):
-            if not is_list(value) or not -len(value) <= step < len(value):
-                return None
-            value = value[step]
-        else:
-            if not is_map(value) or step not in value:
-                return None
-            value = value[step]
+        if value is UNKNOWN:
+            return UNKNOWN
+        value = _step(value, step)
     return value
 
 
-def items(value: Any) -> list[Any]:
-    """A list input as a list (a single object, as some inputs allow, becomes one item)."""
+def items(value: Any) -> list[Any] | Unknown:
+    """A list input as a list (a single object, as some inputs allow, becomes one item).
+    An unknown list is :data:`UNKNOWN` (its length is unknown too); a known list keeps its
+    length, with :data:`UNKNOWN` for each unknown element."""
+    value = known(value)
     if value is None:
         return []
+    if value is UNKNOWN:
+        return UNKNOWN
     if is_list(value):
-        return list(value)
+        return [_step(value, i) for i in range(len(value))]
     return [value]
 
 
-def number(value: Any) -> float | None:
+def has_items(value: Any) -> bool | Unknown:
+    """Whether a list input has at least one element (known even when the elements are not)."""
+    found = items(value)
+    return UNKNOWN if found is UNKNOWN else bool(found)
+
+
+def number(value: Any) -> float | None | Unknown:
+    """A number input as a float (None when unset or unreadable, :data:`UNKNOWN` when unknown)."""
+    value = known(value)
+    if value is UNKNOWN:
+        return UNKNOWN
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -111,43 +212,93 @@ def fmt(value: float) -> str:
 
 # --- workloads --------------------------------------------------------------------------
 
+#: Where each workload type keeps its containers.
+_CONTAINERS: dict[str, tuple[str, ...]] = {
+    CLOUD_RUN: ("template", "containers"),
+    CLOUD_RUN_JOB: ("template", "template", "containers"),
+    CLOUD_RUN_V1: ("template", "spec", "containers"),
+}
+
 
 @dataclass(frozen=True)
 class Container:
     name: str
-    spec: Mapping[str, Any]
+    #: The container's inputs, or :data:`UNKNOWN` for an unknown element of the list.
+    spec: Any
+    #: Where it is, for messages: ``template.containers[0]``.
+    field: str
 
 
-def containers(resource_type: str, props: Mapping[str, Any]) -> list[Container]:
-    """The containers of a Cloud Run service or job (v2 or v1)."""
-    if resource_type == CLOUD_RUN:
-        found = items(get(props, "template", "containers"))
-    elif resource_type == CLOUD_RUN_JOB:
-        found = items(get(props, "template", "template", "containers"))
-    elif resource_type == CLOUD_RUN_V1:
-        found = items(get(props, "template", "spec", "containers"))
-    else:
+def containers_field(resource_type: str) -> str:
+    """The field that lists a workload's containers: ``template.containers``."""
+    return ".".join(_CONTAINERS.get(resource_type, ()))
+
+
+def containers(resource_type: str, props: Mapping[str, Any]) -> list[Container] | Unknown:
+    """The containers of a Cloud Run service or job (v2 or v1); :data:`UNKNOWN` when the
+    list itself is unknown."""
+    path = _CONTAINERS.get(resource_type)
+    if path is None:
         return []
-    return [Container(str(get(c, "name") or f"#{i}"), c) for i, c in enumerate(found) if is_map(c)]
+    found = items(get(props, *path))
+    if found is UNKNOWN:
+        return UNKNOWN
+    field = containers_field(resource_type)
+    out = []
+    for i, c in enumerate(found):
+        if c is UNKNOWN or is_map(c):
+            name = get(c, "name")
+            out.append(Container(name if isinstance(name, str) and name else f"#{i}", c, f"{field}[{i}]"))
+    return out
 
 
 @dataclass(frozen=True)
 class EnvVar:
     where: str  # "container agent" or "the deployment spec"
-    name: str
-    value: Any  # the plain value, or None when it comes from a reference
+    #: The variable's name and plain value (None when it comes from a reference); either
+    #: may be :data:`UNKNOWN`, and both are when the entry, or the whole list, is unknown.
+    name: Any
+    value: Any
+    #: Where it is, for messages: ``template.containers[0].envs[6]`` (or the list's field
+    #: when the list is unknown).
+    field: str
+
+    def unknown_field(self) -> str | None:
+        """The field that is unknown (``...envs[6].value``), or None when both are known."""
+        if self.name is UNKNOWN and self.value is UNKNOWN:
+            return self.field
+        if self.name is UNKNOWN:
+            return f"{self.field}.name"
+        if self.value is UNKNOWN:
+            return f"{self.field}.value"
+        return None
+
+
+def _env_entries(where: str, field: str, envs: Any, references: tuple[str, ...]) -> Iterator[EnvVar]:
+    found = items(envs)
+    if found is UNKNOWN:
+        yield EnvVar(where, UNKNOWN, UNKNOWN, field)
+        return
+    for i, env in enumerate(found):
+        if env is UNKNOWN:
+            yield EnvVar(where, UNKNOWN, UNKNOWN, f"{field}[{i}]")
+        elif all(get(env, key) is None for key in references):  # a reference (even an unknown one) is no plain value
+            name = get(env, "name")
+            yield EnvVar(where, name if name is UNKNOWN else str(name), get(env, "value"), f"{field}[{i}]")
 
 
 def env_vars(resource_type: str, props: Mapping[str, Any]) -> Iterator[EnvVar]:
     """Every plain (non-reference) environment variable a workload sets."""
-    for c in containers(resource_type, props):
-        for env in items(get(c.spec, "envs")):
-            if get(env, "valueSource") is not None or get(env, "valueFrom") is not None:
-                continue
-            yield EnvVar(f"container {c.name}", str(get(env, "name")), get(env, "value"))
+    found = containers(resource_type, props)
+    if found is UNKNOWN:
+        yield EnvVar("the containers", UNKNOWN, UNKNOWN, containers_field(resource_type))
+    else:
+        for c in found:
+            where = f"container {c.name}"
+            yield from _env_entries(where, f"{c.field}.envs", get(c.spec, "envs"), ("valueSource", "valueFrom"))
     if resource_type == AGENT_ENGINE:
-        for env in items(get(props, "spec", "deploymentSpec", "envs")):
-            yield EnvVar("the deployment spec", str(get(env, "name")), get(env, "value"))
+        envs = get(props, "spec", "deploymentSpec", "envs")
+        yield from _env_entries("the deployment spec", "spec.deployment_spec.envs", envs, ())
 
 
 def is_digest_pinned(image: str) -> bool:
@@ -155,7 +306,15 @@ def is_digest_pinned(image: str) -> bool:
 
 
 def default_account_kind(email: str) -> str | None:
-    """``"Compute Engine default"`` / ``"App Engine default"`` for a default service account."""
+    """``"Compute Engine default"`` / ``"App Engine default"`` for a default service account.
+
+    An unknown email is not a default account: it is computed from a resource this update
+    creates (or changes), while the Google-managed default accounts exist before the stack
+    does, so their emails are known at plan time (the Compute Engine default account's is
+    ``<project number>-compute@developer.gserviceaccount.com``; ``getProject`` answers
+    during a preview)."""
+    if email is UNKNOWN:
+        return None
     email = email.removeprefix("serviceAccount:")
     if _DEFAULT_COMPUTE.match(email):
         return "Compute Engine default"
@@ -169,8 +328,19 @@ def default_account_kind(email: str) -> str | None:
 
 @dataclass(frozen=True)
 class Grant:
-    role: str
-    member: str
+    #: Either may be :data:`UNKNOWN`.
+    role: Any
+    member: Any
+    #: The field that names the member, for messages: ``member``, ``members[1]``.
+    field: str = "member"
+
+
+@dataclass(frozen=True)
+class UnknownGrants:
+    """The grants of an IAM resource cannot be read: ``field`` (its members or its policy
+    data) is unknown during this preview."""
+
+    field: str
 
 
 _IAM_CLASS = re.compile(r"(?i)iam(member|binding|policy)$")
@@ -213,28 +383,90 @@ def iam_target(resource_type: str) -> str:
     return module
 
 
-def grants(resource_type: str, props: Mapping[str, Any]) -> list[Grant]:
-    """The (role, member) pairs an IAM member, binding or policy resource grants."""
+def _is_text(value: Any) -> bool:
+    return value is UNKNOWN or isinstance(value, str)
+
+
+def grants(resource_type: str, props: Mapping[str, Any]) -> list[Grant] | UnknownGrants:
+    """The (role, member) pairs an IAM member, binding or policy resource grants. A role or
+    member may be :data:`UNKNOWN`; :class:`UnknownGrants` when the members list or the
+    policy data is unknown as a whole (how many grants, to whom, is unknown)."""
     if not is_iam(resource_type):
         return []
     role = get(props, "role")
-    if isinstance(get(props, "member"), str) and isinstance(role, str):
-        return [Grant(role, props["member"])]
-    if is_list(get(props, "members")) and isinstance(role, str):
-        return [Grant(role, str(m)) for m in props["members"]]
+    member = get(props, "member")
+    if _is_text(member) and _is_text(role):
+        return [Grant(role, member)]
+    members = get(props, "members")
+    if members is not None and _is_text(role):
+        found = items(members)
+        if found is UNKNOWN:
+            return UnknownGrants("members")
+        return [Grant(role, _text(m), f"members[{i}]") for i, m in enumerate(found)]
     policy = get(props, "policyData")
+    if policy is UNKNOWN:
+        return UnknownGrants("policy_data")
     if isinstance(policy, str):
-        try:
-            data = json.loads(policy)
-        except ValueError:
-            return []
-        return [
-            Grant(str(b.get("role")), str(m))
-            for b in data.get("bindings") or []
-            if isinstance(b, dict)
-            for m in b.get("members") or []
-        ]
+        return _policy_grants(policy)
     return []
+
+
+def _text(value: Any) -> Any:
+    return value if value is UNKNOWN else str(value)
+
+
+def _policy_grants(policy: str) -> list[Grant]:
+    try:
+        data = json.loads(policy)
+    except ValueError:
+        return []
+    return [
+        Grant(str(b.get("role")), str(m))
+        for b in data.get("bindings") or []
+        if isinstance(b, dict)
+        for m in b.get("members") or []
+    ]
+
+
+#: How to make an IAM member known at plan time.
+KNOWN_MEMBER = (
+    "compute the member from inputs so that it is known at plan time (a service account's email is "
+    "<account_id>@<project>.iam.gserviceaccount.com)"
+)
+
+
+#: How to make an IAM role known at plan time.
+KNOWN_ROLE = (
+    "compute the role from inputs so that it is known at plan time (a custom role is "
+    "projects/<project>/roles/<role_id>)"
+)
+
+
+def readable_grants(
+    resource_type: str, props: Mapping[str, Any], report: Callable[[str], None], question: str
+) -> list[Grant]:
+    """The resource's grants; when its members or policy data are unknown as a whole, the
+    rule's cannot-judge violation (``question``) is reported and there is nothing to read."""
+    found = grants(resource_type, props)
+    if isinstance(found, UnknownGrants):
+        report(cannot_judge(question, found.field, fix=KNOWN_MEMBER))
+        return []
+    return found
+
+
+def role_text(role: Any) -> str:
+    """A granted role for a message."""
+    return shown(role, "a role unknown during this preview")
+
+
+def member_text(member: Any) -> str:
+    """A granted member for a message."""
+    return shown(member, "a member unknown during this preview")
+
+
+def is_service_account(member: Any) -> bool | Unknown:
+    """Whether an IAM member is a service account (``serviceAccount:...``)."""
+    return UNKNOWN if member is UNKNOWN else isinstance(member, str) and member.startswith("serviceAccount:")
 
 
 def member_domain(member: str) -> tuple[str, str] | None:
@@ -253,24 +485,42 @@ def member_domain(member: str) -> tuple[str, str] | None:
 # --- labels and environments ------------------------------------------------------------
 
 
-def labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The resource's labels ({} when it sets none); None when it cannot carry labels."""
+def labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | Unknown | None:
+    """The resource's labels ({} when it sets none, :data:`UNKNOWN` when the whole map is
+    unknown); None when it cannot carry labels."""
     path = LABEL_FIELDS.get(resource_type)
     if path is None:
         return None
     found = get(props, *path)
+    if found is UNKNOWN:
+        return UNKNOWN
     return found if is_map(found) else {}
 
 
-def is_production(resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+def labels_field(resource_type: str) -> str:
+    """The field of a resource's labels: ``labels``, ``user_labels``..."""
+    return ".".join(_snake(step) for step in LABEL_FIELDS.get(resource_type, ("labels",)))
+
+
+def label(resource_type: str, props: Mapping[str, Any], key: str) -> Any:
+    """One label's value: None when unset, :data:`UNKNOWN` when it (or the map) is unknown."""
+    found = labels(resource_type, props)
+    return None if found is None else get(found, key)
+
+
+def is_production(resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> bool | Unknown:
     """A resource is in production when its ``environment`` label is one of the policy's
-    ``productionEnvironments`` (default: ``production``)."""
+    ``productionEnvironments`` (default: ``production``); :data:`UNKNOWN` when the label is."""
     envs = config.get("productionEnvironments") or ["production"]
-    env = get(labels(resource_type, props) or {}, "environment")
-    return env in envs
+    env = label(resource_type, props, "environment")
+    return UNKNOWN if env is UNKNOWN else env in envs
 
 
-def resource_label(resource_type: str, props: Mapping[str, Any]) -> str:
-    """How a message names a resource: its ``name`` input, else its type's class."""
-    name = get(props, "name")
-    return str(name) if isinstance(name, str) and name else resource_type.rsplit(":", 1)[-1]
+def environment_unknown(resource_type: str) -> str:
+    """The cannot-judge message of a production-only rule whose resource's ``environment``
+    label is unknown."""
+    return cannot_judge("whether the resource is in production", f"{labels_field(resource_type)}.environment")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()

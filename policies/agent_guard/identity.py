@@ -1,5 +1,13 @@
 """Identity: every agent runs as its own service account with least privilege, and no grant
-widens what an identity (or a member outside the organisation) can do."""
+widens what an identity (or a member outside the organisation) can do.
+
+Unknown values (see helpers). Two inferences hold for every rule here: an unknown service
+account email (or ``serviceAccount:`` member) is an account this update creates, never a
+Google-managed default account (see ``default_account_kind``); an unknown role is a custom
+role this update creates (``projects/<project>/roles/<id>``), never a basic or predefined
+role, whose names are fixed and known at plan time. Where a verdict depends on more than
+that (is an unknown member from an allowed domain? is an unknown role an admin role?), the
+rule reports that it cannot judge."""
 
 from __future__ import annotations
 
@@ -22,13 +30,20 @@ from helpers import (
     CLOUD_RUN_V1,
     GKE_CLUSTER,
     GKE_NODE_POOL,
+    KNOWN_MEMBER,
+    KNOWN_ROLE,
     SERVICE_ACCOUNT_KEY,
+    UNKNOWN,
+    cannot_judge,
     default_account_kind,
     get,
-    grants,
     iam_scope,
     iam_target,
+    is_service_account,
     member_domain,
+    member_text,
+    readable_grants,
+    role_text,
 )
 
 CHECKOV = "Checkov"
@@ -37,8 +52,13 @@ CHECKOV = "Checkov"
 # --- dedicated-service-account ----------------------------------------------------------
 
 
+_GKE_MODES = (("enableAutopilot", "enable_autopilot"), ("removeDefaultNodePool", "remove_default_node_pool"))
+
+
 def _workload_identity(resource_type: str, props: object) -> tuple[str, object, str] | None:
-    """(the field that names the identity, its value, who runs the workload when it is unset)."""
+    """(the field that names the identity, its value, who runs the workload when it is unset).
+    For a GKE cluster whose mode (``enable_autopilot``, ``remove_default_node_pool``) is
+    unknown, the field is that switch and the value UNKNOWN with no fallback (``""``)."""
     compute = "the Compute Engine default service account"
     if resource_type == CLOUD_RUN:
         return "template.service_account", get(props, "template", "serviceAccount"), compute
@@ -55,6 +75,9 @@ def _workload_identity(resource_type: str, props: object) -> tuple[str, object, 
     if resource_type == GKE_NODE_POOL:
         return "node_config.service_account", get(props, "nodeConfig", "serviceAccount"), compute
     if resource_type == GKE_CLUSTER:
+        for switch, field in _GKE_MODES:
+            if get(props, switch) is UNKNOWN:
+                return field, UNKNOWN, ""
         if get(props, "enableAutopilot") is True:
             return (
                 "cluster_autoscaling.auto_provisioning_defaults.service_account",
@@ -72,6 +95,11 @@ def _dedicated_service_account(args: ResourceValidationArgs, report: ReportViola
     if found is None:
         return
     field, account, fallback = found
+    if account is UNKNOWN:
+        # Unknown: an account this update creates, so a dedicated one (helpers.default_account_kind).
+        if not fallback:
+            report(cannot_judge("which service account the cluster's nodes run as", field))
+        return
     fix = "create a service account for this agent alone and set it (agentstage: AgentIdentity does this)."
     if not isinstance(account, str) or not account:
         report(f"{field} is not set, so the workload runs as {fallback}; {fix}")
@@ -99,12 +127,14 @@ def _no_default_account_grants(args: ResourceValidationArgs, report: ReportViola
     scope = iam_scope(args.resource_type)
     if scope is None:
         return
-    for g in grants(args.resource_type, args.props):
-        kind = default_account_kind(g.member) if g.member.startswith("serviceAccount:") else None
+    question = f"whether a default service account gets a role at {scope} level"
+    for g in readable_grants(args.resource_type, args.props, report, question):
+        kind = default_account_kind(g.member) if is_service_account(g.member) is True else None
         if kind:
             report(
-                f"grants {g.role} to {g.member}, the {kind} service account, at {scope} level: every workload "
-                "that falls back to it inherits the role; grant the role to a dedicated service account instead."
+                f"grants {role_text(g.role)} to {g.member}, the {kind} service account, at {scope} level: every "
+                "workload that falls back to it inherits the role; grant the role to a dedicated service account "
+                "instead."
             )
 
 
@@ -126,11 +156,13 @@ def _no_basic_roles(args: ResourceValidationArgs, report: ReportViolation) -> No
     scope = iam_scope(args.resource_type)
     if scope is None:
         return
-    for g in grants(args.resource_type, args.props):
+    question = f"whether a basic role is granted at {scope} level"
+    for g in readable_grants(args.resource_type, args.props, report, question):
         if g.role in BASIC_ROLES:
             report(
-                f"grants the basic role {g.role} to {g.member} at {scope} level, which reaches every service in "
-                f"the {scope}; grant the predefined roles the member needs (e.g. roles/aiplatform.user) instead."
+                f"grants the basic role {g.role} to {member_text(g.member)} at {scope} level, which reaches every "
+                f"service in the {scope}; grant the predefined roles the member needs (e.g. roles/aiplatform.user) "
+                "instead."
             )
 
 
@@ -154,11 +186,12 @@ def _no_impersonation_roles(args: ResourceValidationArgs, report: ReportViolatio
     scope = iam_scope(args.resource_type)
     if scope is None:
         return
-    for g in grants(args.resource_type, args.props):
+    question = f"whether an impersonation role is granted at {scope} level"
+    for g in readable_grants(args.resource_type, args.props, report, question):
         if g.role in _IMPERSONATION:
             report(
-                f"grants {g.role} to {g.member} at {scope} level, which lets it act as every service account "
-                f"in the {scope}; grant the role on the one service account it needs to use instead."
+                f"grants {g.role} to {member_text(g.member)} at {scope} level, which lets it act as every service "
+                f"account in the {scope}; grant the role on the one service account it needs to use instead."
             )
 
 
@@ -178,10 +211,27 @@ no_project_impersonation_roles = ResourceValidationPolicy(
 _ADMIN = re.compile(r"(?i)admin$")
 
 
+def _is_admin(role: object) -> object:
+    return UNKNOWN if role is UNKNOWN else isinstance(role, str) and bool(_ADMIN.search(role.rsplit("/", 1)[-1]))
+
+
 def _no_admin_roles(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """An unknown role may be a custom role named ...Admin, and an unknown member a group
+    as well as a service account: either is judged only when the other already clears the
+    grant (a known non-admin role, a known member that is no service account)."""
     target = iam_target(args.resource_type)
-    for g in grants(args.resource_type, args.props):
-        if g.member.startswith("serviceAccount:") and _ADMIN.search(g.role.rsplit("/", 1)[-1]):
+    question = f"whether a service account gets an admin role on the {target}"
+    for g in readable_grants(args.resource_type, args.props, report, question):
+        account, admin = is_service_account(g.member), _is_admin(g.role)
+        if account is False or admin is False:
+            continue
+        if admin is UNKNOWN:
+            about = f"whether the role granted to {member_text(g.member)} on the {target} is an admin role"
+            report(cannot_judge(about, "role", fix=KNOWN_ROLE))
+        elif account is UNKNOWN:
+            about = f"whether the member granted the admin role {g.role} on the {target} is a service account"
+            report(cannot_judge(about, g.field, fix=KNOWN_MEMBER))
+        else:
             report(
                 f"grants the admin role {g.role} to {g.member} on the {target}; a compromised agent could "
                 "reconfigure or delete what it administers: grant a narrower role (e.g. a user, viewer or "
@@ -204,6 +254,7 @@ no_admin_roles_for_service_accounts = ResourceValidationPolicy(
 
 
 def _no_keys(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The resource type decides; an unknown account only leaves its name out of the message."""
     if args.resource_type == SERVICE_ACCOUNT_KEY:
         account = get(args.props, "serviceAccountId")
         who = f" for {account}" if isinstance(account, str) else ""
@@ -233,11 +284,12 @@ def _secret_accessor_per_secret(args: ResourceValidationArgs, report: ReportViol
     scope = iam_scope(args.resource_type)
     if scope is None:
         return
-    for g in grants(args.resource_type, args.props):
+    question = f"whether {SECRET_ACCESSOR} is granted at {scope} level"
+    for g in readable_grants(args.resource_type, args.props, report, question):
         if g.role == SECRET_ACCESSOR:
             report(
-                f"grants {SECRET_ACCESSOR} to {g.member} at {scope} level, which opens every secret in the "
-                f"{scope}; grant it on each secret the agent reads (gcp.secretmanager.SecretIamMember) instead."
+                f"grants {SECRET_ACCESSOR} to {member_text(g.member)} at {scope} level, which opens every secret in "
+                f"the {scope}; grant it on each secret the agent reads (gcp.secretmanager.SecretIamMember) instead."
             )
 
 
@@ -256,11 +308,18 @@ secret_accessor_per_secret = ResourceValidationPolicy(
 
 
 def _allowed_member_domains(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """An unknown member has an unknown domain (an account this update creates is a Google
+    Cloud service account, but a group it creates may be in any domain): not judged."""
     allowed = [d.lower() for d in args.get_config().get("domains") or []]
     if not allowed:
         return
     target = iam_target(args.resource_type)
-    for g in grants(args.resource_type, args.props):
+    question = f"whether the members granted roles on the {target} are from allowed domains"
+    for g in readable_grants(args.resource_type, args.props, report, question):
+        if g.member is UNKNOWN:
+            about = f"whether the member granted {role_text(g.role)} on the {target} is from an allowed domain"
+            report(cannot_judge(about, g.field, fix=KNOWN_MEMBER))
+            continue
         found = member_domain(g.member)
         if found is None:
             continue
@@ -271,7 +330,7 @@ def _allowed_member_domains(args: ResourceValidationArgs, report: ReportViolatio
         elif domain in allowed:
             continue
         report(
-            f"grants {g.role} on the {target} to {g.member}, whose domain {domain} is not allowed; "
+            f"grants {role_text(g.role)} on the {target} to {g.member}, whose domain {domain} is not allowed; "
             f"grant it to a member of {', '.join(allowed)} or add the domain to this policy's domains config."
         )
 

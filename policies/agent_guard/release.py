@@ -1,9 +1,14 @@
 """Release: traffic splits that add up, canaries between named revisions that start small,
-and labels that say which environment and release every resource belongs to."""
+and labels that say which environment and release every resource belongs to.
+
+Unknown values (see helpers): a traffic target whose revision is unknown names a revision
+(it is set, to a value computed from another resource); anything else the verdict depends
+on is reported as not judged."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pulumi.runtime
 from pulumi_policy import (
@@ -19,13 +24,18 @@ from helpers import (
     AGENT_ENGINE,
     CLOUD_RUN,
     CLOUD_RUN_V1,
+    UNKNOWN,
     VERTEX_ENDPOINT,
+    cannot_judge,
     fmt,
     get,
     is_map,
     items,
+    label,
     labels,
+    labels_field,
     number,
+    shown,
 )
 
 DESIGN = "agentstage design: Cloud Run canary mechanics"
@@ -36,41 +46,64 @@ REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 # --- traffic-split-sums-to-100 ----------------------------------------------------------
 
 
-def _split(resource_type: str, props: object) -> tuple[str, list[float]] | None:
-    """(the field holding the split, its percentages), or None when no split is set (the
-    provider then sends all traffic to the latest revision or deployment)."""
+def _share(value: object) -> object:
+    """A traffic percentage: a float (0 when unset) or UNKNOWN."""
+    found = number(value)
+    return 0.0 if found is None else found
+
+
+def _vertex_split(props: object) -> list[tuple[str, object]] | object | None:
+    raw = get(props, "trafficSplit")
+    if raw is UNKNOWN:
+        return UNKNOWN
+    if isinstance(raw, str) and raw.strip():
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return []
+    if not is_map(raw) or not raw:
+        return None
+    return [(f"traffic_split[{key}]", _share(get(raw, key))) for key in raw]
+
+
+def _split(resource_type: str, props: object) -> tuple[str, list[tuple[str, object]] | object] | None:
+    """(the field holding the split, (field, percentage) per target or UNKNOWN), or None when
+    no split is set (the provider then sends all traffic to the latest revision or deployment)."""
     if resource_type in (CLOUD_RUN, CLOUD_RUN_V1):
-        targets = items(get(props, "traffics"))
-        field = "traffics"
+        field, targets = "traffics", items(get(props, "traffics"))
     elif resource_type == AGENT_ENGINE:
-        targets = items(get(props, "trafficConfig", "trafficSplitManual", "targets"))
         field = "traffic_config.traffic_split_manual.targets"
+        targets = items(get(props, "trafficConfig", "trafficSplitManual", "targets"))
     elif resource_type == VERTEX_ENDPOINT:
-        raw = get(props, "trafficSplit")
-        if isinstance(raw, str) and raw.strip():
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                return "traffic_split", []
-        if not is_map(raw) or not raw:
-            return None
-        return "traffic_split", [number(v) or 0.0 for v in raw.values()]
+        shares = _vertex_split(props)
+        return None if shares is None else ("traffic_split", shares)
     else:
         return None
+    if targets is UNKNOWN:
+        return field, UNKNOWN
     if not targets:
         return None
-    return field, [number(get(t, "percent")) or 0.0 for t in targets]
+    return field, [(f"{field}[{i}].percent", _share(get(t, "percent"))) for i, t in enumerate(targets)]
 
 
 def _traffic_sums_to_100(args: ResourceValidationArgs, report: ReportViolation) -> None:
     found = _split(args.resource_type, args.props)
     if found is None:
         return
-    field, percents = found
+    field, shares = found
+    question = "whether the traffic split adds up to 100%"
+    if shares is UNKNOWN:
+        report(cannot_judge(question, field))
+        return
+    unknown = [where for where, percent in shares if percent is UNKNOWN]
+    if unknown:
+        report(cannot_judge(question, *unknown))
+        return
+    percents = [percent for _, percent in shares]
     total = sum(percents)
     if abs(total - 100) > 1e-9:
-        shown = " + ".join(fmt(p) for p in percents) or "nothing"
-        report(f"{field} sends {shown} = {fmt(total)}% of traffic; make the percentages add up to exactly 100.")
+        shown_ = " + ".join(fmt(p) for p in percents) or "nothing"
+        report(f"{field} sends {shown_} = {fmt(total)}% of traffic; make the percentages add up to exactly 100.")
 
 
 traffic_split_sums_to_100 = ResourceValidationPolicy(
@@ -87,40 +120,80 @@ traffic_split_sums_to_100 = ResourceValidationPolicy(
 # --- canary-named-revisions -------------------------------------------------------------
 
 
-def _targets(resource_type: str, props: object) -> list[tuple[bool, str | None, float]]:
-    """(is LATEST, revision name, percent) per Cloud Run traffic target."""
-    out = []
-    for t in items(get(props, "traffics")):
-        if resource_type == CLOUD_RUN:
-            revision = get(t, "revision")
-            kind = get(t, "type")
-            latest = kind == LATEST or (kind is None and not revision)
-        else:
-            revision = get(t, "revisionName")
-            latest = get(t, "latestRevision") is True
-        out.append((latest, revision if isinstance(revision, str) and revision else None, number(get(t, "percent")) or 0.0))
-    return out
+@dataclass(frozen=True)
+class _Target:
+    """A Cloud Run traffic target; ``latest`` and ``percent`` may be UNKNOWN, ``revision``
+    is None when unset and UNKNOWN when set to an unknown value."""
+
+    field: str
+    latest: object
+    revision: object
+    percent: object
+
+    @property
+    def share(self) -> str:
+        return "an unknown share" if self.percent is UNKNOWN else f"{fmt(self.percent)}%"
+
+
+def _revision(value: object) -> object:
+    """A target's revision name: None when unset or empty, UNKNOWN when unknown."""
+    if value is UNKNOWN:
+        return UNKNOWN
+    return value if isinstance(value, str) and value else None
+
+
+def _target(resource_type: str, field: str, t: object) -> _Target:
+    if resource_type == CLOUD_RUN:
+        revision, kind = _revision(get(t, "revision")), get(t, "type")
+        latest = UNKNOWN if kind is UNKNOWN else kind == LATEST or (kind is None and revision is None)
+    else:
+        revision, flag = _revision(get(t, "revisionName")), get(t, "latestRevision")
+        latest = UNKNOWN if flag is UNKNOWN else flag is True
+    return _Target(field, latest, revision, _share(get(t, "percent")))
+
+
+def _targets(resource_type: str, props: object) -> list[_Target] | object:
+    """The Cloud Run traffic targets, or UNKNOWN when the list is."""
+    found = items(get(props, "traffics"))
+    if found is UNKNOWN:
+        return UNKNOWN
+    return [_target(resource_type, f"traffics[{i}]", t) for i, t in enumerate(found)]
+
+
+def _share_of(targets: list[_Target]) -> str:
+    if any(t.percent is UNKNOWN for t in targets):
+        return "an unknown share"
+    return f"{fmt(sum(t.percent for t in targets))}%"
 
 
 def _canary_named_revisions(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in (CLOUD_RUN, CLOUD_RUN_V1):
         return
     targets = _targets(args.resource_type, args.props)
-    latest = [t for t in targets if t[0]]
-    pinned = [t for t in targets if not t[0]]
-    for _, revision, percent in pinned:
-        if revision is None:
+    if targets is UNKNOWN:
+        report(cannot_judge("whether traffic goes to named revisions only", "traffics"))
+        return
+    latest = [t for t in targets if t.latest is True]
+    pinned = [t for t in targets if t.latest is False]
+    undecided = [t for t in targets if t.latest is UNKNOWN]
+    for t in pinned:
+        if t.revision is None:
             report(
-                f"a revision traffic target ({fmt(percent)}%) names no revision; set its revision to the release's "
+                f"a revision traffic target ({t.share}) names no revision; set its revision to the release's "
                 "revision name (<service>-<version>)."
             )
-    named = [t for t in pinned if t[1]]
+    named = [t for t in pinned if t.revision is not None]
     if latest and named:
+        revision = shown(named[0].revision, "a revision unknown during this preview")
         report(
-            f"traffic goes to LATEST ({fmt(sum(t[2] for t in latest))}%) alongside the pinned revision "
-            f"{named[0][1]} ({fmt(named[0][2])}%): LATEST moves with every template change, so the split shifts "
+            f"traffic goes to LATEST ({_share_of(latest)}) alongside the pinned revision "
+            f"{revision} ({named[0].share}): LATEST moves with every template change, so the split shifts "
             "under the canary; route every target to a named revision (type TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION)."
         )
+    elif undecided and len(targets) > 1:
+        field = "type" if args.resource_type == CLOUD_RUN else "latest_revision"
+        question = "whether the traffic split mixes LATEST with a pinned revision"
+        report(cannot_judge(question, *(f"{t.field}.{field}" for t in undecided)))
 
 
 canary_named_revisions = ResourceValidationPolicy(
@@ -149,23 +222,34 @@ def _agents_config(namespace: str) -> dict | None:
     return raw if isinstance(raw, dict) else None
 
 
+def _first_step(spec: object) -> float | None:
+    """The first of an agent's ``rollout.steps`` (None: the default steps, which start at 5%)."""
+    rollout = spec.get("rollout") if isinstance(spec, dict) else None
+    steps = rollout.get("steps") if isinstance(rollout, dict) else None
+    if not isinstance(steps, list) or not steps:
+        return None
+    return number(steps[0])
+
+
 def _canary_first_step(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """When the service's agent label is unknown, the rule judges every agent of the stack
+    config: the verdict stands when all their first steps are within the limit."""
     if args.resource_type != CLOUD_RUN:
         return
-    agent = get(labels(CLOUD_RUN, args.props) or {}, "agent")
-    if not isinstance(agent, str):
+    agent = label(CLOUD_RUN, args.props, "agent")
+    if agent is not UNKNOWN and not isinstance(agent, str):
         return
     config = args.get_config()
     namespace = config.get("configNamespace") or "agent-platform"
-    spec = (_agents_config(namespace) or {}).get(agent)
-    if not isinstance(spec, dict):
-        return
-    steps = (spec.get("rollout") or {}).get("steps") if isinstance(spec.get("rollout"), dict) else None
-    if not isinstance(steps, list) or not steps:
-        return  # the default steps start at 5%
-    first = number(steps[0])
+    agents = _agents_config(namespace) or {}
     limit = number(config.get("maxFirstStepPercent"))
     limit = 10 if limit is None else limit
+    if agent is UNKNOWN:
+        if any((first := _first_step(spec)) is not None and first > limit for spec in agents.values()):
+            question = f"which agent's canary steps apply and whether the first is at most {fmt(limit)}%"
+            report(cannot_judge(question, f"{labels_field(CLOUD_RUN)}.agent"))
+        return
+    first = _first_step(agents.get(agent))
     if first is not None and first > limit:
         report(
             f"the first canary step of agent {agent} is {fmt(first)}% ({namespace}:agents.{agent}.rollout.steps), "
@@ -205,22 +289,32 @@ canary_first_step = ResourceValidationPolicy(
 
 
 def _required_labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Label keys are known whenever the map is; a label whose value is unknown may turn out
+    empty, so it is judged only when another required label is already missing."""
     found = labels(args.resource_type, args.props)
     if found is None:
         return
+    field = labels_field(args.resource_type)
+    if found is UNKNOWN:
+        report(cannot_judge("whether the resource carries the required labels", field))
+        return
     config = args.get_config()
-    if "agent" in found:
+    if get(found, "agent") is not None:
         required = config.get("requiredLabels") or ["environment", "release"]
         scope = "an agent's resource"
     else:
         required = config.get("requiredSharedLabels") or ["environment"]
         scope = "an environment-wide resource"
-    missing = [k for k in required if not found.get(k)]
+    values = {k: get(found, k) for k in required}
+    missing = [k for k, value in values.items() if value is not UNKNOWN and not value]
+    unknown = [f"{field}.{k}" for k, value in values.items() if value is UNKNOWN]
     if missing:
         report(
             f"{scope} without the label(s) {', '.join(missing)}; add them so cost, alerts and audits can tell "
             "which environment and release it belongs to (agentstage components set them on every labelable resource)."
         )
+    elif unknown:
+        report(cannot_judge(f"whether {scope} carries the label(s) {', '.join(required)}", *unknown))
 
 
 required_labels = ResourceValidationPolicy(

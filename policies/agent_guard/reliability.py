@@ -1,11 +1,19 @@
 """Reliability: bounded scaling, warm and self-healing production services that cannot be
-deleted by accident, and alerts that reach someone when an agent slows down or fails."""
+deleted by accident, and alerts that reach someone when an agent slows down or fails.
+
+Unknown values (see helpers): a production-only rule whose resource has an unknown
+``environment`` label judges it only when the rest of the resource already passes; a list of
+notification channels counts by its length, which is known even when the channel names are
+not; anything else the verdict depends on is reported as not judged."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pulumi_policy import (
     PolicyComplianceFramework,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -20,13 +28,18 @@ from helpers import (
     CLOUD_RUN,
     CLOUD_RUN_V1,
     GKE_CLUSTER,
+    UNKNOWN,
+    cannot_judge,
     containers,
+    containers_field,
+    environment_unknown,
     fmt,
     get,
+    has_items,
     is_map,
     is_production,
     items,
-    labels,
+    label,
     number,
 )
 
@@ -42,8 +55,9 @@ _PRODUCTION_ENVIRONMENTS = {
 }
 
 
-def _scaling(resource_type: str, props: object, bound: str) -> tuple[str, float | None]:
-    """(the field that sets the bound, its value) for ``bound`` = ``max`` or ``min``."""
+def _scaling(resource_type: str, props: object, bound: str) -> tuple[str, object]:
+    """(the field that sets the bound, its value: a float, None or UNKNOWN) for ``bound`` =
+    ``max`` or ``min``."""
     if resource_type == CLOUD_RUN:
         key = f"{bound}InstanceCount"
         value = get(props, "template", "scaling", key)
@@ -67,7 +81,9 @@ def _max_instances(args: ResourceValidationArgs, report: ReportViolation) -> Non
         return
     cap = number(args.get_config().get("maxInstances")) or 100
     field, value = _scaling(args.resource_type, args.props, "max")
-    if value is None:
+    if value is UNKNOWN:
+        report(cannot_judge(f"whether the maximum instance count is within the cap of {fmt(cap)}", field))
+    elif value is None:
         report(
             f"{field} is not set, so a traffic spike or a runaway agent loop scales it up to the regional quota; "
             f"set a maximum of at most {fmt(cap)} instances (agentstage: agents.<name>.scaling.max_instances)."
@@ -107,11 +123,20 @@ def _min_instances(args: ResourceValidationArgs, report: ReportViolation) -> Non
     if args.resource_type not in (CLOUD_RUN, CLOUD_RUN_V1, AGENT_ENGINE):
         return
     config = args.get_config()
-    if not is_production(args.resource_type, args.props, config):
-        return
     floor = number(config.get("minInstances"))
     floor = 1 if floor is None else floor
     field, value = _scaling(args.resource_type, args.props, "min")
+    if value is not UNKNOWN and (value or 0) >= floor:
+        return
+    production = is_production(args.resource_type, args.props, config)
+    if production is False:
+        return
+    if production is UNKNOWN:
+        report(environment_unknown(args.resource_type))
+        return
+    if value is UNKNOWN:
+        report(cannot_judge(f"whether at least {fmt(floor)} instance(s) stay warm", field))
+        return
     current = value or 0
     if current < floor:
         shown = f"is {fmt(current)}" if value is not None else "is not set (0)"
@@ -146,23 +171,46 @@ min_instances_production = ResourceValidationPolicy(
 # --- health-probes ----------------------------------------------------------------------
 
 
-def _health_probes(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in (CLOUD_RUN, CLOUD_RUN_V1):
-        return
-    if not is_production(args.resource_type, args.props, args.get_config()):
-        return
-    for c in containers(args.resource_type, args.props):
-        missing = [
-            probe
-            for key, probe in (("startupProbe", "startup"), ("livenessProbe", "liveness"))
-            if not is_map(get(c.spec, key))
-        ]
+_PROBES = (("startupProbe", "startup_probe", "startup"), ("livenessProbe", "liveness_probe", "liveness"))
+
+
+def _probe_findings(resource_type: str, props: object) -> list[str]:
+    """What the containers lack (violations) or hide behind unknown values (not judged)."""
+    found = containers(resource_type, props)
+    question = "whether every container has a startup and a liveness probe"
+    if found is UNKNOWN:
+        return [cannot_judge(question, containers_field(resource_type))]
+    findings = []
+    for c in found:
+        if c.spec is UNKNOWN:
+            findings.append(cannot_judge(question, c.field))
+            continue
+        probes = {probe: get(c.spec, key) for key, _, probe in _PROBES}
+        missing = [probe for probe, value in probes.items() if value is not UNKNOWN and not is_map(value)]
+        unknown = [f"{c.field}.{field}" for key, field, probe in _PROBES if probes[probe] is UNKNOWN]
         if missing:
-            report(
+            findings.append(
                 f"container {c.name} has no {' and no '.join(missing)} probe; add HTTP "
                 f"{' and '.join(missing)} probes on the agent's health path so Cloud Run routes traffic only to "
                 "started instances and restarts stuck ones."
             )
+        if unknown:
+            findings.append(cannot_judge(f"whether container {c.name} has a startup and a liveness probe", *unknown))
+    return findings
+
+
+def _health_probes(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (CLOUD_RUN, CLOUD_RUN_V1):
+        return
+    findings = _probe_findings(args.resource_type, args.props)
+    if not findings:
+        return
+    production = is_production(args.resource_type, args.props, args.get_config())
+    if production is UNKNOWN:
+        report(environment_unknown(args.resource_type))
+    elif production:
+        for message in findings:
+            report(message)
 
 
 health_probes = ResourceValidationPolicy(
@@ -183,10 +231,18 @@ health_probes = ResourceValidationPolicy(
 def _deletion_protection(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in (CLOUD_RUN, GKE_CLUSTER):
         return
-    if not is_production(args.resource_type, args.props, args.get_config()):
-        return
     # Unset means the provider default, which is true for both types.
-    if get(args.props, "deletionProtection") is False:
+    protection = get(args.props, "deletionProtection")
+    if protection is not False and protection is not UNKNOWN:
+        return
+    production = is_production(args.resource_type, args.props, args.get_config())
+    if production is False:
+        return
+    if production is UNKNOWN:
+        report(environment_unknown(args.resource_type))
+    elif protection is UNKNOWN:
+        report(cannot_judge("whether deletion protection is on", "deletion_protection"))
+    else:
         report(
             "deletion_protection is false, so one mistaken `pulumi destroy` or replacement takes the production "
             "agent down; set deletion_protection to true (the provider default)."
@@ -208,22 +264,42 @@ deletion_protection = ResourceValidationPolicy(
 # --- agent-alert-policies (stack) -------------------------------------------------------
 
 
-def _alert_text(props: object) -> str:
-    """Everything an alert policy's conditions say about what they watch, lowercased."""
-    parts = [str(get(props, "displayName") or "")]
-    for cond in items(get(props, "conditions")):
-        parts.append(str(get(cond, "displayName") or ""))
-        for key, field in (
-            ("conditionThreshold", "filter"),
-            ("conditionThreshold", "denominatorFilter"),
-            ("conditionAbsent", "filter"),
-            ("conditionMonitoringQueryLanguage", "query"),
-            ("conditionPrometheusQueryLanguage", "query"),
-        ):
-            value = get(cond, key, field)
-            if isinstance(value, str):
-                parts.append(value)
-    return "\n".join(parts).lower()
+_CONDITION_TEXT = (
+    ("conditionThreshold", "filter", "condition_threshold.filter"),
+    ("conditionThreshold", "denominatorFilter", "condition_threshold.denominator_filter"),
+    ("conditionAbsent", "filter", "condition_absent.filter"),
+    ("conditionMonitoringQueryLanguage", "query", "condition_monitoring_query_language.query"),
+    ("conditionPrometheusQueryLanguage", "query", "condition_prometheus_query_language.query"),
+)
+
+#: How to give an alert policy a channel list whose length is known at plan time.
+KNOWN_CHANNELS = (
+    "pass the notification channels as a list with one element per channel (e.g. the names of the channel "
+    "resources), so its length is known at plan time even while the names are not"
+)
+
+
+def _alert_text(props: object) -> tuple[str, list[str]]:
+    """Everything an alert policy's conditions say about what they watch, lowercased, and
+    the fields whose unknown values may say more."""
+    parts: list[str] = []
+    unknown: list[str] = []
+
+    def read(value: object, field: str) -> None:
+        if value is UNKNOWN:
+            unknown.append(field)
+        elif isinstance(value, str):
+            parts.append(value)
+
+    read(get(props, "displayName"), "display_name")
+    conditions = items(get(props, "conditions"))
+    if conditions is UNKNOWN:
+        return "", ["conditions"]
+    for i, cond in enumerate(conditions):
+        read(get(cond, "displayName"), f"conditions[{i}].display_name")
+        for key, attr, field in _CONDITION_TEXT:
+            read(get(cond, key, attr), f"conditions[{i}].{field}")
+    return "\n".join(parts).lower(), unknown
 
 
 def _watches(text: str) -> set[str]:
@@ -238,6 +314,93 @@ def _watches(text: str) -> set[str]:
     return signals
 
 
+_SIGNALS = ("latency", "errors")
+_KNOWN_ALERTS = "compute them from inputs (stack config, names, ids) so that they are known at plan time"
+
+
+@dataclass(frozen=True)
+class _Alert:
+    """What agent-alert-policies reads of one alert policy (any of it may be unknown)."""
+
+    name: str
+    channels: object  # has at least one notification channel: True, False or UNKNOWN
+    agent: object  # its user label agent: a string, None or UNKNOWN
+    text: str  # what its known conditions say, lowercased
+    unknown_text: list[str]  # the fields of its conditions that are unknown
+
+    @staticmethod
+    def read(r: PolicyResource) -> _Alert:
+        text, unknown_text = _alert_text(r.props)
+        channels = has_items(get(r.props, "notificationChannels"))
+        return _Alert(r.name, channels, label(ALERT_POLICY, r.props, "agent"), text, unknown_text)
+
+    @property
+    def unknown(self) -> list[str]:
+        """Its fields that are unknown, for messages."""
+        fields = ["notification_channels"] if self.channels is UNKNOWN else []
+        fields += ["user_labels.agent"] if self.agent is UNKNOWN else []
+        return fields + self.unknown_text
+
+    def covers(self, service: _Service) -> object:
+        """Whether it belongs to the service (by agent label or by naming it in a
+        condition): True, False or UNKNOWN."""
+        if isinstance(service.agent, str) and self.agent == service.agent:
+            return True
+        if isinstance(service.name, str) and f'"{service.name}"'.lower() in self.text:
+            return True
+        labels_unknown = UNKNOWN in (self.agent, service.agent) and None not in (self.agent, service.agent)
+        return UNKNOWN if labels_unknown or self.unknown_text or service.name is UNKNOWN else False
+
+
+@dataclass(frozen=True)
+class _Service:
+    """An agent service as agent-alert-policies sees it."""
+
+    urn: str
+    shown: str  # how messages name it
+    name: object  # its name input, or UNKNOWN
+    agent: object  # its agent label: a string, None or UNKNOWN
+    unknown: list[str]
+
+    @staticmethod
+    def read(r: PolicyResource) -> _Service:
+        raw = get(r.props, "name")
+        name = raw if raw is UNKNOWN or (isinstance(raw, str) and raw) else r.name  # unset: the logical name
+        agent = label(CLOUD_RUN, r.props, "agent")
+        unknown = [f"name of {r.name}"] if name is UNKNOWN else []
+        unknown += [f"labels.agent of {r.name}"] if agent is UNKNOWN else []
+        return _Service(r.urn, r.name if name is UNKNOWN else name, name, agent, unknown)
+
+
+def _coverage(alerts: list[_Alert], service: _Service) -> tuple[set[str], dict[str, list[_Alert]]]:
+    """(the signals certainly covered, per signal the alerts whose unknown values might cover it)."""
+    covered: set[str] = set()
+    maybe: dict[str, list[_Alert]] = {s: [] for s in _SIGNALS}
+    for a in alerts:
+        mine = a.covers(service)
+        if mine is False or a.channels is False:
+            continue
+        watched = _watches(a.text)
+        for signal in _SIGNALS:
+            if signal in watched and mine is True and a.channels is True:
+                covered.add(signal)
+            elif signal in watched or a.unknown_text:
+                maybe[signal].append(a)
+    return covered, maybe
+
+
+def _not_judged(service: _Service, signals: list[str], alerts: list[_Alert]) -> str:
+    """The cannot-judge message for ``signals`` of ``service``, naming the unknown fields of
+    the service and of the ``alerts`` that might cover them."""
+    fields = [*service.unknown, *(f"{field} of alert policy {a.name}" for a in alerts for field in a.unknown)]
+    only_channels = not service.unknown and all(a.unknown == ["notification_channels"] for a in alerts)
+    question = (
+        f"whether the agent service {service.shown} has an alert policy with a notification channel on "
+        f"{' or '.join(signals)}"
+    )
+    return cannot_judge(question, *fields, fix=KNOWN_CHANNELS if only_channels else _KNOWN_ALERTS)
+
+
 def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> None:
     """Mandatory in production (``AgentObservability`` creates the policies from
     ``agent-platform:alerts``); enforcement comes from the per-stack policy config.
@@ -245,29 +408,29 @@ def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> 
     An alert policy covers an agent service when its ``agent`` user label is the service's
     ``agent`` label, or when one of its conditions names the service (``"<service name>"``).
     It counts only with at least one notification channel. Latency means a condition on
-    ``request_latencies``; errors, a condition on ``request_count`` by 5xx response code."""
-    policies = [r for r in args.resources if r.resource_type == ALERT_POLICY]
-    for svc in args.resources:
-        if svc.resource_type != CLOUD_RUN:
+    ``request_latencies``; errors, a condition on ``request_count`` by 5xx response code.
+
+    Unknown values: a channel list of known length counts by its length. A signal that no
+    policy certainly covers, but that a policy with unknown channels, labels or conditions
+    might cover, is reported as not judged, naming those fields."""
+    alerts = [_Alert.read(r) for r in args.resources if r.resource_type == ALERT_POLICY]
+    for r in args.resources:
+        if r.resource_type != CLOUD_RUN:
             continue
-        name = get(svc.props, "name") or svc.name
-        agent = get(labels(CLOUD_RUN, svc.props) or {}, "agent")
-        covered: set[str] = set()
-        for p in policies:
-            if not items(get(p.props, "notificationChannels")):
-                continue
-            text = _alert_text(p.props)
-            mine = (agent is not None and get(p.props, "userLabels", "agent") == agent) or f'"{name}"'.lower() in text
-            if mine:
-                covered |= _watches(text)
-        missing = [s for s in ("latency", "errors") if s not in covered]
+        service = _Service.read(r)
+        covered, maybe = _coverage(alerts, service)
+        missing = [s for s in _SIGNALS if s not in covered and not maybe[s]]
+        undecided = [s for s in _SIGNALS if s not in covered and maybe[s]]
         if missing:
             report(
-                f"the agent service {name} has no alert policy with a notification channel on "
+                f"the agent service {service.shown} has no alert policy with a notification channel on "
                 f"{' or '.join(missing)}; add them so on-call hears about a slow or failing agent "
                 "(agentstage: agent-platform:alerts).",
-                svc.urn,
+                service.urn,
             )
+        if undecided:
+            candidates = list({a.name: a for s in undecided for a in maybe[s]}.values())
+            report(_not_judged(service, undecided, candidates), service.urn)
 
 
 agent_alert_policies_policy = StackValidationPolicy(
@@ -285,16 +448,23 @@ agent_alert_policies_policy = StackValidationPolicy(
 
 
 def _alert_policy_actionable(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A list of channels whose names are unknown still has channels: its length counts."""
     if args.resource_type != ALERT_POLICY:
         return
-    name = get(args.props, "displayName") or "the alert policy"
-    if not items(get(args.props, "notificationChannels")):
+    name = get(args.props, "displayName")
+    name = name if isinstance(name, str) and name else "the alert policy"
+    channels = has_items(get(args.props, "notificationChannels"))
+    if channels is UNKNOWN:
+        report(cannot_judge(f"whether {name} has a notification channel", "notification_channels", fix=KNOWN_CHANNELS))
+    elif not channels:
         report(
             f"{name} has no notification channel, so its incidents open in the console and nobody is told; "
             "add one (agentstage: agent-platform:alerts.notification_emails, pubsub_topics or webhooks)."
         )
     content = get(args.props, "documentation", "content")
-    if not isinstance(content, str) or not content.strip():
+    if content is UNKNOWN:
+        report(cannot_judge(f"whether {name} has documentation for on-call", "documentation.content"))
+    elif not isinstance(content, str) or not content.strip():
         report(
             f"{name} has no documentation, so on-call gets an alert without what it means or what to do first; "
             "set documentation.content (what it means, first steps, how to roll back)."

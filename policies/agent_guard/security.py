@@ -1,5 +1,8 @@
 """Security: who can reach an agent, how it gets its secrets, what code it runs, and the
-guardrails in front of its model (prompt injection, jailbreaks, unsafe content)."""
+guardrails in front of its model (prompt injection, jailbreaks, unsafe content).
+
+Unknown values (see helpers): each rule says what it infers from one, or reports that it
+cannot judge."""
 
 from __future__ import annotations
 
@@ -22,13 +25,19 @@ from helpers import (
     CLOUD_RUN_V1,
     MODEL_ARMOR_TEMPLATE,
     PUBLIC_MEMBERS,
+    UNKNOWN,
+    EnvVar,
+    cannot_judge,
     containers,
+    containers_field,
     env_vars,
     get,
-    grants,
+    has_items,
     iam_target,
     is_digest_pinned,
-    items,
+    readable_grants,
+    role_text,
+    shown,
 )
 
 CHECKOV = "Checkov"
@@ -42,14 +51,19 @@ _WHO = {"allUsers": "anyone on the internet", "allAuthenticatedUsers": "any sign
 
 
 def _no_public_invoker(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """An unknown member is not public: allUsers and allAuthenticatedUsers are fixed names a
+    program writes as they are, never values computed from another resource. A public
+    member is a violation whatever the role, so an unknown role does not matter."""
     target = iam_target(args.resource_type)
     if target not in _PUBLIC_SCOPES:
         return
-    for g in grants(args.resource_type, args.props):
+    question = f"whether the {target} is open to allUsers or allAuthenticatedUsers"
+    for g in readable_grants(args.resource_type, args.props, report, question):
         if g.member in PUBLIC_MEMBERS:
             report(
-                f"grants {g.role} to {g.member} on the {target}, so {_WHO[g.member]} can call it; "
-                "remove the public member and grant the role to the calling service account or group.",
+                f"grants {role_text(g.role)} to {g.member} on the {target}, so "
+                f"{_WHO[g.member]} can call it; remove the public member and grant the role to the calling service "
+                "account or group.",
             )
 
 
@@ -74,19 +88,47 @@ _V1_INGRESS = {
 }
 
 
-def _ingress_restricted(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == CLOUD_RUN:
-        ingress = get(args.props, "ingress")
-    elif args.resource_type == CLOUD_RUN_V1:
-        raw = get(args.props, "metadata", "annotations", "run.googleapis.com/ingress")
-        ingress = _V1_INGRESS.get(raw, raw) if isinstance(raw, str) else None
-    else:
-        return
-    if ingress not in (None, "INGRESS_TRAFFIC_ALL"):
-        return
-    name = get(args.props, "name")
+def _ingress(resource_type: str, props: object) -> tuple[str, object] | None:
+    """(the field that sets the service's ingress, its value in v2 terms)."""
+    if resource_type == CLOUD_RUN:
+        return "ingress", get(props, "ingress")
+    if resource_type == CLOUD_RUN_V1:
+        raw = get(props, "metadata", "annotations", "run.googleapis.com/ingress")
+        value = _V1_INGRESS.get(raw, raw) if isinstance(raw, str) else raw if raw is UNKNOWN else None
+        return "metadata.annotations[run.googleapis.com/ingress]", value
+    return None
+
+
+def _allowed_all_traffic(args: ResourceValidationArgs) -> object:
+    """Whether the policy config lets this service accept all traffic (True, False, or
+    UNKNOWN when only its unknown ``name`` could tell)."""
     allowed = args.get_config().get("allowAllTraffic") or []
-    if name in allowed or args.name in allowed:
+    if args.name in allowed:
+        return True
+    name = get(args.props, "name")
+    if name is UNKNOWN:
+        return UNKNOWN if allowed else False
+    return name in allowed
+
+
+def _ingress_restricted(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    found = _ingress(args.resource_type, args.props)
+    if found is None:
+        return
+    field, ingress = found
+    if ingress not in (None, UNKNOWN, "INGRESS_TRAFFIC_ALL"):
+        return
+    allowed = _allowed_all_traffic(args)
+    if allowed is True:
+        return
+    if ingress is UNKNOWN:
+        report(cannot_judge("whether the service accepts requests from the whole internet", field))
+        return
+    if allowed is UNKNOWN:
+        question = (
+            "whether this policy's allowAllTraffic config allows the service to accept requests from the whole internet"
+        )
+        report(cannot_judge(question, "name"))
         return
     why = "is not set, so the provider default INGRESS_TRAFFIC_ALL applies" if ingress is None else "is INGRESS_TRAFFIC_ALL"
     report(
@@ -123,7 +165,10 @@ cloud_run_ingress_restricted = ResourceValidationPolicy(
 def _invoker_iam_enabled(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CLOUD_RUN:
         return
-    if get(args.props, "invokerIamDisabled") is True:
+    disabled = get(args.props, "invokerIamDisabled")
+    if disabled is UNKNOWN:
+        report(cannot_judge("whether Cloud Run checks the invoker's IAM role", "invoker_iam_disabled"))
+    elif disabled is True:
         report(
             "invokerIamDisabled is true: Cloud Run skips the invoker IAM check and anyone who can reach "
             "the service can call it; set invoker_iam_disabled to false and grant roles/run.invoker to the callers.",
@@ -159,8 +204,8 @@ _CREDENTIAL_PREFIXES = (
 )
 
 
-def _credential_reason(name: str, value: object) -> str | None:
-    m = _CREDENTIAL_NAME.search(name.upper())
+def _credential_reason(name: object, value: object) -> str | None:
+    m = _CREDENTIAL_NAME.search(name.upper()) if isinstance(name, str) else None
     if m:
         if m.group(1):
             return f"its name ends in _{m.group(1)}" if name.upper() != m.group(1) else f"its name is {m.group(1)}"
@@ -172,18 +217,36 @@ def _credential_reason(name: str, value: object) -> str | None:
     return None
 
 
+_KNOWN_ENV = (
+    "compute the value from inputs so that it is known at plan time, or, if it is a credential, reference it "
+    "from Secret Manager (agentstage: secrets)"
+)
+
+
+def _unknown_env(env: EnvVar, field: str) -> str:
+    subject = "the environment" if env.name is UNKNOWN else env.name
+    return cannot_judge(f"whether {subject} of {env.where} holds a credential in plain text", field, fix=_KNOWN_ENV)
+
+
 def _secrets_in_secret_manager(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A credential-like name decides on its own; a value computed from another resource
+    (an API key or a generated password) may be a credential, so an unknown value (or name)
+    that the other does not already condemn cannot be judged. A reference (``value_source``)
+    is no plain value, even when what it references is unknown."""
     allowed = set(args.get_config().get("allowedNames") or [])
     for env in env_vars(args.resource_type, args.props):
         if env.name in allowed:
             continue
         reason = _credential_reason(env.name, env.value)
+        unknown = env.unknown_field()
         if reason:
             report(
-                f"{env.name} is a plain environment variable of {env.where} that looks like a credential: "
-                f"{reason}; store the value in Secret Manager and reference it with a secret reference "
-                "(agentstage: move it from env to secrets).",
+                f"{shown(env.name, 'a variable whose name is unknown during this preview')} is a plain environment "
+                f"variable of {env.where} that looks like a credential: {reason}; store the value in Secret Manager "
+                "and reference it with a secret reference (agentstage: move it from env to secrets).",
             )
+        elif unknown is not None:
+            report(_unknown_env(env, unknown))
 
 
 secrets_in_secret_manager = ResourceValidationPolicy(
@@ -210,12 +273,26 @@ secrets_in_secret_manager = ResourceValidationPolicy(
 # --- image-pinned-by-digest -------------------------------------------------------------
 
 
+_KNOWN_IMAGE = (
+    "compute the image reference from inputs so that it is known at plan time "
+    "(<repository>/<image>@sha256:<digest>, with the digest the registry returned for the pushed image)"
+)
+
+
 def _image_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in (CLOUD_RUN, CLOUD_RUN_JOB, CLOUD_RUN_V1):
         return
-    for c in containers(args.resource_type, args.props):
+    found = containers(args.resource_type, args.props)
+    if found is UNKNOWN:
+        field = containers_field(args.resource_type)
+        report(cannot_judge("whether the container images are pinned by digest", field, fix=_KNOWN_IMAGE))
+        return
+    for c in found:
         image = get(c.spec, "image")
-        if isinstance(image, str) and not is_digest_pinned(image):
+        if image is UNKNOWN:
+            question = f"whether container {c.name} runs an image pinned by digest"
+            report(cannot_judge(question, f"{c.field}.image", fix=_KNOWN_IMAGE))
+        elif isinstance(image, str) and not is_digest_pinned(image):
             report(
                 f"container {c.name} runs image {image}, which is not pinned by digest, so what runs can change "
                 "without a deployment; use <repository>/<image>@sha256:<digest>.",
@@ -236,19 +313,35 @@ image_pinned_by_digest = ResourceValidationPolicy(
 # --- model-armor-guardrails (stack) -----------------------------------------------------
 
 
-def _template_gaps(props: object) -> list[str]:
-    gaps = []
+_PI_FIELD = "filter_config.pi_and_jailbreak_filter_settings.filter_enforcement"
+_RAI_FIELD = "filter_config.rai_settings.rai_filters"
+
+
+def _template_gaps(props: object) -> tuple[list[str], list[str]]:
+    """(what the template lacks, the fields whose unknown values hide whether it lacks them).
+    RAI filters whose contents are unknown still count: the list has entries."""
+    gaps: list[str] = []
+    unknown: list[str] = []
     pi = get(props, "filterConfig", "piAndJailbreakFilterSettings", "filterEnforcement")
-    if pi != "ENABLED":
-        gaps.append("prompt-injection and jailbreak filtering (filter_config.pi_and_jailbreak_filter_settings.filter_enforcement = ENABLED)")
-    if not items(get(props, "filterConfig", "raiSettings", "raiFilters")):
-        gaps.append("responsible-AI filters (filter_config.rai_settings.rai_filters)")
-    return gaps
+    if pi is UNKNOWN:
+        unknown.append(_PI_FIELD)
+    elif pi != "ENABLED":
+        gaps.append(f"prompt-injection and jailbreak filtering ({_PI_FIELD} = ENABLED)")
+    rai = has_items(get(props, "filterConfig", "raiSettings", "raiFilters"))
+    if rai is UNKNOWN:
+        unknown.append(_RAI_FIELD)
+    elif not rai:
+        gaps.append(f"responsible-AI filters ({_RAI_FIELD})")
+    return gaps, unknown
 
 
 def model_armor_guardrails(args: StackValidationArgs, report: ReportViolation) -> None:
     """Mandatory in production (``AgentGuardrails`` creates the template from
-    ``agent-platform:guardrails``); enforcement comes from the per-stack policy config."""
+    ``agent-platform:guardrails``); enforcement comes from the per-stack policy config.
+
+    One complete template satisfies the stack. Without one, a template whose filters are
+    unknown might be it: those are reported as not judged (the others' gaps would not
+    decide the verdict); else every template's gaps are reported."""
     templates = [r for r in args.resources if r.resource_type == MODEL_ARMOR_TEMPLATE]
     if not templates:
         report(
@@ -256,11 +349,17 @@ def model_armor_guardrails(args: StackValidationArgs, report: ReportViolation) -
             "injection, jailbreaks or unsafe content; add one (agentstage: agent-platform:guardrails.model_armor: true).",
         )
         return
-    complete = [t for t in templates if not _template_gaps(t.props)]
-    if complete:
+    checked = [(t, *_template_gaps(t.props)) for t in templates]
+    if any(not gaps and not unknown for _, gaps, unknown in checked):
         return
-    for t in templates:
-        report(f"the Model Armor template lacks {' and '.join(_template_gaps(t.props))}; enable them.", t.urn)
+    undecided = [(t, unknown) for t, gaps, unknown in checked if not gaps]
+    question = "whether the Model Armor template filters prompt injection, jailbreaks and unsafe content"
+    for t, unknown in undecided:
+        report(cannot_judge(question, *unknown), t.urn)
+    if undecided:
+        return
+    for t, gaps, _ in checked:
+        report(f"the Model Armor template lacks {' and '.join(gaps)}; enable them.", t.urn)
 
 
 model_armor_guardrails_policy = StackValidationPolicy(
