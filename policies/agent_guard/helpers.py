@@ -38,6 +38,18 @@ from pulumi_policy.proxy import (
 
 # --- resource types ---------------------------------------------------------------------
 
+# --- the agentstage contract (kept in step with components/contract.py by tests/test_contract.py)
+
+#: The stack config namespace of the reference platform's keys.
+NAMESPACE = "agent-platform"
+#: The labels agentstage components set on every labelable resource.
+LABEL_ENVIRONMENT = "environment"
+LABEL_AGENT = "agent"
+LABEL_RELEASE = "release"
+LABEL_MANAGED_BY = "managed-by"
+#: The environment name that marks production by default.
+PRODUCTION = "production"
+
 CLOUD_RUN = "gcp:cloudrunv2/service:Service"
 CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
 CLOUD_RUN_V1 = "gcp:cloudrun/service:Service"
@@ -511,8 +523,8 @@ def label(resource_type: str, props: Mapping[str, Any], key: str) -> Any:
 def is_production(resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> bool | Unknown:
     """A resource is in production when its ``environment`` label is one of the policy's
     ``productionEnvironments`` (default: ``production``); :data:`UNKNOWN` when the label is."""
-    envs = config.get("productionEnvironments") or ["production"]
-    env = label(resource_type, props, "environment")
+    envs = config.get("productionEnvironments") or [PRODUCTION]
+    env = label(resource_type, props, LABEL_ENVIRONMENT)
     return UNKNOWN if env is UNKNOWN else env in envs
 
 

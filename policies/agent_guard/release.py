@@ -24,6 +24,10 @@ from helpers import (
     AGENT_ENGINE,
     CLOUD_RUN,
     CLOUD_RUN_V1,
+    LABEL_AGENT,
+    LABEL_ENVIRONMENT,
+    LABEL_RELEASE,
+    NAMESPACE,
     UNKNOWN,
     VERTEX_ENDPOINT,
     cannot_judge,
@@ -236,11 +240,11 @@ def _canary_first_step(args: ResourceValidationArgs, report: ReportViolation) ->
     config: the verdict stands when all their first steps are within the limit."""
     if args.resource_type != CLOUD_RUN:
         return
-    agent = label(CLOUD_RUN, args.props, "agent")
+    agent = label(CLOUD_RUN, args.props, LABEL_AGENT)
     if agent is not UNKNOWN and not isinstance(agent, str):
         return
     config = args.get_config()
-    namespace = config.get("configNamespace") or "agent-platform"
+    namespace = config.get("configNamespace") or NAMESPACE
     agents = _agents_config(namespace) or {}
     limit = number(config.get("maxFirstStepPercent"))
     limit = 10 if limit is None else limit
@@ -274,7 +278,7 @@ canary_first_step = ResourceValidationPolicy(
             },
             "configNamespace": {
                 "type": "string",
-                "default": "agent-platform",
+                "default": NAMESPACE,
                 "description": "Stack config namespace of the agents (<namespace>:agents.<agent>.rollout.steps).",
             },
         }
@@ -299,11 +303,11 @@ def _required_labels(args: ResourceValidationArgs, report: ReportViolation) -> N
         report(cannot_judge("whether the resource carries the required labels", field))
         return
     config = args.get_config()
-    if get(found, "agent") is not None:
-        required = config.get("requiredLabels") or ["environment", "release"]
+    if get(found, LABEL_AGENT) is not None:
+        required = config.get("requiredLabels") or [LABEL_ENVIRONMENT, LABEL_RELEASE]
         scope = "an agent's resource"
     else:
-        required = config.get("requiredSharedLabels") or ["environment"]
+        required = config.get("requiredSharedLabels") or [LABEL_ENVIRONMENT]
         scope = "an environment-wide resource"
     values = {k: get(found, k) for k in required}
     missing = [k for k, value in values.items() if value is not UNKNOWN and not value]
@@ -327,13 +331,13 @@ required_labels = ResourceValidationPolicy(
             "requiredLabels": {
                 "type": "array",
                 "items": {"type": "string"},
-                "default": ["environment", "release"],
+                "default": [LABEL_ENVIRONMENT, LABEL_RELEASE],
                 "description": "Labels every resource of an agent (labelled agent=...) must carry.",
             },
             "requiredSharedLabels": {
                 "type": "array",
                 "items": {"type": "string"},
-                "default": ["environment"],
+                "default": [LABEL_ENVIRONMENT],
                 "description": "Labels every other labelable resource must carry.",
             },
         }

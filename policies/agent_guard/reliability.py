@@ -41,6 +41,8 @@ from helpers import (
     items,
     label,
     number,
+    LABEL_AGENT,
+    PRODUCTION,
 )
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
@@ -49,7 +51,7 @@ _PRODUCTION_ENVIRONMENTS = {
     "productionEnvironments": {
         "type": "array",
         "items": {"type": "string"},
-        "default": ["production"],
+        "default": [PRODUCTION],
         "description": "Values of the environment label that mark a resource as production.",
     }
 }
@@ -332,7 +334,7 @@ class _Alert:
     def read(r: PolicyResource) -> _Alert:
         text, unknown_text = _alert_text(r.props)
         channels = has_items(get(r.props, "notificationChannels"))
-        return _Alert(r.name, channels, label(ALERT_POLICY, r.props, "agent"), text, unknown_text)
+        return _Alert(r.name, channels, label(ALERT_POLICY, r.props, LABEL_AGENT), text, unknown_text)
 
     @property
     def unknown(self) -> list[str]:
@@ -366,7 +368,7 @@ class _Service:
     def read(r: PolicyResource) -> _Service:
         raw = get(r.props, "name")
         name = raw if raw is UNKNOWN or (isinstance(raw, str) and raw) else r.name  # unset: the logical name
-        agent = label(CLOUD_RUN, r.props, "agent")
+        agent = label(CLOUD_RUN, r.props, LABEL_AGENT)
         unknown = [f"name of {r.name}"] if name is UNKNOWN else []
         unknown += [f"labels.agent of {r.name}"] if agent is UNKNOWN else []
         return _Service(r.urn, r.name if name is UNKNOWN else name, name, agent, unknown)
