@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make preview   set up .venv and preview (and policy-check) the reference stacks, offline
+#                  (production also as the first preview of a new stack sees it)
 #   make test      set up .venv and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -19,6 +20,7 @@ preview: $(STAMP)
 	$(BIN)/agentstage preview production
 	$(BIN)/agentstage check staging
 	$(BIN)/agentstage check production
+	$(BIN)/agentstage check production --new-stack
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2

@@ -1,24 +1,53 @@
-"""agentstage Pulumi components: what an agent needs in one environment."""
+"""agentstage Pulumi components: what an agent needs in one environment.
 
-from components.cloud_run import CloudRunAgent
-from components.identity import AgentIdentity
-from components.platform import AgentPlatform
-from components.spec import AgentSpec, PlatformSpec, ReleaseSpec, RolloutSpec
-from components.ops_spec import AlertsSpec, BudgetSpec, GuardrailsSpec, SloSpec, TracingSpec
-from components.alerts import AgentAlerts
-from components.budget import AgentBudget
-from components.dashboard import AgentDashboard
-from components.guardrails import AgentGuardrails
-from components.notifications import NotificationChannels
-from components.observability import AgentObservability, tracing_env
-from components.signals import AgentSignals
-from components.slo import AgentSlos
-from components.monitoring import MonitoringContext
+The names below are imported on first use (PEP 562), so a light module of the package
+(``components.contract``, ``components.revision``, the specs) does not pull in the Pulumi
+SDK and pulumi-gcp for a caller that only needs it: the CLI imports those while the offline
+engine runs the program, with the cycle collector paused.
+"""
 
-__all__ = ["AgentIdentity", "AgentPlatform", "AgentSpec", "CloudRunAgent", "PlatformSpec", "ReleaseSpec", "RolloutSpec"]
-__all__ += [
-    "AgentAlerts", "AgentBudget", "AgentDashboard", "AgentGuardrails", "AgentObservability", "AgentSignals",
-    "AgentSlos", "AlertsSpec", "BudgetSpec", "GuardrailsSpec", "MonitoringContext", "NotificationChannels", "SloSpec",
-    "TracingSpec",
-    "tracing_env",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: name -> the module that defines it
+_EXPORTS = {
+    "AgentIdentity": "identity",
+    "AgentPlatform": "platform",
+    "CloudRunAgent": "cloud_run",
+    "AgentSpec": "spec",
+    "PlatformSpec": "spec",
+    "ReleaseSpec": "spec",
+    "RolloutSpec": "spec",
+    "AlertsSpec": "ops_spec",
+    "BudgetSpec": "ops_spec",
+    "GuardrailsSpec": "ops_spec",
+    "SloSpec": "ops_spec",
+    "TracingSpec": "ops_spec",
+    "AgentAlerts": "alerts",
+    "AgentBudget": "budget",
+    "AgentDashboard": "dashboard",
+    "AgentGuardrails": "guardrails",
+    "NotificationChannels": "notifications",
+    "AgentObservability": "observability",
+    "tracing_env": "observability",
+    "AgentSignals": "signals",
+    "AgentSlos": "slo",
+    "MonitoringContext": "monitoring",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'components' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"components.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -144,3 +144,20 @@ def test_console_script_from_a_cold_start(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["stack"] == "production"
+
+
+def test_console_script_exit_codes_and_complete_output(tmp_path):
+    """The entry point ends the process as soon as a command is done (no interpreter
+    teardown): every byte of output is still written and every exit code kept."""
+    exe = str(Path(sys.executable).with_name("agentstage"))
+    out = tmp_path / "report.sarif"
+    ok = subprocess.run([exe, "check", "production", "-C", str(ROOT), "--format", "sarif", "--output", str(out)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(out.read_text())["version"] == "2.1.0"  # the file is complete and closed
+    assert ok.stdout.endswith("passed\n")
+    missing = subprocess.run([exe, "preview", "nosuch", "-C", str(ROOT)], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith("error: stack 'nosuch' has no config file")
+    usage = subprocess.run([exe, "preview"], capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stderr.startswith("Usage: agentstage preview [OPTIONS]")
