@@ -78,6 +78,11 @@ def _all_options(tmp: pytest.TempPathFactory) -> Plan:
     config["agent-platform:guardrails"].update(
         enforcement="inspect-only", sensitive_data=False, jailbreak_confidence="high"
     )
+    research = config["agent-platform:agents"]["research-agent"]
+    research["resources"] = {"cpu": "500m", "memory": "1Gi"}
+    research["scaling"]["concurrency"] = 1
+    research["probes"] = {"startup": {"initial_delay_seconds": 5, "period_seconds": 10, "failure_threshold": 20},
+                          "liveness": {"period_seconds": 30, "timeout_seconds": 10}}
     path = tmp.mktemp("all-options") / "Pulumi.production.yaml"
     with path.open("w") as fh:
         YAML().dump({"config": config}, fh)
