@@ -49,8 +49,11 @@ def main() -> None:
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
         code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError):  # a reader that went away (`| head`): nothing left to tell it
+            pass
     os._exit(code or 0)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "LOG_METRIC",
     "TEMPLATE_ENV",
     "RESERVED_ENV_PREFIXES",
+    "TRACING_ENV",
     "CANARY_TAG",
 ]
 
@@ -74,10 +75,16 @@ LOG_METRIC = "gcp:logging/metric:Metric"
 
 #: The env var through which each agent receives its Model Armor template's resource name.
 TEMPLATE_ENV = "MODEL_ARMOR_TEMPLATE"
-#: Env var name prefixes agentstage injects itself (release identity, tracing, feature flags):
-#: a user env var or secret with one of them could collide with one agentstage sets now or
-#: in a later version.
-RESERVED_ENV_PREFIXES = ("AGENT_", "OTEL_", "FEATURE_")
+#: Env var name prefixes agentstage injects itself (release identity, feature flags): a user
+#: env var or secret with one of them could collide with one agentstage sets now or in a
+#: later version.
+RESERVED_ENV_PREFIXES = ("AGENT_", "FEATURE_")
+#: The OpenTelemetry variables agentstage sets (agent-platform:tracing). Other OTEL_* names
+#: (OTEL_EXPORTER_OTLP_HEADERS, OTEL_LOG_LEVEL...) are the agent's own to set.
+TRACING_ENV = (
+    "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
 
 #: The traffic tag of a canary candidate (its own URL: https://canary---<service host>).
 CANARY_TAG = "canary"

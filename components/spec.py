@@ -15,7 +15,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.contract import BASE_LABEL_KEYS, CANARY_TAG, PRODUCTION, RESERVED_ENV_PREFIXES, TEMPLATE_ENV
+from components.contract import (
+    BASE_LABEL_KEYS,
+    CANARY_TAG,
+    PRODUCTION,
+    RESERVED_ENV_PREFIXES,
+    TEMPLATE_ENV,
+    TRACING_ENV,
+)
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
@@ -171,7 +178,8 @@ class RolloutSpec(StrictModel):
     canary_percent: int | None = Field(
         default=None,
         description="Percent of traffic sent to `release` while `stable` is set, 0..100. "
-        "Default: the first of `steps`. 0 means rolled back (the candidate keeps a 0% tagged revision).",
+        "Default: the first of `steps`. 0 means rolled back: all traffic on stable, the candidate off the "
+        "traffic block (no tag, no warm instances).",
     )
     steps: list[int] = Field(
         default_factory=lambda: [5, 25, 50, 100],
@@ -577,7 +585,7 @@ class AgentSpec(StrictModel):
                 "(remove stable when the release takes all traffic)",
                 path=("stable", "version"), value=self.stable.version, has_value=True,
             )
-        if self.stable is not None and self.stable.slug == self.release.slug:
+        if self.stable is not None and self.stable_revision is None and self.stable.slug == self.release.slug:
             raise SpecIssue(
                 f"names the same revision as release version {self.release.version!r} (both become "
                 f"{self.release.slug!r} in a revision name); give stable its real, different version",
@@ -649,10 +657,11 @@ def _check_env_name(name: str, where: str) -> None:
             f"is reserved by Cloud Run; reserved: {', '.join(sorted(RESERVED_ENV))}",
             path=(name,), value=name, has_value=True,
         )
-    if name == TEMPLATE_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+    if name == TEMPLATE_ENV or name in TRACING_ENV or name.startswith(RESERVED_ENV_PREFIXES):
         raise SpecIssue(
-            f"is reserved by agentstage, which sets {TEMPLATE_ENV} and the "
-            f"{', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} variables itself; rename it "
+            f"is reserved by agentstage, which sets {TEMPLATE_ENV}, the "
+            f"{', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} variables and the tracing variables "
+            f"({', '.join(TRACING_ENV)}) itself; rename it "
             "(feature flags: agents.<name>.features; tracing: agent-platform:tracing)",
             path=(name,), value=name, has_value=True,
         )

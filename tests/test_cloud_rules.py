@@ -158,16 +158,21 @@ def test_config_google_cloud_would_refuse_is_rejected(production, source, mutate
 
 # (mutation, the exact message): configs that would plan fine and collide at deploy time
 COLLISIONS = [
-    (_set("stable.version", "1-4-0"),
+    (_all(_set("stable_revision", None), _set("stable.version", "1-4-0")),
      f'{BOT}.stable.version: "1-4-0" names the same revision as release version \'1.4.0\' (both become \'1-4-0\' '
      "in a revision name); give stable its real, different version"),
     *[(_set(f"{where}.{name}", value),
-       f'{BOT}.{where}.{name}: "{name}" is reserved by agentstage, which sets MODEL_ARMOR_TEMPLATE and the AGENT_*, '
-       "OTEL_*, FEATURE_* variables itself; rename it (feature flags: agents.<name>.features; tracing: "
-       "agent-platform:tracing)")
+       f'{BOT}.{where}.{name}: "{name}" is reserved by agentstage, which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, '
+       "FEATURE_* variables and the tracing variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, "
+       "OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_EXPORTER_OTLP_ENDPOINT) itself; rename it (feature "
+       "flags: agents.<name>.features; tracing: agent-platform:tracing)")
       for where, value in (("env", "x"), ("secrets", "s:1"))
       for name in ("MODEL_ARMOR_TEMPLATE", "OTEL_SERVICE_NAME", "AGENT_RELEASE", "FEATURE_WEB_SEARCH_TOOL")],
     (_set("stable_revision", "support-bot-1-3-2"),  # fine: recorded, same as 0.1's name
+     None),
+    (_set("stable.version", "1-4-0"),  # fine: the recorded revision is the stable target, no slug involved
+     None),
+    (_set("env.OTEL_EXPORTER_OTLP_HEADERS", "x"),  # the agent's own OTEL_* setting: agentstage does not set it
      None),
 ]
 

@@ -51,6 +51,16 @@ def test_the_labels_the_components_set_are_the_ones_the_pack_reads():
     assert set(platform_labels("staging", {})) == {contract.LABEL_ENVIRONMENT, contract.LABEL_MANAGED_BY}
 
 
+def test_the_reserved_tracing_names_are_the_ones_agentstage_sets():
+    from agentstage.config import platform_from_config
+    from components.observability import tracing_env
+    from tests.conftest import load_stack
+
+    config = load_stack("production")
+    config["agent-platform:tracing"] = {"otlp_endpoint": "https://otel.acme.com"}
+    assert set(tracing_env(platform_from_config(config), "support-bot")) == set(contract.TRACING_ENV)
+
+
 def test_the_pack_defaults_name_the_platform_namespace_and_labels():
     """What the pack's policy config schema documents as defaults (GetAnalyzerInfo)."""
     from agentstage.policy.reference import pack_policies

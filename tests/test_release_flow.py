@@ -270,6 +270,8 @@ def test_promote_then_walk_to_100(project):
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "all gates passed" in result.output and "promoted staging -> production: support-bot 1.5.0 at 5%" in result.output
+    # it says which revision it recorded as stable, and when to correct it
+    assert "note: support-bot: recorded stable_revision support-bot-1-4-0-" in " ".join(result.output.split())
     cfg = agent_cfg(project, "production")
     assert cfg["release"]["version"] == "1.5.0" and cfg["release"]["image"] == NEW_IMAGE
     assert cfg["stable"]["version"] == "1.4.0" and cfg["rollout"]["canary_percent"] == 5

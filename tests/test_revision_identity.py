@@ -140,7 +140,7 @@ def test_preview_shows_the_new_revision_and_the_unchanged_stable_target(tmp_path
     assert new[1] != old[1]
 
 
-# --- a rolled-back candidate keeps its URL but no warm, billed instances ----------------------
+# --- a rolled-back candidate keeps no warm, billed instances ------------------------------------
 
 
 def test_min_instances_are_set_on_the_service_not_the_revision(prod):

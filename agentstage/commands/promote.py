@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentstage.commands.common import ProjectOpt
 from agentstage.release.cli import (AgentOpt, ApplyOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt,
@@ -43,6 +44,7 @@ def promote(
     if as_json:
         typer.echo(json.dumps({
             "from": from_stack, "to": to_stack, "wrote": change.wrote, "message": change.message,
+            "notes": change.notes,
             "gates": change.gates.to_json() if change.gates else None,
             "diff": change.diff.to_json() if change.diff else None, "decisions": change.decisions,
         }, indent=2))
@@ -56,6 +58,8 @@ def promote(
             render_change(change, console)
             if change.wrote:
                 console.print(f"promoted {from_stack} -> {to_stack}: {change.message}")
+            for note in change.notes:
+                console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if apply and not dry_run:
         apply_or_explain(project, to_stack, change.wrote)
 

@@ -23,7 +23,8 @@ def rollback(
 
     Sets `rollout.canary_percent: 0`: one update of one resource per agent (the Cloud Run
     service's traffic), no new revision - checked on the offline plan diff before the stack
-    file is written. The candidate keeps its 0% tagged revision for debugging."""
+    file is written. The candidate revision leaves the traffic block (no tag, so no warm, billed instances); the
+    revision itself stays for debugging (see docs/release.md)."""
     from agentstage.release.flow import rollback as run_rollback
     from agentstage.release.render import render_change
 

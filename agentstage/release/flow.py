@@ -111,7 +111,8 @@ def _plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Any
         return run_plan(project_dir, stack, config_file)
     except (EngineError, ProgramError) as err:
         issues = getattr(err, "config_issues", None) or []
-        raise ReleaseError(f"the edited stack config does not plan: {err}", 1, details=issues) from None
+        what = "the edited stack config" if config_file else f"stack {stack!r}"
+        raise ReleaseError(f"{what} does not plan: {err}", 1, details=issues) from None
 
 
 def template_revisions(plan: Any, spec: PlatformSpec) -> dict[str, str]:
@@ -173,6 +174,8 @@ class Change:
     analyses: list[Analysis] = field(default_factory=list)
     gates: GateReport | None = None
     message: str = ""
+    #: What the operator should know about the change (e.g. a recorded stable revision).
+    notes: list[str] = field(default_factory=list)
 
 
 def _decision(stack: str, agent: str, spec: AgentSpec, action: str, to_percent: int, reason: str,
@@ -414,6 +417,14 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
             return change
         dst.file.save()
         change.wrote = True
+        running = template_revisions(before, dst.spec)
+        for a in candidates:
+            if dst.spec.agents[a].stable is None:
+                change.notes.append(
+                    f"{a}: recorded stable_revision {running[a]}, the revision the current {dst_stack!r} config deploys; "
+                    f"if that config was never applied with `pulumi up` (an agentstage 0.1 deployment, or a change not "
+                    f"yet deployed), set stable_revision to the revision that serves {a} now "
+                    "(`gcloud run services describe`) before deploying the canary")
         ledger = Ledger(dst.project_dir, dst_stack)
         when = clock()
         for a in candidates:
@@ -477,7 +488,10 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
     for stack in stacks:
         state = load_state(project_dir, stack)
         ledger = Ledger(state.project_dir, stack)
-        revisions = template_revisions(_plan(state.project_dir, stack), state.spec)
+        try:
+            revisions = template_revisions(_plan(state.project_dir, stack), state.spec)
+        except ReleaseError:  # status reports what the stack file says; the revision names need a plan
+            revisions = {}
         agents = []
         for name, spec in sorted(state.spec.agents.items()):
             conflict = ledger.conflict(name, spec.release)

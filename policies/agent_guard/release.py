@@ -184,7 +184,7 @@ def _canary_named_revisions(args: ResourceValidationArgs, report: ReportViolatio
         if t.revision is None:
             report(
                 f"a revision traffic target ({t.share}) names no revision; set its revision to the release's "
-                "revision name (<service>-<version>)."
+                "revision name (agentstage: <service>-<version>-<template digest>)."
             )
     named = [t for t in pinned if t.revision is not None]
     if latest and named:
