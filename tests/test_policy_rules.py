@@ -610,7 +610,7 @@ def test_revision_target_without_revision(pack, baseline) -> None:
     assert violations(pack, plan) == [
         ("canary-named-revisions", "support-bot-service",
          "a revision traffic target (5%) names no revision; set its revision to the release's revision name "
-         "(<service>-<version>).")
+         "(agentstage: <service>-<version>-<template digest>).")
     ]
 
 
