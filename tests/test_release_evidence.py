@@ -113,3 +113,21 @@ def test_gate_with_a_missing_eval_file_exits_2(project):
     result = CliRunner().invoke(app, ["gate", "production", "-C", str(project), "--eval", "/nonexistent.json"])
     assert result.exit_code == 2
     assert "evaluation report /nonexistent.json does not exist" in result.output
+
+
+def test_a_metrics_file_from_the_future_is_refused(tmp_path):
+    """An ``end`` ahead of the clock would let the bake time pass before it has."""
+    import datetime as dt
+
+    now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    path = tmp_path / "m.json"
+    data = {"end": "2026-05-01T13:00:00Z", "revisions": {"r": {"requests": [1], "errors": [0], "latency_p99_ms": [5]}}}
+    path.write_text(json.dumps(data))
+    with pytest.raises(MetricsError) as err:
+        FileSource(path, clock=lambda: now).now()
+    assert str(err.value) == (
+        f"metrics file {path}: end 2026-05-01T13:00:00+00:00 is in the future (now 2026-05-01T12:00:00+00:00); "
+        "give the time the last interval really ended, or leave end out to replay the file as of now")
+    data["end"] = "2026-05-01T12:00:30Z"  # within clock skew
+    path.write_text(json.dumps(data))
+    assert FileSource(path, clock=lambda: now).now() == dt.datetime(2026, 5, 1, 12, 0, 30, tzinfo=dt.timezone.utc)

@@ -424,3 +424,23 @@ def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch)
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[:4] == ["support-bot", "rolled back", "1.4.0", "1.3.2"]
     assert cells[4:] == ["100%", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
+
+
+def test_promote_never_copies_secure_values_between_stacks(project):
+    """Pulumi encrypts secure: values per stack: a copy would not decrypt in the other stack."""
+    prepare_promotion(project)
+    stg = StackFile.load(project / "stacks" / "Pulumi.staging.yaml")
+    release = dict(stg.value("agents")["support-bot"]["release"])
+    release["model"] = {"secure": "AAABAHN0YWdpbmctb25seQ=="}
+    stg.set_release("support-bot", release)
+    stg.save()
+    before = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    with pytest.raises(flow.ReleaseError) as err:
+        flow.promote(project, "staging", "production", evidence())
+    assert err.value.details == [
+        "support-bot: the release in 'staging' has secure: values (release.model); Pulumi encrypts them per stack, so "
+        "'production' could not decrypt a copy: keep secrets out of the release manifest (use "
+        "agents.support-bot.secrets, Secret Manager references) or set them in 'production' with `pulumi config "
+        "set --secret`"
+    ]
+    assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before

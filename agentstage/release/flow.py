@@ -348,6 +348,13 @@ def _refusals(src: StackState, dst: StackState, agents: list[str]) -> list[str]:
         elif d.release.version == s.release.version:
             reasons.append(f"{a}: {dst.stack!r} runs {d.release.version} with a different manifest than "
                            f"{src.stack!r}; a version is never reused with different contents")
+        secure = _secure_paths(src.file.agent(a)["release"])
+        if secure:
+            reasons.append(
+                f"{a}: the release in {src.stack!r} has secure: values ({', '.join(secure)}); Pulumi encrypts them per "
+                f"stack, so {dst.stack!r} could not decrypt a copy: keep secrets out of the release manifest (use "
+                f"agents.{a}.secrets, Secret Manager references) or set them in {dst.stack!r} with `pulumi config "
+                "set --secret`")
         keep = d.stable if d.stable is not None else d.release
         if keep.version == s.release.version:
             reasons.append(f"{a}: {s.release.version} is the stable release of {dst.stack!r} already")
@@ -357,6 +364,17 @@ def _refusals(src: StackState, dst: StackState, agents: list[str]) -> list[str]:
                 reasons.append(f"{a}: {src.stack!r} and {dst.stack!r} disagree on {key}: {a_c[key]} vs {b_c[key]}; "
                                "make them agree in a reviewed change before promoting")
     return reasons
+
+
+def _secure_paths(node: Any, path: str = "release") -> list[str]:
+    """The keys under ``node`` (a stack file node) that hold ``secure:`` values."""
+    if isinstance(node, dict):
+        if set(node) == {"secure"}:
+            return [path]
+        return [p for k, v in node.items() for p in _secure_paths(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _secure_paths(v, f"{path}[{i}]")]
+    return []
 
 
 def _edit_promotion(src: StackState, dst: StackState, agents: list[str], running: dict[str, str]) -> str:

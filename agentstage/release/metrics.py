@@ -103,6 +103,9 @@ class _MetricsFile(BaseModel):
     revisions: dict[str, _RevisionData]
 
 
+#: How far a metrics file's ``end`` may be ahead of the clock (clock skew between machines).
+FUTURE_SLACK = dt.timedelta(minutes=1)
+
 _DIGEST_SUFFIX = re.compile(r"-[0-9a-f]{%d}$" % DIGEST_CHARS)
 
 
@@ -142,7 +145,14 @@ class FileSource:
         end = self.data.end
         if end is None:
             return self._clock()
-        return end if end.tzinfo else end.replace(tzinfo=dt.timezone.utc)
+        end = end if end.tzinfo else end.replace(tzinfo=dt.timezone.utc)
+        now = self._clock()
+        if end > now + FUTURE_SLACK:
+            # metrics from the future would let the bake time pass before it has
+            raise MetricsError(
+                f"metrics file {self.path}: end {end.isoformat()} is in the future (now {now.isoformat()}); "
+                "give the time the last interval really ended, or leave end out to replay the file as of now")
+        return end
 
     def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]:
         last = self.now()
