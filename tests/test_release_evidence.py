@@ -131,3 +131,42 @@ def test_a_metrics_file_from_the_future_is_refused(tmp_path):
     data["end"] = "2026-05-01T12:00:30Z"  # within clock skew
     path.write_text(json.dumps(data))
     assert FileSource(path, clock=lambda: now).now() == dt.datetime(2026, 5, 1, 12, 0, 30, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"metrics": {"task_success": float("inf")}}, "metrics.task_success: inf is not a finite number"),
+    ({"metrics": {"task_success": -0.2}}, "metrics.task_success: -0.2 is negative"),
+    ({"metrics": {"task_success": 0.9}, "examples": 0},
+     "examples: 0 is not a number of examples (a whole number, at least 1)"),
+    ({"metrics": {"task_success": 0.9}, "cost_per_request_usd": -1}, "cost_per_request_usd: -1 is negative"),
+    ({"summary_metrics": {"row_count": 0, "safety/mean": 1.0}},
+     "summary_metrics.row_count: 0 is not a number of examples (a whole number, at least 1)"),
+])
+def test_eval_reports_with_impossible_numbers_are_refused(tmp_path, report, message):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(report))  # json writes inf as Infinity, as a careless exporter would
+    with pytest.raises(EvidenceError) as err:
+        read_eval(str(path))
+    assert str(err.value) == f"evaluation report {path}: {message}"
+
+
+@pytest.mark.parametrize("requests, failures", [("-5", "0"), ("0", "0"), ("10", "-1"), ("10", "11")])
+def test_locust_runs_with_impossible_counts_are_refused(tmp_path, requests, failures):
+    stats = tmp_path / "run_stats.csv"
+    stats.write_text("Type,Name,Request Count,Failure Count,50%,95%,99%\n"
+                     f",Aggregated,{requests},{failures},100,200,300\n")
+    with pytest.raises(EvidenceError) as err:
+        read_locust(str(stats))
+    assert str(err.value) == (
+        f"load test {stats}: the Aggregated row counts {requests} requests and {failures} failures; a run needs "
+        "requests, and failures between 0 and the requests")
+
+
+def test_an_all_zero_memory_series_is_refused(tmp_path):
+    path = tmp_path / "memory.csv"
+    path.write_text("timestamp,memory_bytes\n0,0\n60,0\n120,0\n")
+    with pytest.raises(EvidenceError) as err:
+        read_memory(str(path))
+    assert str(err.value) == (
+        f"memory series {path}: memory_bytes must be finite, not negative, and not all zero (an empty measurement "
+        "proves nothing about a leak)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,24 @@ def _load_json(path: Path, what: str) -> Any:
 
 
 def _number(value: Any, where: str) -> float:
+    """A finite, non-negative number (scores, costs and counts are never below zero)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EvidenceError(f"{where}: {json.dumps(value)} is not a number")
+    if not math.isfinite(value):
+        raise EvidenceError(f"{where}: {value} is not a finite number")
+    if value < 0:
+        raise EvidenceError(f"{where}: {value:g} is negative")
     return float(value)
+
+
+def _examples(value: Any, where: str) -> int | None:
+    """How many examples an evaluation ran: None when not given, else at least 1."""
+    if value is None:
+        return None
+    count = _number(value, where)
+    if count < 1 or count != int(count):
+        raise EvidenceError(f"{where}: {count:g} is not a number of examples (a whole number, at least 1)")
+    return int(count)
 
 
 def read_eval(text: str) -> EvalReport:
@@ -100,7 +116,7 @@ def _plain(path: Path, data: dict[str, Any]) -> EvalReport:
     return EvalReport(
         str(path), "agentstage", data.get("agent"), _opt_str(data.get("version")), data.get("dataset"), scores,
         None if cost is None else _number(cost, f"evaluation report {path}: cost_per_request_usd"),
-        data.get("examples"),
+        _examples(data.get("examples"), f"evaluation report {path}: examples"),
     )
 
 
@@ -111,7 +127,7 @@ def _vertex(path: Path, data: dict[str, Any]) -> EvalReport:
     if isinstance(summary, dict):
         for key, value in summary.items():
             if key == "row_count":
-                rows = int(_number(value, f"evaluation report {path}: summary_metrics.row_count"))
+                rows = _examples(value, f"evaluation report {path}: summary_metrics.row_count")
             elif key.endswith("/mean"):
                 scores[key[: -len("/mean")]] = _number(value, f"evaluation report {path}: summary_metrics.{key}")
     elif isinstance(summary, list):
@@ -121,7 +137,8 @@ def _vertex(path: Path, data: dict[str, Any]) -> EvalReport:
                     f"evaluation report {path}: summary_metrics[{i}] needs 'metric_name' and 'mean_score'"
                 )
             scores[str(item["metric_name"])] = _number(item["mean_score"], f"evaluation report {path}: summary_metrics[{i}].mean_score")
-            rows = item.get("num_cases_total", rows)
+            if "num_cases_total" in item:
+                rows = _examples(item["num_cases_total"], f"evaluation report {path}: summary_metrics[{i}].num_cases_total")
     if not scores:
         raise EvidenceError(f"evaluation report {path}: summary_metrics has no mean scores")
     return EvalReport(str(path), "vertex-ai", data.get("agent"), _opt_str(data.get("version")),
@@ -196,6 +213,10 @@ def read_locust(raw: str) -> LoadTest:
         )
     except (KeyError, ValueError) as err:
         raise EvidenceError(f"load test {stats}: unexpected columns or values ({err})") from None
+    if result.requests <= 0 or result.failures < 0 or result.failures > result.requests:
+        raise EvidenceError(
+            f"load test {stats}: the Aggregated row counts {result.requests} requests and {result.failures} failures; "
+            "a run needs requests, and failures between 0 and the requests")
     history = stats.with_name(stats.name[: -len("_stats.csv")] + "_stats_history.csv")
     if history.is_file():
         with history.open(newline="", encoding="utf-8") as fh:
@@ -226,4 +247,8 @@ def read_memory(raw: str) -> list[tuple[float, float]]:
         raise EvidenceError(f"memory series {path}: {err}") from None
     if len(points) < 3:
         raise EvidenceError(f"memory series {path}: needs at least 3 points, has {len(points)}")
+    if any(not math.isfinite(b) or b < 0 for _, b in points) or not any(b > 0 for _, b in points):
+        raise EvidenceError(
+            f"memory series {path}: memory_bytes must be finite, not negative, and not all zero (an empty "
+            "measurement proves nothing about a leak)")
     return points
