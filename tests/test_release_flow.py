@@ -444,3 +444,14 @@ def test_promote_never_copies_secure_values_between_stacks(project):
         "set --secret`"
     ]
     assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before
+
+
+def test_evidence_bound_to_a_misspelled_agent_fails_the_gate(project):
+    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
+            "--load-test", str(DATA / "locust-ok"), "--memory", f"suport-bot={DATA / 'memory-flat.csv'}"]
+    result = cli(*args, "--json")
+    assert result.exit_code == 1
+    items = [i for i in json.loads(result.output)["items"] if i["name"] == "evidence binding"]
+    assert [(i["ok"], i["evidence"]) for i in items] == [
+        (False, "--memory names agent 'suport-bot', which stack 'production' does not have "
+                "(agents: research-agent, support-bot)")]

@@ -212,6 +212,19 @@ def _policy_items(project_dir: Path, stack: str, config_file: Path | None, plan:
     return [GateItem("policy check", bool(report.passed), detail, "no mandatory violation")]
 
 
+def _binding_items(spec: PlatformSpec, evidence: Evidence) -> list[GateItem]:
+    """Evidence bound to an agent the stack does not have is a mistake (a misspelled name would
+    otherwise leave the real agent's item without evidence, silently)."""
+    bound = [("--eval", e.agent) for e in evidence.evals if e.agent]
+    bound += [("--load-test", a) for a in evidence.load_tests if a]
+    bound += [("--memory", a) for a in evidence.memory if a]
+    return [
+        GateItem("evidence binding", False, f"{option} names agent {agent!r}, which stack {spec.environment!r} does "
+                 f"not have (agents: {', '.join(sorted(spec.agents))})", "every bound agent exists")
+        for option, agent in bound if agent not in spec.agents
+    ]
+
+
 def evaluate_gates(
     *,
     project_dir: Path,
@@ -225,6 +238,7 @@ def evaluate_gates(
 ) -> GateReport:
     """The checklist for releasing ``candidates`` (agents) as configured in ``spec``/``plan``."""
     report = GateReport(stack, {a: spec.agents[a].release.version for a in candidates})
+    report.items += _binding_items(spec, evidence)
     for agent in candidates:
         report.items += _eval_items(agent, spec, evidence)
         report.items += _load_items(agent, spec, evidence)
