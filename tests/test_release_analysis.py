@@ -141,3 +141,11 @@ def test_next_step():
     assert next_step([5, 25, 50, 100], 5) == 25
     assert next_step([5, 25, 50, 100], 30) == 50
     assert next_step([10, 100], 100) == 100
+
+
+def test_a_missing_error_count_is_missing_data_not_zero_errors():
+    """Minutes whose error count is null do not count as minutes with 0 errors."""
+    canary = series("c", [100] * 10, [None] * 8 + [0, 0], [800.0] * 10)
+    r = run(canary, healthy("s", 2000))
+    assert r.verdict == HOLD and r.inconclusive
+    assert r.reason == "inconclusive (1 of 3): not enough canary data (200 requests in 2 min; need 50 in 3 min)"

@@ -455,3 +455,10 @@ def test_evidence_bound_to_a_misspelled_agent_fails_the_gate(project):
     assert [(i["ok"], i["evidence"]) for i in items] == [
         (False, "--memory names agent 'suport-bot', which stack 'production' does not have "
                 "(agents: research-agent, support-bot)")]
+
+
+def test_promote_holds_the_lock_of_the_stack_whose_ledger_it_also_writes(project):
+    prepare_promotion(project)
+    with stack_lock(project, "staging", "promote"):
+        with pytest.raises(LockBusy, match=r"^stack 'staging' is locked by another agentstage run \(promote by pid "):
+            flow.promote(project, "staging", "production", evidence())

@@ -94,9 +94,10 @@ def _totals(series: Series | None) -> _Totals:
     if series is None:
         return t
     for p in series.points:
-        if p.requests:
+        # a minute whose error count is missing is a minute without data, never one without errors
+        if p.requests and p.errors is not None:
             t.requests += p.requests
-            t.errors += p.errors or 0.0
+            t.errors += p.errors
             t.points += 1
         if p.latency_p99_ms is not None:
             t.latency.append(p.latency_p99_ms)

@@ -409,7 +409,9 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
     """Copy ``src``'s release manifests into ``dst`` and start their canaries, behind the gates."""
     if src_stack == dst_stack:
         raise ReleaseError("promote needs two different stacks, e.g. `agentstage promote staging production`", 2)
-    with stack_lock(project_dir, dst_stack, "promote"):
+    # both stacks' ledgers are written: hold both locks (in name order; a busy lock fails at once)
+    with stack_lock(project_dir, min(src_stack, dst_stack), "promote"), \
+            stack_lock(project_dir, max(src_stack, dst_stack), "promote"):
         src, dst = load_state(project_dir, src_stack), load_state(project_dir, dst_stack)
         change = Change(dst_stack, dst.path, False, old_text=dst.file.original)
         candidates = _candidates(src, dst, agents)
