@@ -163,3 +163,39 @@ def test_ledger_refuses_a_version_reused_with_other_contents(tmp_path):
     assert conflict is not None and conflict.stack == "staging" and conflict.fields == ["image"]
     assert conflict.message().endswith(
         "(differs in: image); a version is never reused with different contents: give the new manifest a new version")
+
+
+HAND_WRITTEN = """---
+# the production stack
+config:
+  gcp:project: acme-agents-prod
+  agent-platform:agents:
+    support-bot:
+      release:
+        version: 1.4.0
+      stable:
+        version: 1.3.2
+      # how the canary walks
+      rollout:
+        canary_percent: 5
+        steps:
+        - 5
+        - 100
+      invokers:
+          - serviceAccount:frontend@acme-agents-prod.iam.gserviceaccount.com
+"""
+
+
+def test_edits_keep_every_unrelated_byte_of_a_hand_written_file(tmp_path):
+    """A document marker, a comment above the edited block and a list indented its own way
+    survive: only the edited lines change."""
+    path = tmp_path / "Pulumi.production.yaml"
+    path.write_text(HAND_WRITTEN)
+    f = StackFile.load(path)
+    f.set_canary_percent("support-bot", 25)
+    assert f.dumps() == HAND_WRITTEN.replace("canary_percent: 5", "canary_percent: 25")
+    f = StackFile.load(path)
+    f.drop_stable("support-bot")
+    f.set_canary_percent("support-bot", None)
+    assert f.dumps() == HAND_WRITTEN.replace("      stable:\n        version: 1.3.2\n", "").replace(
+        "        canary_percent: 5\n", "")

@@ -10,6 +10,7 @@ one, never half of one.
 
 from __future__ import annotations
 
+import difflib
 import io
 import os
 import tempfile
@@ -89,6 +90,8 @@ class StackFile:
         self.doc = self._yaml.load(text)
         if not isinstance(self.doc, dict) or not isinstance(self.doc.get("config"), dict):
             raise StackFileError(f"{path}: expected a mapping with a 'config:' key")
+        #: how ruamel writes the unedited file: the edits are what differs from this
+        self._baseline = self._dump()
 
     @classmethod
     def load(cls, path: Path) -> StackFile:
@@ -175,10 +178,16 @@ class StackFile:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def dumps(self) -> str:
+    def _dump(self) -> str:
         out = io.StringIO()
         self._yaml.dump(self.doc, out)
         return out.getvalue()
+
+    def dumps(self) -> str:
+        """The edited file: the original text with only the edited lines changed (ruamel's
+        own output differs from a hand-written file in a document marker, list indentation,
+        where comments attach; see :func:`carry_over`)."""
+        return carry_over(self.original, self._baseline, self._dump())
 
     @property
     def changed(self) -> bool:
@@ -189,6 +198,51 @@ class StackFile:
         text = self.dumps()
         atomic_write(self.path, text)
         return text
+
+
+def _is_comment(line: str) -> bool:
+    return line.strip().startswith("#")
+
+
+def carry_over(original: str, baseline: str, edited: str) -> str:
+    """Apply to ``original`` the line edits that turn ``baseline`` (ruamel's rendering of
+    the unedited file) into ``edited``, so every line the edit did not touch stays
+    byte-identical: a leading ``---``, the file's own list indentation, blank lines. A comment
+    that ends a deleted block (ruamel attaches the comment above the next key to the block
+    before it) stays. When an edited line has no counterpart in the original (ruamel
+    rewrote that region), the whole of ``edited`` is returned."""
+    if edited == baseline:
+        return original
+    orig, base, new = (t.splitlines(keepends=True) for t in (original, baseline, edited))
+    where: dict[int, int] = {}  # baseline line -> original line, for identical lines
+    for a, b, n in difflib.SequenceMatcher(None, orig, base, autojunk=False).get_matching_blocks():
+        for k in range(n):
+            where[b + k] = a + k
+    patches: list[tuple[int, int, list[str]]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, base, new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if i1 < i2:
+            span = [where.get(i) for i in range(i1, i2)]
+            if None in span or span != list(range(span[0], span[0] + len(span))):  # type: ignore[operator]
+                return edited
+            start, end = span[0], span[-1] + 1  # type: ignore[operator]
+        elif i1 in where:
+            start = end = where[i1]
+        elif i1 - 1 in where:
+            start = end = where[i1 - 1] + 1
+        else:
+            return edited
+        lines = new[j1:j2]
+        if tag == "delete":  # keep the comments the deleted block ends with
+            kept = end
+            while kept > start and _is_comment(orig[kept - 1]):
+                kept -= 1
+            lines = orig[kept:end]
+        patches.append((start, end, lines))
+    for start, end, lines in sorted(patches, reverse=True):
+        orig[start:end] = lines
+    return "".join(orig)
 
 
 _RESOLVER = VersionedResolver()
