@@ -462,3 +462,46 @@ def test_promote_holds_the_lock_of_the_stack_whose_ledger_it_also_writes(project
     with stack_lock(project, "staging", "promote"):
         with pytest.raises(LockBusy, match=r"^stack 'staging' is locked by another agentstage run \(promote by pid "):
             flow.promote(project, "staging", "production", evidence())
+
+
+class FlakySource:
+    """A metrics source whose first reads fail, as Cloud Monitoring does now and then."""
+
+    name = "flaky"
+
+    def __init__(self, inner, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    def now(self):
+        return self.inner.now()
+
+    def fetch(self, *args):
+        from agentstage.release.metrics import MetricsError
+
+        if self.failures:
+            self.failures -= 1
+            raise MetricsError("Cloud Monitoring: 503 UNAVAILABLE")
+        return self.inner.fetch(*args)
+
+
+def test_watch_survives_transient_metrics_errors_and_stops_after_too_many(project, monkeypatch):
+    from agentstage.commands import rollout as cmd
+
+    clock = Clock()
+    monkeypatch.setattr(cmd, "CLOCK", clock)
+    monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
+    flaky = FlakySource(FileSource(DATA / "metrics-healthy.json", clock=clock), failures=2)
+    monkeypatch.setattr(cmd, "_source", lambda *a: flaky)
+    result = cli("rollout", "production", "-C", str(project), "--watch", "--interval", "60", "--max-wait", "3")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "metrics unavailable (1 of 5 in a row): Cloud Monitoring: 503 UNAVAILABLE; nothing was decided" in out
+    assert "metrics unavailable (2 of 5 in a row)" in out
+    assert [d["action"] for d in Ledger(project, "production").decisions("support-bot")][0] == "advance"
+
+    flaky.failures = 99
+    result = cli("rollout", "production", "-C", str(project), "--watch", "--interval", "60")
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "metrics unavailable (5 of 5 in a row)" in out
+    assert "stopping: the metrics could not be read 5 times in a row" in out

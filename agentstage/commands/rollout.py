@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentstage.commands.common import ProjectOpt, StackArg
 from agentstage.release.cli import EXIT_ROLLED_BACK, AgentOpt, ApplyOpt, JsonOpt, apply_or_explain, guarded
@@ -23,6 +24,9 @@ def _now():
 #: Clock and sleep of --watch (injectable: tests replace them with a simulated clock).
 CLOCK = _now
 SLEEP = time.sleep
+#: With --watch, how many analyses in a row may fail to read the metrics before the command
+#: stops (the canaries stay where they are).
+MAX_METRICS_FAILURES = 5
 
 
 def _source(project: Path, stack: str, metrics_file: Path | None) -> Any:
@@ -75,10 +79,34 @@ def rollout(
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:>3.0f}%"),
                         console=console, transient=False, disable=not watch or as_json)
     tasks: dict[str, Any] = {}
+    failures = 0
+
+    def analyse_once(source: Any) -> tuple[Any, Exception | None]:
+        from agentstage.release.metrics import MetricsError
+
+        try:
+            return rollout_once(project, stack, source, clock=CLOCK, skip_bake=skip_bake, agents=agent), None
+        except MetricsError as err:
+            if not watch:
+                raise
+            return None, err  # a transient Monitoring failure must not end --watch
+
     with progress:
         while True:
             source = guarded(lambda: _source(project, stack, metrics_file))
-            change = guarded(lambda: rollout_once(project, stack, source, clock=CLOCK, skip_bake=skip_bake, agents=agent))
+            change, error = guarded(lambda: analyse_once(source))
+            if error is not None:
+                failures += 1
+                progress.console.print(
+                    f"[yellow]metrics unavailable[/] ({failures} of {MAX_METRICS_FAILURES} in a row): {escape(str(error))}; "
+                    "nothing was decided, every canary stays where it is", soft_wrap=True)
+                if failures >= MAX_METRICS_FAILURES:
+                    console.print(f"stopping: the metrics could not be read {failures} times in a row; run "
+                                  "`agentstage rollout` again once they can", soft_wrap=True)
+                    raise typer.Exit(1)
+                SLEEP(interval)
+                continue
+            failures = 0
             rolled_back |= any(a.verdict == ROLLBACK for a in change.analyses)
             iterations.append({"time": CLOCK().isoformat(), "wrote": change.wrote, "message": change.message,
                                "diff": change.diff.to_json() if change.diff else None, "decisions": change.decisions})
