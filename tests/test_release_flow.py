@@ -505,3 +505,20 @@ def test_watch_survives_transient_metrics_errors_and_stops_after_too_many(projec
     out = " ".join(result.output.split())
     assert "metrics unavailable (5 of 5 in a row)" in out
     assert "stopping: the metrics could not be read 5 times in a row" in out
+
+
+def test_an_unbound_load_test_cannot_stand_for_several_agents(project):
+    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
+            "--load-test", str(DATA / "locust-ok"), "--agent", "support-bot", "--agent", "research-agent", "--json"]
+    report = json.loads(cli(*args).output)
+    items = {(i["agent"], i["name"]): i for i in report["items"]}
+    assert items[("research-agent", "load test")]["evidence"] == (
+        "a load test given without an agent cannot stand for several agents released together: bind it, "
+        "--load-test research-agent=PATH")
+    assert items[("support-bot", "load test")]["ok"] is False
+    bound = json.loads(cli("gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
+                           "--load-test", f"support-bot={DATA / 'locust-ok'}", "--agent", "support-bot",
+                           "--agent", "research-agent", "--json").output)
+    items = {(i["agent"], i["name"]): i for i in bound["items"]}
+    assert items[("support-bot", "load test p99")]["ok"] is True
+    assert items[("research-agent", "load test")]["evidence"] == "no load test given (--load-test Locust --csv output)"

@@ -100,9 +100,17 @@ def _eval_items(agent: str, spec: PlatformSpec, evidence: Evidence) -> list[Gate
     return items
 
 
-def _load_items(agent: str, spec: PlatformSpec, evidence: Evidence) -> list[GateItem]:
-    lt = evidence.load_tests.get(agent) or evidence.load_tests.get(None)
+def _load_items(agent: str, spec: PlatformSpec, evidence: Evidence, shared: bool = False) -> list[GateItem]:
+    """``shared``: several agents are released at once, so a load test given without an agent
+    (``--load-test PATH``) cannot tell which agent it measured."""
+    lt = evidence.load_tests.get(agent)
     limits = spec.gates.load_test
+    if lt is None and evidence.load_tests.get(None) is not None:
+        if shared:
+            return [GateItem("load test", False,
+                             "a load test given without an agent cannot stand for several agents released together: "
+                             f"bind it, --load-test {agent}=PATH", f"a load test of {agent}", agent)]
+        lt = evidence.load_tests[None]
     if lt is None:
         return [GateItem("load test", False, "no load test given (--load-test Locust --csv output)",
                          f"p99 <= {limits.p99_ms} ms, errors < {limits.max_error_rate:.0%}", agent)]
@@ -241,7 +249,7 @@ def evaluate_gates(
     report.items += _binding_items(spec, evidence)
     for agent in candidates:
         report.items += _eval_items(agent, spec, evidence)
-        report.items += _load_items(agent, spec, evidence)
+        report.items += _load_items(agent, spec, evidence, shared=len(candidates) > 1)
         report.items += _memory_items(agent, spec, evidence)
         report.items += _cost_items(agent, spec, raw_budget, evidence)
         report.items += _rollback_items(agent, spec, spec.service_name(agent))
