@@ -170,3 +170,19 @@ def test_an_all_zero_memory_series_is_refused(tmp_path):
     assert str(err.value) == (
         f"memory series {path}: memory_bytes must be finite, not negative, and not all zero (an empty measurement "
         "proves nothing about a leak)")
+
+
+def test_a_metrics_file_names_a_release_without_its_digest_only_when_unambiguous(tmp_path):
+    import datetime as dt
+
+    now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    path = tmp_path / "m.json"
+    one = {"requests": [10], "errors": [0], "latency_p99_ms": [5]}
+    path.write_text(json.dumps({"revisions": {"svc-1-4-0": one, "svc-1-3-2": one}}))
+    source = FileSource(path, clock=lambda: now)
+    window = (now - dt.timedelta(minutes=5), now)
+    assert set(source.fetch("svc", ["svc-1-4-0-93457a87", "svc-1-3-2"], *window)) == {"svc-1-4-0-93457a87", "svc-1-3-2"}
+    # two revisions that shorten to the same name: neither borrows the other's series
+    assert set(source.fetch("svc", ["svc-1-4-0-93457a87", "svc-1-4-0-0badcafe"], *window)) == set()
+    # a requested revision that is itself the short name keeps its own series only
+    assert set(source.fetch("svc", ["svc-1-3-2-abcdef12", "svc-1-3-2"], *window)) == {"svc-1-3-2"}

@@ -115,7 +115,9 @@ class FileSource:
 
     A revision is looked up by its exact name, else by its name without the template digest
     (``support-bot-1-4-0`` for ``support-bot-1-4-0-93457a87``): a hand-written file can name
-    the release's revision whatever template it runs."""
+    the release's revision whatever template it runs. That fallback is used only when it is
+    unambiguous: the shorter name is not itself asked for, and no other revision asked for
+    shortens to it."""
 
     name = "metrics file"
 
@@ -158,8 +160,13 @@ class FileSource:
         last = self.now()
         step = dt.timedelta(seconds=self.data.interval_seconds)
         out: dict[str, Series] = {}
+        short = {r: _DIGEST_SUFFIX.sub("", r) for r in revisions}
         for revision in revisions:
-            data = self.data.revisions.get(revision) or self.data.revisions.get(_DIGEST_SUFFIX.sub("", revision))
+            data = self.data.revisions.get(revision)
+            alias = short[revision]
+            if data is None and alias != revision and alias not in short and \
+                    sum(1 for s in short.values() if s == alias) == 1:
+                data = self.data.revisions.get(alias)
             if data is None:
                 continue
             n = len(data.requests)
