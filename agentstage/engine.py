@@ -421,13 +421,17 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
 
 @contextmanager
 def _program_path(root: Path) -> Iterator[None]:
-    saved_path, saved_cwd = list(sys.path), os.getcwd()
-    sys.path.insert(0, str(root))
+    """The program's directory first on ``sys.path`` (and as the working directory) while it
+    runs. ``sys.path`` is rebound to a new list, never changed in place: an import running on
+    another thread meanwhile (the policy runner's) walks the list it started with, which an
+    in-place insert or restore would shift under it, skipping site-packages."""
+    saved_path, saved_cwd = sys.path, os.getcwd()
+    sys.path = [str(root), *saved_path]
     os.chdir(root)
     try:
         yield
     finally:
-        sys.path[:] = saved_path
+        sys.path = saved_path
         os.chdir(saved_cwd)
 
 

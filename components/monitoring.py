@@ -27,7 +27,6 @@ __all__ = [
     "MonitoringContext",
     "RevisionRef",
     "agent_revisions",
-    "canary_of",
     "run_filter",
     "documentation",
     "alert_policy",
@@ -76,10 +75,6 @@ def agent_revisions(spec: AgentSpec, release_revision: str, stable_revision: str
     ]
 
 
-def canary_of(revisions: Sequence[RevisionRef]) -> RevisionRef | None:
-    return next((r for r in revisions if r.role == "candidate"), None)
-
-
 @dataclass(frozen=True)
 class MonitoringContext:
     """One agent as its monitoring sees it.
@@ -99,7 +94,7 @@ class MonitoringContext:
 
     @property
     def canary(self) -> RevisionRef | None:
-        return canary_of(self.revisions)
+        return next((r for r in self.revisions if r.role == "candidate"), None)
 
 
 def run_filter(metric: str, service: str, *, revision: str | None = None, extra: Sequence[str] = ()) -> str:

@@ -555,7 +555,6 @@ class PolicyPackProcess:
         one's backlog of ``Analyze`` calls (``large_plan``: from how many resources on;
         default :data:`LARGE_PLAN`). Returns (plan, report)."""
         started = time.perf_counter()
-        _import_before_threads()
         helper = _StackHelper(self, settings or {}, source)
         stream = _AnalysisStream(
             self, self.project, self.stack, on_large=helper.start, large_plan=large_plan, use_wire=True
@@ -655,20 +654,6 @@ class PolicyPackProcess:
         )
         report.locator = lambda rep: _locate_agents(rep, plan)
         return report
-
-
-def _import_before_threads() -> None:
-    """Import, on this thread, every module the connector and helper threads would import.
-
-    While the program runs, the offline engine puts the project directory on ``sys.path`` and
-    takes it off again at the end (``engine._program_path``). An import running on another
-    thread at that moment walks a list that shrinks under it and can skip the site-packages
-    entry: a sporadic ``No module named 'rpds'`` (jsonschema's dependency) or ``'attr'``. So
-    those threads must find their modules already imported."""
-    import grpc  # noqa: F401
-    import jsonschema  # noqa: F401
-    from google.protobuf import empty_pb2, json_format, struct_pb2  # noqa: F401
-    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2, engine_pb2_grpc  # noqa: F401
 
 
 class _StackHelper:

@@ -422,7 +422,8 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
         if reasons:
             raise ReleaseError(f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons)
         before = _plan(dst.project_dir, dst_stack)
-        text = _edit_promotion(src, dst, candidates, template_revisions(before, dst.spec))
+        running = template_revisions(before, dst.spec)
+        text = _edit_promotion(src, dst, candidates, running)
         with _edited_config(dst, text) as cfg:
             report, after = _gates_on(dst, text, cfg, candidates, evidence)
         from agentstage.diff import diff_plans
@@ -437,7 +438,6 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
             return change
         dst.file.save()
         change.wrote = True
-        running = template_revisions(before, dst.spec)
         for a in candidates:
             if dst.spec.agents[a].stable is None:
                 change.notes.append(
