@@ -7,3 +7,4 @@ from components import AgentPlatform
 
 platform = AgentPlatform("platform", load_platform(), secret_env=is_secret_key(f"{NAMESPACE}:agents"))
 pulumi.export("agents", platform.agents)
+pulumi.export("traffic", platform.traffic)  # read by `agentstage` as observed state without Google credentials

@@ -5,6 +5,11 @@ onto it and turns pydantic errors into messages that name the full config key, t
 and what is allowed, e.g.::
 
     agent-platform:agents.support-bot.release.image: "acme/bot:latest" is not pinned by digest; ...
+
+The keys live in a config namespace: Pulumi's default namespace of a project is its name in
+``Pulumi.yaml`` (``agent-platform`` for the reference platform, ``triage-team`` for
+``examples/team-stack``). Every function here takes the ``namespace`` (default: the reference
+platform's).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from components.spec import PlatformSpec, SpecIssue
 
 __all__ = ["NAMESPACE", "ConfigError", "platform_from_config", "load_platform", "load_model", "config_key"]
 
-#: The Pulumi project name, and so the config namespace of the platform's keys.
+#: The reference platform's Pulumi project name, and so the config namespace of its keys (the
+#: default of every ``namespace`` argument; another project's namespace is its own name).
 NAMESPACE = "agent-platform"
 
 #: Spec fields read from another provider's namespace.
@@ -37,17 +43,17 @@ class ConfigError(pulumi.RunError):
         super().__init__("invalid stack config:\n  " + "\n  ".join(issues))
 
 
-def config_key(field: str) -> str:
+def config_key(field: str, namespace: str = NAMESPACE) -> str:
     """The Pulumi config key of a top-level spec field."""
-    return _FOREIGN_KEYS.get(field, f"{NAMESPACE}:{field}")
+    return _FOREIGN_KEYS.get(field, f"{namespace}:{field}")
 
 
-def _field_of(key: str) -> str | None:
+def _field_of(key: str, namespace: str) -> str | None:
     for field, foreign in _FOREIGN_KEYS.items():
         if key == foreign:
             return field
-    if key.startswith(NAMESPACE + ":"):
-        return key[len(NAMESPACE) + 1 :]
+    if key.startswith(namespace + ":"):
+        return key[len(namespace) + 1 :]
     return None
 
 
@@ -61,19 +67,22 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def platform_from_config(values: Mapping[str, Any], model: type[BaseModel] = PlatformSpec) -> Any:
+def platform_from_config(
+    values: Mapping[str, Any], model: type[BaseModel] = PlatformSpec, *, namespace: str = NAMESPACE
+) -> Any:
     """Validate Pulumi config ``values`` (full keys -> values, objects as JSON text or
-    already decoded) into ``model``. Keys of other namespaces (``gcp:zone``...) are ignored;
-    unknown keys of the platform namespace are errors. Raises :class:`ConfigError`."""
+    already decoded) into ``model``, the spec fields being the keys of ``namespace``. Keys of
+    other namespaces (``gcp:zone``...) are ignored; unknown keys of ``namespace`` are errors.
+    Raises :class:`ConfigError`."""
     data: dict[str, Any] = {}
     issues: list[str] = []
-    allowed = [config_key(f) for f in model.model_fields]
+    allowed = [config_key(f, namespace) for f in model.model_fields]
     for key, value in values.items():
-        field = _field_of(key)
+        field = _field_of(key, namespace)
         if field is None:
             continue
         if field not in model.model_fields:
-            if key.startswith(NAMESPACE + ":"):
+            if key.startswith(namespace + ":"):
                 issues.append(f"{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
             continue
         data[field] = _decode(value)
@@ -82,16 +91,17 @@ def platform_from_config(values: Mapping[str, Any], model: type[BaseModel] = Pla
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_errors(err, model)) from None
+        raise ConfigError(format_errors(err, model, namespace=namespace)) from None
 
 
-def load_platform(model: type[BaseModel] = PlatformSpec) -> Any:
-    """Read the running Pulumi program's stack config and validate it. In a real
-    ``pulumi up`` the language host has put every config value in the runtime's map;
-    under the offline engine the same map is set from the stack file."""
+def load_platform(model: type[BaseModel] = PlatformSpec, *, namespace: str = NAMESPACE) -> Any:
+    """Read the running Pulumi program's stack config and validate it (the keys of
+    ``namespace``; a project other than the reference platform passes its own,
+    ``pulumi.get_project()``). In a real ``pulumi up`` the language host has put every config
+    value in the runtime's map; under the offline engine the same map is set from the stack file."""
     values = dict(pulumi.runtime.get_config_env())
     values.update(pulumi.runtime.config.CONFIG.get())
-    return platform_from_config(values, model)
+    return platform_from_config(values, model, namespace=namespace)
 
 
 def load_model(model: type[BaseModel], key: str) -> Any:
@@ -116,13 +126,13 @@ def is_secret_key(key: str) -> bool:
 # --- error formatting ----------------------------------------------------------------------
 
 
-def _path(loc: tuple[Any, ...], key: str | None = None) -> str:
+def _path(loc: tuple[Any, ...], key: str | None = None, namespace: str = NAMESPACE) -> str:
     if key is not None:
         head, rest = key, list(loc)
         out = head
     else:
         head, *rest = loc
-        out = config_key(str(head))
+        out = config_key(str(head), namespace)
     for part in rest:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
@@ -182,11 +192,13 @@ _TYPE_WORDS = {
 }
 
 
-def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec, key: str | None = None) -> list[str]:
+def format_errors(
+    err: ValidationError, model: type[BaseModel] = PlatformSpec, key: str | None = None, *, namespace: str = NAMESPACE
+) -> list[str]:
     """One message per pydantic error: ``<full key>: <value> <what is wrong; what is allowed>``.
 
     ``key``: the config key the whole model was read from (default: the model is the
-    platform namespace itself, each field its own key)."""
+    config ``namespace`` itself, each field its own key)."""
     messages: list[str] = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
@@ -196,14 +208,14 @@ def format_errors(err: ValidationError, model: type[BaseModel] = PlatformSpec, k
             full = loc + issue.path
             value = issue.value if issue.has_value else e.get("input")
             if not full:
-                messages.append(f"{key or NAMESPACE}: {issue.message}")
+                messages.append(f"{key or namespace}: {issue.message}")
                 continue
-            messages.append(f"{_path(full, key)}: {_value(value)} {issue.message}")
+            messages.append(f"{_path(full, key, namespace)}: {_value(value)} {issue.message}")
             continue
         if not loc and key is None:
-            messages.append(f"{NAMESPACE}: {e['msg']}")
+            messages.append(f"{namespace}: {e['msg']}")
             continue
-        where = _path(loc, key)
+        where = _path(loc, key, namespace)
         if kind == "missing":
             messages.append(f"{where}: required key is missing")
         elif kind == "extra_forbidden":

@@ -16,10 +16,11 @@ from components.revision import revision_name, template_digest
 from components.spec import AgentSpec, ProbeSpec, feature_env, parse_secret_ref
 from components.traffic import traffic_targets
 
-__all__ = ["CloudRunAgent", "release_env", "revision_template"]
+__all__ = ["CloudRunAgent", "live_traffic", "release_env", "revision_template"]
 
 INVOKER = "roles/run.invoker"
 GEN1 = "EXECUTION_ENVIRONMENT_GEN1"
+LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 
 
 def release_env(spec: AgentSpec) -> dict[str, str]:
@@ -33,6 +34,21 @@ def release_env(spec: AgentSpec) -> dict[str, str]:
     if r.memory_schema:
         env["AGENT_MEMORY_SCHEMA"] = r.memory_schema
     return env
+
+
+def live_traffic(
+    statuses: Sequence[Mapping[str, Any]] | None, latest_ready_revision: str | None
+) -> list[dict[str, Any]]:
+    """The service's ``traffic_statuses`` (the traffic Cloud Run serves) as
+    ``[{"revision", "percent", "tag"}]``: short revision names, a LATEST target resolved to
+    ``latest_ready_revision``, no tag as None."""
+    latest = (latest_ready_revision or "").rsplit("/", 1)[-1]
+    out = []
+    for status in statuses or []:
+        revision = status.get("revision") or (latest if status.get("type") == LATEST else "")
+        out.append({"revision": revision.rsplit("/", 1)[-1], "percent": int(status.get("percent") or 0),
+                    "tag": status.get("tag") or None})
+    return out
 
 
 def _member_key(member: str) -> str:
@@ -112,7 +128,8 @@ class CloudRunAgent(pulumi.ComponentResource):
 
     Outputs: ``url`` (resolves only after the invoker grants and the identity's grants
     exist), ``service_name``, ``release_revision``, ``stable_revision`` (None without a
-    canary), ``service_account_email``. Plain attributes: ``revision`` and
+    canary), ``service_account_email``, ``live_traffic`` (the traffic the service serves,
+    from its ``traffic_statuses``: :func:`live_traffic`). Plain attributes: ``revision`` and
     ``stable_revision_name`` (the same names, for other components of the program).
     """
 
@@ -121,6 +138,7 @@ class CloudRunAgent(pulumi.ComponentResource):
     release_revision: pulumi.Output[str]
     stable_revision: pulumi.Output[str | None]
     service_account_email: pulumi.Output[str]
+    live_traffic: pulumi.Output[list[dict[str, Any]]]
 
     def __init__(
         self,
@@ -209,6 +227,8 @@ class CloudRunAgent(pulumi.ComponentResource):
         self.release_revision = pulumi.Output.from_input(self.revision)
         self.stable_revision = pulumi.Output.from_input(self.stable_revision_name)
         self.service_account_email = identity.email
+        self.live_traffic = pulumi.Output.all(self.service.traffic_statuses, self.service.latest_ready_revision).apply(
+            lambda values: live_traffic(values[0], values[1]))
         self.register_outputs(
             {
                 "url": self.url,
@@ -216,5 +236,6 @@ class CloudRunAgent(pulumi.ComponentResource):
                 "release_revision": self.release_revision,
                 "stable_revision": self.stable_revision,
                 "service_account_email": self.service_account_email,
+                "live_traffic": self.live_traffic,
             }
         )

@@ -88,3 +88,9 @@ TRACING_ENV = (
 
 #: The traffic tag of a canary candidate (its own URL: https://canary---<service host>).
 CANARY_TAG = "canary"
+
+
+def signal_metric_name(service: str, signal: str) -> str:
+    """Name of an agent signal's log-based metric: ``agentstage/<service>/<signal>``; its
+    Monitoring type is ``logging.googleapis.com/user/<name>``."""
+    return f"agentstage/{service}/{signal}"

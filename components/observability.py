@@ -26,17 +26,18 @@ from components.spec import PlatformSpec
 __all__ = ["AgentObservability", "tracing_env"]
 
 
-def tracing_env(spec: PlatformSpec, agent: str) -> dict[str, str]:
-    """OpenTelemetry env vars of ``agent``: service name (the Cloud Run service), version
-    (the release version) and environment as resource attributes, and a parent-based
-    trace-id-ratio sampler at the environment's sample rate. Empty when tracing is off."""
+def tracing_env(spec: PlatformSpec, agent: str, service: str | None = None) -> dict[str, str]:
+    """OpenTelemetry env vars of ``agent``: service name (the Cloud Run service: ``service``,
+    default the platform's name for it), version (the release version) and environment as
+    resource attributes, and a parent-based trace-id-ratio sampler at the environment's sample
+    rate. Empty when tracing is off."""
     tracing = spec.tracing
     if not tracing.enabled:
         return {}
     release = spec.agents[agent].release
     rate = tracing.effective_sample_rate(spec.is_production)
     env = {
-        "OTEL_SERVICE_NAME": spec.service_name(agent),
+        "OTEL_SERVICE_NAME": service or spec.service_name(agent),
         "OTEL_RESOURCE_ATTRIBUTES": (
             f"service.version={release.version},deployment.environment.name={spec.environment},"
             f"service.namespace=agentstage,gcp.project_id={spec.project}"

@@ -26,10 +26,13 @@ class AgentPlatform(pulumi.ComponentResource):
     notification channels) and ``AgentBudget``, each from its section of the spec.
 
     ``secret_env`` marks plain env values secret (set when the agents config holds
-    ``secure:`` values). Outputs: ``agents`` (agent -> url, service, revisions, identity).
+    ``secure:`` values). Outputs: ``agents`` (agent -> url, service, revisions, identity) and
+    ``traffic`` (service name -> the traffic it serves, ``[{revision, percent, tag}]`` from its
+    ``traffic_statuses``: what the release flow reads as observed state without credentials).
     """
 
     agents: pulumi.Output[Mapping[str, Mapping[str, object]]]
+    traffic: pulumi.Output[Mapping[str, list[Mapping[str, object]]]]
 
     def __init__(
         self,
@@ -122,4 +125,7 @@ class AgentPlatform(pulumi.ComponentResource):
                 for agent, svc in self.services.items()
             }
         )
-        self.register_outputs({"agents": self.agents})
+        self.traffic = pulumi.Output.from_input(
+            {spec.service_name(agent): svc.live_traffic for agent, svc in self.services.items()}
+        )
+        self.register_outputs({"agents": self.agents, "traffic": self.traffic})

@@ -44,7 +44,7 @@ from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
 )
 
-from components.contract import COMPONENT_TYPES
+from components.contract import COMPONENT_TYPES, signal_metric_name
 from components.monitoring import MIN_MISSING_DATA_DURATION, REVISION_LABEL, MonitoringContext, alert_policy
 
 __all__ = ["AgentSignals", "signal_metric_name", "log_filter", "SIGNALS"]
@@ -66,9 +66,6 @@ SIGNALS: dict[str, tuple[str, str]] = {
 }
 
 
-def signal_metric_name(service: str, signal: str) -> str:
-    """Name of a signal's log-based metric: ``agentstage/<service>/<signal>``."""
-    return f"agentstage/{service}/{signal}"
 
 
 def log_filter(service: str, signal: str) -> str:

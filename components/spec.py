@@ -776,7 +776,7 @@ class PlatformSpec(StrictModel):
     @classmethod
     def _agents(cls, v: dict[str, AgentSpec]) -> dict[str, AgentSpec]:
         if not v:
-            raise SpecIssue("has no agents; define at least one agent under agent-platform:agents")
+            raise SpecIssue("has no agents; define at least one agent under it (agents.<name>)")
         return v
 
     @model_validator(mode="after")

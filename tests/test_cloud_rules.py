@@ -227,7 +227,7 @@ def _plans(tmp: Path) -> dict[str, Plan]:
     plans = {stack: run_plan(ROOT, stack) for stack in ("production", "staging")}
     gen_dir, gen_stack = write_project(tmp / "gen", 12)
     plans["generated-12"] = run_plan(gen_dir, gen_stack)
-    plans["team-stack"] = run_plan(ROOT / "examples" / "team-stack", "dev")
+    plans["team-stack"] = run_plan(ROOT / "examples" / "team-stack", "production")
     return plans
 
 

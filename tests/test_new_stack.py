@@ -235,7 +235,8 @@ def _risky_config(case: str, directory: Path) -> Path:
 CASES: dict[str, tuple[Path, str, str | None]] = {
     "production": (ROOT, "production", None),
     "staging": (ROOT, "staging", None),
-    "examples/team-stack dev": (EXAMPLES / "team-stack", "dev", None),
+    "examples/team-stack production": (EXAMPLES / "team-stack", "production", None),
+    "examples/team-stack staging": (EXAMPLES / "team-stack", "staging", None),
     "examples/release production": (EXAMPLES / "release", "production", None),
     "examples/release staging": (EXAMPLES / "release", "staging", None),
     **{f"risky production: {case}": (ROOT, "production", case) for case in RISKY},

@@ -1,151 +1,285 @@
-"""Canary analysis: every decision path (advance, complete, hold, roll back, inconclusive)."""
+"""The canary judge and the rollout state machine, on hand-built minute series: every finding
+of the release-trust issue that the judge answers has a test here."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
+import numpy as np
 import pytest
+from scipy.stats import norm
 
-from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, analyse, next_step
-from agentstage.release.metrics import Point, Series
+from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, judge
+from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series, quantile
+from agentstage.release.state import (AWAITING_DEPLOY, BAKING, HELD, PAUSED, WATCHING, CanaryState, Observation,
+                                      decide)
 from components.spec import AgentSpec
 from tests.conftest import load_stack
 
-NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+BOUNDS = np.asarray(DEFAULT_BOUNDS_MS)
 
 
-def spec(**rollout) -> AgentSpec:
-    data = load_stack("production")["agent-platform:agents"]["support-bot"]
-    data["rollout"].update(rollout)
-    return AgentSpec.model_validate(data)
+def spec(**analysis) -> AgentSpec:
+    raw = load_stack("production")["agent-platform:agents"]["support-bot"]
+    raw = {**raw, "rollout": {**raw["rollout"], "analysis": analysis}}
+    return AgentSpec.model_validate(raw)
 
 
-def series(name, requests, errors, latency, minutes=10):
-    pts = [Point(NOW - dt.timedelta(minutes=minutes - 1 - i), requests[i], errors[i], latency[i]) for i in range(minutes)]
-    return Series(name, pts)
+def latency_row(n: float, median: float, sigma: float = 0.5) -> list[float]:
+    cdf = norm.cdf((np.log(BOUNDS) - math.log(median)) / sigma)
+    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+    return list(np.round(probs * n))
 
 
-def healthy(name, n=100, lat=800.0, err=0):
-    return series(name, [n] * 10, [err] * 10, [lat + (i % 3) * 10 for i in range(10)])
+def series(name: str, minutes: int, per_minute: float, errors: float, *, median: float = 400, start: int = 0,
+           throttled: float = 0.0, memory=None, incident_minute: tuple[int, ...] = (), error_minutes=None,
+           signals=None) -> Series:
+    ends = [T0 + dt.timedelta(minutes=start + i + 1) for i in range(minutes)]
+    lat = []
+    for i in range(minutes):
+        lat.append(latency_row(per_minute, 10_000 if i in (incident_minute or ()) else median))
+    errs = [errors * per_minute if error_minutes is None else (errors * per_minute if i in error_minutes else 0.0)
+            for i in range(minutes)]
+    return Series.build(name, ends, requests=[per_minute] * minutes, errors=errs,
+                        throttled=[throttled * per_minute] * minutes, latency=lat, bounds=BOUNDS,
+                        memory=memory if memory is not None else [0.5] * minutes, signals=signals)
 
 
-def run(canary, stable, *, started=NOW - dt.timedelta(minutes=15), streak=0, skip=False, **rollout):
-    return analyse("support-bot", spec(**rollout), canary=canary, stable=stable, now=NOW, step_started=started,
-                   inconclusive_streak=streak, skip_bake=skip)
+def check(checks, name):
+    return next(c for c in checks if c.name == name)
 
 
-def test_healthy_canary_after_bake_advances_to_the_next_step():
-    r = run(healthy("c"), healthy("s", 2000))
-    assert (r.verdict, r.to_percent) == (ADVANCE, 25)
-    assert r.reason == "all checks passed (15 of 10 min baked); advance 5% -> 25%"
-    assert [c.name for c in r.checks] == ["error_rate", "latency_p99_ms", "latency_vs_stable", "errors_vs_stable"]
-    assert all(c.ok for c in r.checks)
-    assert r.statistics["latency"]["test"] == "mann-whitney-u" and r.statistics["errors"]["test"] == "two-proportion-z"
+# --- the judge ----------------------------------------------------------------------------------
 
 
-def test_last_step_completes():
-    r = run(healthy("c"), healthy("s", 2000), canary_percent=50)
-    assert (r.verdict, r.to_percent) == (COMPLETE, 100)
-    assert r.reason.endswith("the release takes all traffic")
+def test_an_identical_canary_passes_every_check_with_little_evidence():
+    s = spec()
+    checks = judge(s, series("c", 30, 120, 0.01), series("s", 30, 2280, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=30))
+    by = {c.name: c for c in checks}
+    assert by["errors_vs_stable"].ok and by["errors_vs_stable"].evidence < 2
+    assert by["latency_vs_stable"].ok and by["error_rate"].ok and by["latency_p99_ms"].ok
+    assert by["errors_vs_stable"].bound == 5 / 0.01  # five checks share alpha = 0.01
 
 
-def test_bake_time_not_elapsed_holds():
-    r = run(healthy("c"), healthy("s", 2000), started=NOW - dt.timedelta(minutes=4))
-    assert r.verdict == HOLD and not r.inconclusive
-    assert r.reason == "baking: 4 of 10 min baked"
+def test_five_times_the_errors_is_rolled_back_and_the_record_says_why_in_words():
+    checks = judge(spec(), series("c", 10, 120, 0.05), series("s", 10, 2280, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=10))
+    c = check(checks, "errors_vs_stable")
+    assert c.ok is False and c.value == pytest.approx(0.05) and c.baseline == pytest.approx(0.01)
+    assert c.detail.startswith("canary 5.00% of 1,200 requests vs stable 1.00% of 22,800; evidence of a regression ")
+    assert "rolls back at 500x" in c.detail
+    assert "conditional binomial" in c.test
 
 
-def test_skip_bake_advances_at_once():
-    r = run(healthy("c"), healthy("s", 2000), started=NOW - dt.timedelta(minutes=1), skip=True)
-    assert r.verdict == ADVANCE
+def test_small_counts_are_judged_exactly_not_by_a_normal_approximation():
+    # 60 canary requests, 2 errors vs stable's 1%: a pooled z-test calls this significant at 5%;
+    # the exact conditional test sees nothing
+    checks = judge(spec(), series("c", 10, 6, 1 / 30), series("s", 10, 114, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=10))
+    assert check(checks, "errors_vs_stable").ok is True
 
 
-def test_error_spike_rolls_back_even_while_baking():
-    canary = series("c", [100] * 10, [5] * 10, [800.0] * 10)
-    r = run(canary, healthy("s", 2000), started=NOW - dt.timedelta(minutes=6))
-    assert (r.verdict, r.to_percent) == (ROLLBACK, 0)
-    assert r.reason.startswith("error rate 5.00% > 2.00%")
-    assert r.checks[0].ok is False and r.checks[0].value == pytest.approx(0.05)
+def test_tolerance_is_relative_so_a_reliable_service_still_catches_a_tenfold_regression():
+    # stable 0.05% errors, canary 0.5%: far under the old absolute tolerance of 0.5 points
+    checks = judge(spec(), series("c", 20, 1200, 0.005), series("s", 20, 10800, 0.0005), rollout_start=T0,
+                   step_start=T0, now=T0 + dt.timedelta(minutes=20))
+    assert check(checks, "errors_vs_stable").ok is False
 
 
-def test_latency_over_threshold_rolls_back():
-    canary = series("c", [100] * 10, [0] * 10, [2600.0] * 10)
-    r = run(canary, healthy("s", 2000))
-    assert r.verdict == ROLLBACK
-    assert "p99 latency 2600 ms > 2000 ms" in r.reason
+def test_the_absolute_tolerance_keeps_negligible_differences_from_rolling_back():
+    # canary 0.02% vs stable 0.01%: twice as many, but 0.01 points apart (< 0.2 points)
+    checks = judge(spec(), series("c", 30, 50_000, 0.0002), series("s", 30, 50_000, 0.0001), rollout_start=T0,
+                   step_start=T0, now=T0 + dt.timedelta(minutes=30))
+    assert check(checks, "errors_vs_stable").ok is True
 
 
-def test_latency_regression_against_stable_rolls_back_below_the_static_threshold():
-    canary = series("c", [100] * 10, [0] * 10, [1500.0 + i for i in range(10)])
-    r = run(canary, healthy("s", 2000, lat=800.0))
-    assert r.verdict == ROLLBACK
-    assert r.reason.startswith("latency regression vs stable (median 1504 ms vs 810 ms, Mann-Whitney p=")
-    assert r.statistics["latency"]["p_value"] < 0.05
+def test_429s_count_as_failed_requests():
+    checks = judge(spec(), series("c", 10, 600, 0.0, throttled=0.08), series("s", 10, 2000, 0.0, throttled=0.002),
+                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10))
+    assert check(checks, "errors_vs_stable").ok is False
+    assert check(checks, "error_rate").ok is False
 
 
-def test_small_significant_latency_difference_within_tolerance_passes():
-    canary = series("c", [100] * 10, [0] * 10, [840.0 + i for i in range(10)])
-    stable = series("s", [2000] * 10, [0] * 10, [800.0 + i for i in range(10)])
-    r = run(canary, stable)
-    assert r.statistics["latency"]["significant"] and not r.statistics["latency"]["regression"]
-    assert r.verdict == ADVANCE
+def test_a_null_error_count_is_missing_data_never_zero_errors():
+    c = series("c", 10, 120, 0.05)
+    c.errors[:] = np.nan
+    checks = judge(spec(), c, series("s", 10, 2280, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=10))
+    e = check(checks, "errors_vs_stable")
+    assert e.ok is None and e.detail == "no canary error data"
 
 
-def test_error_regression_against_stable_rolls_back_below_the_static_threshold():
-    canary = series("c", [1000] * 10, [15] * 10, [800.0] * 10)  # 1.5% < 2% threshold
-    stable = series("s", [5000] * 10, [5] * 10, [800.0] * 10)   # 0.1%
-    r = run(canary, stable)
-    assert r.verdict == ROLLBACK
-    assert r.reason.startswith("error regression vs stable (1.50% vs 0.10%, two-proportion p=")
+def test_the_p99_is_pooled_from_the_distributions_not_a_mean_of_minute_p99s():
+    # a true p99 of 2400 ms at 2 req/s (120 requests a minute): the mean of the per-minute p99s
+    # is biased low, the p99 of the merged distribution is not
+    from agentstage.release.metrics import histogram
+
+    rng = np.random.default_rng(3)
+    median = 2400 / math.exp(2.326 * 0.5)
+    rows = [histogram(rng.lognormal(math.log(median), 0.5, 120), BOUNDS) for _ in range(30)]
+    ends = [T0 + dt.timedelta(minutes=i + 1) for i in range(30)]
+    c = Series.build("c", ends, requests=[120] * 30, errors=[0] * 30, latency=rows, bounds=BOUNDS)
+    checks = judge(spec(), c, None, rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=30))
+    p99 = check(checks, "latency_p99_ms")
+    assert p99.value == pytest.approx(2400, rel=0.1)
+    assert p99.detail.startswith(f"pooled p99 {p99.value:.0f} ms over 3,600 requests")
 
 
-def test_too_few_requests_is_inconclusive_and_holds():
-    canary = series("c", [3] * 10, [0] * 10, [800.0] * 10)
-    r = run(canary, healthy("s", 2000))
-    assert r.verdict == HOLD and r.inconclusive
-    assert r.reason == "inconclusive (1 of 3): not enough canary data (30 requests in 10 min; need 50 in 3 min)"
+def test_a_one_minute_ten_second_incident_is_seen_and_three_roll_back():
+    args = dict(rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10))
+    once = judge(spec(), series("c", 10, 600, 0.0, incident_minute=(4,)), series("s", 10, 600, 0.0), **args)
+    p99 = check(once, "latency_p99_ms")
+    assert p99.value > 2000  # a mean of minute p99s would read about 1.1 s
+    lat = check(once, "latency_vs_stable")
+    # one minute carries the most evidence one minute may (40% of the bound), no more
+    assert lat.ok is True and lat.evidence == pytest.approx(math.exp(0.4 * math.log(500)), rel=1e-6)
+    thrice = judge(spec(), series("c", 10, 600, 0.0, incident_minute=(4, 5, 6)), series("s", 10, 600, 0.0), **args)
+    assert check(thrice, "latency_vs_stable").ok is False
 
 
-def test_no_data_is_inconclusive_never_a_pass():
-    r = run(None, None)
-    assert r.verdict == HOLD and r.inconclusive
-    assert all(c.ok is None for c in r.checks)
+def test_latency_twenty_percent_slower_is_a_regression_ten_percent_tolerance():
+    checks = judge(spec(), series("c", 20, 600, 0.0, median=480), series("s", 20, 1400, 0.0, median=400),
+                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=20))
+    lat = check(checks, "latency_vs_stable")
+    assert lat.ok is False and lat.value == pytest.approx(480, rel=0.1)
 
 
-def test_no_stable_baseline_is_inconclusive():
-    r = run(healthy("c"), None)
-    assert r.verdict == HOLD and r.inconclusive
-    assert "no stable baseline to compare with (0 requests in 0 min)" in r.reason
+def test_one_burst_minute_never_rolls_back_alone():
+    # the canary's instances crash in one minute (30% of its requests fail), fine otherwise
+    c = series("c", 20, 600, 0.01)
+    c.errors[7] = 180
+    checks = judge(spec(), c, series("s", 20, 1400, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=20))
+    assert check(checks, "errors_vs_stable").ok is True
 
 
-def test_too_many_consecutive_inconclusive_rolls_back():
-    r = run(None, None, streak=2)
-    assert (r.verdict, r.to_percent) == (ROLLBACK, 0)
-    assert r.reason.startswith("inconclusive 3 times in a row (limit 3): not enough canary data")
+def test_signals_are_compared_when_configured():
+    sig_c = {"tool-errors": [12.0] * 10}
+    sig_s = {"tool-errors": [4.0] * 10}
+    s = spec(signals=["tool-errors"])
+    checks = judge(s, series("c", 10, 300, 0.0, signals=sig_c), series("s", 10, 900, 0.0, signals=sig_s),
+                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10))
+    tool = check(checks, "signal:tool-errors")
+    assert tool.ok is False and tool.bound == 6 / 0.01
 
 
-def test_window_starts_at_the_step_start():
-    bad_then_good = series("c", [100] * 10, [20] * 5 + [0] * 5, [800.0] * 10)
-    r = run(bad_then_good, healthy("s", 2000), started=NOW - dt.timedelta(minutes=5), bake_minutes=5)
-    assert r.verdict == ADVANCE  # the errors happened at the previous step
-    assert r.window["canary_requests"] == 500
+def test_a_memory_trend_heading_for_the_limit_is_caught_at_the_end_of_a_step():
+    leak = [0.5 + 0.004 * i for i in range(40)]  # +24% per hour
+    args = dict(rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=40))
+    flat = judge(spec(), series("c", 40, 600, 0.0), series("s", 40, 600, 0.0), end_of_step=True, **args)
+    leaking = judge(spec(), series("c", 40, 600, 0.0, memory=leak), series("s", 40, 600, 0.0), end_of_step=True, **args)
+    assert check(flat, "memory_trend").ok is True
+    m = check(leaking, "memory_trend")
+    assert m.ok is False and "per hour" in m.detail
+    # between step ends it is not judged (it is the one check that is not sequential)
+    assert check(judge(spec(), series("c", 40, 600, 0.0, memory=leak), None, **args), "memory_trend").ok is None
 
 
-def test_unknown_step_start_needs_a_full_window_of_canary_data():
-    short = series("c", [0] * 4 + [100] * 6, [0] * 10, [None] * 4 + [800.0] * 6)
-    r = run(short, healthy("s", 2000), started=None)
-    assert r.verdict == HOLD and r.reason == "baking: step start unknown; canary served 6 of 10 min"
+# --- the state machine ----------------------------------------------------------------------------
 
 
-def test_next_step():
-    assert next_step([5, 25, 50, 100], 5) == 25
-    assert next_step([5, 25, 50, 100], 30) == 50
-    assert next_step([10, 100], 100) == 100
+def state(percent: int = 5, phase: str = AWAITING_DEPLOY, **kw) -> CanaryState:
+    return CanaryState("support-bot", "1.4.0", "1.3.2", percent, phase, T0, **kw)
 
 
-def test_a_missing_error_count_is_missing_data_not_zero_errors():
-    """Minutes whose error count is null do not count as minutes with 0 errors."""
-    canary = series("c", [100] * 10, [None] * 8 + [0, 0], [800.0] * 10)
-    r = run(canary, healthy("s", 2000))
-    assert r.verdict == HOLD and r.inconclusive
-    assert r.reason == "inconclusive (1 of 3): not enough canary data (200 requests in 2 min; need 50 in 3 min)"
+def at(minute: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minute)
+
+
+def obs(minute: float, matches: bool = True, c=None, s=None, error=None) -> Observation:
+    return Observation(at(minute), matches, {"support-bot-1-4-0": 5}, "test", c, s, error)
+
+
+def test_the_bake_clock_starts_when_the_live_split_matches_not_when_the_config_was_written():
+    s0 = state()
+    st, r = decide(s0, spec(), obs(5, matches=False))
+    assert (st.phase, r.verdict) == (AWAITING_DEPLOY, HOLD) and r.reason.startswith("waiting for deploy")
+    st, r = decide(st, spec(), obs(12, matches=True, c=series("c", 0, 0, 0), s=series("s", 0, 0, 0)))
+    assert st.phase == BAKING and st.step_start == at(12) and st.rollout_start == at(12)
+    st, r = decide(st, spec(), obs(20, c=series("c", 8, 120, 0.01, start=12), s=series("s", 8, 2280, 0.01, start=12)))
+    assert r.verdict == HOLD and r.reason == "baking: 8 of 10 min baked"
+    st, r = decide(st, spec(), obs(22, c=series("c", 10, 120, 0.01, start=12), s=series("s", 10, 2280, 0.01, start=12)))
+    assert (r.verdict, r.to_percent, st.phase, st.percent) == (ADVANCE, 25, AWAITING_DEPLOY, 25)
+
+
+def test_a_deploy_that_never_goes_live_is_reported_loudly():
+    st, r = decide(state(), spec(), obs(25, matches=False))
+    assert r.verdict == HOLD
+    assert r.reason.startswith("STILL waiting for deploy") and "has `pulumi up` run for this stack?" in r.reason
+
+
+def test_a_failing_canary_is_rolled_back_even_while_the_next_step_waits_for_deploy():
+    st = state(50, AWAITING_DEPLOY, rollout_start=T0, steps=({"percent": 25, "requested": None, "live": "2026-05-01T12:00:00Z"},))
+    st, r = decide(st, spec(), obs(10, matches=False, c=series("c", 10, 600, 0.15), s=series("s", 10, 1800, 0.01)))
+    assert (r.verdict, st.phase, st.percent) == (ROLLBACK, "rolled back", 0)
+
+
+def test_low_traffic_extends_the_step_then_pauses_for_a_person_never_rolls_back():
+    s = spec()
+    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    thin = lambda m: (series("c", m, 1, 0.0), series("s", m, 19, 0.0))  # 20 req/min: 1 to the canary
+    st, r = decide(st, s, obs(15, c=thin(15)[0], s=thin(15)[1]))
+    assert r.verdict == HOLD and r.reason.startswith("too little data, the step is extended (5 of 60 min)")
+    st, r = decide(st, s, obs(75, c=thin(75)[0], s=thin(75)[1]))
+    assert (r.verdict, st.phase) == (HOLD, PAUSED)
+    assert "agentstage rollout --approve support-bot" in r.reason
+    st2, r = decide(st, s, obs(76, c=thin(76)[0], s=thin(76)[1]), approve=True)
+    assert r.verdict == ADVANCE and "approved by the operator" in r.reason
+
+
+def test_after_100_percent_the_release_is_watched_then_completes():
+    s = spec()
+    st = state(100, AWAITING_DEPLOY, rollout_start=T0, steps=({"percent": 50, "live": "2026-05-01T12:00:00Z"},))
+    stable = series("s", 40, 2000, 0.01)  # stable served until 100%
+    st, r = decide(st, s, obs(40, c=series("c", 40, 2400, 0.01), s=stable))
+    assert st.phase == WATCHING and r.verdict == HOLD
+    st, r = decide(st, s, obs(60, c=series("c", 60, 2400, 0.01), s=stable))
+    assert r.reason == "watching after 100%: 20 of 30 min watched"
+    st, r = decide(st, s, obs(71, c=series("c", 71, 2400, 0.01), s=stable))
+    assert (r.verdict, st.phase) == (COMPLETE, "complete")
+
+
+def test_a_slow_leak_is_rolled_back_at_the_end_of_the_watch():
+    s = spec()
+    st = state(100, WATCHING, step_start=at(40), rollout_start=T0,
+               steps=({"percent": 100, "live": "2026-05-01T12:40:00Z"},))
+    leak = [0.5] * 40 + [0.5 + 0.003 * i for i in range(31)]
+    st, r = decide(st, s, obs(71, c=series("c", 71, 2400, 0.01, memory=leak), s=series("s", 40, 2000, 0.01)))
+    assert r.verdict == ROLLBACK and r.reason.startswith("memory heading for the limit")
+
+
+def test_metrics_failures_hold_the_rollout_and_say_why_then_it_resumes():
+    s = spec()
+    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    for i in range(5):
+        st, r = decide(st, s, obs(3 + i, error="Cloud Monitoring: 503 unavailable"))
+    assert st.phase == HELD and st.metrics_failures == 5
+    assert r.reason.startswith("metrics unavailable (5 in a row): Cloud Monitoring: 503 unavailable")
+    assert "held after 5 failed reads" in r.reason
+    st, r = decide(st, s, obs(9, c=series("c", 9, 120, 0.01), s=series("s", 9, 2280, 0.01)))
+    assert (st.phase, st.metrics_failures, r.verdict) == (BAKING, 0, HOLD)
+
+
+def test_the_state_round_trips_through_json():
+    st = state(25, BAKING, step_start=at(3), rollout_start=T0, metrics_failures=2,
+               steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    assert CanaryState.from_json(st.to_json()) == st
+
+
+@pytest.mark.parametrize("analysis, message", [
+    ({"error_tolerance": 0.01}, "no longer exists; use relative_error_tolerance and absolute_error_tolerance"),
+    ({"max_inconclusive": 3}, "no longer exists; use max_extension_minutes"),
+    ({"signals": ["tool-errorz"]}, "has 'tool-errorz'; allowed: tool-errors, guardrail-blocks"),
+    ({"alpha": 1.5}, "is not a probability; allowed: between 0 and 1, e.g. 0.01"),
+])
+def test_bad_analysis_settings_name_the_key(analysis, message):
+    from agentstage.config import ConfigError, platform_from_config
+
+    config = load_stack("production")
+    config["agent-platform:agents"]["support-bot"]["rollout"]["analysis"] = analysis
+    with pytest.raises(ConfigError) as err:
+        platform_from_config(config)
+    assert any(message in issue for issue in err.value.issues), err.value.issues

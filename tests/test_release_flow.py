@@ -380,13 +380,17 @@ def test_gate_command_lists_every_item(project):
     items = {(i["agent"], i["name"]): i for i in report["items"]}
     assert items[("support-bot", "eval task_success")]["evidence"] == "0.91"
     assert items[("support-bot", "eval safety")]["threshold"] == ">= 0.99"
-    assert items[("support-bot", "load test p99")]["evidence"] == "1620 ms (run_stats.csv)"
-    assert items[("support-bot", "load test errors")]["evidence"] == "0.09% (12/13040 failed, 300 s, 60 users)"
+    assert items[("support-bot", "load test p99")]["evidence"] == "1650 ms (run_stats.csv, /healthz excluded)"
+    assert items[("support-bot", "load test errors")]["evidence"] == (
+        "0.10% (12/11840 failed without 1200 /healthz requests, 300 s, 60 users)")
+    assert items[("support-bot", "load test 10x peak")]["ok"] is True
     assert items[("support-bot", "memory stable")]["ok"] is True
-    assert items[("support-bot", "cost within budget")]["evidence"] == (
-        "0.0042 USD/request x 250,000 requests = 1,050.00 USD/month")
+    assert items[("", "cost within budget")]["evidence"] == (
+        "1,050.00 USD/month, 1 of 2 agents: support-bot 1.5.0 0.0042 x 250,000 = 1,050.00 (eval-support-bot-1.5.0.json); "
+        "not counted: research-agent 2.1.0 (no measured cost per request: give --eval research-agent@2.1.0=REPORT with "
+        "cost_per_request_usd)")
     revision = deployed(run_plan(project, "production"))
-    assert items[("support-bot", "rollback possible")]["evidence"] == f"stable 1.4.0 (revision {revision})"
+    assert items[("support-bot", "rollback within 5 min")]["evidence"].startswith(f"to stable 1.4.0 (revision {revision}): ")
     assert items[("support-bot", "alerts present")]["ok"] is True
     assert items[("", "budget present")]["ok"] is True
     assert items[("", "policy check")]["ok"] is True
@@ -403,16 +407,19 @@ def test_gate_without_from_checks_the_canary_in_flight(project):
             "--load-test", str(DATA / "locust-ok")]
     result = cli(*args)
     assert result.exit_code == 1
-    assert "3 gate(s) failed: support-bot evaluation report, support-bot evaluation thresholds, support-bot cost within budget" in " ".join(result.output.split())
+    assert ("4 gate(s) failed: support-bot evaluation report, support-bot evaluation thresholds, support-bot load test, "
+            "cost within budget") in " ".join(result.output.split())
     report = json.loads(cli(*args, "--json").output)
     assert report["candidates"] == {"support-bot": "1.4.0"} and not report["passed"]
     items = {i["name"]: i for i in report["items"]}
     assert items["evaluation report"]["evidence"] == "eval-support-bot-1.5.0.json (agentstage) is for 1.5.0"
     assert items["evaluation report"]["threshold"] == "version 1.4.0"
     assert items["evaluation thresholds"]["evidence"] == "none configured"
-    assert items["cost within budget"]["evidence"] == (
-        "missing production volume (agent-platform:gates.monthly_requests.support-bot)")
-    assert items["rollback possible"]["evidence"] == "stable 1.3.2 (revision support-bot-1-3-2)"
+    assert items["load test"]["evidence"] == "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0"
+    assert items["cost within budget"]["evidence"].startswith(
+        "no cost per request of support-bot 1.4.0 (cost_per_request_usd in its evaluation report, or --cost-per-request); "
+        "no production volume of support-bot (agent-platform:gates.monthly_requests.support-bot) (")
+    assert items["rollback within 5 min"]["evidence"].startswith("to stable 1.3.2 (revision support-bot-1-3-2): ")
 
 
 def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch):
@@ -507,18 +514,18 @@ def test_watch_survives_transient_metrics_errors_and_stops_after_too_many(projec
     assert "stopping: the metrics could not be read 5 times in a row" in out
 
 
-def test_an_unbound_load_test_cannot_stand_for_several_agents(project):
+def test_an_unbound_load_test_stands_only_for_the_release_its_manifest_names(project):
     args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
             "--load-test", str(DATA / "locust-ok"), "--agent", "support-bot", "--agent", "research-agent", "--json"]
     report = json.loads(cli(*args).output)
     items = {(i["agent"], i["name"]): i for i in report["items"]}
     assert items[("research-agent", "load test")]["evidence"] == (
-        "a load test given without an agent cannot stand for several agents released together: bind it, "
-        "--load-test research-agent=PATH")
-    assert items[("support-bot", "load test")]["ok"] is False
+        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of research-agent")
+    assert items[("support-bot", "load test")]["evidence"] == (
+        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0")
     bound = json.loads(cli("gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
                            "--load-test", f"support-bot={DATA / 'locust-ok'}", "--agent", "support-bot",
                            "--agent", "research-agent", "--json").output)
     items = {(i["agent"], i["name"]): i for i in bound["items"]}
-    assert items[("support-bot", "load test p99")]["ok"] is True
+    assert items[("support-bot", "load test")]["ok"] is False
     assert items[("research-agent", "load test")]["evidence"] == "no load test given (--load-test Locust --csv output)"

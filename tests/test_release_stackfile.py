@@ -78,8 +78,12 @@ def test_bad_files_are_reported(tmp_path):
     with pytest.raises(StackFileError, match=r"bad.yaml: expected a mapping with a 'config:' key$"):
         StackFile.load(tmp_path / "bad.yaml")
     (tmp_path / "noagents.yaml").write_text("config:\n  gcp:project: x\n")
-    with pytest.raises(StackFileError, match=r"noagents.yaml: no agent-platform:agents mapping$"):
+    with pytest.raises(StackFileError, match=r"noagents.yaml: no agents mapping: looked for agent-platform:agents and "
+                       r"agents \(agent-platform is the project's name in Pulumi.yaml, its config namespace\); keys "
+                       r"found: gcp:project$"):
         StackFile.load(tmp_path / "noagents.yaml").agent("support-bot")
+    with pytest.raises(StackFileError, match=r"no agents mapping: looked for triage-team:agents and agents "):
+        StackFile.load(tmp_path / "noagents.yaml", "triage-team").agents
 
 
 def test_failure_between_temp_write_and_replace_leaves_the_file_untouched(tmp_path, monkeypatch):

@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from agentstage.commands.common import EXIT_FAILED, ProjectOpt, StackArg
 from agentstage.release.cli import AgentOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt, build_evidence, guarded
+from agentstage.release.ledger import Ledger, iso, now_utc
+
+#: The clock of the recorded decisions (tests replace it).
+CLOCK = now_utc
+
+
+def gate_decisions(report: Any, from_stack: str | None = None) -> list[dict[str, Any]]:
+    """One ledger decision per candidate agent: the verdict and the items that concern it (its
+    own and the stack's). A gate moves no traffic: ``percent`` and ``to_percent`` are the
+    traffic the release has in the gated config (for ``--from``, the step promote would set)."""
+    when = iso(CLOCK())
+    out = []
+    for agent, version in report.candidates.items():
+        items = report.items_of(agent)
+        failed = [i for i in items if i.ok is False]
+        reason = (f"gate passed ({len(items)} items)" if not failed else
+                  f"gate failed: {len(failed)} of {len(items)} items: " + ", ".join(i.name for i in failed))
+        release = report.releases.get(agent, {})
+        decision = {
+            "time": when, "stack": report.stack, "agent": agent, "action": "gate", "release": version,
+            "stable": release.get("stable"), "percent": release.get("percent"), "to_percent": release.get("percent"),
+            "verdict": "failed" if failed else "passed", "reason": reason, "items": [asdict(i) for i in items],
+        }
+        if from_stack:
+            decision["from_stack"] = from_stack
+        out.append(decision)
+    return out
 
 
 def gate(
@@ -27,15 +55,23 @@ def gate(
 ) -> None:
     """Check a release's readiness: each gate passed or failed, with evidence and threshold.
 
-    Gates: evaluation scores per metric (thresholds: agent-platform:gates.eval), load test p50/p95/p99
-    and error rate (Locust --csv), memory stability (with --memory), cost per request x production
-    volume within the budget, alerts and budget in the plan, policy check, rollback possible.
-    Missing evidence fails its gate. Exit code 1 when a gate fails, 2 on bad input."""
+    Gates: the evaluation report of the release, its scores per metric (thresholds:
+    agent-platform:gates.eval) and against the stable release's on the same dataset (with
+    --eval AGENT@STABLE_VERSION=FILE); the load test whose manifest names the release (Locust
+    --csv): p50/p95/p99 and error rate without health checks, 10x the expected peak sustained;
+    memory stability (with --memory); every agent's cost per request x volume, summed, within
+    the budget; a rollback measured to finish within 5 min; alerts and budget in the plan; the
+    policy check. Missing evidence fails its gate. Each run is recorded in the stack's ledger
+    (action "gate"). Exit code 1 when a gate fails, 2 on bad input."""
+    from agentstage.engine import load_project
     from agentstage.release.flow import gate as run_gate
     from agentstage.release.render import render_gates
 
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
     report = guarded(lambda: run_gate(project, stack, evidence, from_stack=from_stack, agents=agent))
+    ledger = Ledger(load_project(project).dir, stack)
+    for decision in gate_decisions(report, from_stack):
+        ledger.append(decision)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from agentstage.commands.common import ProjectOpt
 from agentstage.release.cli import (AgentOpt, ApplyOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt,
@@ -58,8 +57,6 @@ def promote(
             render_change(change, console)
             if change.wrote:
                 console.print(f"promoted {from_stack} -> {to_stack}: {change.message}")
-            for note in change.notes:
-                console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if apply and not dry_run:
         apply_or_explain(project, to_stack, change.wrote)
 

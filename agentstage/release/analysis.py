@@ -1,20 +1,38 @@
-"""Canary analysis: decide advance, hold or roll back for one agent's canary step.
+"""The canary judge: is the candidate revision worse than the stable one?
 
-The analysis window is the last ``bake_minutes`` (and never before the step started). Two
-kinds of evidence, as Kayenta and Flagger use them:
+Every check is a *sequential* test over the whole rollout (from the first minute the canary
+served traffic to now), recomputed from the series at every look, so looking every minute is
+free: a check rolls back when its evidence for a regression — a likelihood ratio, kept as a
+CUSUM (Page, 1954: the log-ratio summed minute by minute, never below 0) — reaches
+``k / alpha`` for ``k`` checks. For a canary as good as stable each check's chance of ever
+getting there is about ``alpha / k`` (Ville's inequality bounds one excursion; the CUSUM
+restarts are measured by ``bench/canary.py``), so ``alpha`` is the false-rollback budget of a
+whole rollout, not of one look.
 
-- static thresholds on the canary: error ratio <= ``max_error_rate`` and p99 latency (the
-  request-weighted mean of the per-minute p99 values) <= ``max_latency_p99_ms``;
-- a baseline comparison with the stable revision over the same window: a one-sided
-  Mann–Whitney U test on the per-minute latency samples and a one-sided two-proportion
-  z-test on the error counts. A difference is a regression only when it is significant
-  (p < ``alpha``) *and* larger than the tolerance, so a huge sample never fails a canary for
-  a negligible difference.
+Checks (``docs/release.md``, "The canary judge"):
 
-Too little data (fewer than ``min_requests`` canary requests or ``min_points`` minutes with
-data, or no stable data to compare with) is *inconclusive*: the step holds, and
-``max_inconclusive`` inconclusive analyses in a row after the bake time roll it back.
-Any failed check with enough data rolls back at once, even before the bake time is over.
+- ``errors_vs_stable``: failed requests (5xx + 429) of the canary against stable's *in the same
+  minutes*. Given how many requests failed in a minute, which revision each failure came from
+  is binomial with the canary's share of the traffic (the exact conditional test for two
+  Poisson rates, Przyborowski & Wilenski 1940), so the test is exact at small counts and
+  outages both revisions share cancel out. H0: canary rate <= stable x (1 + relative
+  tolerance) and <= stable + absolute tolerance; H1: twice that. Bursty failures are
+  discounted by the over-dispersion of stable's own per-minute counts. In minutes without
+  stable traffic (after 100%) the canary is compared with stable's rate over the rollout.
+- ``latency_vs_stable``: from the request-latency *distributions*: the share of canary
+  requests slower than (1 + latency tolerance) x L against the share of stable requests slower
+  than L, where L is the bucket bound at stable's pooled p90 — the same conditional test
+  (H0 ratio 1, H1 ratio 1.5).
+- ``error_rate`` and ``latency_p99``: the absolute limits of the rollout, one-sample tests on
+  the canary alone (H0: at the limit, H1: twice the excess); the pooled p99 is a true p99 of
+  the merged distribution.
+- ``memory_trend``: the canary's memory utilisation trend (least squares, standard error
+  widened for autocorrelation) must not reach the memory limit within the horizon.
+- ``signal:<name>``: the agent's own log-based counts (tool errors, guardrail blocks), like
+  errors, when configured.
+
+A check with no data says so (``ok`` is None); it never passes for want of data. Whether a
+step may advance (enough traffic, bake time) is decided by :mod:`agentstage.release.state`.
 """
 
 from __future__ import annotations
@@ -24,23 +42,47 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from components.spec import AgentSpec
-from agentstage.release.metrics import Series
+import numpy as np
 
-__all__ = ["Check", "Analysis", "analyse", "next_step", "ADVANCE", "COMPLETE", "HOLD", "ROLLBACK"]
+from agentstage.release.metrics import Series, exceeding, quantile
+from components.spec import AgentSpec
+
+__all__ = ["Check", "Analysis", "judge", "next_step", "ADVANCE", "COMPLETE", "HOLD", "ROLLBACK",
+           "WARMUP_MINUTES"]
 
 ADVANCE, COMPLETE, HOLD, ROLLBACK = "advance", "complete", "hold", "rollback"
+
+#: H1 of the comparisons with stable: this many times the tolerated ratio.
+ALTERNATIVE = 2.0
+#: H1 of the latency comparison (the tolerance is already in the threshold).
+LATENCY_ALTERNATIVE = 1.5
+#: The share of the rollback bound one minute can carry (so at least three minutes must agree).
+MINUTE_CAP = 0.4
+#: Memory minutes left out of the trend after a revision starts serving (warm-up, caches).
+WARMUP_MINUTES = 10
+#: ... and after a step changes the load.
+STEP_SETTLE_MINUTES = 3
+#: Memory minutes a trend needs, and the blocks they are averaged in.
+MIN_TREND_POINTS = 12
+BLOCK_MINUTES = 3
+#: The slow-request threshold L is the bucket bound at this quantile of stable's latency.
+SLOW_QUANTILE = 0.90
 
 
 @dataclass
 class Check:
-    """One metric compared with its threshold. ``ok`` is None when it could not be judged."""
+    """One metric judged. ``ok`` is None when it could not be judged (no data)."""
 
     name: str
+    ok: bool | None
     value: float | None
     threshold: float | None
-    ok: bool | None
     detail: str = ""
+    test: str = ""
+    #: evidence for a regression (likelihood ratio, max over the rollout) and the bound that rolls back
+    evidence: float | None = None
+    bound: float | None = None
+    baseline: float | None = None
 
 
 @dataclass
@@ -53,9 +95,8 @@ class Analysis:
     to_percent: int
     reason: str
     checks: list[Check] = field(default_factory=list)
-    statistics: dict[str, Any] = field(default_factory=dict)
-    inconclusive: bool = False
     window: dict[str, Any] = field(default_factory=dict)
+    phase: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -68,175 +109,327 @@ def next_step(steps: list[int], percent: int) -> int:
     return next((s for s in steps if s > percent), 100)
 
 
+# --- statistics ------------------------------------------------------------------------------
+
+
+def _cusum(increments: np.ndarray) -> tuple[float, float]:
+    """(current, highest) of the CUSUM of ``increments`` (the running sum, floored at 0)."""
+    s = top = 0.0
+    for x in increments:
+        s = max(0.0, s + x)
+        top = max(top, s)
+    return s, top
+
+
+def _xlogy_ratio(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x * log(a / b), 0 where x is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = x * (np.log(a) - np.log(b))
+    return np.where(x > 0, out, 0.0)
+
+
+def _conditional_llr(xc: np.ndarray, nc: np.ndarray, xs: np.ndarray, ns: np.ndarray, r0: float,
+                     r1: float) -> np.ndarray:
+    """Per-minute log-likelihood ratio of "canary rate = r1 x stable's" against r0 x, from
+    where each minute's events fell (binomial given the minute's total, canary share
+    r * nc / (r * nc + ns))."""
+    p0 = r0 * nc / (r0 * nc + ns)
+    p1 = r1 * nc / (r1 * nc + ns)
+    return _xlogy_ratio(xc, p1, p0) + _xlogy_ratio(xs, 1 - p1, 1 - p0)
+
+
+def _one_sample_llr(x: np.ndarray, n: np.ndarray, p0: float, p1: float, noise: float = 0.0) -> np.ndarray:
+    """Per-minute log-likelihood ratio of a rate p1 against p0, from x events in n requests;
+    with ``noise`` (see :func:`rate_noise`) each minute's ratio is divided by its variance
+    inflation 1 + n p0 noise, as a quasi-likelihood does."""
+    p0, p1 = min(max(p0, 1e-12), 1 - 1e-9), min(max(p1, 1e-12), 1 - 1e-9)
+    llr = x * math.log(p1 / p0) + (n - x) * math.log((1 - p1) / (1 - p0))
+    return llr / (1 + n * p0 * noise)
+
+
+def rate_noise(x: np.ndarray, n: np.ndarray) -> float:
+    """Variance of the minute-to-minute multiplier of an event rate (a slow model API, a busy
+    minute), by the method of moments on per-minute counts: what a binomial does not explain.
+    One-sample tests widen each minute's variance by it (quasi-likelihood)."""
+    keep = ~np.isnan(x) & ~np.isnan(n) & (n > 0)
+    x, n = x[keep], n[keep]
+    if len(n) < 5 or x.sum() <= 0:
+        return 0.0
+    p = x.sum() / n.sum()
+    excess = ((x - n * p) ** 2 - n * p * (1 - p)).sum()
+    return float(max(excess / ((n * p) ** 2).sum(), 0.0))
+
+
+def _capped(llr: np.ndarray, cap: float) -> np.ndarray:
+    """No single minute may carry more than ``cap`` of evidence: one burst (an instance
+    crash, a retry storm) never rolls back alone, as Flagger's failure threshold intends."""
+    return np.minimum(llr, cap)
+
+
+def _pct(v: float | None) -> str:
+    return "no data" if v is None else f"{v:.2%}"
+
+
+def _times(evidence: float) -> str:
+    return f"{evidence:,.0f}x" if evidence >= 10 else f"{evidence:.1f}x"
+
+
 @dataclass
-class _Totals:
-    requests: float
-    errors: float
-    points: int
-    latency: list[float]
-    weights: list[float]
+class _Aligned:
+    """Minutes where the canary has data, with stable's values in the same minutes (0 when
+    stable has none)."""
 
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def p99(self) -> float | None:
-        if not self.latency:
-            return None
-        if sum(self.weights) > 0:
-            return sum(v * w for v, w in zip(self.latency, self.weights)) / sum(self.weights)
-        return sum(self.latency) / len(self.latency)
+    ends: list[dt.datetime]
+    nc: np.ndarray
+    xc: np.ndarray
+    ns: np.ndarray
+    xs: np.ndarray
 
 
-def _totals(series: Series | None) -> _Totals:
-    t = _Totals(0.0, 0.0, 0, [], [])
-    if series is None:
-        return t
-    for p in series.points:
-        # a minute whose error count is missing is a minute without data, never one without errors
-        if p.requests and p.errors is not None:
-            t.requests += p.requests
-            t.errors += p.errors
-            t.points += 1
-        if p.latency_p99_ms is not None:
-            t.latency.append(p.latency_p99_ms)
-            t.weights.append(p.requests or 0.0)
-    return t
+def _align(canary: Series, stable: Series | None, column: str) -> _Aligned:
+    def values(s: Series) -> np.ndarray:
+        return s.bad if column == "bad" else s.signals.get(column, np.full(len(s), np.nan))
+
+    cx = values(canary)
+    keep = ~np.isnan(canary.requests) & ~np.isnan(cx) & (canary.requests > 0)
+    ends = [t for t, k in zip(canary.ends, keep) if k]
+    nc, xc = canary.requests[keep], cx[keep]
+    ns, xs = np.zeros(len(ends)), np.zeros(len(ends))
+    if stable is not None and len(stable):
+        sx = values(stable)
+        index = {t: i for i, t in enumerate(stable.ends)}
+        for j, t in enumerate(ends):
+            i = index.get(t)
+            if i is not None and not math.isnan(stable.requests[i]) and not math.isnan(sx[i]):
+                ns[j], xs[j] = stable.requests[i], sx[i]
+    return _Aligned(ends, nc, xc, ns, xs)
 
 
-def _median(values: list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+# --- the checks ------------------------------------------------------------------------------
 
 
-def _mann_whitney(canary: list[float], stable: list[float], alpha: float, tolerance: float) -> dict[str, Any]:
-    from scipy.stats import mannwhitneyu
+def _compare_counts(name: str, what: str, canary: Series, stable: Series | None, rel: float, abs_: float,
+                    bound: float, column: str = "bad") -> Check:
+    a = _align(canary, stable, column)
+    test = (f"conditional binomial CUSUM: H0 canary <= stable x {1 + rel:g} and <= stable + {abs_:.2%}, "
+            f"H1 {ALTERNATIVE:g}x that")
+    if not len(a.nc):
+        return Check(name, None, None, None, f"no canary {what} data", test, bound=bound)
+    both = a.ns > 0
+    rate_c = float(a.xc.sum() / a.nc.sum())
+    if not both.any():
+        return Check(name, None, rate_c, None, f"no stable traffic to compare {what} with", test, bound=bound)
+    base = float(a.xs[both].sum() / a.ns[both].sum())
+    # the tolerated ratio: relative and absolute tolerance both (a regression exceeds both)
+    r0 = max(1 + rel, (base + abs_) / base if base > 0 else math.inf)
+    if not math.isfinite(r0):
+        # stable had no failures at all: only the absolute tolerance can be tested
+        r0 = max(1 + rel, (abs_ + 0.5 / a.ns[both].sum()) / (0.5 / a.ns[both].sum()))
+    r1 = ALTERNATIVE * r0
+    llr = np.zeros(len(a.nc))
+    llr[both] = _conditional_llr(a.xc[both], a.nc[both], a.xs[both], a.ns[both], r0, r1)
+    # minutes without stable traffic (after 100%): against stable's rate over the rollout,
+    # widened by how much that rate wandered from minute to minute
+    alone = ~both
+    if alone.any():
+        noise = rate_noise(a.xs[both], a.ns[both])
+        # stable's rate over the rollout is an estimate: compare with its upper bound
+        upper = base * (1 + 2 * math.sqrt(noise / both.sum() + 1 / max(a.xs[both].sum(), 1)))
+        p0 = min(max(r0 * upper, upper + abs_) if base > 0 else abs_, 0.5)
+        llr[alone] = _one_sample_llr(a.xc[alone], a.nc[alone], p0, min(ALTERNATIVE * p0, 0.99), noise)
+    _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
+    evidence = math.exp(min(top, 700))
+    ok = evidence < bound
+    detail = (f"canary {rate_c:.2%} of {a.nc.sum():,.0f} requests vs stable {base:.2%} of "
+              f"{a.ns[both].sum():,.0f}; evidence of a regression {_times(evidence)} (rolls back at "
+              f"{_times(bound)})")
+    return Check(name, ok, rate_c, r0 * base if base > 0 else abs_, detail, test, evidence, bound, base)
 
-    res = mannwhitneyu(canary, stable, alternative="greater")
-    cm, sm = _median(canary), _median(stable)
-    significant = bool(res.pvalue < alpha)
-    regression = significant and cm > sm * (1 + tolerance)
-    return {"test": "mann-whitney-u", "u": float(res.statistic), "p_value": float(res.pvalue),
-            "canary_median_ms": cm, "stable_median_ms": sm, "tolerance": tolerance,
-            "significant": significant, "regression": regression}
+
+def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bound: float) -> Check:
+    name = "latency_vs_stable"
+    test = (f"conditional binomial CUSUM on requests slower than {1 + tolerance:g} x L (canary) vs L (stable), "
+            f"L = bucket bound at stable's p{SLOW_QUANTILE * 100:.0f}; H0 ratio 1, H1 {LATENCY_ALTERNATIVE:g}")
+    if canary.latency is None or stable is None or stable.latency is None or canary.bounds is None:
+        return Check(name, None, None, None, "no latency distributions to compare", test, bound=bound)
+    index = {t: i for i, t in enumerate(stable.ends)}
+    rows_c, rows_s, alone = [], [], []
+    for j, t in enumerate(canary.ends):
+        if np.isnan(canary.latency[j]).any() or canary.latency[j].sum() <= 0:
+            continue
+        i = index.get(t)
+        srow = stable.latency[i] if i is not None and not np.isnan(stable.latency[i]).any() else None
+        rows_c.append(canary.latency[j])
+        rows_s.append(srow if srow is not None else np.zeros_like(canary.latency[j]))
+        alone.append(srow is None or srow.sum() <= 0)
+    if not rows_c:
+        return Check(name, None, None, None, "no canary latency data", test, bound=bound)
+    c, s, alone_mask = np.array(rows_c), np.array(rows_s), np.array(alone)
+    bounds = canary.bounds
+    pooled_s = s.sum(axis=0)
+    p_s = quantile(pooled_s, bounds, SLOW_QUANTILE)
+    med_c, med_s = quantile(c.sum(axis=0), bounds, 0.5), quantile(pooled_s, bounds, 0.5)
+    if p_s is None:
+        return Check(name, None, med_c, None, "no stable latency data to compare with", test, bound=bound)
+    level = float(bounds[min(int(np.searchsorted(bounds, p_s, side="left")), len(bounds) - 1)])
+    xc, nc = exceeding(c, bounds, level * (1 + tolerance)), c.sum(axis=1)
+    xs, ns = exceeding(s, bounds, level), s.sum(axis=1)
+    both = ~alone_mask
+    llr = np.zeros(len(nc))
+    llr[both] = _conditional_llr(xc[both], nc[both], xs[both], ns[both], 1.0, LATENCY_ALTERNATIVE)
+    base = float(xs[both].sum() / ns[both].sum()) if both.any() else None
+    if (~both).any() and base:
+        noise = rate_noise(xs[both], ns[both])
+        upper = base * (1 + 2 * math.sqrt(noise / both.sum() + 1 / max(xs[both].sum(), 1)))
+        llr[~both] = _one_sample_llr(xc[~both], nc[~both], upper, min(LATENCY_ALTERNATIVE * upper, 0.99), noise)
+    _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
+    evidence = math.exp(min(top, 700))
+    share_c = float(xc.sum() / nc.sum())
+    detail = (f"median {med_c:.0f} ms vs stable {med_s:.0f} ms; {share_c:.1%} of canary requests slower than "
+              f"{level * (1 + tolerance):.0f} ms vs {base or 0:.1%} of stable's slower than {level:.0f} ms; "
+              f"evidence of a regression {_times(evidence)} (rolls back at {_times(bound)})")
+    return Check(name, evidence < bound, med_c, level, detail, test, evidence, bound, med_s)
 
 
-def _two_proportion(ce: float, cn: float, se: float, sn: float, alpha: float, tolerance: float) -> dict[str, Any]:
-    from scipy.stats import norm
-
-    p1, p2 = ce / cn, se / sn
-    pooled = (ce + se) / (cn + sn)
-    var = pooled * (1 - pooled) * (1 / cn + 1 / sn)
-    if var <= 0:
-        z, p = 0.0, 1.0
+def _absolute_errors(canary: Series, limit: float, bound: float, noise: float) -> Check:
+    name = "error_rate"
+    keep = ~np.isnan(canary.requests) & ~np.isnan(canary.bad) & (canary.requests > 0)
+    n, x = canary.requests[keep], canary.bad[keep]
+    test = f"one-sample binomial CUSUM: H0 rate = {limit:.2%}, H1 {min(2 * limit, 1):.2%}"
+    if not keep.any():
+        return Check(name, None, None, limit, "no canary request data", test, bound=bound)
+    rate = float(x.sum() / n.sum())
+    if limit <= 0:
+        evidence = math.inf if x.sum() > 0 else 1.0
     else:
-        z = (p1 - p2) / math.sqrt(var)
-        p = float(norm.sf(z))
-    significant = p < alpha
-    regression = significant and (p1 - p2) > tolerance
-    return {"test": "two-proportion-z", "z": z, "p_value": p, "canary_error_rate": p1,
-            "stable_error_rate": p2, "tolerance": tolerance, "significant": significant,
-            "regression": regression}
+        _, top = _cusum(_capped(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise),
+                                MINUTE_CAP * math.log(bound)))
+        evidence = math.exp(min(top, 700))
+    detail = (f"{x.sum():,.0f} of {n.sum():,.0f} canary requests failed (5xx + 429) = {rate:.2%}; evidence it "
+              f"exceeds {limit:.2%}: {_times(evidence)} (rolls back at {_times(bound)})")
+    return Check(name, evidence < bound, rate, limit, detail, test, evidence, bound)
 
 
-def analyse(
-    agent: str,
-    spec: AgentSpec,
-    *,
-    canary: Series | None,
-    stable: Series | None,
-    now: dt.datetime,
-    step_started: dt.datetime | None,
-    inconclusive_streak: int = 0,
-    skip_bake: bool = False,
-) -> Analysis:
-    """Judge the canary of ``agent`` at ``now`` from the series of both revisions."""
-    assert spec.stable is not None, "analyse() needs a canary in flight"
+def _absolute_latency(canary: Series, limit_ms: float, bound: float, step_start: dt.datetime | None,
+                      noise: float) -> Check:
+    name = "latency_p99_ms"
+    test = "one-sample binomial CUSUM on requests slower than the limit: H0 1%, H1 2%"
+    if canary.latency is None or canary.bounds is None:
+        return Check(name, None, None, limit_ms, "no canary latency data", test, bound=bound)
+    ok_rows = ~np.isnan(canary.latency).any(axis=1)
+    rows = canary.latency[ok_rows]
+    if not len(rows) or rows.sum() <= 0:
+        return Check(name, None, None, limit_ms, "no canary latency data", test, bound=bound)
+    n = rows.sum(axis=1)
+    x = exceeding(rows, canary.bounds, limit_ms)
+    _, top = _cusum(_capped(_one_sample_llr(x, n, 0.01, 0.02, noise), MINUTE_CAP * math.log(bound)))
+    evidence = math.exp(min(top, 700))
+    p99 = quantile(rows.sum(axis=0), canary.bounds, 0.99)
+    step_rows = rows
+    if step_start is not None:
+        ends = [t for t, k in zip(canary.ends, ok_rows) if k]
+        step_rows = rows[np.array([t > step_start for t in ends], dtype=bool)]
+    step_p99 = quantile(step_rows.sum(axis=0), canary.bounds, 0.99) if len(step_rows) else None
+    detail = (f"pooled p99 {p99:.0f} ms over {n.sum():,.0f} requests"
+              + (f" ({step_p99:.0f} ms in this step)" if step_p99 is not None else "")
+              + f"; {x.sum() / n.sum():.2%} slower than {limit_ms:.0f} ms; evidence the p99 exceeds it "
+              f"{_times(evidence)} (rolls back at {_times(bound)})")
+    return Check(name, evidence < bound, p99, limit_ms, detail, test, evidence, bound)
+
+
+def _memory_trend(canary: Series, start: dt.datetime, step_start: dt.datetime | None, now: dt.datetime,
+                  limit: float, horizon_min: float, alpha: float) -> Check:
+    from scipy.stats import t as student
+
+    name = "memory_trend"
+    test = (f"least-squares trend of {BLOCK_MINUTES}-minute means of memory utilisation within the step "
+            "(block means tame the autocorrelation), one-sided t-test")
+    # within the current step only: memory follows the load, which steps up with the traffic
+    warm = start + dt.timedelta(minutes=WARMUP_MINUTES)
+    if step_start is not None:
+        warm = max(warm, step_start + dt.timedelta(minutes=STEP_SETTLE_MINUTES))
+    keep = np.array([t > warm for t in canary.ends], dtype=bool) & ~np.isnan(canary.memory)
+    y_all = canary.memory[keep]
+    x_all = np.array([(t - now).total_seconds() / 60 for t, k in zip(canary.ends, keep) if k])
+    last = canary.memory[~np.isnan(canary.memory)]
+    if len(y_all) < MIN_TREND_POINTS:
+        return Check(name, None, float(last[-1]) if len(last) else None, limit,
+                     f"{len(y_all)} minutes of memory data in this step after warm-up; {MIN_TREND_POINTS} needed "
+                     "for a trend", test)
+    block = np.floor((x_all - x_all.min()) / BLOCK_MINUTES)
+    x = np.array([x_all[block == b].mean() for b in np.unique(block)])
+    y = np.array([y_all[block == b].mean() for b in np.unique(block)])
+    if len(y) < 4:
+        return Check(name, None, float(last[-1]), limit, f"{len(y)} blocks of memory data; 4 needed", test)
+    xm, ym = x.mean(), y.mean()
+    sxx = ((x - xm) ** 2).sum()
+    slope = float(((x - xm) * (y - ym)).sum() / sxx)
+    level = float(ym - slope * xm)  # the fitted utilisation now (x = 0)
+    resid = y - (ym + slope * (x - xm))
+    se = math.sqrt((resid ** 2).sum() / (len(y) - 2) / sxx)
+    p = float(student.sf(slope / se, len(y) - 2)) if se > 0 else (0.0 if slope > 0 else 1.0)
+    # the projection uses the slope's lower 95% bound: a trend must surely reach the limit in time
+    low = slope - float(student.ppf(0.95, len(y) - 2)) * se
+    reach = (limit - level) / low if low > 0 else math.inf
+    heading = p < alpha and reach <= horizon_min
+    detail = (f"utilisation {level:.0%} now, trend {slope * 60:+.1%} per hour (p={p:.2g}); "
+              + (f"reaches {limit:.0%} within {reach / 60:.1f} h" if math.isfinite(reach) and reach > 0
+                 else "not surely rising")
+              + f" (rolls back when p < {alpha:.2g} and within {horizon_min / 60:g} h)")
+    return Check(name, not heading, level, limit, detail, test, evidence=p, bound=alpha)
+
+
+def judge(spec: AgentSpec, canary: Series | None, stable: Series | None, *, rollout_start: dt.datetime,
+          step_start: dt.datetime | None, now: dt.datetime, end_of_step: bool = False) -> list[Check]:
+    """Every check of the canary over the rollout so far (minutes in ``(rollout_start, now]``).
+
+    The memory trend, the one check that is not sequential, is judged only at the end of a
+    step (``end_of_step``), at most once per step and once at the end of the watch."""
     ro, cfg = spec.rollout, spec.rollout.analysis
-    percent = spec.canary_percent
-    target = next_step(ro.steps, percent)
-    bake = dt.timedelta(minutes=ro.bake_minutes)
-    start = now - bake
-    if step_started and not skip_bake:
-        start = max(start, step_started)
-    canary = canary.window(start, now) if canary else None
-    stable = stable.window(start, now) if stable else None
-    c, s = _totals(canary), _totals(stable)
-
-    if skip_bake:
-        baked, bake_note = True, "bake time skipped by the operator"
-    elif step_started is not None:
-        elapsed = (now - step_started).total_seconds() / 60
-        baked, bake_note = elapsed >= ro.bake_minutes, f"{elapsed:.0f} of {ro.bake_minutes} min baked"
-    else:  # step start not in the ledger: the canary must have served the whole window
-        baked = c.points >= ro.bake_minutes
-        bake_note = f"step start unknown; canary served {c.points} of {ro.bake_minutes} min"
-
-    result = Analysis(agent, spec.release.version, spec.stable.version, percent, HOLD, percent, "",
-                      window={"start": start.isoformat(), "end": now.isoformat(), "baked": baked,
-                              "bake": bake_note, "canary_requests": c.requests, "stable_requests": s.requests,
-                              "canary_points": c.points, "stable_points": s.points})
-    enough = c.requests >= cfg.min_requests and c.points >= cfg.min_points
-    rate, p99 = c.error_rate, c.p99
-    result.checks = [
-        Check("error_rate", rate, ro.max_error_rate, None if not enough or rate is None else rate <= ro.max_error_rate,
-              f"{c.errors:.0f} errors / {c.requests:.0f} requests"),
-        Check("latency_p99_ms", p99, ro.max_latency_p99_ms,
-              None if not enough or p99 is None else p99 <= ro.max_latency_p99_ms,
-              f"{len(c.latency)} one-minute p99 points"),
+    names = ["errors_vs_stable", "latency_vs_stable", "error_rate", "latency_p99_ms", "memory_trend",
+             *[f"signal:{s}" for s in cfg.signals]]
+    bound = len(names) / cfg.alpha
+    looks = len(ro.steps) + 1
+    if canary is None:
+        return [Check(n, None, None, None, "no canary data", bound=bound) for n in names]
+    canary = canary.window(rollout_start, now)
+    stable = stable.window(rollout_start, now) if stable is not None else None
+    # how much the environment moves rates from minute to minute, seen on stable
+    error_noise = latency_noise = 0.0
+    if stable is not None and len(stable):
+        error_noise = rate_noise(stable.bad, stable.requests)
+        if stable.latency is not None and stable.bounds is not None:
+            rows = np.nan_to_num(stable.latency)
+            latency_noise = rate_noise(exceeding(rows, stable.bounds, ro.max_latency_p99_ms * 0.5), rows.sum(axis=1))
+    checks = [
+        _compare_counts("errors_vs_stable", "error", canary, stable, cfg.relative_error_tolerance,
+                        cfg.absolute_error_tolerance, bound),
+        _compare_latency(canary, stable, cfg.latency_tolerance, bound),
+        _absolute_errors(canary, ro.max_error_rate, bound, error_noise),
+        _absolute_latency(canary, ro.max_latency_p99_ms, bound, step_start, latency_noise),
     ]
-    comparable = enough and s.requests > 0 and s.points >= cfg.min_points
-    if comparable:
-        if len(c.latency) >= cfg.min_points and len(s.latency) >= cfg.min_points:
-            mw = _mann_whitney(c.latency, s.latency, cfg.alpha, cfg.latency_tolerance)
-            result.statistics["latency"] = mw
-            result.checks.append(Check("latency_vs_stable", mw["p_value"], cfg.alpha, not mw["regression"],
-                                       f"median {mw['canary_median_ms']:.0f} ms vs {mw['stable_median_ms']:.0f} ms"))
-        else:
-            comparable = False
-        tp = _two_proportion(c.errors, c.requests, s.errors, s.requests, cfg.alpha, cfg.error_tolerance)
-        result.statistics["errors"] = tp
-        result.checks.append(Check("errors_vs_stable", tp["p_value"], cfg.alpha, not tp["regression"],
-                                   f"{tp['canary_error_rate']:.2%} vs {tp['stable_error_rate']:.2%}"))
-
-    failed = [ch for ch in result.checks if ch.ok is False]
-    if failed:
-        result.verdict, result.to_percent = ROLLBACK, 0
-        result.reason = "; ".join(_failure(ch) for ch in failed)
-        return result
-    if not baked:
-        result.reason = f"baking: {bake_note}"
-        return result
-    if not enough or not comparable:
-        why = (
-            f"not enough canary data ({c.requests:.0f} requests in {c.points} min; need "
-            f"{cfg.min_requests} in {cfg.min_points} min)"
-            if not enough
-            else f"no stable baseline to compare with ({s.requests:.0f} requests in {s.points} min)"
-        )
-        streak = inconclusive_streak + 1
-        result.inconclusive = True
-        if streak >= cfg.max_inconclusive:
-            result.verdict, result.to_percent = ROLLBACK, 0
-            result.reason = f"inconclusive {streak} times in a row (limit {cfg.max_inconclusive}): {why}"
-        else:
-            result.reason = f"inconclusive ({streak} of {cfg.max_inconclusive}): {why}"
-        return result
-    result.verdict = COMPLETE if target >= 100 else ADVANCE
-    result.to_percent = target
-    result.reason = f"all checks passed ({bake_note}); " + (
-        "the release takes all traffic" if target >= 100 else f"advance {percent}% -> {target}%"
-    )
-    return result
+    if end_of_step:
+        checks.append(_memory_trend(canary, rollout_start, step_start, now, cfg.memory_limit,
+                                    cfg.memory_horizon_minutes, cfg.alpha / len(names) / looks))
+    else:
+        checks.append(Check("memory_trend", None, None, cfg.memory_limit, "judged at the end of each step",
+                            bound=None))
+    for s in cfg.signals:
+        checks.append(_compare_counts(f"signal:{s}", s, canary, stable, cfg.relative_error_tolerance,
+                                      cfg.absolute_error_tolerance, bound, column=s))
+    if not canary.has_throttled:
+        checks[0].detail += " (the metrics have no 429 counts: 5xx only)"
+    return checks
 
 
-def _failure(ch: Check) -> str:
-    if ch.name == "error_rate":
-        return f"error rate {ch.value:.2%} > {ch.threshold:.2%}"
-    if ch.name == "latency_p99_ms":
-        return f"p99 latency {ch.value:.0f} ms > {ch.threshold:.0f} ms"
-    if ch.name == "latency_vs_stable":
-        return f"latency regression vs stable ({ch.detail}, Mann-Whitney p={ch.value:.3g})"
-    return f"error regression vs stable ({ch.detail}, two-proportion p={ch.value:.3g})"
+def describe_failure(check: Check) -> str:
+    """One line for a failed check, for the decision's reason."""
+    words = {
+        "errors_vs_stable": "more failed requests than stable",
+        "latency_vs_stable": "slower than stable",
+        "error_rate": "error rate above the limit",
+        "latency_p99_ms": "p99 latency above the limit",
+        "memory_trend": "memory heading for the limit",
+    }
+    head = words.get(check.name, f"more {check.name.removeprefix('signal:')} than stable")
+    return f"{head}: {check.detail}"

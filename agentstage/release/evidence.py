@@ -1,4 +1,5 @@
-"""Readers of release evidence: evaluation reports, Locust ``--csv`` output, memory series.
+"""Readers of release evidence: evaluation reports, Locust ``--csv`` output with its manifest,
+memory series. Every number is checked finite and in range before a gate sees it.
 
 Evaluation reports come in two shapes (documented in ``docs/release.md``):
 
@@ -8,19 +9,29 @@ Evaluation reports come in two shapes (documented in ``docs/release.md``):
   (``"<metric>/mean": score``, ``"row_count": n``) or as a list of aggregated results
   (``{"metric_name", "mean_score"}``). It does not name the release, so bind it on the command
   line: ``--eval support-bot@1.5.0=vertex-summary.json``.
+
+A Locust run is bound to the release it measured by a manifest beside its CSV files,
+``PREFIX_manifest.json`` (or ``manifest.json`` in a directory holding one run):
+``{"agent", "version", "url", "started", "ended", "phases"?}`` (docs/release.md).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["EvidenceError", "EvalReport", "LoadTest", "read_eval", "read_locust", "read_memory", "parse_binding"]
+__all__ = [
+    "EvidenceError", "EvalReport", "LoadTest", "LoadTestManifest", "LoadFigures", "LocustRow", "HistoryPoint",
+    "RampPoint", "MANIFEST_KEYS", "read_eval", "read_locust", "read_load_tests", "read_manifest", "read_memory",
+    "parse_binding", "is_health_row",
+]
 
 
 class EvidenceError(Exception):
@@ -107,6 +118,17 @@ def read_eval(text: str) -> EvalReport:
     return report
 
 
+def _names(path: Path, data: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The report's own agent, version and dataset, each a string when given."""
+    out = []
+    for key in ("agent", "version", "dataset"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise EvidenceError(f"evaluation report {path}: {key}: {json.dumps(value)} is not a name (a non-empty string)")
+        out.append(value)
+    return out[0], out[1], out[2]
+
+
 def _plain(path: Path, data: dict[str, Any]) -> EvalReport:
     metrics = data["metrics"]
     if not isinstance(metrics, dict) or not metrics:
@@ -114,7 +136,7 @@ def _plain(path: Path, data: dict[str, Any]) -> EvalReport:
     scores = {str(k): _number(v, f"evaluation report {path}: metrics.{k}") for k, v in metrics.items()}
     cost = data.get("cost_per_request_usd")
     return EvalReport(
-        str(path), "agentstage", data.get("agent"), _opt_str(data.get("version")), data.get("dataset"), scores,
+        str(path), "agentstage", *_names(path, data), scores,
         None if cost is None else _number(cost, f"evaluation report {path}: cost_per_request_usd"),
         _examples(data.get("examples"), f"evaluation report {path}: examples"),
     )
@@ -141,19 +163,117 @@ def _vertex(path: Path, data: dict[str, Any]) -> EvalReport:
                 rows = _examples(item["num_cases_total"], f"evaluation report {path}: summary_metrics[{i}].num_cases_total")
     if not scores:
         raise EvidenceError(f"evaluation report {path}: summary_metrics has no mean scores")
-    return EvalReport(str(path), "vertex-ai", data.get("agent"), _opt_str(data.get("version")),
-                      data.get("dataset"), scores, None, rows)
-
-
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)
+    return EvalReport(str(path), "vertex-ai", *_names(path, data), scores, None, rows)
 
 
 # --- Locust ------------------------------------------------------------------------------------
 
+#: Keys a load-test manifest must give (docs/release.md, "Load test manifest").
+MANIFEST_KEYS = ("agent", "version", "url", "started", "ended")
+
+#: How far (seconds) the history's timestamps may lie outside the manifest's started..ended.
+CLOCK_SKEW_S = 60.0
+
+_AGENT = re.compile(r"^[a-z][-a-z0-9]*$")
+
+
+@dataclass
+class LocustRow:
+    """One endpoint row of ``PREFIX_stats.csv`` (or its Aggregated row)."""
+
+    type: str
+    name: str
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass
+class HistoryPoint:
+    """One row of ``PREFIX_stats_history.csv``: the Aggregated row of a sample, or an endpoint's
+    (``--csv-full-history``)."""
+
+    timestamp: float
+    users: int
+    name: str
+    requests_per_s: float
+    failures_per_s: float
+    total_requests: int | None
+    total_failures: int | None
+
+
+@dataclass
+class RampPoint:
+    """The request rate of one history sample without health checks."""
+
+    timestamp: float
+    users: int
+    requests_per_s: float
+    failures_per_s: float
+    total_requests: float | None
+    total_failures: float | None
+
+
+@dataclass
+class Phase:
+    name: str
+    started: dt.datetime
+    ended: dt.datetime
+    users: int | None = None
+
+
+@dataclass
+class LoadTestManifest:
+    """What a Locust run measured: which agent and release, where, when (``PREFIX_manifest.json``)."""
+
+    path: str
+    agent: str
+    version: str
+    url: str
+    started: dt.datetime
+    ended: dt.datetime
+    phases: list[Phase] = field(default_factory=list)
+
+    def window(self) -> str:
+        return f"{_iso(self.started)} to {_iso(self.ended)}"
+
+
+@dataclass
+class LoadFigures:
+    """A run's figures without its health-check rows.
+
+    ``exact``: the percentiles are the run's own (nothing excluded, or a single endpoint left);
+    else they are the highest of the remaining endpoints' percentiles, an upper bound of the
+    percentiles of their union."""
+
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    excluded: list[LocustRow]
+    kept: list[LocustRow]
+    exact: bool
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.failures / self.requests if self.requests else None
+
+    @property
+    def share(self) -> float:
+        """The share of the run's requests that are not health checks."""
+        total = self.requests + sum(r.requests for r in self.excluded)
+        return self.requests / total if total else 0.0
+
 
 @dataclass
 class LoadTest:
+    """One Locust run: its ``--csv`` files and its manifest. ``requests``, ``failures`` and the
+    percentiles are the Aggregated row's (every request, health checks included); the gate
+    judges :meth:`figures` instead."""
+
     path: str
     requests: int
     failures: int
@@ -163,70 +283,291 @@ class LoadTest:
     duration_s: float | None = None
     peak_users: int | None = None
     history_points: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    rows: list[LocustRow] = field(default_factory=list)
+    history: list[HistoryPoint] = field(default_factory=list)
+    history_path: str | None = None
+    manifest: LoadTestManifest | None = None
+    #: where the manifest belongs (``PREFIX_manifest.json``), for the message when it is missing
+    manifest_path: str = ""
 
     @property
     def error_rate(self) -> float | None:
         return self.failures / self.requests if self.requests else None
 
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
 
-def _stats_file(raw: str) -> Path:
+    def figures(self, health_path: str) -> LoadFigures:
+        """Requests, failures and percentiles without the rows of ``health_path``. When rows are
+        excluded the Aggregated row no longer applies: counts are summed exactly, percentiles
+        are the highest of the remaining rows' (exact when one row remains)."""
+        excluded = [r for r in self.rows if is_health_row(r.name, health_path)]
+        kept = [r for r in self.rows if not is_health_row(r.name, health_path)]
+        if not excluded:
+            return LoadFigures(self.requests, self.failures, self.p50_ms, self.p95_ms, self.p99_ms, [], kept, True)
+
+        def highest(key: str) -> float | None:
+            values = [getattr(r, key) for r in kept if getattr(r, key) is not None]
+            return max(values) if values else None
+
+        return LoadFigures(sum(r.requests for r in kept), sum(r.failures for r in kept), highest("p50_ms"),
+                           highest("p95_ms"), highest("p99_ms"), excluded, kept, len(kept) == 1)
+
+    def ramp(self, health_path: str) -> tuple[list[RampPoint], str]:
+        """The request rate over time without health checks, and how it was obtained: from the
+        endpoints' own history rows (``--csv-full-history``) when present, else the Aggregated
+        rows scaled by the run's share of non-health requests (all failures counted)."""
+        endpoint_rows = [h for h in self.history if h.name != "Aggregated"]
+        aggregated = sorted((h for h in self.history if h.name == "Aggregated"), key=lambda h: h.timestamp)
+        if endpoint_rows:
+            by_time: dict[float, list[HistoryPoint]] = {}
+            for h in endpoint_rows:
+                by_time.setdefault(h.timestamp, []).append(h)
+            points = []
+            for t in sorted(by_time):
+                rows = [h for h in by_time[t] if not is_health_row(h.name, health_path)]
+                totals = all(h.total_requests is not None and h.total_failures is not None for h in rows)
+                points.append(RampPoint(
+                    t, max(h.users for h in by_time[t]), sum(h.requests_per_s for h in rows),
+                    sum(h.failures_per_s for h in rows),
+                    float(sum(h.total_requests or 0 for h in rows)) if totals and rows else None,
+                    float(sum(h.total_failures or 0 for h in rows)) if totals and rows else None))
+            return points, f"per-endpoint history, {health_path} excluded"
+        share = self.figures(health_path).share
+        points = [RampPoint(h.timestamp, h.users, h.requests_per_s * share, h.failures_per_s,
+                            None if h.total_requests is None else h.total_requests * share,
+                            None if h.total_failures is None else float(h.total_failures))
+                  for h in aggregated]
+        if share < 1:
+            return points, f"Aggregated history x {share:.1%}, the share of requests other than {health_path}"
+        return points, "Aggregated history"
+
+
+def is_health_row(name: str, health_path: str) -> bool:
+    """Whether a Locust row (named by its path, or its URL) is a request of the health check."""
+    name = name.strip()
+    parts = urlsplit(name)
+    path = parts.path if parts.scheme and parts.netloc else name.split("?", 1)[0]
+    return (path.rstrip("/") or "/") == (health_path.rstrip("/") or "/")
+
+
+def _stats_files(raw: str) -> list[Path]:
     path = Path(raw)
     if path.is_dir():
         found = sorted(path.glob("*_stats.csv"))
-        if len(found) != 1:
-            raise EvidenceError(
-                f"load test {path}: expected one Locust *_stats.csv in the directory, found {len(found)}"
-            )
-        return found[0]
+        if not found:
+            raise EvidenceError(f"load test {path}: expected Locust *_stats.csv files in the directory, found none")
+        return found
     if path.name.endswith("_stats.csv"):
-        return path
+        if not path.is_file():
+            raise EvidenceError(f"load test {path} does not exist")
+        return [path]
     candidate = path.with_name(path.name + "_stats.csv")
     if candidate.is_file():
-        return candidate
+        return [candidate]
     raise EvidenceError(f"load test {raw}: no Locust stats file (give PREFIX_stats.csv, the --csv PREFIX or its directory)")
 
 
-def _float(row: dict[str, str], key: str) -> float | None:
-    value = (row.get(key) or "").strip()
-    if not value or value in ("N/A", "nan"):
+def _cell(row: dict[str, str], key: str) -> str:
+    return (row.get(key) or "").strip()
+
+
+def _whole(text: str, where: str) -> int:
+    """A whole number as Locust writes counts (``12`` or ``12.0``); the range is checked by the caller."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise EvidenceError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value) or value != int(value):
+        raise EvidenceError(f"{where}: {text!r} is not a whole number")
+    return int(value)
+
+
+def _rate(text: str, where: str, what: str) -> float | None:
+    """A finite, non-negative measurement (ms, requests/s); empty, ``N/A`` -> None."""
+    if not text or text in ("N/A", "nan"):
         return None
-    return float(value)
+    try:
+        value = float(text)
+    except ValueError:
+        raise EvidenceError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise EvidenceError(f"{where}: {text!r} is not {what} (finite, not negative)")
+    return value
+
+
+def _row(stats: Path, row: dict[str, str]) -> LocustRow:
+    name = _cell(row, "Name")
+    label = "the Aggregated row" if name == "Aggregated" else f"row {(_cell(row, 'Type') + ' ' + name).strip()}"
+    where = f"load test {stats}: {label}"
+    for key in ("Request Count", "Failure Count"):
+        if key not in row:
+            raise EvidenceError(f"load test {stats}: unexpected columns or values (no {key!r} column)")
+    requests = _whole(_cell(row, "Request Count"), f"{where}: Request Count")
+    failures = _whole(_cell(row, "Failure Count"), f"{where}: Failure Count")
+    percentiles = [_rate(_cell(row, k), f"{where}: {k}", "a response time in ms") for k in ("50%", "95%", "99%")]
+    return LocustRow(_cell(row, "Type"), name, requests, failures, *percentiles)
+
+
+def _history(stats: Path, history: Path) -> list[HistoryPoint]:
+    with history.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    points = []
+    for line, row in enumerate(rows, start=2):
+        where = f"load test {history}: line {line}"
+        if not _cell(row, "Timestamp"):
+            continue
+        stamp = _rate(_cell(row, "Timestamp"), f"{where}: Timestamp", "a time in seconds")
+        users = _whole(_cell(row, "User Count") or "0", f"{where}: User Count")
+        if users < 0:
+            raise EvidenceError(f"{where}: User Count: {users} is negative")
+        totals = []
+        for key in ("Total Request Count", "Total Failure Count"):
+            text = _cell(row, key)
+            value = _whole(text, f"{where}: {key}") if text and text != "N/A" else None
+            if value is not None and value < 0:
+                raise EvidenceError(f"{where}: {key}: {value} is negative")
+            totals.append(value)
+        points.append(HistoryPoint(
+            float(stamp or 0.0), users, _cell(row, "Name") or "Aggregated",
+            _rate(_cell(row, "Requests/s"), f"{where}: Requests/s", "a request rate") or 0.0,
+            _rate(_cell(row, "Failures/s"), f"{where}: Failures/s", "a failure rate") or 0.0, *totals))
+    return points
 
 
 def read_locust(raw: str) -> LoadTest:
-    """The aggregated figures of a Locust run from its ``--csv`` files."""
-    stats = _stats_file(raw)
+    """One Locust run from its ``--csv`` files (a stats file, the prefix, or a directory holding
+    one run), with its manifest when there is one."""
+    files = _stats_files(raw)
+    if len(files) != 1:
+        raise EvidenceError(f"load test {raw}: expected one Locust *_stats.csv in the directory, found {len(files)}")
+    return _read_run(files[0], single=Path(raw).is_dir())
+
+
+def read_load_tests(raw: str) -> list[LoadTest]:
+    """Every Locust run given by ``raw``: a stats file, a prefix, or a directory of runs (each
+    ``PREFIX_stats.csv`` with its ``PREFIX_manifest.json``)."""
+    files = _stats_files(raw)
+    return [_read_run(f, single=Path(raw).is_dir() and len(files) == 1) for f in files]
+
+
+def _read_run(stats: Path, *, single: bool) -> LoadTest:
     try:
         with stats.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
     except FileNotFoundError:
         raise EvidenceError(f"load test {stats} does not exist") from None
-    aggregated = [r for r in rows if (r.get("Name") or "").strip() == "Aggregated"]
+    aggregated = [r for r in rows if _cell(r, "Name") == "Aggregated"]
     if not aggregated:
         raise EvidenceError(f"load test {stats}: no 'Aggregated' row; is this Locust --csv output?")
-    row = aggregated[-1]
-    try:
-        result = LoadTest(
-            str(stats), int(float(row["Request Count"])), int(float(row["Failure Count"])),
-            _float(row, "50%"), _float(row, "95%"), _float(row, "99%"),
-        )
-    except (KeyError, ValueError) as err:
-        raise EvidenceError(f"load test {stats}: unexpected columns or values ({err})") from None
-    if result.requests <= 0 or result.failures < 0 or result.failures > result.requests:
+    total = _row(stats, aggregated[-1])
+    if total.requests <= 0 or total.failures < 0 or total.failures > total.requests:
         raise EvidenceError(
-            f"load test {stats}: the Aggregated row counts {result.requests} requests and {result.failures} failures; "
+            f"load test {stats}: the Aggregated row counts {total.requests} requests and {total.failures} failures; "
             "a run needs requests, and failures between 0 and the requests")
-    history = stats.with_name(stats.name[: -len("_stats.csv")] + "_stats_history.csv")
+    endpoints = [_row(stats, r) for r in rows if _cell(r, "Name") != "Aggregated"]
+    for r in endpoints:
+        if r.requests < 0 or r.failures < 0 or r.failures > r.requests:
+            raise EvidenceError(
+                f"load test {stats}: row {(r.type + ' ' + r.name).strip()} counts {r.requests} requests and "
+                f"{r.failures} failures; failures must be between 0 and the requests")
+    if endpoints:
+        n, f = sum(r.requests for r in endpoints), sum(r.failures for r in endpoints)
+        if (n, f) != (total.requests, total.failures):
+            raise EvidenceError(
+                f"load test {stats}: the endpoint rows count {n} requests and {f} failures, the Aggregated row "
+                f"{total.requests} and {total.failures}; is the file complete?")
+    result = LoadTest(str(stats), total.requests, total.failures, total.p50_ms, total.p95_ms, total.p99_ms,
+                      rows=endpoints)
+    prefix = stats.name[: -len("_stats.csv")]
+    history = stats.with_name(prefix + "_stats_history.csv")
     if history.is_file():
-        with history.open(newline="", encoding="utf-8") as fh:
-            hrows = [r for r in csv.DictReader(fh) if (r.get("Name") or "").strip() == "Aggregated"]
-        stamps = [float(r["Timestamp"]) for r in hrows if (r.get("Timestamp") or "").strip()]
-        users = [int(float(r["User Count"])) for r in hrows if (r.get("User Count") or "").strip()]
-        result.history_points = len(hrows)
-        result.duration_s = (max(stamps) - min(stamps)) if stamps else None
-        result.peak_users = max(users) if users else None
+        result.history_path = str(history)
+        result.history = _history(stats, history)
+        agg = [h for h in result.history if h.name == "Aggregated"]
+        result.history_points = len(agg)
+        result.duration_s = (max(h.timestamp for h in agg) - min(h.timestamp for h in agg)) if agg else None
+        result.peak_users = max(h.users for h in agg) if agg else None
+    manifest = stats.with_name(prefix + "_manifest.json")
+    result.manifest_path = str(manifest)
+    if not manifest.is_file() and single and (stats.parent / "manifest.json").is_file():
+        manifest = stats.parent / "manifest.json"
+    if manifest.is_file():
+        result.manifest = read_manifest(manifest)
+        _check_window(result, history)
     return result
+
+
+def _time(value: Any, where: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise EvidenceError(f"{where}: {json.dumps(value)} is not a time; give ISO 8601 UTC, e.g. 2026-05-01T12:00:00Z")
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EvidenceError(f"{where}: {value!r} is not a time; give ISO 8601 UTC, e.g. 2026-05-01T12:00:00Z") from None
+    if t.tzinfo is None:
+        raise EvidenceError(f"{where}: {value!r} has no time zone; give ISO 8601 UTC, e.g. 2026-05-01T12:00:00Z")
+    return t.astimezone(dt.timezone.utc)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def read_manifest(path: Path) -> LoadTestManifest:
+    """A load-test manifest: ``{"agent", "version", "url", "started", "ended", "phases"?}``
+    (other keys are ignored)."""
+    data = _load_json(path, "load test manifest")
+    where = f"load test manifest {path}"
+    if not isinstance(data, dict):
+        raise EvidenceError(f"{where}: expected a JSON object with {', '.join(MANIFEST_KEYS)}")
+    missing = [k for k in MANIFEST_KEYS if k not in data]
+    if missing:
+        raise EvidenceError(f"{where}: missing {', '.join(missing)} (needs {', '.join(MANIFEST_KEYS)})")
+    agent, version, url = data["agent"], data["version"], data["url"]
+    if not isinstance(agent, str) or not _AGENT.match(agent):
+        raise EvidenceError(f"{where}: agent: {json.dumps(agent)} is not an agent name")
+    if not isinstance(version, str) or not version.strip():
+        raise EvidenceError(f"{where}: version: {json.dumps(version)} is not a release version (a string, e.g. \"1.5.0\")")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise EvidenceError(f"{where}: url: {json.dumps(url)} is not the http(s) URL the run called")
+    started, ended = _time(data["started"], f"{where}: started"), _time(data["ended"], f"{where}: ended")
+    if ended <= started:
+        raise EvidenceError(f"{where}: ended {_iso(ended)} is not after started {_iso(started)}")
+    phases = []
+    raw_phases = data.get("phases", [])
+    if not isinstance(raw_phases, list):
+        raise EvidenceError(f"{where}: phases must be a list of {{name, started, ended, users?}}")
+    for i, p in enumerate(raw_phases):
+        at = f"{where}: phases[{i}]"
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not p["name"]:
+            raise EvidenceError(f"{at} needs a 'name', 'started' and 'ended'")
+        ps, pe = _time(p.get("started"), f"{at}.started"), _time(p.get("ended"), f"{at}.ended")
+        if not started <= ps < pe <= ended:
+            raise EvidenceError(f"{at}: {_iso(ps)} to {_iso(pe)} is not a period within the run ({_iso(started)} to "
+                                f"{_iso(ended)})")
+        users = p.get("users")
+        if users is not None and (isinstance(users, bool) or not isinstance(users, int) or users < 0):
+            raise EvidenceError(f"{at}.users: {json.dumps(users)} is not a number of users")
+        phases.append(Phase(p["name"], ps, pe, users))
+    return LoadTestManifest(str(path), agent, version, url, started, ended, phases)
+
+
+def _check_window(run: LoadTest, history: Path) -> None:
+    """The history of the run must lie within the manifest's started..ended: else the manifest
+    describes another run."""
+    m = run.manifest
+    if m is None or not run.history:
+        return
+    first, last = min(h.timestamp for h in run.history), max(h.timestamp for h in run.history)
+    lo, hi = m.started.timestamp() - CLOCK_SKEW_S, m.ended.timestamp() + CLOCK_SKEW_S
+    if first < lo or last > hi:
+        at = lambda t: _iso(dt.datetime.fromtimestamp(t, dt.timezone.utc))  # noqa: E731
+        raise EvidenceError(
+            f"load test {history}: the run's samples span {at(first)} to {at(last)}, outside its manifest's "
+            f"{m.window()} ({Path(m.path).name}); the manifest describes another run")
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -247,6 +588,9 @@ def read_memory(raw: str) -> list[tuple[float, float]]:
         raise EvidenceError(f"memory series {path}: {err}") from None
     if len(points) < 3:
         raise EvidenceError(f"memory series {path}: needs at least 3 points, has {len(points)}")
+    stamps = [t for t, _ in points]
+    if any(not math.isfinite(t) for t in stamps) or any(b <= a for a, b in zip(stamps, stamps[1:])):
+        raise EvidenceError(f"memory series {path}: timestamp must be finite and increasing (seconds, one point per time)")
     if any(not math.isfinite(b) or b < 0 for _, b in points) or not any(b > 0 for _, b in points):
         raise EvidenceError(
             f"memory series {path}: memory_bytes must be finite, not negative, and not all zero (an empty "

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from components.contract import CLOUD_RUN_SERVICE as SERVICE
+from components.contract import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
 from components.spec import AgentSpec, PlatformSpec
-from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, analyse
+from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis
+from agentstage.release.journal import Transaction, load_states, recover
+from agentstage.release.observed import ObservedError, Observer
+from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
 from agentstage.release.gates import Evidence, GateReport, evaluate_gates
 from agentstage.release.ledger import Ledger, iso, now_utc
 from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
-from agentstage.release.metrics import MetricsSource
+from agentstage.release.metrics import MetricsError, MetricsSource
 from agentstage.release.stackfile import StackFile, StackFileError, plain
 
 __all__ = [
@@ -64,18 +69,24 @@ class StackState:
 
 
 def load_state(project_dir: Path, stack: str) -> StackState:
-    """The stack file (for editing) and its validated spec. Bad config -> ReleaseError(code 2)."""
+    """The stack file (for editing) and its validated spec. Bad config -> ReleaseError(code 2).
+
+    The config namespace is the project's name in ``Pulumi.yaml`` (Pulumi's default): the
+    agents are ``<namespace>:agents.<name>``, validated like the platform's config."""
     from agentstage.config import ConfigError, platform_from_config
     from agentstage.engine import EngineError, load_project, load_stack_config
 
     try:
         project = load_project(project_dir)
         values = load_stack_config(project, stack).values
-        file = StackFile.load(project.stack_file(stack))
+        file = StackFile.load(project.stack_file(stack), project.name)
     except (EngineError, StackFileError) as err:
         raise ReleaseError(str(err), 2) from None
+    if f"{project.name}:agents" not in values:
+        raise ReleaseError(f"stack {stack!r} has no agents in {file.path}: {file.looked_for('agents')}; "
+                           f"define each agent as {project.name}:agents.<name>", 2)
     try:
-        spec = platform_from_config(values)
+        spec = platform_from_config(values, namespace=project.name)
     except ConfigError as err:
         raise ReleaseError(f"invalid stack config for stack {stack!r}:", 2, details=err.issues) from None
     return StackState(project.dir, stack, file, spec)
@@ -115,27 +126,56 @@ def _plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Any
         raise ReleaseError(f"{what} does not plan: {err}", 1, details=issues) from None
 
 
+def _services(plan: Any, agents: Iterable[str]) -> dict[str, Any]:
+    """Agent -> its Cloud Run service in ``plan``, found by the labels the components put on
+    it (``agent: <agent>``, ``managed-by: agentstage``), whatever name the program gave it."""
+    wanted, out = set(agents), {}
+    for r in plan.by_type(SERVICE):
+        labels = r.inputs.get("labels") or {}
+        agent = labels.get(LABEL_AGENT)
+        if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or agent not in wanted:
+            continue
+        if agent in out:
+            raise ReleaseError(
+                f"two Cloud Run services carry the label {LABEL_AGENT}={agent} in the plan of stack {plan.stack!r}: "
+                f"{out[agent].inputs.get('name')} and {r.inputs.get('name')}; an agent has one service", 1)
+        out[agent] = r
+    return out
+
+
 def template_revisions(plan: Any, spec: PlatformSpec) -> dict[str, str]:
     """Agent -> the revision its service's template deploys in ``plan`` (the name is a
     digest of the whole template, so only the program knows it)."""
-    names = {spec.service_name(a): a for a in spec.agents}
     out = {}
-    for r in plan.by_type(SERVICE):
-        agent = names.get(r.inputs.get("name"))
+    for agent, r in _services(plan, spec.agents).items():
         revision = (r.inputs.get("template") or {}).get("revision")
-        if agent is not None and isinstance(revision, str):
+        if isinstance(revision, str):
             out[agent] = revision
     return out
 
 
-def _service_urns(plan: Any, agents: list[str], spec: PlatformSpec) -> dict[str, str]:
-    names = {spec.service_name(a): a for a in agents}
-    return {r.urn: names[r.inputs.get("name")] for r in plan.by_type(SERVICE) if r.inputs.get("name") in names}
+def service_names(plan: Any, spec: PlatformSpec) -> dict[str, str]:
+    """Agent -> the name of its Cloud Run service in ``plan``."""
+    return {agent: r.inputs.get("name") for agent, r in _services(plan, spec.agents).items()}
 
 
-def _check_traffic_only(diff: Any, plan: Any, agents: list[str], spec: PlatformSpec, what: str) -> None:
+def _require_services(found: dict[str, str], agents: Iterable[str], stack: str) -> None:
+    """Each of ``agents`` has a service in the plan (``found``: agent -> revision or name)."""
+    missing = [a for a in agents if a not in found]
+    if missing:
+        raise ReleaseError(
+            f"no Cloud Run service of {', '.join(missing)} in the plan of stack {stack!r}: the release flow finds an "
+            f"agent's service by its labels {LABEL_AGENT}=<agent> and {LABEL_MANAGED_BY}={MANAGED_BY}; deploy it with "
+            "CloudRunAgent and labels from components.labels.agent_labels", 1)
+
+
+def _service_urns(plan: Any, agents: list[str]) -> dict[str, str]:
+    return {r.urn: agent for agent, r in _services(plan, agents).items()}
+
+
+def _check_traffic_only(diff: Any, plan: Any, agents: list[str], what: str) -> None:
     """The diff must update exactly the services of ``agents``, and only their traffic."""
-    urns = _service_urns(plan, agents, spec)
+    urns = _service_urns(plan, agents)
     wrong = list(diff.creates) + list(diff.deletes)
     for urn, paths in diff.updates.items():
         if urn not in urns or any(not p.startswith("traffics") for p in paths):
@@ -146,10 +186,10 @@ def _check_traffic_only(diff: Any, plan: Any, agents: list[str], spec: PlatformS
             f"{', '.join(agents)} ({diff.changed} resources changed)", 1, details=wrong)
 
 
-def _check_no_new_revision(diff: Any, plan: Any, agents: list[str], spec: PlatformSpec) -> None:
+def _check_no_new_revision(diff: Any, plan: Any, agents: list[str]) -> None:
     """Advancing a step or completing a canary moves traffic only: no service is created,
     deleted or given a new template (revision)."""
-    urns = _service_urns(plan, agents, spec)
+    urns = _service_urns(plan, agents)
     wrong = [u for u in list(diff.creates) + list(diff.deletes) if SERVICE in u]
     for urn in urns:
         paths = diff.updates.get(urn, [])
@@ -195,9 +235,10 @@ def rollback(project_dir: Path, stack: str, agents: list[str] | None = None, *, 
              reason: str = "rolled back by the operator") -> Change:
     """All traffic of each canary in flight (or of ``agents``) to its stable revision."""
     with stack_lock(project_dir, stack, "rollback"):
+        recovered = recover(project_dir, [stack])
         state = load_state(project_dir, stack)
         targets = _select(state, agents, need_stable=True)
-        change = Change(stack, state.path, False, old_text=state.file.original)
+        change = Change(stack, state.path, False, old_text=state.file.original, notes=recovered)
         if not targets:
             change.message = "nothing to roll back: no canary in flight"
             return change
@@ -210,17 +251,32 @@ def rollback(project_dir: Path, stack: str, agents: list[str] | None = None, *, 
         from agentstage.diff import diff_plans
 
         change.diff = diff_plans(before, after)
-        _check_traffic_only(change.diff, after, targets, state.spec, "rollback")
-        state.file.save()
-        change.wrote, change.new_text = True, text
-        ledger = Ledger(state.project_dir, stack)
+        _check_traffic_only(change.diff, after, targets, "rollback")
         when = clock()
+        txn = Transaction(state.project_dir, stack)
+        txn.write_file(state.path, state.file.original, text)
+        states = load_states(state.project_dir, stack)
         for agent in targets:
-            d = _decision(stack, agent, state.spec.agents[agent], ROLLBACK, 0, reason, when)
-            ledger.append(d)
-            change.decisions.append(d)
+            spec = state.spec.agents[agent]
+            current = _canary_state(states.get(agent), agent, spec, when)
+            states[agent] = replace(current, phase=ROLLED_BACK, percent=0, requested_at=when).to_json()
+            change.decisions.append(txn.decide(stack, _decision(stack, agent, spec, ROLLBACK, 0, reason, when)))
+        txn.set_states(stack, states)
+        txn.commit()
+        change.wrote, change.new_text = True, text
         change.message = f"all traffic of {', '.join(targets)} on stable"
         return change
+
+
+def _canary_state(saved: dict[str, Any] | None, agent: str, spec: AgentSpec, now: dt.datetime) -> CanaryState:
+    """The persisted state of ``agent``'s canary when it still describes the stack config (same
+    release, stable and percent); else a new one, awaiting the deploy of what the config asks."""
+    if saved:
+        current = CanaryState.from_json(saved)
+        if spec.stable is not None and (current.release, current.stable, current.percent) == \
+                (spec.release.version, spec.stable.version, spec.canary_percent):
+            return current
+    return initial_state(agent, spec, now)
 
 
 def _select(state: StackState, agents: list[str] | None, *, need_stable: bool) -> list[str]:
@@ -239,43 +295,72 @@ def _select(state: StackState, agents: list[str] | None, *, need_stable: bool) -
 # --- rollout -------------------------------------------------------------------------------
 
 
+def _observe(observer: Observer | None, service: str, desired: dict[str, int],
+             assume_deployed: bool) -> tuple[dict[str, int] | None, str, bool]:
+    """(live split, where it was read, whether it matches ``desired``)."""
+    if assume_deployed:
+        return dict(desired), "assumed deployed (--assume-deployed)", True
+    if observer is None:
+        return None, "no observer", False
+    try:
+        live = observer.observe(service)
+    except ObservedError as err:
+        return None, f"{observer.name}: {err}", False
+    return live.split(), live.source, live.matches(desired)
+
+
 def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock: Clock = now_utc,
-                 skip_bake: bool = False, agents: list[str] | None = None) -> Change:
-    """Analyse every canary in flight once; advance, hold or roll back each."""
+                 skip_bake: bool = False, agents: list[str] | None = None, observer: Observer | None = None,
+                 assume_deployed: bool = False, approve: list[str] | None = None) -> Change:
+    """Look at every canary in flight once: observe its live split and its metrics, let
+    :func:`agentstage.release.state.decide` move it, and write what changed as one transaction."""
     with stack_lock(project_dir, stack, "rollout"):
+        recovered = recover(project_dir, [stack])
         state = load_state(project_dir, stack)
         targets = _select(state, agents, need_stable=False)
         targets = [a for a in targets if in_flight(state.spec.agents[a])]
-        change = Change(stack, state.path, False, old_text=state.file.original)
+        change = Change(stack, state.path, False, old_text=state.file.original, notes=recovered)
         if not targets:
             change.message = "no canary in flight"
             return change
-        ledger = Ledger(state.project_dir, stack)
+        for a in approve or []:
+            if a not in targets:
+                raise ReleaseError(f"--approve {a}: {a} has no canary in flight in stack {stack!r}", 2)
         before = _plan(state.project_dir, stack)
-        candidates = template_revisions(before, state.spec)
+        candidates, services = template_revisions(before, state.spec), service_names(before, state.spec)
+        _require_services(candidates, targets, stack)
         now = source.now()
+        states = load_states(state.project_dir, stack)
         for agent in targets:
             spec = state.spec.agents[agent]
-            service = state.spec.service_name(agent)
+            service = services[agent]
             canary_rev = candidates[agent]
-            stable_rev = state.spec.stable_revision(agent)
-            bake = dt.timedelta(minutes=spec.rollout.bake_minutes)
-            series = source.fetch(service, [canary_rev, stable_rev], now - bake, now)
-            result = analyse(
-                agent, spec, canary=series.get(canary_rev), stable=series.get(stable_rev), now=now,
-                step_started=ledger.step_started(agent, spec.release.version, spec.canary_percent),
-                inconclusive_streak=ledger.inconclusive_streak(agent, spec.release.version, spec.canary_percent),
-                skip_bake=skip_bake,
-            )
-            result.window["source"] = source.name
+            stable_rev = spec.stable_revision_name(service)
+            current = _canary_state(states.get(agent), agent, spec, now)
+            desired = {r: p for r, p in ((stable_rev, 100 - spec.canary_percent), (canary_rev, spec.canary_percent)) if p}
+            live, live_source, matches = _observe(observer, service, desired, assume_deployed)
+            start = current.rollout_start or now - dt.timedelta(minutes=spec.rollout.bake_minutes)
+            if skip_bake:
+                start = now - dt.timedelta(days=1)  # a replay: judge on every minute there is
+            error = None
+            try:
+                series = source.fetch(service, [canary_rev, stable_rev], start, now)
+            except MetricsError as err:
+                series, error = {}, str(err)
+            obs = Observation(now, matches, live, live_source, series.get(canary_rev), series.get(stable_rev), error)
+            new, result = decide(current, spec, obs, skip_bake=skip_bake, approve=agent in (approve or []))
+            result.window.update({"source": source.name, "canary_revision": canary_rev, "stable_revision": stable_rev})
+            states[agent] = new.to_json()
             change.analyses.append(result)
             if result.verdict == ADVANCE:
                 state.file.set_canary_percent(agent, result.to_percent)
             elif result.verdict == COMPLETE:
                 state.file.drop_stable(agent)
                 state.file.set_canary_percent(agent, None)
+                states.pop(agent)
             elif result.verdict == ROLLBACK:
                 state.file.set_canary_percent(agent, 0)
+        txn = Transaction(state.project_dir, stack)
         moved = [a.agent for a in change.analyses if a.verdict != HOLD]
         if moved:
             text = state.file.dumps()
@@ -286,20 +371,62 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
             change.diff = diff_plans(before, after)
             rolled = [a.agent for a in change.analyses if a.verdict == ROLLBACK]
             if rolled == moved:
-                _check_traffic_only(change.diff, after, moved, state.spec, "rollback")
+                _check_traffic_only(change.diff, after, moved, "rollback")
             else:
-                _check_no_new_revision(change.diff, after, moved, state.spec)
-            state.file.save()
+                _check_no_new_revision(change.diff, after, moved)
+            txn.write_file(state.path, state.file.original, text)
             change.wrote, change.new_text = True, text
         when = clock()
         for a in change.analyses:
             spec = state.spec.agents[a.agent]
             d = _decision(stack, a.agent, spec, a.verdict, a.to_percent, a.reason, when,
-                          checks=[c.__dict__ for c in a.checks], statistics=a.statistics,
-                          inconclusive=a.inconclusive, window=a.window, skip_bake=skip_bake)
-            ledger.append(d)
-            change.decisions.append(d)
+                          checks=[asdict(c) for c in a.checks], phase=a.phase, window=a.window,
+                          skip_bake=skip_bake, assume_deployed=assume_deployed)
+            change.decisions.append(txn.decide(stack, d))
+        txn.set_states(stack, states)
+        txn.commit()
         return change
+
+
+@dataclass
+class WatchResult:
+    changes: list[Change]
+    rolled_back: bool
+    stopped: str
+
+
+def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], MetricsSource], *,
+                  clock: Clock = now_utc, sleep: Callable[[float], None] = time.sleep, interval: float = 60,
+                  max_wait_minutes: float | None = None, on_change: Callable[[Change], None] | None = None,
+                  **kwargs: Any) -> WatchResult:
+    """``rollout --watch``: look every ``interval`` seconds until every canary completes, rolls
+    back or pauses for a person (or ``max_wait_minutes`` pass). ``clock`` and ``sleep`` are
+    injectable (the tests and the simulation drive them). A failed metrics read is a recorded
+    decision like any other (the state machine holds the canary after several in a row)."""
+    changes: list[Change] = []
+    started = clock()
+    rolled_back = False
+    while True:
+        change = rollout_once(project_dir, stack, make_source(), clock=clock, **kwargs)
+        changes.append(change)
+        if on_change is not None:
+            on_change(change)
+        rolled_back |= any(a.verdict == ROLLBACK for a in change.analyses)
+        pending = [a for a in change.analyses if a.verdict in (HOLD, ADVANCE) and a.phase not in (PAUSED, HELD)]
+        if not pending:
+            paused = [a.agent for a in change.analyses if a.phase == PAUSED]
+            held = [a.agent for a in change.analyses if a.phase == HELD]
+            why = ("paused for a person: " + ", ".join(paused) if paused else
+                   "held: metrics unavailable for " + ", ".join(held) if held else "no canary in flight")
+            return WatchResult(changes, rolled_back, why)
+        elapsed = (clock() - started).total_seconds()
+        if max_wait_minutes is not None and elapsed >= max_wait_minutes * 60:
+            return WatchResult(changes, rolled_back, f"--max-wait of {max_wait_minutes:g} min reached; still in flight: "
+                               + ", ".join(f"{a.agent} at {a.to_percent}% ({a.phase})" for a in pending))
+        if kwargs.get("skip_bake") and change.wrote:
+            continue  # no bake to wait for: look at the new step at once
+        wait = interval if max_wait_minutes is None else min(interval, max_wait_minutes * 60 - elapsed)
+        sleep(max(wait, 0))
 
 
 # --- promotion -----------------------------------------------------------------------------
@@ -397,8 +524,8 @@ def _gates_on(state: StackState, text: str, cfg: Path, candidates: list[str], ev
 
     plan = _plan(state.project_dir, state.stack, cfg)
     values = load_stack_config(load_project(state.project_dir), state.stack, cfg).values
-    spec = platform_from_config(values)
-    budget = StackFile(cfg, text).value("budget")
+    spec = platform_from_config(values, namespace=state.file.namespace)
+    budget = StackFile(cfg, text, state.file.namespace).value("budget")
     report = evaluate_gates(project_dir=state.project_dir, stack=state.stack, spec=spec, raw_budget=budget,
                             plan=plan, candidates=candidates, evidence=evidence, config_file=cfg)
     return report, plan
@@ -412,8 +539,9 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
     # both stacks' ledgers are written: hold both locks (in name order; a busy lock fails at once)
     with stack_lock(project_dir, min(src_stack, dst_stack), "promote"), \
             stack_lock(project_dir, max(src_stack, dst_stack), "promote"):
+        recovered = recover(project_dir, sorted({src_stack, dst_stack}))
         src, dst = load_state(project_dir, src_stack), load_state(project_dir, dst_stack)
-        change = Change(dst_stack, dst.path, False, old_text=dst.file.original)
+        change = Change(dst_stack, dst.path, False, old_text=dst.file.original, notes=recovered)
         candidates = _candidates(src, dst, agents)
         if not candidates:
             change.message = f"nothing to promote: {dst_stack!r} already runs {src_stack!r}'s releases"
@@ -423,6 +551,7 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
             raise ReleaseError(f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons)
         before = _plan(dst.project_dir, dst_stack)
         running = template_revisions(before, dst.spec)
+        _require_services(running, candidates, dst_stack)
         text = _edit_promotion(src, dst, candidates, running)
         with _edited_config(dst, text) as cfg:
             report, after = _gates_on(dst, text, cfg, candidates, evidence)
@@ -436,7 +565,6 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
                             + (f" (needs {i.threshold})" if i.threshold else "") for i in report.failed])
         if dry_run:
             return change
-        dst.file.save()
         change.wrote = True
         for a in candidates:
             if dst.spec.agents[a].stable is None:
@@ -445,15 +573,19 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
                     f"if that config was never applied with `pulumi up` (an agentstage 0.1 deployment, or a change not "
                     f"yet deployed), set stable_revision to the revision that serves {a} now "
                     "(`gcloud run services describe`) before deploying the canary")
-        ledger = Ledger(dst.project_dir, dst_stack)
         when = clock()
+        txn = Transaction(dst.project_dir, dst_stack)
+        txn.write_file(dst.path, dst.file.original, text)
+        states = load_states(dst.project_dir, dst_stack)
         for a in candidates:
             old = dst.spec.agents[a]
             new = src.spec.agents[a]
-            ledger.record(a, old.stable if old.stable is not None else old.release, when)
-            ledger.record(a, new.release, when)
-            Ledger(src.project_dir, src_stack).record(a, new.release, when)
             stable = old.stable if old.stable is not None else old.release
+            txn.record_release(dst_stack, a, stable, iso(when))
+            txn.record_release(dst_stack, a, new.release, iso(when))
+            txn.record_release(src_stack, a, new.release, iso(when))
+            states[a] = CanaryState(a, new.release.version, stable.version, old.rollout.steps[0], "awaiting deploy",
+                                    when).to_json()
             d = {
                 "time": iso(when), "stack": dst_stack, "agent": a, "action": "promote",
                 "release": new.release.version, "stable": stable.version, "percent": 0,
@@ -461,8 +593,9 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
                 "reason": f"promoted from {src_stack}; all {len([i for i in report.items if i.agent in ('', a)])} gates passed",
                 "gates": [i.__dict__ for i in report.items if i.agent in ("", a)],
             }
-            ledger.append(d)
-            change.decisions.append(d)
+            change.decisions.append(txn.decide(dst_stack, d))
+        txn.set_states(dst_stack, states)
+        txn.commit()
         change.message = ", ".join(f"{a} {src.spec.agents[a].release.version} at {dst.spec.agents[a].rollout.steps[0]}%"
                                    for a in candidates)
         return change
@@ -478,7 +611,9 @@ def gate(project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str |
         candidates = _candidates(src, dst, agents)
         if not candidates:
             raise ReleaseError(f"nothing to gate: {stack!r} already runs {from_stack!r}'s releases", 2)
-        text = _edit_promotion(src, dst, candidates, template_revisions(_plan(dst.project_dir, stack), dst.spec))
+        running = template_revisions(_plan(dst.project_dir, stack), dst.spec)
+        _require_services(running, candidates, stack)
+        text = _edit_promotion(src, dst, candidates, running)
     else:
         if agents:
             _select(dst, agents, need_stable=False)
@@ -509,12 +644,15 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
         state = load_state(project_dir, stack)
         ledger = Ledger(state.project_dir, stack)
         try:
-            revisions = template_revisions(_plan(state.project_dir, stack), state.spec)
+            plan = _plan(state.project_dir, stack)
+            revisions, services = template_revisions(plan, state.spec), service_names(plan, state.spec)
         except ReleaseError:  # status reports what the stack file says; the revision names need a plan
-            revisions = {}
+            revisions, services = {}, {}
         agents = []
         for name, spec in sorted(state.spec.agents.items()):
             conflict = ledger.conflict(name, spec.release)
+            # without a plan, the service is named as the platform names it
+            stable_revision = spec.stable_revision_name(services.get(name) or state.spec.service_name(name))
             agents.append({
                 "agent": name,
                 "state": agent_state(spec),
@@ -523,10 +661,11 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
                 "stable": spec.stable.version if spec.stable else None,
                 "canary_percent": spec.canary_percent if spec.stable else None,
                 "steps": spec.rollout.steps,
+                "service": services.get(name),
                 "revision": revisions.get(name),
-                "stable_revision": state.spec.stable_revision(name),
+                "stable_revision": stable_revision,
                 "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag}
-                            for t in traffic_targets(spec, revisions.get(name, ""), state.spec.stable_revision(name))],
+                            for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)],
                 "ledger_conflict": conflict.message() if conflict else None,
                 "decisions": ledger.decisions(name)[-history:] if history else [],
             })

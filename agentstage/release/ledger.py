@@ -85,7 +85,7 @@ class Ledger:
                 return ReleaseConflict(agent, version, path.parent.name, entry["digest"], mine, fields)
         return None
 
-    def record(self, agent: str, manifest: Any, when: dt.datetime | None = None) -> bool:
+    def record(self, agent: str, manifest: Any, when: dt.datetime | None = None, *, recorded: str | None = None) -> bool:
         """Record ``manifest`` for ``agent`` (no-op when already recorded). The caller has
         checked :meth:`conflict`. Returns whether the ledger changed."""
         data = canonical(manifest)
@@ -93,7 +93,8 @@ class Ledger:
         versions = releases.setdefault(agent, {})
         if data["version"] in versions:
             return False
-        versions[data["version"]] = {"digest": digest(manifest), "recorded": iso(when or now_utc()), "manifest": data}
+        versions[data["version"]] = {"digest": digest(manifest), "recorded": recorded or iso(when or now_utc()),
+                                     "manifest": data}
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.releases_path, json.dumps(releases, indent=2, sort_keys=True) + "\n")
         return True
@@ -122,28 +123,6 @@ class Ledger:
             if agent is None or entry.get("agent") == agent:
                 out.append(entry)
         return out
-
-    def step_started(self, agent: str, version: str, percent: int) -> dt.datetime | None:
-        """When the agent's canary of ``version`` last moved to ``percent``."""
-        for entry in reversed(self.decisions(agent)):
-            if entry.get("release") != version:
-                return None
-            if entry.get("to_percent") == percent and entry.get("action") in ("promote", "advance"):
-                return parse_time(entry["time"])
-            if entry.get("action") in ("rollback", "complete"):
-                return None
-        return None
-
-    def inconclusive_streak(self, agent: str, version: str, percent: int) -> int:
-        """Inconclusive analyses in a row at the current step of ``version``."""
-        n = 0
-        for entry in reversed(self.decisions(agent)):
-            if entry.get("release") != version or entry.get("action") != "hold" or entry.get("percent") != percent:
-                break
-            if not entry.get("inconclusive"):
-                break
-            n += 1
-        return n
 
 
 def _read_releases(path: Path) -> dict[str, dict[str, dict[str, Any]]]:

@@ -1,66 +1,172 @@
-"""Per-revision request, error and latency series for canary analysis.
+"""Per-revision series for canary analysis: requests, errors, latency distributions, memory.
 
-Two sources give the same :class:`Series` (one point per minute, oldest first):
+One point per minute (oldest first) and per revision, kept as columns (numpy arrays, NaN where
+a minute has no data, never a silent zero):
+
+- ``requests``: all requests served;
+- ``errors``: 5xx responses; ``throttled``: 429 responses (Cloud Run answers 429 when no
+  instance can take a request). Both count against the canary;
+- ``latency``: the request-latency *distribution* of the minute, as counts per bucket
+  (``bounds`` are the finite bucket upper bounds in ms; the last bucket is the overflow).
+  Buckets of several minutes add up, so a window has a true pooled distribution;
+- ``memory``: the highest container memory utilisation of the minute (0..1 of the limit);
+- ``signals``: the agent's own log-based counts (tool errors, guardrail blocks) per minute.
+
+Two sources give the same :class:`Series`:
 
 - :class:`FileSource` reads a metrics file (JSON, format in ``docs/release.md``) for offline
   runs, CI and demos;
-- :class:`MonitoringSource` reads Cloud Monitoring with ``MetricServiceClient.list_time_series``:
-  ``run.googleapis.com/request_count`` (ALIGN_DELTA per minute, REDUCE_SUM grouped by revision
-  and response code class) and ``run.googleapis.com/request_latencies`` (ALIGN_DELTA per
-  minute, REDUCE_PERCENTILE_99 grouped by revision), filtered on the ``cloud_run_revision``
-  resource labels of the service.
+- :class:`MonitoringSource` reads Cloud Monitoring with ``MetricServiceClient.list_time_series``,
+  filtered on the ``cloud_run_revision`` resource labels of the service:
+  ``run.googleapis.com/request_count`` (ALIGN_DELTA per minute, REDUCE_SUM by revision and
+  response code), ``run.googleapis.com/request_latencies`` (a DISTRIBUTION: ALIGN_DELTA,
+  REDUCE_SUM by revision keeps the bucket counts), ``run.googleapis.com/container/memory/utilizations``
+  (ALIGN_PERCENTILE_99, REDUCE_MAX by revision) and the agent's log-based metrics
+  (``logging.googleapis.com/user/<name>``, ALIGN_DELTA, REDUCE_SUM by revision).
+  Metric names and labels: Google Cloud metrics list, "Cloud Run" section
+  (https://cloud.google.com/monitoring/api/metrics_gcp_p_z#gcp-run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.revision import DIGEST_CHARS
 
 __all__ = [
     "MetricsError",
-    "Point",
     "Series",
     "MetricsSource",
     "FileSource",
     "MonitoringSource",
+    "DEFAULT_BOUNDS_MS",
+    "histogram",
+    "quantile",
+    "exceeding",
     "REQUEST_COUNT",
     "REQUEST_LATENCIES",
+    "MEMORY_UTILIZATIONS",
 ]
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
-ERROR_CLASS = "5xx"
+MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"
+
+#: Latency bucket bounds (ms) of metrics files that give none: exponential, 1 ms x 1.25^i up
+#: to about 5 minutes, so a bucket is 25% wide.
+DEFAULT_BOUNDS_MS: tuple[float, ...] = tuple(round(1.25 ** i, 3) for i in range(57))
 
 
 class MetricsError(Exception):
     """The metrics cannot be read (bad file, API error)."""
 
 
-@dataclass(frozen=True)
-class Point:
-    end: dt.datetime
-    requests: float | None
-    errors: float | None
-    latency_p99_ms: float | None
+def histogram(samples_ms: Iterable[float], bounds: Sequence[float] = DEFAULT_BOUNDS_MS) -> list[int]:
+    """Bucket counts of latency samples (len(bounds) + 1 buckets, the last one the overflow)."""
+    idx = np.searchsorted(np.asarray(bounds, dtype=float), np.asarray(list(samples_ms), dtype=float), side="left")
+    return np.bincount(idx, minlength=len(bounds) + 1).astype(int).tolist()
+
+
+def _edges(bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper edge of every bucket, for interpolation within a bucket (the first
+    bucket starts at 0; the overflow bucket is taken as wide as the last finite one)."""
+    lower = np.concatenate([[0.0], bounds])
+    last = bounds[-1] * (bounds[-1] / bounds[-2]) if len(bounds) > 1 else bounds[-1] * 2
+    upper = np.concatenate([bounds, [last]])
+    return lower, upper
+
+
+def quantile(counts: np.ndarray, bounds: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile of a pooled distribution, linear within its bucket (as Cloud
+    Monitoring's percentile aligners do); None when empty."""
+    total = float(counts.sum())
+    if total <= 0:
+        return None
+    target = q * total
+    cum = np.cumsum(counts)
+    i = int(np.searchsorted(cum, target, side="left"))
+    i = min(i, len(counts) - 1)
+    lower, upper = _edges(bounds)
+    before = cum[i] - counts[i]
+    frac = (target - before) / counts[i] if counts[i] > 0 else 1.0
+    return float(lower[i] + (upper[i] - lower[i]) * min(max(frac, 0.0), 1.0))
+
+
+def exceeding(counts: np.ndarray, bounds: np.ndarray, threshold: float) -> np.ndarray:
+    """How many requests took longer than ``threshold`` ms, per row of ``counts`` (exact when
+    the threshold is a bucket bound; else the straddling bucket is split linearly)."""
+    lower, upper = _edges(bounds)
+    frac = np.clip((upper - threshold) / (upper - lower), 0.0, 1.0)
+    return counts @ frac
 
 
 @dataclass
 class Series:
+    """One revision's minutes, as columns. ``latency`` has one row of bucket counts per minute."""
+
     revision: str
-    points: list[Point] = field(default_factory=list)
+    ends: list[dt.datetime] = field(default_factory=list)
+    requests: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    throttled: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latency: np.ndarray | None = None
+    bounds: np.ndarray | None = None
+    memory: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    #: whether the source measures 429s at all (a file may leave them out)
+    has_throttled: bool = True
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @property
+    def bad(self) -> np.ndarray:
+        """5xx + 429 per minute (NaN where either is missing)."""
+        return self.errors + self.throttled
 
     def window(self, start: dt.datetime, end: dt.datetime) -> Series:
-        """Points whose interval ends in ``(start, end]``."""
-        return Series(self.revision, [p for p in self.points if start < p.end <= end])
+        """The minutes whose interval ends in ``(start, end]``."""
+        keep = np.array([start < t <= end for t in self.ends], dtype=bool)
+        return self.select(keep)
+
+    def select(self, keep: np.ndarray) -> Series:
+        return Series(
+            self.revision, [t for t, k in zip(self.ends, keep) if k], self.requests[keep], self.errors[keep],
+            self.throttled[keep], None if self.latency is None else self.latency[keep], self.bounds,
+            self.memory[keep], {k: v[keep] for k, v in self.signals.items()}, self.has_throttled)
+
+    @classmethod
+    def build(cls, revision: str, ends: list[dt.datetime], *, requests: Sequence[float | None],
+              errors: Sequence[float | None], throttled: Sequence[float | None] | None = None,
+              latency: Sequence[Sequence[float] | None] | None = None, bounds: Sequence[float] | None = None,
+              memory: Sequence[float | None] | None = None,
+              signals: dict[str, Sequence[float | None]] | None = None) -> Series:
+        n = len(ends)
+
+        def col(values: Sequence[float | None] | None) -> np.ndarray:
+            if values is None:
+                return np.full(n, np.nan)
+            return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+        lat = None
+        if latency is not None and bounds is not None:
+            width = len(bounds) + 1
+            lat = np.array([[np.nan] * width if row is None else [float(v) for v in row] for row in latency],
+                           dtype=float).reshape(n, width)
+        return cls(revision, list(ends), col(requests), col(errors),
+                   col(throttled) if throttled is not None else np.zeros(n),
+                   lat, None if bounds is None else np.asarray(bounds, dtype=float), col(memory),
+                   {k: col(v) for k, v in (signals or {}).items()}, throttled is not None)
 
 
 class MetricsSource(Protocol):
@@ -79,19 +185,42 @@ class _RevisionData(BaseModel):
 
     requests: list[float | None]
     errors: list[float | None]
-    latency_p99_ms: list[float | None]
+    throttled: list[float | None] | None = None
+    latency_ms: list[list[float] | None] | None = None
+    memory_utilization: list[float | None] | None = None
+    signals: dict[str, list[float | None]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "latency_p99_ms" in data:
+            raise ValueError(
+                "latency_p99_ms is no longer read: a mean of one-minute p99s is not a p99; give latency_ms, "
+                "the request-latency bucket counts of each minute (see docs/release.md)")
+        return data
 
     @model_validator(mode="after")
-    def _lengths(self) -> _RevisionData:
-        n = {len(self.requests), len(self.errors), len(self.latency_p99_ms)}
-        if len(n) != 1:
-            raise ValueError(
-                "requests, errors and latency_p99_ms must have one value per interval "
-                f"(lengths {len(self.requests)}, {len(self.errors)}, {len(self.latency_p99_ms)})"
-            )
-        for r, e in zip(self.requests, self.errors):
-            if r is not None and (r < 0 or (e is not None and not 0 <= e <= r)):
-                raise ValueError("each errors value must be between 0 and that interval's requests")
+    def _shape(self) -> _RevisionData:
+        n = len(self.requests)
+        columns = {"errors": self.errors, "throttled": self.throttled, "latency_ms": self.latency_ms,
+                   "memory_utilization": self.memory_utilization,
+                   **{f"signals.{k}": v for k, v in self.signals.items()}}
+        for name, values in columns.items():
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} values; requests has {n} (one value per interval)")
+        for name, values in [("requests", self.requests), *columns.items()]:
+            if name == "latency_ms" or values is None:
+                continue
+            for v in values:
+                if v is not None and (not math.isfinite(v) or v < 0):
+                    raise ValueError(f"{name}: {v} is not a finite count >= 0")
+        for i, r in enumerate(self.requests):
+            bad = (self.errors[i] or 0) + ((self.throttled or [None] * n)[i] or 0)
+            if r is not None and bad > r:
+                raise ValueError(f"interval {i}: {bad:g} errors and 429s but only {r:g} requests")
+        for v in self.memory_utilization or []:
+            if v is not None and v > 1.5:
+                raise ValueError(f"memory_utilization: {v} is not a fraction of the memory limit (0..1)")
         return self
 
 
@@ -100,7 +229,22 @@ class _MetricsFile(BaseModel):
 
     end: dt.datetime | None = Field(default=None)
     interval_seconds: int = Field(default=60, ge=1)
+    latency_bounds_ms: list[float] | None = None
     revisions: dict[str, _RevisionData]
+
+    @model_validator(mode="after")
+    def _buckets(self) -> _MetricsFile:
+        bounds = self.latency_bounds_ms or list(DEFAULT_BOUNDS_MS)
+        if any(b <= a for a, b in zip(bounds, bounds[1:])) or bounds[0] <= 0:
+            raise ValueError("latency_bounds_ms must be positive and strictly ascending")
+        for name, data in self.revisions.items():
+            for i, row in enumerate(data.latency_ms or []):
+                if row is not None and len(row) != len(bounds) + 1:
+                    raise ValueError(f"revisions.{name}.latency_ms[{i}] has {len(row)} bucket counts; "
+                                     f"{len(bounds) + 1} expected (one per bound, plus the overflow)")
+                if row is not None and any(not math.isfinite(v) or v < 0 for v in row):
+                    raise ValueError(f"revisions.{name}.latency_ms[{i}]: bucket counts must be finite and >= 0")
+        return self
 
 
 #: How far a metrics file's ``end`` may be ahead of the clock (clock skew between machines).
@@ -159,6 +303,7 @@ class FileSource:
     def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]:
         last = self.now()
         step = dt.timedelta(seconds=self.data.interval_seconds)
+        bounds = self.data.latency_bounds_ms or list(DEFAULT_BOUNDS_MS)
         out: dict[str, Series] = {}
         short = {r: _DIGEST_SUFFIX.sub("", r) for r in revisions}
         for revision in revisions:
@@ -170,11 +315,12 @@ class FileSource:
             if data is None:
                 continue
             n = len(data.requests)
-            points = [
-                Point(last - step * (n - 1 - i), data.requests[i], data.errors[i], data.latency_p99_ms[i])
-                for i in range(n)
-            ]
-            out[revision] = Series(revision, points).window(start, end)
+            ends = [last - step * (n - 1 - i) for i in range(n)]
+            series = Series.build(revision, ends, requests=data.requests, errors=data.errors,
+                                  throttled=data.throttled, latency=data.latency_ms,
+                                  bounds=bounds if data.latency_ms is not None else None,
+                                  memory=data.memory_utilization, signals=data.signals)
+            out[revision] = series.window(start, end)
         return out
 
 
@@ -195,13 +341,36 @@ def revision_filter(metric: str, project: str, region: str | None, service: str,
     return " AND ".join(parts)
 
 
+def bucket_bounds(options: Any) -> list[float]:
+    """Finite upper bounds of a google.api.Distribution's buckets (len(bounds) + 1 buckets:
+    the first is the underflow, the last the overflow), from its linear, exponential or
+    explicit bucket options (google/api/distribution.proto)."""
+    which = options.WhichOneof("options")
+    if which == "exponential_buckets":
+        e = options.exponential_buckets
+        return [e.scale * e.growth_factor ** i for i in range(e.num_finite_buckets + 1)]
+    if which == "linear_buckets":
+        lin = options.linear_buckets
+        return [lin.offset + lin.width * i for i in range(lin.num_finite_buckets + 1)]
+    if which == "explicit_buckets":
+        return list(options.explicit_buckets.bounds)
+    raise MetricsError("Cloud Monitoring: a latency distribution without bucket options")
+
+
+def signal_metric_type(service: str, signal: str) -> str:
+    from components.contract import signal_metric_name
+
+    return f"logging.googleapis.com/user/{signal_metric_name(service, signal)}"
+
+
 class MonitoringSource:
     """Series from Cloud Monitoring (``google-cloud-monitoring``)."""
 
     name = "Cloud Monitoring"
 
     def __init__(self, project: str, region: str | None = None, *, client: Any = None,
-                 clock: Callable[[], dt.datetime] | None = None, alignment_seconds: int = 60) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, alignment_seconds: int = 60,
+                 signals: Sequence[str] = ()) -> None:
         from agentstage.release.ledger import now_utc
 
         self.project = project
@@ -209,6 +378,7 @@ class MonitoringSource:
         self._client = client
         self._clock = clock or now_utc
         self.alignment_seconds = alignment_seconds
+        self.signals = list(signals)
 
     @property
     def client(self) -> Any:
@@ -222,7 +392,7 @@ class MonitoringSource:
         return self._clock()
 
     def _list(self, metric: str, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime,
-              reducer: Any, group_by: list[str]) -> list[Any]:
+              aligner: Any, reducer: Any, group_by: list[str]) -> list[Any]:
         from google.api_core import exceptions as gexc
         from google.cloud import monitoring_v3
         from google.protobuf import duration_pb2
@@ -234,7 +404,7 @@ class MonitoringSource:
             interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
             aggregation=Agg(
                 alignment_period=duration_pb2.Duration(seconds=self.alignment_seconds),
-                per_series_aligner=Agg.Aligner.ALIGN_DELTA,
+                per_series_aligner=aligner,
                 cross_series_reducer=reducer,
                 group_by_fields=group_by,
             ),
@@ -249,36 +419,80 @@ class MonitoringSource:
         from google.cloud import monitoring_v3
 
         Agg = monitoring_v3.Aggregation
-        counts = self._list(REQUEST_COUNT, service, revisions, start, end, Agg.Reducer.REDUCE_SUM,
-                            ["resource.label.revision_name", "metric.label.response_code_class"])
-        latencies = self._list(REQUEST_LATENCIES, service, revisions, start, end, Agg.Reducer.REDUCE_PERCENTILE_99,
-                               ["resource.label.revision_name"])
-        requests: dict[str, dict[dt.datetime, float]] = {}
-        errors: dict[str, dict[dt.datetime, float]] = {}
-        latency: dict[str, dict[dt.datetime, float]] = {}
+        by_revision = "resource.label.revision_name"
+        counts = self._list(REQUEST_COUNT, service, revisions, start, end, Agg.Aligner.ALIGN_DELTA,
+                            Agg.Reducer.REDUCE_SUM, [by_revision, "metric.label.response_code_class",
+                                                     "metric.label.response_code"])
+        latencies = self._list(REQUEST_LATENCIES, service, revisions, start, end, Agg.Aligner.ALIGN_DELTA,
+                               Agg.Reducer.REDUCE_SUM, [by_revision])
+        memory = self._list(MEMORY_UTILIZATIONS, service, revisions, start, end, Agg.Aligner.ALIGN_PERCENTILE_99,
+                            Agg.Reducer.REDUCE_MAX, [by_revision])
+        signals = {s: self._list(signal_metric_type(service, s), service, revisions, start, end,
+                                 Agg.Aligner.ALIGN_DELTA, Agg.Reducer.REDUCE_SUM, [by_revision])
+                   for s in self.signals}
+
+        cols: dict[str, dict[str, dict[dt.datetime, float]]] = {}
+
+        def add(revision: str, column: str, t: dt.datetime, value: float) -> None:
+            bucket = cols.setdefault(revision, {}).setdefault(column, {})
+            bucket[t] = bucket.get(t, 0.0) + value
+
         for ts in counts:
             revision = ts.resource.labels.get("revision_name", "")
             code_class = ts.metric.labels.get("response_code_class", "")
+            code = ts.metric.labels.get("response_code", "")
             for p in ts.points:
-                t = _time(p.interval.end_time)
-                value = float(p.value.int64_value or p.value.double_value)
-                requests.setdefault(revision, {})[t] = requests.get(revision, {}).get(t, 0.0) + value
-                bucket = errors.setdefault(revision, {})
-                bucket[t] = bucket.get(t, 0.0) + (value if code_class == ERROR_CLASS else 0.0)
+                t, value = _time(p.interval.end_time), float(p.value.int64_value or p.value.double_value)
+                add(revision, "requests", t, value)
+                add(revision, "errors", t, value if code_class == "5xx" else 0.0)
+                add(revision, "throttled", t, value if code == "429" else 0.0)
+        bounds: list[float] | None = None
+        rows: dict[str, dict[dt.datetime, np.ndarray]] = {}
         for ts in latencies:
             revision = ts.resource.labels.get("revision_name", "")
             for p in ts.points:
-                latency.setdefault(revision, {})[_time(p.interval.end_time)] = float(p.value.double_value)
+                d = p.value.distribution_value
+                b = bucket_bounds(type(d).pb(d).bucket_options)
+                if bounds is None:
+                    bounds = b
+                elif not np.allclose(bounds, b):
+                    raise MetricsError(f"Cloud Monitoring: {REQUEST_LATENCIES} for service {service}: "
+                                       "the revisions' latency buckets differ; they cannot be compared")
+                row = np.zeros(len(b) + 1)
+                given = np.asarray(list(d.bucket_counts), dtype=float)[: len(row)]
+                row[: len(given)] = given  # trailing empty buckets may be left out
+                rows.setdefault(revision, {})[_time(p.interval.end_time)] = row
+        for ts in memory:
+            revision = ts.resource.labels.get("revision_name", "")
+            for p in ts.points:
+                cols.setdefault(revision, {}).setdefault("memory", {})[_time(p.interval.end_time)] = \
+                    float(p.value.double_value)
+        for signal, series_list in signals.items():
+            for ts in series_list:
+                revision = ts.resource.labels.get("revision_name", "")
+                for p in ts.points:
+                    add(revision, f"signal:{signal}",
+                        _time(p.interval.end_time), float(p.value.int64_value or p.value.double_value))
         out: dict[str, Series] = {}
         for revision in revisions:
-            times = sorted(set(requests.get(revision, {})) | set(latency.get(revision, {})))
+            c = cols.get(revision, {})
+            lat = rows.get(revision, {})
+            times = sorted(set().union(*(set(v) for v in c.values()), set(lat)))
             if not times:
                 continue
-            out[revision] = Series(revision, [
-                Point(t, requests.get(revision, {}).get(t), errors.get(revision, {}).get(t),
-                      latency.get(revision, {}).get(t))
-                for t in times
-            ])
+            req = c.get("requests", {})
+
+            def column(name: str, zero_when_counted: bool = False) -> list[float | None]:
+                # a count column is 0 (not missing) in a minute whose requests were counted
+                values = c.get(name, {})
+                return [values.get(t, 0.0 if zero_when_counted and t in req else None) for t in times]
+
+            out[revision] = Series.build(
+                revision, times, requests=[req.get(t) for t in times], errors=column("errors"),
+                throttled=column("throttled"),
+                latency=[lat.get(t) for t in times] if bounds is not None else None, bounds=bounds,
+                memory=column("memory"),
+                signals={s: column(f"signal:{s}", zero_when_counted=True) for s in self.signals})
         return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentstage.release.gates import GateReport
@@ -47,38 +48,36 @@ def render_diff(diff: Any, console: Console) -> None:
 def _value(name: str, v: Any) -> str:
     if v is None:
         return "no data"
-    if name == "error_rate":
+    if name in ("error_rate", "errors_vs_stable") or name.startswith("signal:"):
         return f"{v:.2%}"
-    if name.endswith("_ms"):
+    if name.endswith("_ms") or name == "latency_vs_stable":
         return f"{v:.0f} ms"
-    return f"p={v:.3g}"
-
-
-def _threshold(name: str, v: Any) -> str:
-    if v is None:
-        return ""
-    if name == "error_rate":
-        return f"<= {v:.2%}"
-    if name.endswith("_ms"):
-        return f"<= {v:.0f} ms"
-    return f"regression if p < {v:g} and beyond tolerance"
+    if name == "memory_trend":
+        return f"{v:.0%}"
+    return f"{v:g}"
 
 
 def render_analysis(decision: dict[str, Any], console: Console) -> None:
-    head = (f"[bold]{decision['agent']}[/] {decision['release']} at {decision['percent']}% "
-            f"(stable {decision.get('stable')}): {VERDICT.get(decision['action'], decision['action'])}")
+    head = (f"[bold]{escape(decision['agent'])}[/] {escape(decision['release'])} at {decision['percent']}% "
+            f"(stable {escape(str(decision.get('stable')))}): {VERDICT.get(decision['action'], decision['action'])}")
     if decision["action"] in ("advance", "complete"):
         head += f" -> {decision['to_percent']}%"
+    if decision.get("phase"):
+        head += f" [dim]({escape(decision['phase'])})[/]"
     console.print(head)
-    console.print(f"  {decision['reason']}", markup=False)
+    console.print(f"  {decision['reason']}", markup=False, soft_wrap=True)
+    window = decision.get("window") or {}
+    if window.get("live_source"):
+        live = window.get("live_split")
+        split = ", ".join(f"{r} {p}%" for r, p in live.items()) if live else "unknown"
+        console.print(f"  live split: {split} ({window['live_source']})", markup=False, soft_wrap=True)
     checks = decision.get("checks") or []
     if checks:
         table = Table(show_header=True, box=None, padding=(0, 2))
-        for col in ("", "metric", "value", "threshold", "evidence"):
+        for col in ("", "check", "value", "evidence"):
             table.add_column(col)
         for c in checks:
-            table.add_row(MARK[c["ok"]], c["name"], _value(c["name"], c["value"]),
-                          _threshold(c["name"], c["threshold"]), c.get("detail", ""))
+            table.add_row(MARK[c["ok"]], escape(c["name"]), _value(c["name"], c["value"]), escape(c.get("detail", "")))
         console.print(table)
 
 
@@ -89,6 +88,8 @@ def render_change(change: Any, console: Console) -> None:
         else:
             console.print(f"[bold]{d['agent']}[/]: {VERDICT.get(d['action'], d['action'])} "
                           f"{d['release']} -> {d['to_percent']}% ({d['reason']})")
+    for note in change.notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     if change.wrote:
         console.print(f"wrote {change.path}")
         render_diff(change.diff, console)

@@ -1,7 +1,8 @@
 """Comment-preserving edits of ``Pulumi.<stack>.yaml``, written atomically.
 
 The stack file is the source of truth: the release flow changes only the keys it must
-(``release``, ``stable``, ``stable_revision``, ``rollout.canary_percent`` of one agent) through a ruamel.yaml
+(``release``, ``stable``, ``stable_revision``, ``rollout.canary_percent`` of one agent, under
+``<namespace>:agents.<agent>``, the namespace being the project's name) through a ruamel.yaml
 round trip, so comments, quoting, flow lists and every unrelated line stay byte-identical.
 A write goes to a temporary file in the same directory, is fsynced, and replaces the stack
 file with ``os.replace``: a reader (or a run killed mid-write) sees the old file or the new
@@ -74,10 +75,15 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 class StackFile:
-    """A stack config file loaded for round-trip editing."""
+    """A stack config file loaded for round-trip editing.
 
-    def __init__(self, path: Path, text: str) -> None:
+    ``namespace``: the config namespace of the project's keys, Pulumi's default for a project
+    being its name in ``Pulumi.yaml`` (default: the reference platform's, ``agent-platform``).
+    A key may also be written without it (``agents:``), as the Pulumi CLI allows."""
+
+    def __init__(self, path: Path, text: str, namespace: str = NAMESPACE) -> None:
         self.path = Path(path)
+        self.namespace = namespace
         self.original = text
         try:
             _, indent, offset = load_yaml_guess_indent(text)
@@ -94,13 +100,13 @@ class StackFile:
         self._baseline = self._dump()
 
     @classmethod
-    def load(cls, path: Path) -> StackFile:
+    def load(cls, path: Path, namespace: str = NAMESPACE) -> StackFile:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise StackFileError(f"stack config file {path} does not exist") from None
-        return cls(path, text)
+        return cls(path, text, namespace)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -109,24 +115,30 @@ class StackFile:
         return self.doc["config"]
 
     def _key(self, name: str) -> str:
-        full = f"{NAMESPACE}:{name}"
+        full = f"{self.namespace}:{name}"
         return name if name in self.config and full not in self.config else full
 
     def value(self, name: str, default: Any = None) -> Any:
-        """Plain value of ``agent-platform:<name>``."""
+        """Plain value of ``<namespace>:<name>``."""
         return plain(self.config.get(self._key(name), default))
 
     @property
     def agents(self) -> CommentedMap:
         agents = self.config.get(self._key("agents"))
         if not isinstance(agents, dict):
-            raise StackFileError(f"{self.path}: no {NAMESPACE}:agents mapping")
+            raise StackFileError(f"{self.path}: no agents mapping: {self.looked_for('agents')}")
         return agents
+
+    def looked_for(self, name: str) -> str:
+        """The keys a missing ``name`` was looked for under, and the keys the file has."""
+        found = ", ".join(str(k) for k in self.config) or "none"
+        return (f"looked for {self.namespace}:{name} and {name} ({self.namespace} is the project's name in "
+                f"Pulumi.yaml, its config namespace); keys found: {found}")
 
     def agent(self, name: str) -> CommentedMap:
         node = self.agents.get(name)
         if not isinstance(node, dict):
-            raise StackFileError(f"{self.path}: no agent {name!r} under {NAMESPACE}:agents")
+            raise StackFileError(f"{self.path}: no agent {name!r} under {self.namespace}:agents")
         return node
 
     # --- editing ---------------------------------------------------------------------------

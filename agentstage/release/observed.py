@@ -1,0 +1,483 @@
+"""Observed state: the traffic split and readiness a service really has, never the YAML alone.
+
+The release flow decides from what is deployed (STYLE.md 12: the observed state read before
+deciding). Three observers give the same :class:`ObservedService`:
+
+- :class:`FileObserver` reads an observed state file (JSON, format below) for offline runs, CI
+  and demos;
+- :class:`CloudRunObserver` reads the Cloud Run Admin API v2 (``google-cloud-run``): the
+  service's ``traffic_statuses``, ``latest_ready_revision`` and ``reconciling``, and the
+  ``Ready`` condition of every revision that carries traffic;
+- :class:`OutputsObserver` reads the stack outputs of the last ``pulumi up`` (``pulumi stack
+  output --json``): the ``traffic`` output the reference program exports from each service's
+  ``traffic_statuses``. It is the fallback without Google credentials, and as old as that
+  update.
+
+:func:`default_observer` picks one, in this order:
+
+1. the observed state file, when one is given;
+2. the Cloud Run Admin API, when ``google.auth.default()`` finds credentials (Application
+   Default Credentials: ``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth application-default
+   login``, or the metadata server);
+3. the stack outputs, through the Pulumi CLI.
+
+Observed state file::
+
+    {"services": {"support-bot": {
+        "traffic": [{"revision": "support-bot-1-3-2", "percent": 95, "tag": null},
+                    {"revision": "support-bot-1-4-0-93457a87", "percent": 5, "tag": "canary"}],
+        "ready": {"support-bot-1-3-2": true, "support-bot-1-4-0-93457a87": true},
+        "reconciling": false}}}
+
+Percents are 0..100 and sum to 100 per service. ``ready`` may be left out (every revision in
+the traffic block is then ready); when given, it names every revision that carries traffic.
+``reconciling`` defaults to false. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ObservedError",
+    "LiveTarget",
+    "ObservedService",
+    "Observer",
+    "CloudRunObserver",
+    "OutputsObserver",
+    "FileObserver",
+    "default_observer",
+    "short_revision",
+]
+
+#: The stack output the reference program exports: ``{service: [{revision, percent, tag}]}``.
+TRAFFIC_OUTPUT = "traffic"
+#: An optional stack output ``{revision: bool}``.
+READY_OUTPUT = "revisions_ready"
+#: How long ``pulumi stack output`` may take.
+PULUMI_TIMEOUT_SECONDS = 120
+
+_OTHERWISE = ("give an observed state file (--observed-file), or Google credentials "
+              "(`gcloud auth application-default login`) to read the Cloud Run Admin API")
+
+
+class ObservedError(Exception):
+    """The observed state cannot be read; the message says what and what to do."""
+
+
+def short_revision(name: str) -> str:
+    """``support-bot-1-3-2`` for ``projects/p/locations/r/services/s/revisions/support-bot-1-3-2``
+    (and for ``support-bot-1-3-2``)."""
+    return name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class LiveTarget:
+    """One entry of the live traffic block."""
+
+    revision: str
+    percent: int
+    tag: str | None = None
+
+
+@dataclass
+class ObservedService:
+    """What one service really serves, read from ``source`` at ``read_at``."""
+
+    service: str
+    targets: list[LiveTarget]
+    ready: dict[str, bool]
+    source: str
+    read_at: dt.datetime
+    reconciling: bool = False
+    message: str = ""
+
+    def percent_of(self, revision: str) -> int:
+        """The revision's share of the traffic (0 when it has none)."""
+        return sum(t.percent for t in self.targets if t.revision == revision)
+
+    def split(self) -> dict[str, int]:
+        """Revision -> percent, for the revisions that carry traffic."""
+        out: dict[str, int] = {}
+        for t in self.targets:
+            if t.percent > 0:
+                out[t.revision] = out.get(t.revision, 0) + t.percent
+        return out
+
+    def matches(self, desired: Mapping[str, int]) -> bool:
+        """The live split is ``desired`` (0% entries ignored), every revision carrying traffic
+        is ready, and the service is not reconciling."""
+        split = self.split()
+        return (
+            not self.reconciling
+            and split == {r: p for r, p in desired.items() if p > 0}
+            and all(self.ready.get(r, False) for r in split)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "source": self.source,
+            "read_at": self.read_at.isoformat(),
+            "targets": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in self.targets],
+            "split": self.split(),
+            "ready": dict(self.ready),
+            "reconciling": self.reconciling,
+            "message": self.message,
+        }
+
+
+class Observer(Protocol):
+    name: str
+
+    def observe(self, service: str) -> ObservedService: ...
+
+
+def _now() -> dt.datetime:
+    from agentstage.release.ledger import now_utc
+
+    return now_utc()
+
+
+def _first_error(err: ValidationError) -> tuple[str, str]:
+    first = err.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return where, first["msg"].removeprefix("Value error, ")
+
+
+# --- Cloud Run Admin API ---------------------------------------------------------------------
+
+_DEFAULT: Any = object()
+
+
+class CloudRunObserver:
+    """The live state from the Cloud Run Admin API v2 (``google-cloud-run``).
+
+    Fields relied on (Cloud Run Admin API v2, ``google.cloud.run.v2``):
+
+    - ``Service.traffic_statuses[]`` (``TrafficTargetStatus``: ``type``, ``revision``,
+      ``percent``, ``tag``): the traffic actually served. A target of type
+      ``TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST`` has no revision: it is
+      ``Service.latest_ready_revision`` (a full resource name). Revision fields are short or
+      full resource names; both are reduced to the short name.
+    - ``Service.reconciling``: true while Cloud Run brings the service to its desired state;
+      ``traffic_statuses`` and ``latest_ready_revision`` may then be transient.
+    - ``Service.terminal_condition`` (``Condition.state``, ``message``): why the last
+      reconciliation failed, reported in ``ObservedService.message``.
+    - ``Revision.conditions[]``: a revision is ready when its condition of ``type`` ``Ready``
+      has ``state`` ``CONDITION_SUCCEEDED`` (a v2 ``Revision`` has no ``terminal_condition``).
+
+    ``retry`` is handed to every call (default: the library's own policy, which retries
+    ``GetService`` on UNAVAILABLE for up to 10 s).
+    """
+
+    name = "Cloud Run Admin API"
+
+    def __init__(self, project: str, region: str, *, client: Any = None, revisions_client: Any = None,
+                 clock: Callable[[], dt.datetime] | None = None, retry: Any = _DEFAULT) -> None:
+        self.project = project
+        self.region = region
+        self._client = client
+        self._revisions_client = revisions_client
+        self._clock = clock or _now
+        self._retry = retry
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from google.cloud import run_v2
+
+            self._client = run_v2.ServicesClient()
+        return self._client
+
+    @property
+    def revisions_client(self) -> Any:
+        if self._revisions_client is None:
+            from google.cloud import run_v2
+
+            self._revisions_client = run_v2.RevisionsClient()
+        return self._revisions_client
+
+    def service_name(self, service: str) -> str:
+        return f"projects/{self.project}/locations/{self.region}/services/{service}"
+
+    def _call(self, method: Callable[..., Any], name: str) -> Any:
+        kwargs: dict[str, Any] = {"name": name}
+        if self._retry is not _DEFAULT:
+            kwargs["retry"] = self._retry
+        return method(**kwargs)
+
+    def observe(self, service: str) -> ObservedService:
+        from google.api_core import exceptions as gexc
+        from google.cloud import run_v2
+
+        name = self.service_name(service)
+        try:
+            svc = self._call(self.client.get_service, name)
+        except gexc.NotFound as err:
+            raise ObservedError(
+                f"Cloud Run: service {service} does not exist yet in project {self.project}, region "
+                f"{self.region} ({err}); has the stack been deployed with `pulumi up`?") from None
+        except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+            raise ObservedError(
+                f"Cloud Run: cannot read service {service} ({name}): {err}; check that the credentials may "
+                "read Cloud Run (roles/run.viewer) and try again, or give an observed state file "
+                "(--observed-file)") from None
+
+        latest = short_revision(svc.latest_ready_revision)
+        notes: list[str] = []
+        targets: list[LiveTarget] = []
+        for status in svc.traffic_statuses:
+            if status.type_ == run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST:
+                revision = latest
+                if not revision:
+                    notes.append(f"{status.percent}% goes to the latest ready revision, and there is none yet")
+                    continue
+            else:
+                revision = short_revision(status.revision)
+            targets.append(LiveTarget(revision, int(status.percent), status.tag or None))
+
+        ready: dict[str, bool] = {}
+        for target in targets:
+            if target.percent <= 0 or target.revision in ready:
+                continue
+            ready[target.revision], why = self._revision_ready(service, target.revision)
+            if not ready[target.revision]:
+                notes.append(f"revision {target.revision} is not ready" + (f": {why}" if why else ""))
+
+        terminal = svc.terminal_condition
+        if terminal.state == run_v2.Condition.State.CONDITION_FAILED:
+            notes.insert(0, f"the last reconciliation failed: {terminal.message}" if terminal.message
+                         else "the last reconciliation failed")
+        return ObservedService(
+            service=service,
+            targets=targets,
+            ready=ready,
+            source=f"{self.name} ({name})",
+            read_at=self._clock(),
+            reconciling=bool(svc.reconciling),
+            message="; ".join(notes),
+        )
+
+    def _revision_ready(self, service: str, revision: str) -> tuple[bool, str]:
+        from google.api_core import exceptions as gexc
+        from google.cloud import run_v2
+
+        name = f"{self.service_name(service)}/revisions/{revision}"
+        try:
+            rev = self._call(self.revisions_client.get_revision, name)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+            raise ObservedError(
+                f"Cloud Run: cannot read revision {revision} of service {service} ({name}): {err}; check that "
+                "the credentials may read Cloud Run (roles/run.viewer) and try again, or give an observed "
+                "state file (--observed-file)") from None
+        for condition in rev.conditions:
+            if condition.type_ == "Ready":
+                return condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED, condition.message
+        return False, "it has no Ready condition yet"
+
+
+# --- observed state file ---------------------------------------------------------------------
+
+
+class _Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    revision: str = Field(min_length=1, description="The revision's short name.")
+    percent: int = Field(ge=0, le=100, description="Its share of the traffic, 0..100.")
+    tag: str | None = Field(default=None, description="Its traffic tag; default: none.")
+
+
+class _ServiceState(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    traffic: list[_Target] = Field(description="The live traffic block; percents sum to 100.")
+    ready: dict[str, bool] | None = Field(
+        default=None, description="Revision -> ready; default: every revision in the traffic block is ready.")
+    reconciling: bool = Field(default=False, description="Cloud Run is still reconciling; default: false.")
+
+    @field_validator("traffic")
+    @classmethod
+    def _sum(cls, traffic: list[_Target]) -> list[_Target]:
+        total = sum(t.percent for t in traffic)
+        if total != 100:
+            raise ValueError(f"percents sum to {total}, not 100")
+        return traffic
+
+    @model_validator(mode="after")
+    def _ready_covers_traffic(self) -> _ServiceState:
+        if self.ready is not None:
+            for t in self.traffic:
+                if t.percent > 0 and t.revision not in self.ready:
+                    raise ValueError(f"ready has no entry for {t.revision}, which carries {t.percent}% of the "
+                                     "traffic; give true or false (or leave ready out: all revisions ready)")
+        return self
+
+
+class _ObservedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    services: dict[str, _ServiceState]
+
+
+class FileObserver:
+    """The observed state from a JSON file (format in the module docstring), read once."""
+
+    name = "observed state file"
+
+    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.path = Path(path)
+        self._clock = clock or _now
+        self.data = self._load()
+
+    def _load(self) -> _ObservedFile:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ObservedError(f"observed state file {self.path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise ObservedError(f"observed state file {self.path}: not valid JSON: {err}") from None
+        try:
+            return _ObservedFile.model_validate(raw)
+        except ValidationError as err:
+            where, msg = _first_error(err)
+            raise ObservedError(f"observed state file {self.path}: {where}: {msg}") from None
+
+    def observe(self, service: str) -> ObservedService:
+        state = self.data.services.get(service)
+        if state is None:
+            have = ", ".join(sorted(self.data.services)) or "none"
+            raise ObservedError(f"observed state file {self.path}: services has no entry for {service} "
+                                f"(services: {have}); add its traffic")
+        targets = [LiveTarget(t.revision, t.percent, t.tag or None) for t in state.traffic]
+        ready = dict(state.ready) if state.ready is not None else {t.revision: True for t in targets}
+        return ObservedService(service, targets, ready, f"{self.name} {self.path}", self._clock(),
+                               reconciling=state.reconciling)
+
+
+# --- stack outputs of the last `pulumi up` ---------------------------------------------------
+
+
+class _OutputTarget(_Target):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+_TRAFFIC = TypeAdapter(dict[str, list[_OutputTarget]])
+_READY = TypeAdapter(dict[str, bool], config=ConfigDict(strict=True))
+
+
+class OutputsObserver:
+    """The traffic recorded by the last ``pulumi up``: the stack output ``traffic``
+    (``{service: [{"revision", "percent", "tag"}]}``, exported by the reference program from
+    each service's ``traffic_statuses``) and, when present, ``revisions_ready``
+    (``{revision: bool}``). Without ``revisions_ready`` the revisions in the traffic block
+    count as ready: ``pulumi up`` of a Cloud Run service waits for its reconciliation and
+    fails when a revision does not become ready, so the recorded traffic is traffic that was
+    served. The state is as old as that update; the outputs are read again on every call."""
+
+    name = "stack outputs"
+
+    def __init__(self, project_dir: Path, stack: str, *, pulumi: str = "pulumi",
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.project_dir = Path(project_dir)
+        self.stack = stack
+        self.pulumi = pulumi
+        self._clock = clock or _now
+
+    def command(self, executable: str) -> list[str]:
+        return [executable, "stack", "output", "--json", "--show-secrets=false",
+                "--stack", self.stack, "--cwd", str(self.project_dir)]
+
+    def outputs(self) -> dict[str, Any]:
+        executable = shutil.which(self.pulumi)
+        if executable is None:
+            raise ObservedError(
+                f"the Pulumi CLI is needed to read the stack outputs of {self.stack} (no `{self.pulumi}` on PATH) "
+                f"when there are no Google credentials; install it from https://www.pulumi.com/docs/install/, "
+                f"or {_OTHERWISE}")
+        shown = f"pulumi stack output --stack {self.stack}"
+        try:
+            proc = subprocess.run(
+                self.command(executable), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                timeout=PULUMI_TIMEOUT_SECONDS, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+            )
+        except subprocess.TimeoutExpired:
+            raise ObservedError(f"{shown} did not answer within {PULUMI_TIMEOUT_SECONDS} s; "
+                                f"check the Pulumi backend login, or {_OTHERWISE}") from None
+        except OSError as err:
+            raise ObservedError(f"{shown}: the Pulumi CLI could not be started ({err}); {_OTHERWISE}") from None
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip() or "no output"
+            raise ObservedError(f"{shown} failed (exit {proc.returncode}): {detail}; check that the stack "
+                                f"exists in the backend you are logged in to (`pulumi stack ls`), or {_OTHERWISE}")
+        try:
+            outputs = json.loads(proc.stdout)
+        except json.JSONDecodeError as err:
+            raise ObservedError(f"{shown}: not JSON: {err}") from None
+        if not isinstance(outputs, dict):
+            raise ObservedError(f"{shown}: expected a JSON object of stack outputs, got {type(outputs).__name__}")
+        return outputs
+
+    def observe(self, service: str) -> ObservedService:
+        outputs = self.outputs()
+        shown = f"stack {self.stack}"
+        if TRAFFIC_OUTPUT not in outputs:
+            have = ", ".join(sorted(outputs)) or "none"
+            raise ObservedError(
+                f"{shown} has no `{TRAFFIC_OUTPUT}` output (outputs: {have}); run `pulumi up --stack {self.stack}` "
+                f"with a program that exports it (the reference program does), or {_OTHERWISE}")
+        try:
+            traffic = _TRAFFIC.validate_python(outputs[TRAFFIC_OUTPUT])
+            ready_out = _READY.validate_python(outputs[READY_OUTPUT]) if READY_OUTPUT in outputs else None
+        except ValidationError as err:
+            where, msg = _first_error(err)
+            raise ObservedError(f"{shown}: stack output {where}: {msg}") from None
+        if service not in traffic:
+            have = ", ".join(sorted(traffic)) or "none"
+            raise ObservedError(
+                f"{shown}: the `{TRAFFIC_OUTPUT}` output has no service {service} (services: {have}); has it "
+                f"been deployed with `pulumi up --stack {self.stack}`?")
+        targets = [LiveTarget(short_revision(t.revision), t.percent, t.tag or None) for t in traffic[service]]
+        if ready_out is None:
+            ready = {t.revision: True for t in targets}
+            message = "readiness as of the last `pulumi up`"
+        else:
+            ready = {t.revision: ready_out.get(t.revision, False) for t in targets}
+            message = ""
+        return ObservedService(service, targets, ready, f"{self.name} of {self.stack} (last `pulumi up`)",
+                               self._clock(), message=message)
+
+
+# --- choice ----------------------------------------------------------------------------------
+
+
+def _has_google_credentials() -> bool:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        return False
+    return True
+
+
+def default_observer(project_dir: Path, stack: str, project: str, region: str, *,
+                     observed_file: Path | None = None) -> Observer:
+    """The observed state file if given; else the Cloud Run Admin API when Google credentials
+    are found; else the stack outputs of the last ``pulumi up``."""
+    if observed_file is not None:
+        return FileObserver(observed_file)
+    if _has_google_credentials():
+        return CloudRunObserver(project, region)
+    return OutputsObserver(project_dir, stack)

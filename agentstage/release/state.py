@@ -1,0 +1,260 @@
+"""The typed state of a canary and the one pure function that moves it.
+
+A canary is in one phase at a time::
+
+    awaiting deploy --(live split matches)--> baking --(baked, enough data, checks pass)--> awaiting deploy (next step)
+          ^                                      |                                              |
+          |                                   paused (too little traffic: a person decides)     v
+          |                                                                          watching (100%, previous revision kept)
+          +------ any check fails, at any phase with traffic: rolled back           --(watched)--> complete
+
+The bake clock of a step starts when the *observed* traffic split matches the one the stack
+config asks for, never when the config is written. ``decide`` is pure: given the state, the
+agent's spec and an :class:`Observation` (the live split, the series, the time) it returns the
+next state and the decision. The release flow persists both (see ``flow.py``); the simulation
+benchmark (``bench/canary.py``) runs the very same function minute by minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from agentstage.release.analysis import (ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, Check, describe_failure, judge,
+                                         next_step)
+from agentstage.release.metrics import Series
+from components.spec import AgentSpec
+
+__all__ = ["CanaryState", "Observation", "decide", "initial_state", "AWAITING_DEPLOY", "BAKING", "WATCHING",
+           "PAUSED", "HELD", "COMPLETE_PHASE", "ROLLED_BACK", "REQUIRED_CHECKS"]
+
+AWAITING_DEPLOY, BAKING, WATCHING, PAUSED, HELD = "awaiting deploy", "baking", "watching", "paused", "held"
+COMPLETE_PHASE, ROLLED_BACK = "complete", "rolled back"
+TERMINAL = (COMPLETE_PHASE, ROLLED_BACK)
+
+#: Checks that must have been judged (not "no data") before a step may advance.
+REQUIRED_CHECKS = ("errors_vs_stable", "error_rate", "latency_vs_stable", "latency_p99_ms")
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """Where one agent's canary stands."""
+
+    agent: str
+    release: str
+    stable: str
+    #: the canary's share of traffic the stack config asks for
+    percent: int
+    phase: str
+    #: when ``percent`` was written to the stack config
+    requested_at: dt.datetime
+    #: when the live split first matched ``percent`` (the bake clock of the step)
+    step_start: dt.datetime | None = None
+    #: when the canary first served traffic (the analysis covers the rollout from here)
+    rollout_start: dt.datetime | None = None
+    metrics_failures: int = 0
+    #: the phase before metrics failures held the rollout
+    held_from: str | None = None
+    steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("requested_at", "step_start", "rollout_start"):
+            out[key] = _iso(out[key])
+        out["steps"] = list(self.steps)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CanaryState:
+        data = dict(data)
+        for key in ("requested_at", "step_start", "rollout_start"):
+            data[key] = _time(data.get(key))
+        data["steps"] = tuple(data.get("steps") or ())
+        return cls(**data)
+
+
+def initial_state(agent: str, spec: AgentSpec, requested_at: dt.datetime) -> CanaryState:
+    """A canary just written to the stack config at its current percent."""
+    assert spec.stable is not None
+    return CanaryState(agent, spec.release.version, spec.stable.version, spec.canary_percent, AWAITING_DEPLOY,
+                       requested_at)
+
+
+@dataclass
+class Observation:
+    """What is true at ``now``: the live split (``live`` revision -> percent, None when it
+    could not be read), whether it matches what the config asks for, and the series of both
+    revisions since the rollout started (or the error reading them)."""
+
+    now: dt.datetime
+    live_matches: bool
+    live: dict[str, int] | None = None
+    live_source: str = ""
+    canary: Series | None = None
+    stable: Series | None = None
+    metrics_error: str | None = None
+
+
+def _minutes(delta: dt.timedelta) -> float:
+    return delta.total_seconds() / 60
+
+
+def _step_data(series: Series | None, start: dt.datetime, now: dt.datetime) -> tuple[float, int]:
+    if series is None:
+        return 0.0, 0
+    w = series.window(start, now)
+    keep = ~np.isnan(w.requests) & (w.requests > 0)
+    return float(w.requests[keep].sum()), int(keep.sum())
+
+
+def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: bool = False,
+           approve: bool = False) -> tuple[CanaryState, Analysis]:
+    """The next state of a canary and the decision, from what is observed at ``obs.now``."""
+    ro, cfg = spec.rollout, spec.rollout.analysis
+    now = obs.now
+    result = Analysis(state.agent, state.release, state.stable, state.percent, HOLD, state.percent, "",
+                      phase=state.phase)
+    result.window = {"now": _iso(now), "rollout_start": _iso(state.rollout_start), "step_start": _iso(state.step_start),
+                     "live_split": obs.live, "live_source": obs.live_source, "desired_percent": state.percent}
+    if state.phase in TERMINAL:
+        result.reason = f"nothing to do: the canary is {state.phase}"
+        return state, result
+
+    # 1. the bake clock: it starts when the live split matches the config
+    if obs.live_matches and state.phase in (AWAITING_DEPLOY,):
+        phase = WATCHING if state.percent >= 100 else BAKING
+        steps = state.steps + ({"percent": state.percent, "requested": _iso(state.requested_at),
+                                "live": _iso(now)},)
+        state = replace(state, phase=phase, step_start=now, rollout_start=state.rollout_start or now, steps=steps)
+        result.window["step_start"] = _iso(now)
+        result.window["rollout_start"] = _iso(state.rollout_start)
+    elif not obs.live_matches and state.phase in (BAKING, WATCHING, PAUSED):
+        # the live split moved away from the config (a manual change, a failed deploy)
+        state = replace(state, phase=AWAITING_DEPLOY, requested_at=now, step_start=None)
+    result.phase = state.phase
+
+    # 2. metrics
+    if obs.metrics_error is not None:
+        failures = state.metrics_failures + 1
+        held = failures >= cfg.max_metrics_failures
+        state = replace(state, metrics_failures=failures,
+                        held_from=state.held_from or (state.phase if held else None),
+                        phase=HELD if held else state.phase)
+        result.phase = state.phase
+        result.reason = (f"metrics unavailable ({failures} in a row): {obs.metrics_error}; nothing decided, the canary "
+                         f"stays at {state.percent}%")
+        if held:
+            result.reason += (f"; held after {cfg.max_metrics_failures} failed reads: the rollout resumes when the "
+                              "metrics can be read again")
+        return state, result
+    if state.phase == HELD:
+        state = replace(state, phase=state.held_from or AWAITING_DEPLOY, held_from=None)
+    state = replace(state, metrics_failures=0)
+    result.phase = state.phase
+
+    # 3. the judge, whenever the canary has served traffic
+    judge_start = state.rollout_start
+    if skip_bake and state.rollout_start is not None and obs.canary is not None and len(obs.canary):
+        # a replay (--skip-bake): judge on every minute there is
+        judge_start = min(state.rollout_start, obs.canary.ends[0] - dt.timedelta(minutes=1))
+    if judge_start is not None:
+        # the current load level began when the live split last changed
+        segment = _time(state.steps[-1]["live"]) if state.steps else state.rollout_start
+        result.checks = judge(spec, obs.canary, obs.stable, rollout_start=judge_start,
+                              step_start=segment if not skip_bake else judge_start, now=now)
+    failed = [c for c in result.checks if c.ok is False]
+    if failed:
+        state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
+        result.verdict, result.to_percent, result.phase = ROLLBACK, 0, ROLLED_BACK
+        result.reason = "; ".join(describe_failure(c) for c in failed)
+        return state, result
+
+    # 4. waiting for the deploy
+    if state.phase == AWAITING_DEPLOY:
+        waited = _minutes(now - state.requested_at)
+        live = ", ".join(f"{r} {p}%" for r, p in (obs.live or {}).items()) or "unknown"
+        result.reason = (f"waiting for deploy: the config asks for {state.percent}% on {state.release}; live split "
+                         f"{live} ({obs.live_source or 'no source'}); waited {waited:.0f} min")
+        if waited > cfg.deploy_timeout_minutes:
+            result.reason = ("STILL " + result.reason + f" (more than {cfg.deploy_timeout_minutes} min): has "
+                             "`pulumi up` run for this stack? the bake time starts only when the split is live")
+        return state, result
+
+    # 5. baking / watching / paused
+    assert state.step_start is not None
+    elapsed = _minutes(now - state.step_start)
+    need = cfg.watch_minutes if state.phase == WATCHING else ro.bake_minutes
+    baked = skip_bake or elapsed >= need
+    data_start = state.step_start if not skip_bake else (judge_start or state.step_start)
+    c_req, c_pts = _step_data(obs.canary, data_start, now)
+    s_req, _ = _step_data(obs.stable, data_start, now)
+    result.window.update({"step_minutes": round(elapsed, 1), "canary_requests": c_req, "canary_minutes": c_pts,
+                          "stable_requests": s_req})
+    what = "watched" if state.phase == WATCHING else "baked"
+    if not baked:
+        result.reason = f"{'watching after 100%' if state.phase == WATCHING else 'baking'}: {elapsed:.0f} of {need} min {what}"
+        return state, result
+    # the memory trend is judged once, at the end of the step
+    memory = judge(spec, obs.canary, obs.stable, rollout_start=judge_start,
+                   step_start=_time(state.steps[-1]["live"]) if not skip_bake else judge_start,
+                   now=now, end_of_step=True)[-1] if judge_start is not None else None
+    if memory is not None:
+        result.checks = [c for c in result.checks if c.name != "memory_trend"] + [memory]
+        if memory.ok is False:
+            state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
+            result.verdict, result.to_percent, result.phase = ROLLBACK, 0, ROLLED_BACK
+            result.reason = describe_failure(memory)
+            return state, result
+    unjudged = [c.name for c in result.checks if c.ok is None and c.name in REQUIRED_CHECKS
+                and not (state.phase == WATCHING and c.name.endswith("_vs_stable") and c.value is not None)]
+    short = []
+    if c_req < cfg.min_requests or c_pts < cfg.min_points:
+        short.append(f"{c_req:.0f} canary requests in {c_pts} min this step (needs {cfg.min_requests} in "
+                     f"{cfg.min_points} min)")
+    if state.phase != WATCHING and s_req <= 0:
+        short.append("no stable traffic to compare with this step")
+    if unjudged:
+        short.append("no data for " + ", ".join(unjudged))
+    if short and not approve:
+        extra = elapsed - need
+        if state.phase == PAUSED or extra > cfg.max_extension_minutes:
+            state = replace(state, phase=PAUSED)
+            result.phase = PAUSED
+            result.reason = (f"paused for a person after {elapsed:.0f} min: " + "; ".join(short) +
+                             ". Advance on this evidence with `agentstage rollout --approve " + state.agent +
+                             "`, or roll back with `agentstage rollback`")
+        else:
+            result.reason = (f"too little data, the step is extended ({extra:.0f} of {cfg.max_extension_minutes} min): "
+                             + "; ".join(short))
+        return state, result
+
+    how = "approved by the operator on this evidence" if short and approve else f"{elapsed:.0f} min {what}"
+    if state.phase == WATCHING:
+        state = replace(state, phase=COMPLETE_PHASE)
+        result.verdict, result.to_percent, result.phase = COMPLETE, 100, COMPLETE_PHASE
+        result.reason = f"all checks passed ({how}); the release takes all traffic and the previous revision leaves"
+        return state, result
+    target = next_step(ro.steps, state.percent)
+    state = replace(state, phase=AWAITING_DEPLOY, percent=target, requested_at=now, step_start=None)
+    result.verdict, result.to_percent, result.phase = ADVANCE, target, AWAITING_DEPLOY
+    result.reason = f"all checks passed ({how}); advance {result.percent}% -> {target}%" + (
+        f" and watch for {cfg.watch_minutes} min with the previous revision kept" if target >= 100 else "")
+    return state, result
+
+
+def summarize(checks: list[Check]) -> str:
+    return "; ".join(f"{c.name}: {'ok' if c.ok else 'FAIL' if c.ok is False else 'no data'}" for c in checks)
