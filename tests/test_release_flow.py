@@ -79,43 +79,42 @@ def status_line(project, agent="support-bot"):
 def test_healthy_canary_walks_from_5_to_100(project):
     clock = Clock()
     original = (project / "stacks" / "Pulumi.production.yaml").read_text()
+    live = dict(assume_deployed=True)
 
-    # 1. step start unknown (no ledger yet); the canary served the whole window: 5 -> 25
-    change, before, after, diff = step(project, clock, "metrics-healthy.json")
+    # 1. the split is live now: the bake clock starts, nothing is written
+    change, before, after, diff = step(project, clock, "metrics-healthy.json", **live)
+    assert [a.verdict for a in change.analyses] == ["hold"] and not change.wrote and diff.empty
+    assert change.analyses[0].reason == "baking: 0 of 10 min baked"
+    # 2. baked on the minutes since then: 5 -> 25, traffic only
+    clock.advance(11)
+    change, before, after, diff = step(project, clock, "metrics-healthy.json", **live)
     assert [a.verdict for a in change.analyses] == ["advance"]
     assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 25
     assert split(after) == [("support-bot-1-3-2", 75, None), (deployed(before), 25, "canary")]
     assert deployed(after) == deployed(before)
     assert diff.changed == 1 and list(diff.updates) == [service(after).urn]
-    assert service(after).inputs["template"] == service(before).inputs["template"]
     s = status_line(project)
     assert (s["state"], s["canary_percent"], s["decisions"][-1]["action"]) == ("canary 25%", 25, "advance")
 
-    # 2. five minutes later: still baking, nothing written, the hold is recorded
-    clock.advance(5)
-    change, _, _, diff = step(project, clock, "metrics-healthy.json")
-    assert not change.wrote and diff.empty
-    assert change.analyses[0].reason == "baking: 5 of 10 min baked"
-    assert status_line(project)["decisions"][-1]["action"] == "hold"
+    # 3. 25 -> 50 -> 100, each step baked from the moment its split is live
+    for percent in (50, 100):
+        change, *_ = step(project, clock, "metrics-healthy.json", **live)
+        assert change.analyses[0].reason == "baking: 0 of 10 min baked"
+        clock.advance(11)
+        change, _, after, diff = step(project, clock, "metrics-healthy.json", **live)
+        assert agent_cfg(project, "production")["rollout"]["canary_percent"] == percent and diff.changed == 1
 
-    # 3. bake over: 25 -> 50
-    clock.advance(6)
-    change, _, after, diff = step(project, clock, "metrics-healthy.json")
-    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 50
-    assert split(after)[1] == (deployed(before), 50, "canary") and diff.changed == 1
-
-    # 4. 50 -> 100: stable dropped, the template keeps running the release (no new revision)
-    clock.advance(11)
-    change, before, after, diff = step(project, clock, "metrics-healthy.json")
+    # 4. watched at 100% with the previous revision kept, then complete: stable dropped, no new revision
+    change, *_ = step(project, clock, "metrics-healthy.json", **live)
+    assert change.analyses[0].phase == "watching"
+    clock.advance(31)
+    change, before, after, diff = step(project, clock, "metrics-healthy.json", **live)
     assert change.analyses[0].verdict == "complete"
     cfg = agent_cfg(project, "production")
     assert "stable" not in cfg and "stable_revision" not in cfg and "canary_percent" not in cfg["rollout"]
     assert split(after) == [(deployed(before), 100, None)]
     assert service(after).inputs["template"] == service(before).inputs["template"]
     assert not diff.creates and not diff.deletes
-    assert all(p.startswith("traffics") for p in diff.updates[service(after).urn])
-    s = status_line(project)
-    assert (s["state"], s["stable"], s["traffic"]) == ("stable", None, [{"revision": deployed(after), "percent": 100, "tag": None}])
 
     # 5. nothing left in flight
     change = flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock), clock=clock)
@@ -123,23 +122,35 @@ def test_healthy_canary_walks_from_5_to_100(project):
 
     decisions = Ledger(project, "production").decisions("support-bot")
     assert [(d["action"], d["percent"], d["to_percent"]) for d in decisions] == [
-        ("advance", 5, 25), ("hold", 25, 25), ("advance", 25, 50), ("complete", 50, 100)]
-    assert decisions[0]["checks"][0]["name"] == "error_rate" and "latency" in decisions[0]["statistics"]
+        ("hold", 5, 5), ("advance", 5, 25), ("hold", 25, 25), ("advance", 25, 50), ("hold", 50, 50),
+        ("advance", 50, 100), ("hold", 100, 100), ("complete", 100, 100)]
+    first = decisions[1]
+    assert [c["name"] for c in first["checks"]][:2] == ["errors_vs_stable", "latency_vs_stable"]
+    assert first["window"]["live_source"] == "assumed deployed (--assume-deployed)" and first["assume_deployed"]
     # only the support-bot block changed: research-agent and the comment are byte-identical
     new = (project / "stacks" / "Pulumi.production.yaml").read_text()
     assert new.splitlines()[0] == original.splitlines()[0]
     assert new[new.index("    research-agent:"):] == original[original.index("    research-agent:"):]
 
 
+def test_without_a_readable_live_split_the_bake_never_starts(project):
+    clock = Clock()
+    change, *_ = step(project, clock, "metrics-healthy.json")  # no observer given
+    a = change.analyses[0]
+    assert (a.verdict, a.phase) == ("hold", "awaiting deploy")
+    assert a.reason == "waiting for deploy: the config asks for 5% on 1.4.0; live split unknown (no observer); waited 0 min"
+
+
 @pytest.mark.parametrize("metrics, reason", [
-    ("metrics-errors.json", "error rate 8.28% > 2.00%"),
-    ("metrics-latency.json", "p99 latency 2464 ms > 2000 ms"),
+    ("metrics-errors.json", "more failed requests than stable: canary 6.87% of 1,1"),
+    ("metrics-latency.json", "slower than stable: median "),
 ])
 def test_failing_canary_rolls_back_in_one_resource(project, metrics, reason):
     clock = Clock()
-    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / metrics))
+    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / metrics), "--skip-bake",
+                 "--assume-deployed")
     assert result.exit_code == 3, result.output
-    assert "rollback" in result.output and reason in result.output
+    assert "rollback" in result.output and reason in " ".join(result.output.split())
     cfg = agent_cfg(project, "production")
     assert cfg["rollout"]["canary_percent"] == 0 and cfg["stable"]["version"] == "1.3.2"
     plan = run_plan(project, "production")
@@ -207,11 +218,12 @@ def test_watch_walks_to_100_with_a_simulated_clock(project, monkeypatch):
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", sleep)
     result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
-                 "--watch", "--interval", "120")
+                 "--watch", "--interval", "120", "--assume-deployed")
     assert result.exit_code == 0, result.output
-    assert "complete" in result.output
+    assert "complete" in result.output and "stopped: no canary in flight" in " ".join(result.output.split())
     actions = [d["action"] for d in Ledger(project, "production").decisions("support-bot")]
-    assert actions == ["advance"] + ["hold"] * 4 + ["advance"] + ["hold"] * 4 + ["complete"]
+    # each step: live at once, 5 holds while it bakes (2-minute looks), then advance at 10 min; the watch: 30 min
+    assert actions == (["hold"] * 5 + ["advance"]) * 3 + ["hold"] * 15 + ["complete"]
     assert set(sleeps) == {120}
     assert "stable" not in agent_cfg(project, "production")
 
@@ -223,10 +235,24 @@ def test_watch_stops_at_max_wait(project, monkeypatch):
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
     result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
-                 "--watch", "--interval", "60", "--max-wait", "5")
+                 "--watch", "--interval", "60", "--max-wait", "5", "--assume-deployed")
     assert result.exit_code == 0, result.output
-    assert "--max-wait of 5 min reached; still in flight: support-bot at 25%" in result.output
+    assert "--max-wait of 5 min reached; still in flight: support-bot at 5% (baking)" in " ".join(result.output.split())
     assert clock.t - T0 == dt.timedelta(minutes=5)
+
+
+def test_watch_stops_when_the_live_split_cannot_be_read(project, monkeypatch):
+    from agentstage.commands import rollout as cmd
+
+    clock = Clock()
+    monkeypatch.setattr(cmd, "CLOCK", clock)
+    monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
+    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
+                 "--watch", "--interval", "60")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "stopped: the live traffic split could not be read 5 times in a row (stack outputs:" in out
+    assert "give --observed-file, or --assume-deployed for an offline replay" in out
 
 
 # --- promotion -------------------------------------------------------------------------------
@@ -491,27 +517,26 @@ class FlakySource:
         return self.inner.fetch(*args)
 
 
-def test_watch_survives_transient_metrics_errors_and_stops_after_too_many(project, monkeypatch):
+def test_watch_records_metrics_failures_and_holds_after_too_many(project, monkeypatch):
     from agentstage.commands import rollout as cmd
 
     clock = Clock()
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
-    flaky = FlakySource(FileSource(DATA / "metrics-healthy.json", clock=clock), failures=2)
+    flaky = FlakySource(FileSource(DATA / "metrics-healthy.json", clock=clock), failures=99)
     monkeypatch.setattr(cmd, "_source", lambda *a: flaky)
-    result = cli("rollout", "production", "-C", str(project), "--watch", "--interval", "60", "--max-wait", "3")
+    result = cli("rollout", "production", "-C", str(project), "--watch", "--interval", "60", "--assume-deployed")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
-    assert "metrics unavailable (1 of 5 in a row): Cloud Monitoring: 503 UNAVAILABLE; nothing was decided" in out
-    assert "metrics unavailable (2 of 5 in a row)" in out
-    assert [d["action"] for d in Ledger(project, "production").decisions("support-bot")][0] == "advance"
+    assert "metrics unavailable (1 in a row): Cloud Monitoring: 503 UNAVAILABLE; nothing decided" in out
+    assert "held after 5 failed reads" in out and "stopped: held: metrics unavailable for support-bot" in out
+    decisions = Ledger(project, "production").decisions("support-bot")
+    assert [d["phase"] for d in decisions][-1] == "held" and len(decisions) == 5  # every failure is recorded
 
-    flaky.failures = 99
-    result = cli("rollout", "production", "-C", str(project), "--watch", "--interval", "60")
-    assert result.exit_code == 1
-    out = " ".join(result.output.split())
-    assert "metrics unavailable (5 of 5 in a row)" in out
-    assert "stopping: the metrics could not be read 5 times in a row" in out
+    flaky.failures = 0  # readable again: the rollout resumes where it was
+    result = cli("rollout", "production", "-C", str(project), "--assume-deployed")
+    assert result.exit_code == 0, result.output
+    assert Ledger(project, "production").decisions("support-bot")[-1]["phase"] == "baking"
 
 
 def test_an_unbound_load_test_stands_only_for_the_release_its_manifest_names(project):

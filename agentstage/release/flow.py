@@ -388,6 +388,10 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
         return change
 
 
+#: ``--watch`` stops after this many looks in a row without any readable live split.
+MAX_BLIND_LOOKS = 5
+
+
 @dataclass
 class WatchResult:
     changes: list[Change]
@@ -406,6 +410,7 @@ def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], Metri
     changes: list[Change] = []
     started = clock()
     rolled_back = False
+    blind = 0  # looks in a row where no live split could be read at all
     while True:
         change = rollout_once(project_dir, stack, make_source(), clock=clock, **kwargs)
         changes.append(change)
@@ -419,6 +424,13 @@ def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], Metri
             why = ("paused for a person: " + ", ".join(paused) if paused else
                    "held: metrics unavailable for " + ", ".join(held) if held else "no canary in flight")
             return WatchResult(changes, rolled_back, why)
+        unreadable = [a for a in pending if a.window.get("live_split") is None]
+        blind = blind + 1 if unreadable and len(unreadable) == len(pending) else 0
+        if blind >= MAX_BLIND_LOOKS:
+            return WatchResult(changes, rolled_back, (
+                f"the live traffic split could not be read {blind} times in a row "
+                f"({unreadable[0].window.get('live_source')}); give --observed-file, or --assume-deployed for an "
+                "offline replay"))
         elapsed = (clock() - started).total_seconds()
         if max_wait_minutes is not None and elapsed >= max_wait_minutes * 60:
             return WatchResult(changes, rolled_back, f"--max-wait of {max_wait_minutes:g} min reached; still in flight: "
