@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Nothing here may reach Google: google-auth would probe the GCE metadata server when it looks
 # for credentials (the observed-state fallback does); this documented switch turns that off.
-os.environ["NO_GCE_CHECK"] = "True"
+os.environ["NO_GCE_CHECK"] = "true"
 os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 
 

@@ -87,10 +87,17 @@ def test_memory_series(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"revisions": {"r": {"requests": [1, 2], "errors": [0], "latency_p99_ms": [1, 2]}}},
-     "revisions.r: requests, errors and latency_p99_ms must have one value per interval (lengths 2, 1, 2)"),
-    ({"revisions": {"r": {"requests": [1], "errors": [2], "latency_p99_ms": [1]}}},
-     "revisions.r: each errors value must be between 0 and that interval's requests"),
+    ({"revisions": {"r": {"requests": [1, 2], "errors": [0]}}},
+     "revisions.r: errors has 1 values; requests has 2 (one value per interval)"),
+    ({"revisions": {"r": {"requests": [1], "errors": [2]}}},
+     "revisions.r: interval 0: 2 errors and 429s but only 1 requests"),
+    ({"revisions": {"r": {"requests": [1], "errors": [0], "latency_p99_ms": [5]}}},
+     "revisions.r: latency_p99_ms is no longer read: a mean of one-minute p99s is not a p99; give latency_ms, the "
+     "request-latency bucket counts of each minute (see docs/release.md)"),
+    ({"latency_bounds_ms": [1, 2], "revisions": {"r": {"requests": [1], "errors": [0], "latency_ms": [[1, 0]]}}},
+     "(top level): revisions.r.latency_ms[0] has 2 bucket counts; 3 expected (one per bound, plus the overflow)"),
+    ({"revisions": {"r": {"requests": [float("nan")], "errors": [0]}}},
+     "revisions.r: requests: nan is not a finite count >= 0"),
     ({"series": {}}, "revisions: Field required"),
 ])
 def test_bad_metrics_files(tmp_path, data, message):
@@ -121,7 +128,7 @@ def test_a_metrics_file_from_the_future_is_refused(tmp_path):
 
     now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     path = tmp_path / "m.json"
-    data = {"end": "2026-05-01T13:00:00Z", "revisions": {"r": {"requests": [1], "errors": [0], "latency_p99_ms": [5]}}}
+    data = {"end": "2026-05-01T13:00:00Z", "revisions": {"r": {"requests": [1], "errors": [0]}}}
     path.write_text(json.dumps(data))
     with pytest.raises(MetricsError) as err:
         FileSource(path, clock=lambda: now).now()
@@ -177,7 +184,7 @@ def test_a_metrics_file_names_a_release_without_its_digest_only_when_unambiguous
 
     now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     path = tmp_path / "m.json"
-    one = {"requests": [10], "errors": [0], "latency_p99_ms": [5]}
+    one = {"requests": [10], "errors": [0]}
     path.write_text(json.dumps({"revisions": {"svc-1-4-0": one, "svc-1-3-2": one}}))
     source = FileSource(path, clock=lambda: now)
     window = (now - dt.timedelta(minutes=5), now)

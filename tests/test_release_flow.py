@@ -323,13 +323,13 @@ def test_promote_then_walk_to_100(project):
     assert result.exit_code in (0, 1)
     assert "nothing to promote" in result.output  # same release: nothing differs
 
-    # walk it to 100% with --skip-bake on healthy metrics
+    # walk it to 100% and through the watch with --skip-bake on healthy metrics
     clock = Clock()
-    for expected in (25, 50, 100):
+    for expected in (25, 50, 100, None):
         flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock),
-                          clock=clock, skip_bake=True)
+                          clock=clock, skip_bake=True, assume_deployed=True)
         cfg = agent_cfg(project, "production")
-        assert cfg["rollout"].get("canary_percent", 100) == expected
+        assert cfg["rollout"].get("canary_percent") == expected
     assert "stable" not in cfg and status_line(project)["release"] == "1.5.0"
 
 

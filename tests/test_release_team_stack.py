@@ -144,7 +144,7 @@ def test_promote_then_rollout_then_rollback(team):
 
     # healthy metrics: the canary advances one step, only the service's traffic changes
     result = cli("rollout", "production", "-C", str(team), "--metrics-file", str(evidence / "metrics-healthy.json"),
-                 "--skip-bake")
+                 "--skip-bake", "--assume-deployed")
     assert result.exit_code == 0, result.output
     assert stack_text(team) == promoted.replace("canary_percent: 5\n", "canary_percent: 25\n")
     advanced = run_plan(team, "production")
