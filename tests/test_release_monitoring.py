@@ -16,7 +16,7 @@ from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from google.cloud.monitoring_v3.types import ListTimeSeriesRequest, ListTimeSeriesResponse
 
-from agentstage.release.analysis import ROLLBACK, analyse, ADVANCE
+from agentstage.release.analysis import judge
 from agentstage.release.metrics import MetricsError, MonitoringSource
 from components.spec import AgentSpec
 from tests.conftest import load_stack
@@ -27,7 +27,8 @@ Agg = monitoring_v3.Aggregation
 
 
 class FakeMonitoring:
-    """Serves ListTimeSeries from canned per-revision minute values; records every request."""
+    """Serves ListTimeSeries from canned per-revision minute values (request counts by response
+    code, latency distributions with exponential buckets, memory); records every request."""
 
     def __init__(self) -> None:
         self.requests: list[ListTimeSeriesRequest] = []
@@ -36,6 +37,8 @@ class FakeMonitoring:
         self.lock = threading.Lock()
 
     def list_time_series(self, request: ListTimeSeriesRequest, context: grpc.ServicerContext) -> ListTimeSeriesResponse:
+        from google.api import distribution_pb2
+
         with self.lock:
             self.requests.append(request)
         if self.fail is not None:
@@ -47,25 +50,37 @@ class FakeMonitoring:
                 continue
             n = len(data["ok"])
             if "request_count" in request.filter:
-                for code_class, key in (("2xx", "ok"), ("5xx", "errors")):
-                    points = [self._point(end, n - 1 - i, int_value=int(data[key][i])) for i in reversed(range(n))]
-                    series.append(self._series(revision, points, code_class))
-            else:
-                points = [self._point(end, n - 1 - i, double_value=data["p99"][i]) for i in reversed(range(n))]
-                series.append(self._series(revision, points, None))
+                for code_class, code, key in (("2xx", "200", "ok"), ("5xx", "503", "errors"), ("4xx", "429", "throttled")):
+                    values = data.get(key, [0] * n)
+                    points = [self._point(end, n - 1 - i, int_value=int(values[i])) for i in reversed(range(n))]
+                    series.append(self._series(revision, points, {"response_code_class": code_class,
+                                                                  "response_code": code}))
+            elif "request_latencies" in request.filter:
+                points = []
+                for i in reversed(range(n)):
+                    # exponential buckets 100 ms x 2^i: all of a minute's requests in the bucket of its latency
+                    counts = [0] * 8
+                    counts[int(data["bucket"][i])] = int(data["ok"][i] + data["errors"][i])
+                    dist = distribution_pb2.Distribution(
+                        count=sum(counts), bucket_counts=counts,
+                        bucket_options=distribution_pb2.Distribution.BucketOptions(
+                            exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
+                                num_finite_buckets=6, growth_factor=2, scale=100)))
+                    points.append(self._point(end, n - 1 - i, distribution=dist))
+                series.append(self._series(revision, points, {}))
         return ListTimeSeriesResponse(time_series=series)
 
     @staticmethod
-    def _point(end, minutes_back, *, int_value=None, double_value=None):
+    def _point(end, minutes_back, *, int_value=None, distribution=None):
         t = end - dt.timedelta(minutes=minutes_back)
-        value = monitoring_v3.TypedValue(int64_value=int_value) if int_value is not None else monitoring_v3.TypedValue(double_value=double_value)
+        value = (monitoring_v3.TypedValue(int64_value=int_value) if int_value is not None
+                 else monitoring_v3.TypedValue(distribution_value=distribution))
         return monitoring_v3.Point(interval=monitoring_v3.TimeInterval(end_time=t, start_time=t - dt.timedelta(minutes=1)), value=value)
 
     @staticmethod
-    def _series(revision, points, code_class):
+    def _series(revision, points, labels):
         from google.api import metric_pb2, monitored_resource_pb2
 
-        labels = {"response_code_class": code_class} if code_class else {}
         return monitoring_v3.TimeSeries(
             metric=metric_pb2.Metric(type="run.googleapis.com/request_count", labels=labels),
             resource=monitored_resource_pb2.MonitoredResource(type="cloud_run_revision", labels={"revision_name": revision}),
@@ -111,16 +126,17 @@ def spec() -> AgentSpec:
 def decide(client):
     source = MonitoringSource("acme-agents-prod", "us-central1", client=client, clock=lambda: NOW)
     series = source.fetch("support-bot", [CANARY, STABLE], NOW - dt.timedelta(minutes=10), NOW)
-    return series, analyse("support-bot", spec(), canary=series.get(CANARY), stable=series.get(STABLE), now=NOW,
-                           step_started=NOW - dt.timedelta(minutes=12))
+    checks = judge(spec(), series.get(CANARY), series.get(STABLE), rollout_start=NOW - dt.timedelta(minutes=12),
+                   step_start=NOW - dt.timedelta(minutes=12), now=NOW)
+    return series, {c.name: c for c in checks}
 
 
 def test_requests_filter_on_cloud_run_revision_labels_with_aligners_and_reducers(fake):
     fake_server, client = fake
-    fake_server.data = {CANARY: {"ok": [100] * 10, "errors": [0] * 10, "p99": [800.0] * 10}}
+    fake_server.data = {CANARY: {"ok": [100] * 10, "errors": [0] * 10, "bucket": [3] * 10}}
     decide(client)
-    counts, latencies = fake_server.requests
-    for req in (counts, latencies):
+    counts, latencies, memory = fake_server.requests
+    for req in (counts, latencies, memory):
         assert req.name == "projects/acme-agents-prod"
         assert 'resource.type = "cloud_run_revision"' in req.filter
         assert 'resource.labels.service_name = "support-bot"' in req.filter
@@ -128,39 +144,47 @@ def test_requests_filter_on_cloud_run_revision_labels_with_aligners_and_reducers
         assert 'resource.labels.project_id = "acme-agents-prod"' in req.filter
         assert f'resource.labels.revision_name = one_of("{CANARY}", "{STABLE}")' in req.filter
         assert req.aggregation.alignment_period.total_seconds() == 60
-        assert req.aggregation.per_series_aligner == Agg.Aligner.ALIGN_DELTA
         assert req.interval.end_time == NOW
         assert req.interval.start_time == NOW - dt.timedelta(minutes=10)
     assert 'metric.type = "run.googleapis.com/request_count"' in counts.filter
+    assert counts.aggregation.per_series_aligner == Agg.Aligner.ALIGN_DELTA
     assert counts.aggregation.cross_series_reducer == Agg.Reducer.REDUCE_SUM
-    assert list(counts.aggregation.group_by_fields) == ["resource.label.revision_name", "metric.label.response_code_class"]
+    assert list(counts.aggregation.group_by_fields) == [
+        "resource.label.revision_name", "metric.label.response_code_class", "metric.label.response_code"]
     assert 'metric.type = "run.googleapis.com/request_latencies"' in latencies.filter
-    assert latencies.aggregation.cross_series_reducer == Agg.Reducer.REDUCE_PERCENTILE_99
+    # the distribution's buckets are summed, never reduced to a percentile per minute
+    assert latencies.aggregation.per_series_aligner == Agg.Aligner.ALIGN_DELTA
+    assert latencies.aggregation.cross_series_reducer == Agg.Reducer.REDUCE_SUM
     assert list(latencies.aggregation.group_by_fields) == ["resource.label.revision_name"]
+    assert 'metric.type = "run.googleapis.com/container/memory/utilizations"' in memory.filter
+    assert memory.aggregation.per_series_aligner == Agg.Aligner.ALIGN_PERCENTILE_99
+    assert memory.aggregation.cross_series_reducer == Agg.Reducer.REDUCE_MAX
 
 
-def test_healthy_series_advance(fake):
+def test_counts_429s_and_distributions_are_read_per_minute(fake):
     fake_server, client = fake
     fake_server.data = {
-        CANARY: {"ok": [118] * 10, "errors": [1] * 10, "p99": [850.0 + i for i in range(10)]},
-        STABLE: {"ok": [2000] * 10, "errors": [10] * 10, "p99": [860.0 + i for i in range(10)]},
+        CANARY: {"ok": [118] * 10, "errors": [1] * 10, "throttled": [2] * 10, "bucket": [3] * 10},
+        STABLE: {"ok": [2000] * 10, "errors": [10] * 10, "bucket": [3] * 10},
     }
-    series, result = decide(client)
-    assert [p.requests for p in series[CANARY].points] == [119.0] * 10
-    assert [p.errors for p in series[CANARY].points] == [1.0] * 10
-    assert series[CANARY].points[-1].end == NOW
-    assert result.verdict == ADVANCE and result.to_percent == 25
+    series, checks = decide(client)
+    c = series[CANARY]
+    assert list(c.requests) == [121.0] * 10 and list(c.errors) == [1.0] * 10 and list(c.throttled) == [2.0] * 10
+    assert list(c.bounds) == [100.0 * 2 ** i for i in range(7)]
+    assert c.latency[0].tolist() == [0, 0, 0, 119, 0, 0, 0, 0]  # 400-800 ms (429s have no latency here)
+    assert c.ends[-1] == NOW
+    assert checks["latency_vs_stable"].ok is True and checks["latency_p99_ms"].value < 800
 
 
-def test_erroring_canary_from_monitoring_rolls_back(fake):
+def test_erroring_canary_from_monitoring_fails_the_checks(fake):
     fake_server, client = fake
     fake_server.data = {
-        CANARY: {"ok": [90] * 10, "errors": [10] * 10, "p99": [850.0] * 10},
-        STABLE: {"ok": [2000] * 10, "errors": [10] * 10, "p99": [860.0] * 10},
+        CANARY: {"ok": [90] * 10, "errors": [10] * 10, "bucket": [3] * 10},
+        STABLE: {"ok": [2000] * 10, "errors": [10] * 10, "bucket": [3] * 10},
     }
-    _, result = decide(client)
-    assert result.verdict == ROLLBACK
-    assert "error rate 10.00% > 2.00%" in result.reason
+    _, checks = decide(client)
+    assert checks["errors_vs_stable"].ok is False and checks["error_rate"].ok is False
+    assert checks["errors_vs_stable"].detail.startswith("canary 10.00% of 1,000 requests vs stable 0.50% of 20,100")
 
 
 def test_api_errors_are_reported_with_the_metric(fake):

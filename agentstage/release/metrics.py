@@ -452,7 +452,8 @@ class MonitoringSource:
             revision = ts.resource.labels.get("revision_name", "")
             for p in ts.points:
                 d = p.value.distribution_value
-                b = bucket_bounds(type(d).pb(d).bucket_options)
+                raw = type(d).pb(d) if hasattr(type(d), "pb") else d  # google.api.Distribution is plain protobuf
+                b = bucket_bounds(raw.bucket_options)
                 if bounds is None:
                     bounds = b
                 elif not np.allclose(bounds, b):
