@@ -554,3 +554,17 @@ def test_an_unbound_load_test_stands_only_for_the_release_its_manifest_names(pro
     items = {(i["agent"], i["name"]): i for i in bound["items"]}
     assert items[("support-bot", "load test")]["ok"] is False
     assert items[("research-agent", "load test")]["evidence"] == "no load test given (--load-test Locust --csv output)"
+
+
+def test_status_shows_desired_and_live_traffic_side_by_side(project, tmp_path):
+    observed = tmp_path / "observed.json"
+    observed.write_text(json.dumps({"services": {"support-bot": {"traffic": [
+        {"revision": "support-bot-1-3-2", "percent": 100, "tag": None}]}}}))
+    result = cli("status", "production", "-C", str(project), "--observed-file", str(observed), "--json")
+    assert result.exit_code == 0, result.output
+    by = {a["agent"]: a for a in json.loads(result.output)["stacks"][0]["agents"]}
+    # the config asks for a 5% canary; the live service still sends everything to stable
+    assert [t["percent"] for t in by["support-bot"]["traffic"]] == [95, 5]
+    assert by["support-bot"]["live"] == {"split": {"support-bot-1-3-2": 100}, "source": f"observed state file {observed}"}
+    assert by["research-agent"]["live"]["split"] is None
+    assert "has no entry for research-agent" in by["research-agent"]["live"]["source"]

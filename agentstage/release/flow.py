@@ -639,8 +639,11 @@ def gate(project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str |
 # --- status --------------------------------------------------------------------------------
 
 
-def status(project_dir: Path, stacks: list[str] | None = None, *, history: int = 3) -> list[dict[str, Any]]:
-    """Per stack and agent: releases, traffic, state and the last decisions."""
+def status(project_dir: Path, stacks: list[str] | None = None, *, history: int = 3,
+           observer_for: Callable[[str, PlatformSpec], Observer | None] | None = None) -> list[dict[str, Any]]:
+    """Per stack and agent: releases, the traffic the config asks for (``traffic``) beside the
+    live split (``live``, from ``observer_for(stack, spec)``), the canary's phase and the last
+    decisions."""
     from agentstage.engine import EngineError, load_project
 
     try:
@@ -661,8 +664,17 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
         except ReleaseError:  # status reports what the stack file says; the revision names need a plan
             revisions, services = {}, {}
         agents = []
+        observer = observer_for(stack, state.spec) if observer_for else None
+        canaries = load_states(state.project_dir, stack)
         for name, spec in sorted(state.spec.agents.items()):
             conflict = ledger.conflict(name, spec.release)
+            live: dict[str, Any] = {"split": None, "source": "not read"}
+            if observer is not None and services.get(name):
+                try:
+                    seen = observer.observe(services[name])
+                    live = {"split": seen.split(), "source": seen.source}
+                except ObservedError as err:
+                    live = {"split": None, "source": f"{observer.name}: {err}"}
             # without a plan, the service is named as the platform names it
             stable_revision = spec.stable_revision_name(services.get(name) or state.spec.service_name(name))
             agents.append({
@@ -678,6 +690,8 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
                 "stable_revision": stable_revision,
                 "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag}
                             for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)],
+                "live": live,
+                "phase": (canaries.get(name) or {}).get("phase") if spec.stable is not None else None,
                 "ledger_conflict": conflict.message() if conflict else None,
                 "decisions": ledger.decisions(name)[-history:] if history else [],
             })

@@ -100,7 +100,8 @@ def render_change(change: Any, console: Console) -> None:
 def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
     for st in stacks:
         table = Table(title=f"Stack {st['stack']}", title_justify="left")
-        for col in ("agent", "state", "release", "stable", "traffic", "last decision"):
+        unknown: dict[str, list[str]] = {}
+        for col in ("agent", "state", "release", "stable", "desired traffic", "live traffic", "last decision"):
             table.add_column(col)
         for a in st["agents"]:
             traffic = " / ".join(f"{t['percent']}%" + (f" {t['tag']}" if t["tag"] else "") for t in a["traffic"])
@@ -108,8 +109,18 @@ def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
             last_text = (f"{last['time']} {last['action']} -> {last['to_percent']}%: {last['reason']}"
                          if last else "none recorded")
             state = a["state"] if not a["ledger_conflict"] else a["state"] + " [red](ledger conflict)[/]"
-            table.add_row(a["agent"], state, a["release"], a["stable"] or "", traffic, last_text)
+            live = a.get("live") or {}
+            split = live.get("split")
+            live_text = " / ".join(f"{p}% {escape(r)}" for r, p in split.items()) if split else "[dim]unknown[/]"
+            if not split and live.get("source") not in (None, "not read"):
+                unknown.setdefault(str(live["source"]), []).append(a["agent"])
+            if a.get("phase"):
+                state += f" [dim]({escape(a['phase'])})[/]"
+            table.add_row(escape(a["agent"]), state, escape(a["release"]), escape(a["stable"] or ""), traffic, live_text,
+                          escape(last_text))
         console.print(table)
+        for source, names in unknown.items():
+            console.print(f"[yellow]live traffic unknown[/] for {escape(', '.join(names))}: {escape(source)}", soft_wrap=True)
         for a in st["agents"]:
             if a["ledger_conflict"]:
                 console.print(f"[red]warning:[/] {a['ledger_conflict']}", soft_wrap=True)
