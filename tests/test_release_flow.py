@@ -456,7 +456,9 @@ def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch)
     row = next(line for line in result.output.splitlines() if "support-bot" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[:4] == ["support-bot", "rolled back", "1.4.0", "1.3.2"]
-    assert cells[4:] == ["100%", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
+    # live: no credentials and no Pulumi CLI here, so unknown (the reason is printed below the table)
+    assert cells[4:] == ["100%", "unknown", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
+    assert "live traffic unknown for research-agent, support-bot: stack outputs:" in " ".join(result.output.split())
 
 
 def test_promote_never_copies_secure_values_between_stacks(project):

@@ -111,7 +111,7 @@ def test_status_shows_the_team_agent(team, monkeypatch):
     text = cli("status", "production", "-C", str(team))
     assert text.exit_code == 0
     row = next(line for line in text.output.splitlines() if "triage" in line)
-    assert [c.strip() for c in row.split("│") if c.strip()] == ["triage", "stable", "0.9.1", "100%", "none recorded"]
+    assert [c.strip() for c in row.split("│") if c.strip()] == ["triage", "stable", "0.9.1", "100%", "unknown", "none recorded"]
 
 
 def test_promote_then_rollout_then_rollback(team):

@@ -691,7 +691,7 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
                 "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag}
                             for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)],
                 "live": live,
-                "phase": (canaries.get(name) or {}).get("phase") if spec.stable is not None else None,
+                "phase": (canaries.get(name) or {}).get("phase") if in_flight(spec) else None,
                 "ledger_conflict": conflict.message() if conflict else None,
                 "decisions": ledger.decisions(name)[-history:] if history else [],
             })
