@@ -265,9 +265,9 @@ class AnalysisSpec(StrictModel):
         "0..1. Default: 0.95.",
     )
     memory_horizon_minutes: int = Field(
-        default=720,
-        description="Roll back when the canary's memory trend reaches memory_limit within this many "
-        "minutes. Default: 720 (12 h).",
+        default=360,
+        description="Roll back when the canary's memory trend surely reaches memory_limit within this many "
+        "minutes. Default: 360 (6 h).",
     )
     deploy_timeout_minutes: int = Field(
         default=20,

@@ -64,7 +64,7 @@ WARMUP_MINUTES = 10
 STEP_SETTLE_MINUTES = 3
 #: Memory minutes a trend needs, and the blocks they are averaged in.
 MIN_TREND_POINTS = 12
-BLOCK_MINUTES = 3
+BLOCK_MINUTES = 2
 #: The slow-request threshold L is the bucket bound at this quantile of stable's latency.
 SLOW_QUANTILE = 0.90
 
@@ -234,7 +234,7 @@ def _compare_counts(name: str, what: str, canary: Series, stable: Series | None,
     if alone.any():
         noise = rate_noise(a.xs[both], a.ns[both])
         # stable's rate over the rollout is an estimate: compare with its upper bound
-        upper = base * (1 + 2 * math.sqrt(noise / both.sum() + 1 / max(a.xs[both].sum(), 1)))
+        upper = base * (1 + 3 * math.sqrt(noise / both.sum() + 1 / max(a.xs[both].sum(), 1)))
         p0 = min(max(r0 * upper, upper + abs_) if base > 0 else abs_, 0.5)
         llr[alone] = _one_sample_llr(a.xc[alone], a.nc[alone], p0, min(ALTERNATIVE * p0, 0.99), noise)
     _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
@@ -280,7 +280,7 @@ def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bo
     base = float(xs[both].sum() / ns[both].sum()) if both.any() else None
     if (~both).any() and base:
         noise = rate_noise(xs[both], ns[both])
-        upper = base * (1 + 2 * math.sqrt(noise / both.sum() + 1 / max(xs[both].sum(), 1)))
+        upper = base * (1 + 3 * math.sqrt(noise / both.sum() + 1 / max(xs[both].sum(), 1)))
         llr[~both] = _one_sample_llr(xc[~both], nc[~both], upper, min(LATENCY_ALTERNATIVE * upper, 0.99), noise)
     _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
     evidence = math.exp(min(top, 700))
