@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/release.py
+	$(BIN)/python bench/canary.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
