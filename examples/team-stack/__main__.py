@@ -89,3 +89,5 @@ if spec.budget.enabled:
 pulumi.export("url", service.url)
 pulumi.export("revision", service.release_revision)
 pulumi.export("stable_revision", service.stable_revision)
+# the live split, read by `agentstage rollout`/`status` as observed state without Google credentials
+pulumi.export("traffic", {SERVICE: service.live_traffic})
