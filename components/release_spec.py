@@ -26,6 +26,12 @@ def _ratio(v: float) -> float:
     return v
 
 
+def _positive_seconds(v: int) -> int:
+    if v < 1:
+        raise SpecIssue("is not a positive number of seconds")
+    return v
+
+
 def _positive_ms(v: int | None) -> int | None:
     if v is not None and v <= 0:
         raise SpecIssue("is not a positive number of milliseconds")
@@ -68,9 +74,7 @@ class LoadTestGates(StrictModel):
     @field_validator("sustain_seconds")
     @classmethod
     def _sustain(cls, v: int) -> int:
-        if v < 1:
-            raise SpecIssue("is not a positive number of seconds")
-        return v
+        return _positive_seconds(v)
 
     @field_validator("max_error_rate")
     @classmethod
@@ -170,9 +174,7 @@ class GatesSpec(StrictModel):
     @field_validator("max_rollback_seconds")
     @classmethod
     def _rollback(cls, v: int) -> int:
-        if v < 1:
-            raise SpecIssue("is not a positive number of seconds")
-        return v
+        return _positive_seconds(v)
 
     @field_validator("max_memory_growth")
     @classmethod

@@ -283,3 +283,14 @@ def test_bad_analysis_settings_name_the_key(analysis, message):
     with pytest.raises(ConfigError) as err:
         platform_from_config(config)
     assert any(message in issue for issue in err.value.issues), err.value.issues
+
+
+def test_an_end_of_step_decision_judges_each_check_once_with_signals_configured():
+    s = spec(signals=["tool-errors"])
+    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    sig = {"tool-errors": [0.0] * 30}
+    st, r = decide(st, s, obs(30, c=series("c", 30, 120, 0.01, signals=sig), s=series("s", 30, 2280, 0.01, signals=sig)))
+    names = [c.name for c in r.checks]
+    assert r.verdict == ADVANCE
+    assert sorted(names) == sorted(set(names)) and {"memory_trend", "signal:tool-errors"} <= set(names)
+    assert next(c for c in r.checks if c.name == "memory_trend").ok is True  # judged, not "at the end of each step"

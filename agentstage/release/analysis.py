@@ -112,13 +112,23 @@ def next_step(steps: list[int], percent: int) -> int:
 # --- statistics ------------------------------------------------------------------------------
 
 
-def _cusum(increments: np.ndarray) -> tuple[float, float]:
-    """(current, highest) of the CUSUM of ``increments`` (the running sum, floored at 0)."""
+def _evidence(llr: np.ndarray, bound: float) -> float:
+    """The highest likelihood ratio the CUSUM of per-minute log-ratios ``llr`` reached (the
+    running sum, floored at 0), each minute capped at ``MINUTE_CAP`` of the bound's log: one
+    burst (an instance crash, a retry storm) never rolls back alone, as Flagger's failure
+    threshold intends."""
+    cap = MINUTE_CAP * math.log(bound)
     s = top = 0.0
-    for x in increments:
+    for x in np.minimum(llr, cap):
         s = max(0.0, s + x)
         top = max(top, s)
-    return s, top
+    return math.exp(min(top, 700))
+
+
+def _upper_rate(base: float, noise: float, minutes: int, events: float) -> float:
+    """Stable's rate over the rollout, ``base``, is an estimate: its upper bound at 3 standard
+    errors (minute-to-minute wander ``noise`` over ``minutes``, and the count ``events``)."""
+    return base * (1 + 3 * math.sqrt(noise / minutes + 1 / max(events, 1)))
 
 
 def _xlogy_ratio(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,16 +168,6 @@ def rate_noise(x: np.ndarray, n: np.ndarray) -> float:
     p = x.sum() / n.sum()
     excess = ((x - n * p) ** 2 - n * p * (1 - p)).sum()
     return float(max(excess / ((n * p) ** 2).sum(), 0.0))
-
-
-def _capped(llr: np.ndarray, cap: float) -> np.ndarray:
-    """No single minute may carry more than ``cap`` of evidence: one burst (an instance
-    crash, a retry storm) never rolls back alone, as Flagger's failure threshold intends."""
-    return np.minimum(llr, cap)
-
-
-def _pct(v: float | None) -> str:
-    return "no data" if v is None else f"{v:.2%}"
 
 
 def _times(evidence: float) -> str:
@@ -234,11 +234,10 @@ def _compare_counts(name: str, what: str, canary: Series, stable: Series | None,
     if alone.any():
         noise = rate_noise(a.xs[both], a.ns[both])
         # stable's rate over the rollout is an estimate: compare with its upper bound
-        upper = base * (1 + 3 * math.sqrt(noise / both.sum() + 1 / max(a.xs[both].sum(), 1)))
+        upper = _upper_rate(base, noise, int(both.sum()), float(a.xs[both].sum()))
         p0 = min(max(r0 * upper, upper + abs_) if base > 0 else abs_, 0.5)
         llr[alone] = _one_sample_llr(a.xc[alone], a.nc[alone], p0, min(ALTERNATIVE * p0, 0.99), noise)
-    _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
-    evidence = math.exp(min(top, 700))
+    evidence = _evidence(llr, bound)
     ok = evidence < bound
     detail = (f"canary {rate_c:.2%} of {a.nc.sum():,.0f} requests vs stable {base:.2%} of "
               f"{a.ns[both].sum():,.0f}; evidence of a regression {_times(evidence)} (rolls back at "
@@ -280,10 +279,9 @@ def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bo
     base = float(xs[both].sum() / ns[both].sum()) if both.any() else None
     if (~both).any() and base:
         noise = rate_noise(xs[both], ns[both])
-        upper = base * (1 + 3 * math.sqrt(noise / both.sum() + 1 / max(xs[both].sum(), 1)))
+        upper = _upper_rate(base, noise, int(both.sum()), float(xs[both].sum()))
         llr[~both] = _one_sample_llr(xc[~both], nc[~both], upper, min(LATENCY_ALTERNATIVE * upper, 0.99), noise)
-    _, top = _cusum(_capped(llr, MINUTE_CAP * math.log(bound)))
-    evidence = math.exp(min(top, 700))
+    evidence = _evidence(llr, bound)
     share_c = float(xc.sum() / nc.sum())
     detail = (f"median {med_c:.0f} ms vs stable {med_s:.0f} ms; {share_c:.1%} of canary requests slower than "
               f"{level * (1 + tolerance):.0f} ms vs {base or 0:.1%} of stable's slower than {level:.0f} ms; "
@@ -302,9 +300,7 @@ def _absolute_errors(canary: Series, limit: float, bound: float, noise: float) -
     if limit <= 0:
         evidence = math.inf if x.sum() > 0 else 1.0
     else:
-        _, top = _cusum(_capped(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise),
-                                MINUTE_CAP * math.log(bound)))
-        evidence = math.exp(min(top, 700))
+        evidence = _evidence(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise), bound)
     detail = (f"{x.sum():,.0f} of {n.sum():,.0f} canary requests failed (5xx + 429) = {rate:.2%}; evidence it "
               f"exceeds {limit:.2%}: {_times(evidence)} (rolls back at {_times(bound)})")
     return Check(name, evidence < bound, rate, limit, detail, test, evidence, bound)
@@ -322,8 +318,7 @@ def _absolute_latency(canary: Series, limit_ms: float, bound: float, step_start:
         return Check(name, None, None, limit_ms, "no canary latency data", test, bound=bound)
     n = rows.sum(axis=1)
     x = exceeding(rows, canary.bounds, limit_ms)
-    _, top = _cusum(_capped(_one_sample_llr(x, n, 0.01, 0.02, noise), MINUTE_CAP * math.log(bound)))
-    evidence = math.exp(min(top, 700))
+    evidence = _evidence(_one_sample_llr(x, n, 0.01, 0.02, noise), bound)
     p99 = quantile(rows.sum(axis=0), canary.bounds, 0.99)
     step_rows = rows
     if step_start is not None:

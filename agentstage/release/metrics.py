@@ -30,7 +30,6 @@ Two sources give the same :class:`Series`:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -39,8 +38,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentstage.release.jsonfile import load_model
 from components.revision import DIGEST_CHARS
 
 __all__ = [
@@ -273,19 +273,7 @@ class FileSource:
         self.data = self._load()
 
     def _load(self) -> _MetricsFile:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MetricsError(f"metrics file {self.path} does not exist") from None
-        except json.JSONDecodeError as err:
-            raise MetricsError(f"metrics file {self.path}: not valid JSON: {err}") from None
-        try:
-            return _MetricsFile.model_validate(raw)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            msg = first["msg"].removeprefix("Value error, ")
-            raise MetricsError(f"metrics file {self.path}: {where}: {msg}") from None
+        return load_model(self.path, _MetricsFile, "metrics file", MetricsError)
 
     def now(self) -> dt.datetime:
         end = self.data.end

@@ -48,6 +48,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from agentstage.release.jsonfile import first_error, load_model
+
 __all__ = [
     "ObservedError",
     "LiveTarget",
@@ -147,12 +149,6 @@ def _now() -> dt.datetime:
     from agentstage.release.ledger import now_utc
 
     return now_utc()
-
-
-def _first_error(err: ValidationError) -> tuple[str, str]:
-    first = err.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return where, first["msg"].removeprefix("Value error, ")
 
 
 # --- Cloud Run Admin API ---------------------------------------------------------------------
@@ -341,17 +337,7 @@ class FileObserver:
         self.data = self._load()
 
     def _load(self) -> _ObservedFile:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ObservedError(f"observed state file {self.path} does not exist") from None
-        except json.JSONDecodeError as err:
-            raise ObservedError(f"observed state file {self.path}: not valid JSON: {err}") from None
-        try:
-            return _ObservedFile.model_validate(raw)
-        except ValidationError as err:
-            where, msg = _first_error(err)
-            raise ObservedError(f"observed state file {self.path}: {where}: {msg}") from None
+        return load_model(self.path, _ObservedFile, "observed state file", ObservedError)
 
     def observe(self, service: str) -> ObservedService:
         state = self.data.services.get(service)
@@ -440,7 +426,7 @@ class OutputsObserver:
             traffic = _TRAFFIC.validate_python(outputs[TRAFFIC_OUTPUT])
             ready_out = _READY.validate_python(outputs[READY_OUTPUT]) if READY_OUTPUT in outputs else None
         except ValidationError as err:
-            where, msg = _first_error(err)
+            where, msg = first_error(err)
             raise ObservedError(f"{shown}: stack output {where}: {msg}") from None
         if service not in traffic:
             have = ", ".join(sorted(traffic)) or "none"

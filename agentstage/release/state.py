@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from agentstage.release.analysis import (ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, Check, describe_failure, judge,
+from agentstage.release.analysis import (ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, describe_failure, judge,
                                          next_step)
+from agentstage.release.ledger import iso, parse_time
 from agentstage.release.metrics import Series
 from components.spec import AgentSpec
 
@@ -40,14 +41,11 @@ REQUIRED_CHECKS = ("errors_vs_stable", "error_rate", "latency_vs_stable", "laten
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None if t is None else iso(t)
 
 
 def _time(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return None if text is None else parse_time(text)
 
 
 @dataclass(frozen=True)
@@ -171,11 +169,16 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     if skip_bake and state.rollout_start is not None and obs.canary is not None and len(obs.canary):
         # a replay (--skip-bake): judge on every minute there is
         judge_start = min(state.rollout_start, obs.canary.ends[0] - dt.timedelta(minutes=1))
+    baking = state.phase != AWAITING_DEPLOY
+    need = cfg.watch_minutes if state.phase == WATCHING else ro.bake_minutes
+    elapsed = _minutes(now - state.step_start) if baking and state.step_start is not None else 0.0
+    baked = baking and (skip_bake or elapsed >= need)
     if judge_start is not None:
-        # the current load level began when the live split last changed
+        # the current load level began when the live split last changed; the memory trend is
+        # judged once a step is over
         segment = _time(state.steps[-1]["live"]) if state.steps else state.rollout_start
         result.checks = judge(spec, obs.canary, obs.stable, rollout_start=judge_start,
-                              step_start=segment if not skip_bake else judge_start, now=now)
+                              step_start=segment if not skip_bake else judge_start, now=now, end_of_step=baked)
     failed = [c for c in result.checks if c.ok is False]
     if failed:
         state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
@@ -196,9 +199,6 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
 
     # 5. baking / watching / paused
     assert state.step_start is not None
-    elapsed = _minutes(now - state.step_start)
-    need = cfg.watch_minutes if state.phase == WATCHING else ro.bake_minutes
-    baked = skip_bake or elapsed >= need
     data_start = state.step_start if not skip_bake else (judge_start or state.step_start)
     c_req, c_pts = _step_data(obs.canary, data_start, now)
     s_req, _ = _step_data(obs.stable, data_start, now)
@@ -208,17 +208,6 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     if not baked:
         result.reason = f"{'watching after 100%' if state.phase == WATCHING else 'baking'}: {elapsed:.0f} of {need} min {what}"
         return state, result
-    # the memory trend is judged once, at the end of the step
-    memory = judge(spec, obs.canary, obs.stable, rollout_start=judge_start,
-                   step_start=_time(state.steps[-1]["live"]) if not skip_bake else judge_start,
-                   now=now, end_of_step=True)[-1] if judge_start is not None else None
-    if memory is not None:
-        result.checks = [c for c in result.checks if c.name != "memory_trend"] + [memory]
-        if memory.ok is False:
-            state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
-            result.verdict, result.to_percent, result.phase = ROLLBACK, 0, ROLLED_BACK
-            result.reason = describe_failure(memory)
-            return state, result
     unjudged = [c.name for c in result.checks if c.ok is None and c.name in REQUIRED_CHECKS
                 and not (state.phase == WATCHING and c.name.endswith("_vs_stable") and c.value is not None)]
     short = []
@@ -254,7 +243,3 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     result.reason = f"all checks passed ({how}); advance {result.percent}% -> {target}%" + (
         f" and watch for {cfg.watch_minutes} min with the previous revision kept" if target >= 100 else "")
     return state, result
-
-
-def summarize(checks: list[Check]) -> str:
-    return "; ".join(f"{c.name}: {'ok' if c.ok else 'FAIL' if c.ok is False else 'no data'}" for c in checks)
