@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from agentstage.boundary import command
 from agentstage.commands import COMMANDS
 
 app = typer.Typer(
@@ -22,7 +23,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Take AI agents from prototype to production on Google Cloud with Pulumi.
@@ -33,6 +33,9 @@ def _root() -> None:
 
 for _name in COMMANDS:
     importlib.import_module(f"agentstage.commands.{_name}").register(app)
+# one error boundary around every command (agentstage/boundary.py)
+for _info in app.registered_commands:
+    _info.callback = command(_info.callback)
 
 
 def main() -> None:

@@ -14,13 +14,19 @@ platform's).
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.util
 import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import pulumi
 from pydantic import BaseModel, ValidationError
 
+from agentstage.errors import BadInput
 from components.spec import PlatformSpec, SpecIssue
 
 __all__ = ["NAMESPACE", "ConfigError", "platform_from_config", "load_platform", "load_model", "config_key"]
@@ -33,14 +39,17 @@ NAMESPACE = "agent-platform"
 _FOREIGN_KEYS = {"project": "gcp:project", "region": "gcp:region"}
 
 
-class ConfigError(pulumi.RunError):
+class ConfigError(BadInput, pulumi.RunError):
     """The stack config is invalid. ``issues`` holds one message per problem.
 
     A ``RunError``: the Pulumi CLI prints it without a traceback."""
 
     def __init__(self, issues: list[str]) -> None:
         self.issues = issues
-        super().__init__("invalid stack config:\n  " + "\n  ".join(issues))
+        BadInput.__init__(self, "invalid stack config:", details=issues)
+
+    def __str__(self) -> str:
+        return "invalid stack config:\n  " + "\n  ".join(self.issues)
 
 
 def config_key(field: str, namespace: str = NAMESPACE) -> str:
@@ -80,6 +89,9 @@ def platform_from_config(
     for key, value in values.items():
         field = _field_of(key, namespace)
         if field is None:
+            problem = foreign_key_issue(key, namespace)
+            if problem:
+                issues.append(problem)
             continue
         if field not in model.model_fields:
             if key.startswith(namespace + ":"):
@@ -92,6 +104,42 @@ def platform_from_config(
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_errors(err, model, namespace=namespace)) from None
+
+
+#: Config namespaces a stack of the platform may hold besides its project's own: the Google
+#: provider's, Pulumi's own (``pulumi:tags``, ``pulumi:disable-default-providers``) and the
+#: Kubernetes provider's (GKE agents).
+OTHER_NAMESPACES = ("gcp", "pulumi", "kubernetes")
+
+
+@functools.lru_cache(maxsize=1)
+def gcp_config_keys() -> frozenset[str]:
+    """The config keys the installed Google provider declares (``pulumi_gcp/config/vars.py``:
+    one ``__config__.get('<key>')`` per key), read from its source without importing it."""
+    spec = importlib.util.find_spec("pulumi_gcp.config.vars")
+    if spec is None or not spec.origin:  # pragma: no cover - pulumi-gcp is a dependency
+        return frozenset()
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    return frozenset(re.findall(r"__config__\.get\w*\('([A-Za-z0-9_]+)'", text))
+
+
+def foreign_key_issue(key: str, namespace: str) -> str | None:
+    """What is wrong with a config key outside the platform's fields, if anything: a
+    namespace that is none this stack reads (a typo such as ``agent-platfrom:``) or a ``gcp:``
+    key the provider does not declare (``gcp:regoin``)."""
+    ns, sep, name = key.partition(":")
+    known = (namespace, *OTHER_NAMESPACES)
+    if not sep or ns not in known:
+        close = difflib.get_close_matches(ns, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}:{name}?" if close else ""
+        return (f"{key}: {ns}: is not a config namespace this stack reads ({', '.join(known)}){hint}")
+    if ns == "gcp":
+        keys = gcp_config_keys()
+        if keys and name not in keys:
+            close = difflib.get_close_matches(name, sorted(keys), n=1, cutoff=0.6)
+            hint = f"; did you mean gcp:{close[0]}?" if close else ""
+            return f"{key}: is not a config key of the Google provider (pulumi-gcp){hint}"
+    return None
 
 
 def load_platform(model: type[BaseModel] = PlatformSpec, *, namespace: str = NAMESPACE) -> Any:

@@ -18,11 +18,14 @@ plan, the unknown sentinel in the wire Structs) wherever the program passed it o
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import gc
+import importlib.machinery
 import json
 import os
 import runpy
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+
+from agentstage.errors import EXIT_BAD_INPUT, BadInput, Failed
 
 __all__ = [
     "EngineError",
@@ -52,16 +55,18 @@ SECRET = "[secret]"
 STACK_TYPE = "pulumi:pulumi:Stack"
 
 
-class EngineError(Exception):
+class EngineError(BadInput):
     """The project or stack cannot be loaded (missing dir, missing stack file, bad YAML)."""
 
 
-class ProgramError(Exception):
+class ProgramError(Failed):
     """The program failed. ``config_error`` is set when it failed on invalid stack config."""
 
     def __init__(self, message: str, *, config_issues: list[str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, details=config_issues or ())
         self.config_issues = config_issues
+        if config_issues:
+            self.exit_code = EXIT_BAD_INPUT
         #: What the program had registered when it failed.
         self.resources: list[PlannedResource] = []
 
@@ -85,17 +90,14 @@ class StackConfig:
     secret_keys: list[str]
 
 
-def _yaml() -> YAML:
-    # The pure parser: YAML 1.2 like the Pulumi CLI; the C one rejects `{A: secret:3}`.
-    return YAML(typ="safe", pure=True)
+def _read_yaml(path: Path, what: str) -> Any:
+    """A project or stack file, read strictly (:mod:`agentstage.inputs`)."""
+    from agentstage.inputs import load_yaml
 
-
-def _read_yaml(path: Path) -> Any:
     try:
-        with path.open() as fh:
-            return _yaml().load(fh)
-    except YAMLError as err:
-        raise EngineError(f"{path}: not valid YAML: {err}") from None
+        return load_yaml(path, what)
+    except BadInput as err:
+        raise EngineError(err.message, file=err.file, key=err.key) from None
 
 
 def load_project(project_dir: str | os.PathLike[str]) -> Project:
@@ -105,22 +107,45 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
     manifest = root / "Pulumi.yaml"
     if not manifest.is_file():
         raise EngineError(f"{root} is not a Pulumi project: no Pulumi.yaml (use -C/--project DIR)")
-    data = _read_yaml(manifest) or {}
+    data = _read_yaml(manifest, "project file")
+    if not isinstance(data, dict):
+        raise EngineError(f"{manifest}: expected a mapping with name:, runtime: and main: keys, not "
+                          f"{_kind(data)}", file=str(manifest))
     name = data.get("name")
-    if not name:
-        raise EngineError(f"{manifest}: no project name")
+    if not name or not isinstance(name, str):
+        raise EngineError(f"{manifest}: name: is {'missing' if not name else _kind(name)}; give the project's "
+                          "name as a string", file=str(manifest), key="name")
+    for key in ("main", "stackConfigDir"):
+        if key in data and not isinstance(data[key], str):
+            raise EngineError(f"{manifest}: {key}: is {_kind(data[key])}; give a path relative to the project",
+                              file=str(manifest), key=key)
     main = root / str(data.get("main", ""))
     if main.is_dir():
         main = main / "__main__.py"
     if not main.is_file():
         raise EngineError(f"{main}: the program's entry point does not exist")
     config_dir = root / str(data.get("stackConfigDir", "."))
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise EngineError(f"{manifest}: config: is {_kind(config)}; give a mapping of config keys to their "
+                          "declarations (type:, default:...) or values", file=str(manifest), key="config")
     defaults: dict[str, Any] = {}
-    for key, spec in (data.get("config") or {}).items():
+    for key, spec in config.items():
         value = spec.get("default", spec.get("value")) if isinstance(spec, dict) else spec
         if value is not None:
             defaults[key if ":" in key else f"{name}:{key}"] = value
     return Project(root, name, main, config_dir, defaults)
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, for messages ("a list", "the string 'x'")."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return f"{json.dumps(value)}"
 
 
 def _encode(value: Any) -> str:
@@ -151,21 +176,32 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
     """Read ``Pulumi.<stack>.yaml`` (or ``config_file``, which replaces it, as with
     ``pulumi --config-file``) into the key -> value map the program receives."""
     path = Path(config_file) if config_file else project.stack_file(stack)
-    if not path.is_file():
-        if config_file:
-            raise EngineError(f"config file {config_file} does not exist")
+    if not config_file and not path.exists():
         available = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml"))
         hint = f"; stacks here: {', '.join(available)}" if available else ""
-        raise EngineError(f"stack {stack!r} has no config file {path}{hint}")
-    data = _read_yaml(path) or {}
+        raise EngineError(f"stack {stack!r} has no config file {path}{hint}", file=str(path))
+    data = _read_yaml(path, "config file" if config_file else "stack config")
+    if data is None:
+        raise EngineError(f"{path} is empty; a stack config is a mapping with a config: key", file=str(path))
     if not isinstance(data, dict):
-        raise EngineError(f"{path}: expected a mapping with a 'config:' key")
+        raise EngineError(f"{path}: expected a mapping with a config: key, not {_kind(data)}", file=str(path))
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise EngineError(f"{path}: config: is {_kind(config)}; it must be a mapping of config keys to values "
+                          "(gcp:project: ..., <project>:agents: ...)", file=str(path), key="config")
     raw = dict(project.config_defaults)
-    raw.update(data.get("config") or {})
     values: dict[str, str] = {}
     secret_keys: list[str] = []
+    written: dict[str, str] = {}
+    for key in config:
+        full = key if ":" in key else f"{project.name}:{key}"
+        if full in written:
+            raise EngineError(f"{path}: {key} and {written[full]} are the same key ({full}: a key without a "
+                              "namespace is in the project's); keep one", file=str(path), key=full)
+        written[full] = key
+        raw.pop(full, None)
+    raw.update(config)
     for key, value in raw.items():
-        key = str(key)
         full = key if ":" in key else f"{project.name}:{key}"
         value, secret = _strip_secure(value)
         values[full] = _encode(value)
@@ -419,13 +455,129 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
         return future
 
 
+#: The top-level package of this engine: never one of a project's local modules, even when
+#: the project is the engine's own repository.
+_ENGINE_PACKAGE = __name__.partition(".")[0]
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path or os.getcwd())
+
+
+def _local_names(root: Path) -> dict[str, str]:
+    """The top-level modules the project directory provides (``<name>.py`` or a package
+    ``<name>/__init__.py``; not the program's ``__main__``): name -> its file."""
+    names: dict[str, str] = {}
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return names
+    for entry in entries:
+        if entry.is_file() and entry.name.endswith(".py"):
+            name, origin = entry.name[:-3], entry.path
+        elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
+            name, origin = entry.name, os.path.join(entry.path, "__init__.py")
+        else:
+            continue
+        if name.isidentifier() and name != "__main__":
+            names[name] = origin
+    return names
+
+
+def _found_elsewhere(name: str, root: str) -> str | None:
+    """The file the interpreter would import top-level module ``name`` from without the
+    project directory on ``sys.path`` (an installed package, or an editable install of the
+    project's own repository, which a meta path finder resolves), else None."""
+    path = [p for p in sys.path if isinstance(p, str) and _real(p) != root]
+    for finder in sys.meta_path:
+        try:
+            if finder is importlib.machinery.PathFinder:
+                spec = finder.find_spec(name, path)
+            else:
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, None) if find is not None else None
+        except Exception:  # noqa: BLE001 - a finder that cannot answer does not provide it
+            continue
+        if spec is not None:
+            return _real(spec.origin) if spec.origin and spec.has_location else f"<{spec.origin}>"
+    return None
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Where the standard library and installed packages live."""
+    paths = sysconfig.get_paths()
+    return tuple({_real(paths[k]) + os.sep for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths})
+
+
+def _is_library(name: str, module: Any) -> bool:
+    """``module`` is built in or frozen, or comes from the standard library or
+    site-packages: what the language host and the SDK have loaded before a program runs."""
+    if name in sys.builtin_module_names or getattr(getattr(module, "__spec__", None), "origin", None) == "frozen":
+        return True
+    file = getattr(module, "__file__", None)
+    return isinstance(file, str) and _real(file).startswith(_library_dirs())
+
+
+class _LocalModules:
+    """The project's own modules. A top-level module is the project's when it is a file or
+    package of the project directory that the interpreter would not import from that same
+    file without the directory on ``sys.path`` (so ``components`` of an editable install
+    stays shared); a module the program imported from under the project directory some
+    other way (through a path it added) is the project's too, unless it is shared."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = _real(str(root))
+        self.prefix = self.root + os.sep
+        self._shared: dict[str, bool] = {}
+        self.names = {name for name, origin in _local_names(root).items() if not self.shared(name, _real(origin))}
+
+    def shared(self, top: str, origin: str) -> bool:
+        if top == _ENGINE_PACKAGE:
+            return True
+        if top not in self._shared:
+            self._shared[top] = _found_elsewhere(top, self.root) == origin
+        return self._shared[top]
+
+    def owns(self, name: str, module: Any) -> bool:
+        top = name.partition(".")[0]
+        if top in self.names:
+            return True
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.startswith(self.prefix):
+            return False
+        top_file = getattr(sys.modules.get(top), "__file__", None)
+        return not self.shared(top, _real(top_file if isinstance(top_file, str) else file))
+
+
 @contextmanager
-def _program_path(root: Path) -> Iterator[None]:
-    """The program's directory first on ``sys.path`` (and as the working directory) while it
-    runs. ``sys.path`` is rebound to a new list, never changed in place: an import running on
+def _program_scope(root: Path) -> Iterator[None]:
+    """Run the program as the language host runs it, isolated from any other plan in this
+    process: the program's directory first on ``sys.path`` and as the working directory, its
+    local modules imported afresh, and afterwards ``sys.path``, the working directory and the
+    ``sys.modules`` entries of every project-local name as they were before.
+
+    A cached module that a local module of this project shadows (a ``helper`` the host
+    imported from elsewhere; see :class:`_LocalModules`) is set aside for the run, unless it
+    is part of the standard library or an installed package, which the language host has
+    loaded before the program too. The program so imports its own modules, and a module that
+    reads ``pulumi.Config()`` at import time reads this plan's config. Every project module
+    the run imported is dropped at the end, and what was set aside is put back. Shared
+    libraries (``pulumi``, ``pulumi_gcp``, ``components``) stay cached between plans.
+
+    ``sys.path`` is rebound to a new list, never changed in place: an import running on
     another thread meanwhile (the policy runner's) walks the list it started with, which an
     in-place insert or restore would shift under it, skipping site-packages."""
+    local = _LocalModules(root)
     saved_path, saved_cwd = sys.path, os.getcwd()
+    set_aside = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if name.partition(".")[0] in local.names and not _is_library(name, module)
+    }
+    for name in set_aside:
+        del sys.modules[name]
+    before = dict(sys.modules)
     sys.path = [str(root), *saved_path]
     os.chdir(root)
     try:
@@ -433,6 +585,26 @@ def _program_path(root: Path) -> Iterator[None]:
     finally:
         sys.path = saved_path
         os.chdir(saved_cwd)
+        sys.path_importer_cache.pop(str(root), None)
+        for name, module in list(sys.modules.items()):
+            if before.get(name) is not module and local.owns(name, module):
+                del sys.modules[name]
+        sys.modules.update(set_aside)
+
+
+@contextmanager
+def _own_config(values: dict[str, str], secret_keys: list[str]) -> Iterator[None]:
+    """The plan's stack config as the runtime's config while the program runs; the config
+    that was set before afterwards, so no plan's config outlives it."""
+    from pulumi.runtime import config as pconfig
+
+    saved = pconfig.CONFIG.get(), pconfig._SECRET_KEYS.get()  # noqa: SLF001 - the SDK keeps them there
+    pconfig.set_all_config(dict(values), list(secret_keys))
+    try:
+        yield
+    finally:
+        pconfig.CONFIG.set(saved[0])
+        pconfig._SECRET_KEYS.set(saved[1])  # noqa: SLF001
 
 
 def run_plan(
@@ -489,15 +661,14 @@ def _run_plan(
     mocks = (NewStackMocks if new_stack else FixtureMocks)(config.values)
     monitor = _build_monitor(mocks, on_resource)
     psettings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_all_config(dict(config.values), config.secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)
 
     failure: BaseException | None = None
     outputs: dict[str, Any] = {}
     loop = _ensure_event_loop()
     saved_executor = getattr(loop, "_default_executor", None)
     loop.set_default_executor(_InlineExecutor())
-    with _program_path(project.dir):
+    with _own_config(config.values, config.secret_keys), _program_scope(project.dir):
+        pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)
         try:
             _sync_await(run_pulumi_func(lambda: runpy.run_path(str(project.main), run_name="__main__")))
             root = psettings.get_root_resource()
@@ -509,7 +680,7 @@ def _run_plan(
         finally:
             loop._default_executor = saved_executor  # type: ignore[attr-defined]
     if failure is not None:
-        _raise_program_error(failure, monitor.records)
+        _raise_program_error(failure, monitor.records, stack)
     return Plan(
         project=project.name,
         stack=stack,
@@ -534,8 +705,10 @@ def _exported(exported: dict[str, Any]) -> dict[str, Any]:
     return _plain(_sync_await(serialize()))
 
 
-def _raise_program_error(err: BaseException, registered: list[PlannedResource]) -> None:
+def _raise_program_error(err: BaseException, registered: list[PlannedResource], stack: str) -> None:
     error = _program_error(err)
+    if error.config_issues:
+        error.message = f"invalid stack config for stack {stack!r}:"
     error.resources = registered
     raise error from (None if error.config_issues else err)
 
@@ -548,8 +721,11 @@ def _program_error(err: BaseException) -> ProgramError:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ConfigError):
-            return ProgramError(str(current), config_issues=current.issues)
+            return ProgramError("invalid stack config:", config_issues=current.issues)
         current = current.__cause__ or current.__context__
-    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+    if isinstance(err, KeyboardInterrupt):
         raise err
+    if isinstance(err, SystemExit):
+        return ProgramError(f"the program exited with sys.exit({err.code!r}) before it finished; nothing was planned "
+                            "after that point")
     return ProgramError(f"the program failed: {type(err).__name__}: {err}")

@@ -10,6 +10,7 @@ sentence ``<key>: <value> ...`` and says what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, ClassVar, Literal
 
@@ -67,6 +68,19 @@ _SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
 #: Cloud Run limits the service name to 49 characters (the revision name to 63: see
 #: components.revision).
 SERVICE_NAME_MAX = 49
+
+#: The regions where Cloud Run runs services, tier 1 and tier 2 pricing
+#: (https://cloud.google.com/run/docs/locations, read 2026-11).
+CLOUD_RUN_REGIONS = frozenset({
+    "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1", "europe-southwest1", "europe-west1",
+    "europe-west4", "europe-west8", "europe-west9", "me-west1", "us-central1", "us-east1", "us-east4", "us-east5",
+    "us-south1", "us-west1",
+    "africa-south1", "asia-east2", "asia-northeast3", "asia-southeast1", "asia-southeast2", "asia-south1",
+    "asia-south2", "australia-southeast1", "australia-southeast2", "europe-central2", "europe-west10",
+    "europe-west12", "europe-west2", "europe-west3", "europe-west6", "me-central1", "me-central2",
+    "northamerica-northeast1", "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-west2",
+    "us-west3", "us-west4",
+})
 
 #: Environment variables Cloud Run sets itself and rejects in a container spec.
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
@@ -137,7 +151,12 @@ class ReleaseSpec(StrictModel):
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, float):
+            raise SpecIssue(
+                'is a number, not a version: YAML reads an unquoted 1.10 as the number 1.1; quote the version, '
+                'e.g. version: "1.10"'
+            )
+        if isinstance(v, int) and not isinstance(v, bool):
             v = str(v)
         if not isinstance(v, str) or not _VERSION.match(v) or not version_slug(v):
             raise SpecIssue(
@@ -723,6 +742,12 @@ class PlatformSpec(StrictModel):
     def _region(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z]+-[a-z]+[0-9]+", v):
             raise SpecIssue("is not a Google Cloud region; use a name like us-central1 or europe-west4")
+        if v not in CLOUD_RUN_REGIONS:
+            close = difflib.get_close_matches(v, sorted(CLOUD_RUN_REGIONS), n=1, cutoff=0.8)
+            raise SpecIssue(
+                "is not a region where Cloud Run runs services (https://cloud.google.com/run/docs/locations)"
+                + (f"; did you mean {close[0]}?" if close else f"; use one of {', '.join(sorted(CLOUD_RUN_REGIONS))}")
+            )
         return v
 
     @field_validator("environment", mode="before")
@@ -816,6 +841,18 @@ class PlatformSpec(StrictModel):
                     value=spec.stable_revision if spec.stable_revision is not None else spec.stable.version,
                     has_value=True,
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _gated_agents(self) -> PlatformSpec:
+        for field in ("agents", "monthly_requests", "peak_requests_per_second"):
+            for agent in getattr(self.gates, field):
+                if agent not in self.agents:
+                    raise SpecIssue(
+                        f"is not an agent of this stack (agents: {', '.join(sorted(self.agents))}); a gate for "
+                        "an agent that is not here gates nothing: fix the name or remove it",
+                        path=("gates", field, agent), value=agent, has_value=True,
+                    )
         return self
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 __all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value"]
 
@@ -28,10 +28,43 @@ class SpecIssue(ValueError):
 
 
 class StrictModel(BaseModel):
-    """Base of every spec: unknown keys are errors, values are not coerced across types
-    (except numbers written as strings in YAML), and specs are immutable."""
+    """Base of every spec: unknown keys are errors, values are never coerced across types
+    (``true`` is not 1, ``"no"`` is not false, ``"5"`` is not 5: strict mode), and specs are
+    immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, v: Any) -> Any:
+        """No string anywhere in a spec holds control characters or is huge: each ends up in a
+        resource name, label, env var or API field that refuses them (or in a terminal)."""
+        _check_text(v, ())
+        return v
+
+
+#: The longest string a spec value may be: twice the longest text a Google API field takes
+#: from a spec (a Cloud Run env value, 32 KiB), so that field's own rule speaks first.
+MAX_TEXT = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _check_text(v: Any, path: tuple[str | int, ...]) -> None:
+    if isinstance(v, str):
+        if len(v) > MAX_TEXT:
+            raise SpecIssue(f"is {len(v):,} characters long; the longest value agentstage accepts is {MAX_TEXT:,}",
+                            path=path, value=f"<{len(v):,} characters>", has_value=True)
+        bad = _CONTROL.search(v)
+        if bad:
+            raise SpecIssue(f"holds the control character {bad.group()!r}; values are plain text", path=path,
+                            value=v[:60], has_value=True)
+    elif isinstance(v, dict):
+        for key, item in v.items():
+            _check_text(key, (*path, str(key)))
+            _check_text(item, (*path, str(key)))
+    elif isinstance(v, list):
+        for i, item in enumerate(v):
+            _check_text(item, (*path, i))
 
 
 def check_label_key(key: str) -> bool:

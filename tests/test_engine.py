@@ -128,3 +128,76 @@ def test_plan_diff_reports_creates_updates_and_deletes(tmp_path):
     assert diff.updates == {"urn:pulumi:dev::demo::gcp:pubsub/topic:Topic::y": ["labels.size"]}
     assert diff.changed == 3
     assert diff_plans(a, a).empty
+
+
+# --- isolation: every plan in one process runs with its own modules and config ---------------
+
+#: A program whose values come from the project's own modules: ``helper`` (a module beside
+#: ``__main__.py``), ``settings`` (reads ``pulumi.Config()`` when imported) and a package.
+LOCAL_PROGRAM = """
+    import pulumi
+    import pulumi_gcp as gcp
+
+    import helper
+    import settings
+    from naming.rules import prefix
+
+    gcp.pubsub.Topic("events", name=prefix() + settings.TOPIC)
+    pulumi.export("helper", helper.value())
+    pulumi.export("topic", settings.TOPIC)
+"""
+
+
+def make_local_project(root: Path, label: str, topic: str) -> Path:
+    make_project(root, LOCAL_PROGRAM, f"config:\n  topic: {topic}\n  gcp:project: acme-demo\n")
+    (root / "helper.py").write_text(f"def value():\n    return {label!r}\n")
+    (root / "settings.py").write_text("import pulumi\n\nTOPIC = pulumi.Config().require('topic')\n")
+    (root / "naming").mkdir()
+    (root / "naming" / "__init__.py").write_text("")
+    (root / "naming" / "rules.py").write_text(f"def prefix():\n    return {label + '-'!r}\n")
+    return root
+
+
+def _seen(plan) -> tuple[str, str, str]:
+    topic = plan.find("gcp:pubsub/topic:Topic", "events")
+    return plan.outputs["helper"], plan.outputs["topic"], topic.inputs["name"]
+
+
+def test_two_projects_in_one_process_each_plan_with_their_own_local_modules(tmp_path):
+    import sys
+
+    a = make_local_project(tmp_path / "a", "alpha", "orders")
+    b = make_local_project(tmp_path / "b", "beta", "payments")
+    path_before = list(sys.path)
+    assert _seen(run_plan(a, "dev")) == ("alpha", "orders", "alpha-orders")
+    gcp_module = sys.modules["pulumi_gcp"]
+    assert _seen(run_plan(b, "dev")) == ("beta", "payments", "beta-payments")
+    assert _seen(run_plan(a, "dev")) == ("alpha", "orders", "alpha-orders")
+    # Nothing of either project outlives its plan; shared libraries stay cached.
+    assert sys.path == path_before
+    assert not {"helper", "settings", "naming", "naming.rules"} & set(sys.modules)
+    assert sys.modules["pulumi_gcp"] is gcp_module
+
+
+def test_the_same_project_planned_twice_reads_each_config_afresh(tmp_path):
+    import pulumi.runtime
+
+    root = make_local_project(tmp_path / "p", "alpha", "orders")
+    other = tmp_path / "other.yaml"
+    other.write_text("config:\n  demo:topic: refunds\n  gcp:project: acme-demo\n")
+    assert _seen(run_plan(root, "dev"))[1:] == ("orders", "alpha-orders")
+    assert _seen(run_plan(root, "dev", other))[1:] == ("refunds", "alpha-refunds")
+    assert _seen(run_plan(root, "dev"))[1:] == ("orders", "alpha-orders")
+    assert pulumi.runtime.get_config("demo:topic") is None  # the plan's config ends with it
+
+
+def test_a_module_the_host_imported_under_a_local_name_is_set_aside_and_put_back(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    host_helper = types.ModuleType("helper")
+    host_helper.value = lambda: "host"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "helper", host_helper)
+    root = make_local_project(tmp_path / "p", "alpha", "orders")
+    assert _seen(run_plan(root, "dev"))[0] == "alpha"
+    assert sys.modules["helper"] is host_helper

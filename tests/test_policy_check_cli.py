@@ -171,7 +171,7 @@ def _config(tmp_path: Path, data: Any) -> Path:
 @pytest.mark.parametrize(
     "data, message",
     [
-        ("{not json", "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("{not json", "not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
         ({"all": "strict"}, "parsing enforcement level for 'all': 'strict' is not a valid enforcement level; "
                             "allowed: advisory, mandatory, remediate, disabled"),
         ({"no-basic-roles": 3}, "parsing 'no-basic-roles': 3 is not a valid value; must be a string or object"),

@@ -224,3 +224,42 @@ def test_stack_analysis_on_a_second_pack_process_reports_the_same(tmp_path) -> N
     alone = run_check(ROOT, "production", config_file=path, plan=plan)
     assert "billing-budget" in {v.policy for v in helped.violations}
     assert [v.to_json() for v in helped.violations] == [v.to_json() for v in alone.violations]
+
+
+def _big_stack(tmp_path: Path) -> Path:
+    """The production stack with a support-bot whose config is larger than one environment
+    string may be on Linux (128 KiB): its system prompt inline, in env vars at Cloud Run's
+    32 KiB limit."""
+    from tests.conftest import load_stack, write_stack
+
+    config = load_stack("production")
+    prompt = ("You are the support agent of Acme. Answer from the knowledge base, cite it, and hand "
+              "over to a human when unsure. ") * 400
+    for part in range(5):
+        config["agent-platform:agents"]["support-bot"]["env"][f"SYSTEM_PROMPT_{part}"] = prompt[:32768]
+    return write_stack(tmp_path / "big.yaml", config)
+
+
+def test_a_stack_config_beyond_the_environment_limit_reaches_the_pack(tmp_path) -> None:
+    """The CLI hands a pack the stack config in PULUMI_CONFIG, where Linux refuses more than
+    128 KiB ("Argument list too long"); the runner gives it to the pack's runtime another
+    way, and the unmodified pack reads all of it with the SDK's own config API."""
+    from agentstage.engine import load_project, load_stack_config
+
+    path = _big_stack(tmp_path)
+    agents = load_stack_config(load_project(ROOT), "production", path).values["agent-platform:agents"]
+    assert len(agents.encode()) > 128 * 1024
+    body = (
+        'import json, pulumi.runtime; raw = pulumi.runtime.get_config("agent-platform:agents"); '
+        'report(f"{len(raw)} {len(json.loads(raw)[\'support-bot\'][\'env\'][\'SYSTEM_PROMPT_4\'])}")'
+    )
+    report = run_check(ROOT, "production", config_file=path, pack_dir=rule_pack(tmp_path / "size-pack", body))
+    assert {v.message for v in report.violations} == {f"{len(agents)} 32768"}
+    assert len(report.violations) == 2  # both Cloud Run services
+
+
+def test_agent_guard_checks_a_stack_config_beyond_the_environment_limit(tmp_path) -> None:
+    report = run_check(ROOT, "production", config_file=_big_stack(tmp_path),
+                       policy_config=ROOT / "policies" / "agent_guard" / "config" / "production.json")
+    assert report.passed and not report.mandatory
+    assert report.resources == run_check(ROOT, "production").resources

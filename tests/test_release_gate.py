@@ -463,7 +463,7 @@ def test_without_a_stable_report_nothing_is_compared_and_it_says_so(setup, fast)
 
 
 @pytest.mark.parametrize("report, message", [
-    ({"metrics": {"task_success": float("nan")}}, "metrics.task_success: nan is not a finite number"),
+    ({"metrics": {"task_success": float("nan")}}, "NaN is not a JSON number; write a finite number"),
     ({"agent": 7, "metrics": {"task_success": 0.9}}, "agent: 7 is not a name (a non-empty string)"),
     ({"version": 1.5, "metrics": {"task_success": 0.9}}, "version: 1.5 is not a name (a non-empty string)"),
     ({"dataset": ["golden"], "metrics": {"task_success": 0.9}}, 'dataset: ["golden"] is not a name (a non-empty string)'),

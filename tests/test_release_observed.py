@@ -368,7 +368,7 @@ def test_observed_state_file_missing_unreadable_or_without_the_service(tmp_path)
     with pytest.raises(ObservedError) as err:
         FileObserver(broken)
     assert str(err.value) == (f"observed state file {broken}: not valid JSON: "
-                              "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+                              "Expecting property name enclosed in double quotes (line 1, column 2)")
     path = write(tmp_path, GOOD)
     with pytest.raises(ObservedError) as err:
         FileObserver(path).observe("research-agent")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 from enum import Enum
 from pathlib import Path
@@ -10,16 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from agentstage.commands.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    ConfigFileOpt,
-    ProjectOpt,
-    StackArg,
-    err_console,
-    exit_on_plan_error,
-    fail,
-)
+from agentstage.commands.common import EXIT_FAILED, ConfigFileOpt, ProjectOpt, StackArg, err_console
+from agentstage.errors import BadInput
 
 
 class Format(str, Enum):
@@ -68,22 +61,16 @@ def check(
     """
     from rich.console import Console
 
-    from agentstage.engine import EngineError, ProgramError
-    from agentstage.policy import (
-        PACK_DIR,
-        PolicyConfigError,
-        PolicyError,
-        default_policy_config,
-        run_check,
-        to_sarif,
-    )
+    from agentstage.policy import PACK_DIR, PolicyError, default_policy_config, run_check, to_sarif
 
+    if output is not None:
+        _check_output(output)
     pack_dir = policy_pack or PACK_DIR
     if policy_config is None and default_policy_config(stack, pack_dir) is None:
         err_console.print(
-            f"[yellow]note:[/] no policy config for stack {stack!r} ({Path(pack_dir) / 'config' / (stack + '.json')} "
+            f"note: no policy config for stack {stack!r} ({Path(pack_dir) / 'config' / (stack + '.json')} "
             "does not exist): every policy runs at its default enforcement; pass --policy-config to choose one.",
-            soft_wrap=True,
+            soft_wrap=True, markup=False,
         )
     # A one-shot command: no collector passes over the plan's large heap, now or at exit.
     gc.disable()
@@ -91,19 +78,16 @@ def check(
         report = run_check(
             project, stack, config_file=config_file, policy_config=policy_config, pack_dir=pack_dir, new_stack=new_stack
         )
-    except (EngineError, ProgramError) as err:
-        exit_on_plan_error(err, stack)
-    except PolicyConfigError as err:
-        fail(str(err), EXIT_BAD_INPUT)
     except PolicyError as err:
-        fail(f"{err}\nthe policy check did not complete; nothing was checked", EXIT_FAILED)
+        raise PolicyError(f"{err}\nthe policy check did not complete; nothing was checked") from None
     gc.freeze()
 
     summary = f"{report.summary()}{NEW_STACK_SUFFIX if new_stack else ''}"
     if fmt is Format.text:
         if output:
-            with output.open("w") as fh:
-                _render_text(report, Console(file=fh, highlight=False, width=200, force_terminal=False), new_stack)
+            buffer = io.StringIO()
+            _render_text(report, Console(file=buffer, highlight=False, width=200, force_terminal=False), new_stack)
+            _write_output(output, buffer.getvalue())
             typer.echo(summary)
         else:
             _render_text(report, Console(highlight=False), new_stack)
@@ -114,12 +98,28 @@ def check(
             document = _mark_sarif(to_sarif(report, project), new_stack)
         text = json.dumps(document, indent=2) + "\n"
         if output:
-            output.write_text(text)
+            _write_output(output, text)
             typer.echo(summary)
         else:
             typer.echo(text, nl=False)
     if not report.passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an --output the report cannot be written to before spending the check on it."""
+    if output.is_dir():
+        raise BadInput(f"--output {output}: is a directory; give a file path, e.g. {output / 'check.sarif'}")
+    if not output.parent.is_dir():
+        raise BadInput(f"--output {output}: the folder {output.parent} does not exist")
+
+
+def _write_output(output: Path, text: str) -> None:
+    try:
+        with output.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        raise BadInput(f"--output {output}: cannot write the report: {err.strerror or err}") from None
 
 
 #: How the text report and the summary line say that the plan was that of a new stack.

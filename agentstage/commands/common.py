@@ -1,17 +1,34 @@
-"""Options and error handling shared by every command."""
+"""Options shared by every command. Errors are raised as
+:class:`agentstage.errors.AgentstageError` and reported by the boundary
+(:mod:`agentstage.boundary`)."""
 
 from __future__ import annotations
 
 import gc
+import re
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
 
-#: Exit codes of the CLI contract.
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from agentstage.boundary import err_console
+from agentstage.errors import EXIT_BAD_INPUT, EXIT_FAILED, AgentstageError, BadInput
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "ProjectOpt", "StackArg", "ConfigFileOpt", "err_console", "fail",
+           "plan_or_exit", "check_stack_name"]
+
+#: Pulumi's rule for a stack name: "may only contain alphanumeric, hyphens, underscores, or
+#: periods" (``pulumi stack init``), at most 100 characters.
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def check_stack_name(stack: str) -> str:
+    """``stack`` when it is a stack name (no path separators, no markup): it names files."""
+    if not _STACK_NAME.fullmatch(stack) or stack in (".", ".."):
+        raise BadInput(f"stack name {stack!r} is not a Pulumi stack name; use letters, digits, '-', '_' or '.' "
+                       "(at most 100 characters)")
+    return stack
+
 
 ProjectOpt = Annotated[
     Path,
@@ -23,38 +40,19 @@ ConfigFileOpt = Annotated[
     typer.Option("--config-file", help="Use this stack config file instead of stacks/Pulumi.<STACK>.yaml."),
 ]
 
-err_console = Console(stderr=True, highlight=False)
-
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+    """Stop the command with ``message`` and exit ``code`` (reported by the boundary)."""
+    raise AgentstageError(message, exit_code=code)
 
 
 def plan_or_exit(project: Path, stack: str, config_file: Path | None):  # -> Plan
-    """Run the offline engine; on bad config print every issue and exit 2."""
-    from agentstage.engine import EngineError, ProgramError, run_plan
+    """Run the offline engine (its errors are reported by the boundary: exit 2 for a missing
+    project, stack file or invalid config, 1 when the program itself failed)."""
+    from agentstage.engine import run_plan
 
-    try:
-        plan = run_plan(project, stack, config_file)
-    except (EngineError, ProgramError) as err:
-        exit_on_plan_error(err, stack)
+    plan = run_plan(project, stack, config_file)
     # A one-shot command keeps the plan to the end: move what survived the run out of the
     # cycle collector's sight, or its next full pass (during rendering) rescans it all.
     gc.freeze()
     return plan
-
-
-def exit_on_plan_error(err: Exception, stack: str) -> NoReturn:
-    """Report why the offline plan could not be made: exit 2 for a missing project, stack
-    file or invalid config (every issue printed), 1 when the program itself failed."""
-    from agentstage.engine import ProgramError
-
-    if isinstance(err, ProgramError):
-        if err.config_issues:
-            err_console.print(f"[bold red]error:[/] invalid stack config for stack {stack!r}:", soft_wrap=True)
-            for issue in err.config_issues:
-                err_console.print(f"  {issue}", soft_wrap=True, markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        fail(str(err), EXIT_FAILED)
-    fail(str(err))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from agentstage.commands.common import EXIT_FAILED, ProjectOpt, StackArg
-from agentstage.release.cli import AgentOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt, build_evidence, guarded
+from agentstage.release.cli import AgentOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt, build_evidence
 from agentstage.release.ledger import Ledger, iso, now_utc
 
 #: The clock of the recorded decisions (tests replace it).
@@ -68,7 +68,7 @@ def gate(
     from agentstage.release.render import render_gates
 
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
-    report = guarded(lambda: run_gate(project, stack, evidence, from_stack=from_stack, agents=agent))
+    report = run_gate(project, stack, evidence, from_stack=from_stack, agents=agent)
     ledger = Ledger(load_project(project).dir, stack)
     for decision in gate_decisions(report, from_stack):
         ledger.append(decision)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from agentstage.commands.common import ProjectOpt
 from agentstage.release.cli import (AgentOpt, ApplyOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt,
-                                    apply_or_explain, build_evidence, guarded)
+                                    apply_or_explain, build_evidence)
 
 
 def promote(
@@ -39,7 +39,7 @@ def promote(
 
     console = Console(highlight=False)
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
-    change = guarded(lambda: run_promote(project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run))
+    change = run_promote(project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps({
             "from": from_stack, "to": to_stack, "wrote": change.wrote, "message": change.message,

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from agentstage.commands.common import ProjectOpt, StackArg
-from agentstage.release.cli import AgentOpt, ApplyOpt, JsonOpt, apply_or_explain, guarded
+from agentstage.release.cli import AgentOpt, ApplyOpt, JsonOpt, apply_or_explain
 
 
 def rollback(
@@ -28,7 +28,7 @@ def rollback(
     from agentstage.release.flow import rollback as run_rollback
     from agentstage.release.render import render_change
 
-    change = guarded(lambda: run_rollback(project, stack, agent))
+    change = run_rollback(project, stack, agent)
     if as_json:
         typer.echo(json.dumps({"stack": stack, "wrote": change.wrote, "message": change.message,
                                "diff": change.diff.to_json() if change.diff else None,

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from agentstage.commands.common import ProjectOpt, StackArg
-from agentstage.release.cli import EXIT_ROLLED_BACK, AgentOpt, ApplyOpt, JsonOpt, apply_or_explain, guarded
+from agentstage.release.cli import EXIT_ROLLED_BACK, AgentOpt, ApplyOpt, JsonOpt, apply_or_explain
 
 
 def _now():
@@ -92,7 +92,7 @@ def rollout(
     console = Console(highlight=False, stderr=as_json)
     iterations: list[dict[str, Any]] = []
     options = dict(skip_bake=skip_bake, agents=agent, assume_deployed=assume_deployed, approve=approve,
-                   observer=guarded(lambda: _observer(project, stack, observed_file, assume_deployed)))
+                   observer=_observer(project, stack, observed_file, assume_deployed))
 
     def shown(change: Change) -> None:
         iterations.append({"time": CLOCK().isoformat(), "wrote": change.wrote, "message": change.message,
@@ -106,15 +106,15 @@ def rollout(
             apply_or_explain(project, stack, change.wrote)
 
     if watch:
-        result = guarded(lambda: rollout_watch(
+        result = rollout_watch(
             project, stack, lambda: _source(project, stack, metrics_file), clock=CLOCK, sleep=SLEEP,
-            interval=interval, max_wait_minutes=max_wait, on_change=shown, **options))
+            interval=interval, max_wait_minutes=max_wait, on_change=shown, **options)
         rolled_back = result.rolled_back
         if not as_json:
             console.print(f"stopped: {result.stopped}", soft_wrap=True, markup=False)
     else:
-        change = guarded(lambda: rollout_once(project, stack, _source(project, stack, metrics_file), clock=CLOCK,
-                                              **options))
+        change = rollout_once(project, stack, _source(project, stack, metrics_file), clock=CLOCK,
+                                              **options)
         shown(change)
         rolled_back = any(a.verdict == "rollback" for a in change.analyses)
     if as_json:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from agentstage.commands.common import ProjectOpt
-from agentstage.release.cli import JsonOpt, guarded
+from agentstage.release.cli import JsonOpt
 
 
 def status(
@@ -37,8 +37,8 @@ def status(
 
         return default_observer(project, name, spec.project, spec.region, observed_file=observed_file)
 
-    stacks = guarded(lambda: run_status(project, [stack] if stack else None, history=history,
-                                        observer_for=observer_for if live or observed_file else None))
+    stacks = run_status(project, [stack] if stack else None, history=history,
+                                        observer_for=observer_for if live or observed_file else None)
     if as_json:
         typer.echo(json.dumps({"stacks": stacks}, indent=2))
     else:

@@ -21,18 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentstage.errors import BadInput
+
 __all__ = ["ENFORCEMENT_LEVELS", "PolicyConfigError", "PolicySetting", "load_policy_config", "reconcile"]
 
 ENFORCEMENT_LEVELS = ("advisory", "mandatory", "remediate", "disabled")
 
 
-class PolicyConfigError(Exception):
+class PolicyConfigError(BadInput):
     """The policy config file is unreadable or does not fit the pack. ``issues`` holds one
     message per problem."""
 
     def __init__(self, message: str, issues: Sequence[str] = ()) -> None:
-        super().__init__(message if not issues else message + ":\n  " + "\n  ".join(issues))
+        super().__init__(message + (":" if issues else ""), details=issues)
         self.issues = list(issues)
+
+    def __str__(self) -> str:
+        return self.message + "".join(f"\n  {i}" for i in self.issues)
 
 
 @dataclass
@@ -79,19 +84,13 @@ def parse_policy_config(data: Any, source: str = "policy config") -> dict[str, P
 
 def load_policy_config(path: str | Path) -> dict[str, PolicySetting]:
     """Read a policy config file (empty content means no config, as with the CLI)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise PolicyConfigError(f"policy config {path} does not exist") from None
-    except OSError as err:
-        raise PolicyConfigError(f"policy config {path}: cannot read it: {err.strerror}") from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PolicyConfigError(f"policy config {path}: not valid JSON: {err}") from None
+    from agentstage.inputs import parse_json, read_text, reported_as
+
+    with reported_as(PolicyConfigError):
+        text = read_text(path, "policy config")
+        if not text.strip():
+            return {}
+        data = parse_json(text, f"policy config {path}", file=str(path))
     try:
         return parse_policy_config(data, f"policy config {path}")
     except PolicyConfigError as err:
@@ -123,6 +122,16 @@ def reconcile(
         props = {k: v["default"] for k, v in (p.config_schema.get("properties") or {}).items() if "default" in v}
         result[p.name] = PolicySetting(p.enforcement, props)
     everyone = config.get("all")
+    if everyone is not None and everyone.properties:
+        owners = {k: sorted(p.name for p in policies if k in (p.config_schema.get("properties") or {}))
+                  for k in everyone.properties}
+        raise PolicyConfigError(
+            f"{source}: \"all\" sets properties, which the policy config does not apply to every policy (only "
+            "an enforcement level)",
+            [f"all: {k}: move it under the policy that declares it"
+             + (f" ({', '.join(owners[k])})" if owners[k] else " (no policy of this pack declares it)")
+             for k in sorted(everyone.properties)],
+        )
     if everyone is not None and everyone.enforcement:
         for setting in result.values():
             setting.enforcement = everyone.enforcement

@@ -1,9 +1,11 @@
 """Run an unmodified CrossGuard policy pack on an offline plan, as the Pulumi CLI does.
 
 The pack is started the way the CLI's ``pulumi-analyzer-policy-python`` plugin starts it:
-``<python> -u -m pulumi.policy <engine address> .`` in the pack directory, with the stack
-config, project, stack and dry-run flag in the environment (``PULUMI_CONFIG``,
-``PULUMI_PROJECT``...). It prints the port of its Analyzer gRPC server; the runner then
+the SDK's ``python -m pulumi.policy <engine address> .`` in the pack directory, with the
+project, stack and dry-run flag in the environment (``PULUMI_PROJECT``...). The stack config,
+which the CLI puts in the environment too (``PULUMI_CONFIG``), reaches the pack's runtime
+through its stdin instead, so a stack of any size can be checked (see :data:`_PACK_MAIN`).
+It prints the port of its Analyzer gRPC server; the runner then
 speaks the Analyzer protocol with the SDK's generated stubs: ``Handshake`` (optional, as for
 the CLI), ``GetAnalyzerInfo``, ``ConfigureStack``, ``Configure`` (the policy config with
 schema defaults filled in and validated), ``Analyze`` per resource (inputs, options,
@@ -30,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentstage.errors import Failed
 from agentstage.policy.config import PolicyConfigError, PolicySetting, load_policy_config, reconcile
 from agentstage.policy.report import CheckReport, PolicyInfo, Violation, sort_violations
 
@@ -42,9 +45,11 @@ _MAX_MESSAGE = 1024 * 1024 * 400
 _STACK_TYPE = "pulumi:pulumi:Stack"
 #: From this many resources on, a check starts a second pack process for AnalyzeStack.
 LARGE_PLAN = 500
+#: At most this many ``Analyze`` calls wait for their answer at a time.
+MAX_IN_FLIGHT = 1000
 
 
-class PolicyError(Exception):
+class PolicyError(Failed):
     """The policy pack cannot be used: it is missing, does not start, crashes or misbehaves."""
 
 
@@ -248,6 +253,40 @@ def _engine_server() -> tuple[Any, str, list[str]]:
 
 # --- the pack process -------------------------------------------------------------------
 
+#: The pack process's entry point: the SDK's own ``python -m pulumi.policy <engine> <pack>``,
+#: run after the stack config, read as JSON from stdin, has been set with
+#: ``pulumi.runtime.set_config``, which is what that entry point itself does with the
+#: ``PULUMI_CONFIG`` the CLI puts in its environment. Through the environment the config is
+#: capped at 128 KiB (Linux's limit on one environment string: ``Argument list too long``
+#: from about 105 agents on), and pulumi_policy parses ``PULUMI_CONFIG`` again on every
+#: ``Analyze`` call (1.6 ms a call at 100 agents, about 4 s of a check; 14 ms at 1,000 agents,
+#: about 7 minutes: quadratic in the size of the stack). The SDK reads the config nowhere
+#: else: ``ConfigureStack`` carries it too
+#: (the runner sends it, as the CLI does), but pulumi_policy takes only the stack tags from
+#: it. The pack itself runs unmodified, and reads the config as under the CLI:
+#: ``pulumi.runtime.get_config``, ``pulumi.Config``.
+_PACK_MAIN = (
+    "import json, runpy, sys\n"
+    "import pulumi.runtime\n"
+    "for key, value in json.loads(sys.stdin.buffer.read() or b'{}').items():\n"
+    "    pulumi.runtime.set_config(key, value)\n"
+    "runpy.run_module('pulumi.policy', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _send_config(stream: Any, config: bytes) -> None:
+    """Write the stack config to the pack's stdin (on its own thread: a config larger than
+    the pipe's buffer waits for the pack to read it)."""
+    try:
+        stream.write(config)
+    except OSError:  # the pack exited first; connect() says how
+        pass
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
 
 def _read_pack_yaml(pack_dir: Path) -> dict[str, Any]:
     from ruamel.yaml import YAML
@@ -275,8 +314,8 @@ class PolicyPackProcess:
     ``launch()`` starts the process (so it can boot while the plan runs); ``connect()``
     waits for its port and reads its policies. Use it as a context manager to do both and to
     stop the process at the end. One process can check many plans: call ``configure()``
-    and ``check()`` as often as needed. The stack config the pack sees (``PULUMI_CONFIG``)
-    is fixed when it starts, as with the CLI."""
+    and ``check()`` as often as needed. The stack config the pack sees
+    (``pulumi.runtime.get_config``) is fixed when it starts, as with the CLI."""
 
     def __init__(
         self,
@@ -331,23 +370,27 @@ class PolicyPackProcess:
 
     def launch(self) -> None:
         self._engine, self.engine_address, self.log = _engine_server()
+        # The stack config goes through the pack's stdin, not PULUMI_CONFIG: see _PACK_MAIN.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
         env.update(
-            PULUMI_CONFIG=json.dumps(self.config),
             PULUMI_CONFIG_SECRET_KEYS=json.dumps(self.secret_keys),
             PULUMI_PROJECT=self.project,
             PULUMI_STACK=self.stack,
             PULUMI_DRY_RUN="true",
         )
-        args = [self.python, "-u", "-m", "pulumi.policy", self.engine_address, "."]
+        args = [self.python, "-u", "-c", _PACK_MAIN, self.engine_address, "."]
         try:
             self._proc = subprocess.Popen(
-                args, cwd=self.pack_dir, env=env, stdin=subprocess.DEVNULL,
+                args, cwd=self.pack_dir, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
         except OSError as err:
             raise PolicyError(f"cannot start the policy pack with {self.python}: {err.strerror}") from None
-        for target, stream in ((self._pump_stdout, self._proc.stdout), (self._pump_stderr, self._proc.stderr)):
+        config = json.dumps(self.config).encode()
+        for target, stream in (
+            (self._pump_stdout, self._proc.stdout), (self._pump_stderr, self._proc.stderr),
+            (lambda s: _send_config(s, config), self._proc.stdin),
+        ):
             t = threading.Thread(target=target, args=(stream,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -511,7 +554,7 @@ class PolicyPackProcess:
         merged: dict[str, PolicySetting] = {}
         for key, value in {**self._initial, **(config or {})}.items():
             merged[key] = value
-        self.settings = reconcile(self.policies, merged, source=source or "policy config")
+        self.settings = reconcile(self.policies, merged, source=f"policy config {source}" if source else "policy config")
         self.policy_config_source = source
         request = analyzer_pb2.ConfigureAnalyzerRequest()
         for name, setting in self.settings.items():
@@ -727,6 +770,7 @@ class _AnalysisStream:
         self.abandoned = False
         self.buffer: list[_Resource] = []
         self.pending: list[tuple[_Resource, Any]] = []
+        self.in_flight: deque[Any] = deque()  # sent, answer not yet seen, oldest first
         self.busy = 0.0  # seconds spent building and sending requests
 
     def open(self) -> None:
@@ -764,8 +808,19 @@ class _AnalysisStream:
         provider = _provider(r)
         if provider is not None:
             request.provider.CopyFrom(provider)
-        self.pending.append((r, self.pack._stub.Analyze.future(request, timeout=self.pack.rpc_timeout)))
+        future = self.pack._stub.Analyze.future(request, timeout=self.pack.rpc_timeout)
+        self.pending.append((r, future))
         self.busy += time.perf_counter() - t
+        # When the program registers resources faster than the pack analyses them, wait for
+        # the oldest answers: tens of thousands of calls in flight on one channel end in
+        # CANCELLED (seen at 1,000 agents, about 29,000 resources).
+        self.in_flight.append(future)
+        while self.in_flight and (self.in_flight[0].done() or len(self.in_flight) > MAX_IN_FLIGHT):
+            oldest = self.in_flight.popleft()
+            try:
+                oldest.exception()  # waits for the answer; finish() reports an error
+            except Exception:  # noqa: BLE001 - cancelled: finish() reports it too
+                pass
 
     def finish(self, plan: Any, stack_pack: PolicyPackProcess | None = None) -> tuple[list[Violation], int, float]:
         """Collect every answer and ``AnalyzeStack`` (on ``stack_pack`` when given, while

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentstage.errors import Failed
+
 __all__ = ["PulumiMissing", "ApplyFailed", "ApplyResult", "apply_stack"]
 
 
-class PulumiMissing(Exception):
+class PulumiMissing(Failed):
     """The Pulumi CLI is not installed (not on PATH)."""
 
 
-class ApplyFailed(Exception):
+class ApplyFailed(Failed):
     """``pulumi up`` failed."""
 
 

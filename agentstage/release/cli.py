@@ -1,21 +1,19 @@
-"""Options and error handling shared by the release commands."""
+"""Options and evidence reading shared by the release commands."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from agentstage.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, err_console, fail
+from agentstage.boundary import clean, err_console
+from agentstage.errors import EXIT_ROLLED_BACK, BadInput
 
-T = TypeVar("T")
+__all__ = ["EXIT_ROLLED_BACK", "build_evidence", "apply_or_explain"]
 
-#: Exit code of `rollout` when a canary was rolled back.
-EXIT_ROLLED_BACK = 3
 
 EvalOpt = Annotated[list[str] | None, typer.Option(
     "--eval", metavar="[AGENT[@VERSION]=]FILE",
@@ -42,71 +40,42 @@ def build_evidence(evals: list[str] | None, load_tests: list[str] | None, memory
     from agentstage.release.gates import Evidence
 
     if cost is not None and not math.isfinite(cost):
-        fail(f"--cost-per-request: {cost} is not a finite number", EXIT_BAD_INPUT)
+        raise BadInput(f"--cost-per-request: {cost} is not a finite number")
     if cost is not None and cost < 0:
-        fail(f"--cost-per-request: {cost} is negative", EXIT_BAD_INPUT)
+        raise BadInput(f"--cost-per-request: {cost} is negative")
     ev = Evidence(cost_per_request_usd=cost)
-    try:
-        ev.evals = [read_eval(e) for e in evals or []]
-        seen: dict[tuple[str, str], str] = {}
-        for report in ev.evals:
-            if report.agent and report.version:
-                key = (report.agent, report.version)
-                if key in seen:
-                    raise EvidenceError(f"--eval: two reports for {report.agent} {report.version} ({seen[key]}, "
-                                        f"{report.path}); give one")
-                seen[key] = report.path
-        for raw in load_tests or []:
-            agent, version, path = parse_binding(raw)
-            if version:
-                raise EvidenceError(f"--load-test {raw}: give AGENT=PATH; the version a run measured is its manifest's")
-            runs = ev.load_tests.setdefault(agent, [])
-            runs += [r for r in read_load_tests(path) if r.path not in {x.path for x in runs}]
-        for raw in memory or []:
-            agent, version, path = parse_binding(raw)
-            if version:
-                raise EvidenceError(f"--memory {raw}: give AGENT=FILE (no version)")
-            if agent in ev.memory:
-                raise EvidenceError(f"--memory: two series for {agent or 'the released agent'}; give one")
-            ev.memory[agent] = read_memory(path)
-    except EvidenceError as err:
-        fail(str(err), EXIT_BAD_INPUT)
+    ev.evals = [read_eval(e) for e in evals or []]
+    seen: dict[tuple[str, str], str] = {}
+    for report in ev.evals:
+        if report.agent and report.version:
+            key = (report.agent, report.version)
+            if key in seen:
+                raise EvidenceError(f"--eval: two reports for {report.agent} {report.version} ({seen[key]}, "
+                                    f"{report.path}); give one")
+            seen[key] = report.path
+    for raw in load_tests or []:
+        agent, version, path = parse_binding(raw)
+        if version:
+            raise EvidenceError(f"--load-test {raw}: give AGENT=PATH; the version a run measured is its manifest's")
+        runs = ev.load_tests.setdefault(agent, [])
+        runs += [r for r in read_load_tests(path) if r.path not in {x.path for x in runs}]
+    for raw in memory or []:
+        agent, version, path = parse_binding(raw)
+        if version:
+            raise EvidenceError(f"--memory {raw}: give AGENT=FILE (no version)")
+        if agent in ev.memory:
+            raise EvidenceError(f"--memory: two series for {agent or 'the released agent'}; give one")
+        ev.memory[agent] = read_memory(path)
     return ev
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    """Run a release operation; turn its refusals into CLI errors with the right exit code."""
-    from agentstage.release.flow import ReleaseError
-    from agentstage.release.journal import JournalError
-    from agentstage.release.observed import ObservedError
-    from agentstage.release.lock import LockBusy
-    from agentstage.release.metrics import MetricsError
-    from agentstage.release.stackfile import StackFileError
-
-    try:
-        return fn()
-    except ReleaseError as err:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
-        for line in err.details:
-            err_console.print(f"  {line}", soft_wrap=True, markup=False)
-        raise typer.Exit(err.code) from None
-    except LockBusy as err:
-        fail(str(err), EXIT_FAILED)
-    except (MetricsError, StackFileError, ObservedError) as err:
-        fail(str(err), EXIT_BAD_INPUT)
-    except JournalError as err:
-        fail(str(err), EXIT_FAILED)
 
 
 def apply_or_explain(project: Path, stack: str, wrote: bool) -> None:
     """``--apply``: run pulumi up, or explain why not; exit 1 when it could not deploy."""
-    from agentstage.release.apply import ApplyFailed, PulumiMissing, apply_stack
+    from agentstage.release.apply import apply_stack
 
     if not wrote:
         err_console.print("--apply: no config change, nothing to deploy")
         return
-    try:
-        result = apply_stack(project, stack, on_output=lambda line: err_console.print(line.rstrip(), markup=False))
-    except (PulumiMissing, ApplyFailed) as err:
-        fail(str(err), EXIT_FAILED)
-    err_console.print(f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)}")
+    result = apply_stack(project, stack, on_output=lambda line: err_console.print(clean(line.rstrip()), markup=False))
+    err_console.print(f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)}",
+                      markup=False)

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentstage.errors import BadInput
+from agentstage.inputs import load_json, reported_as, text_stream
+
 __all__ = [
     "EvidenceError", "EvalReport", "LoadTest", "LoadTestManifest", "LoadFigures", "LocustRow", "HistoryPoint",
     "RampPoint", "MANIFEST_KEYS", "read_eval", "read_locust", "read_load_tests", "read_manifest", "read_memory",
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 
-class EvidenceError(Exception):
+class EvidenceError(BadInput):
     """An evidence file is missing or unreadable."""
 
 
@@ -62,12 +65,13 @@ def parse_binding(text: str) -> tuple[str | None, str | None, str]:
 
 
 def _load_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvidenceError(f"{what} {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise EvidenceError(f"{what} {path}: not valid JSON: {err}") from None
+    with reported_as(EvidenceError):
+        return load_json(path, what)
+
+
+def _csv_rows(path: Path, what: str) -> list[dict[str, str]]:
+    with reported_as(EvidenceError):
+        return list(csv.DictReader(text_stream(path, what)))
 
 
 def _number(value: Any, where: str) -> float:
@@ -411,8 +415,7 @@ def _row(stats: Path, row: dict[str, str]) -> LocustRow:
 
 
 def _history(stats: Path, history: Path) -> list[HistoryPoint]:
-    with history.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _csv_rows(history, "load test history")
     points = []
     for line, row in enumerate(rows, start=2):
         where = f"load test {history}: line {line}"
@@ -453,11 +456,7 @@ def read_load_tests(raw: str) -> list[LoadTest]:
 
 
 def _read_run(stats: Path, *, single: bool) -> LoadTest:
-    try:
-        with stats.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise EvidenceError(f"load test {stats} does not exist") from None
+    rows = _csv_rows(stats, "load test")
     aggregated = [r for r in rows if _cell(r, "Name") == "Aggregated"]
     if not aggregated:
         raise EvidenceError(f"load test {stats}: no 'Aggregated' row; is this Locust --csv output?")
@@ -576,14 +575,12 @@ def _check_window(run: LoadTest, history: Path) -> None:
 def read_memory(raw: str) -> list[tuple[float, float]]:
     """(seconds, bytes) points from a CSV with a header ``timestamp,memory_bytes``."""
     path = Path(raw)
+    with reported_as(EvidenceError):
+        reader = csv.DictReader(text_stream(path, "memory series"))
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"timestamp", "memory_bytes"} <= set(reader.fieldnames):
-                raise EvidenceError(f"memory series {path}: expected the columns timestamp,memory_bytes")
-            points = [(float(r["timestamp"]), float(r["memory_bytes"])) for r in reader]
-    except FileNotFoundError:
-        raise EvidenceError(f"memory series {path} does not exist") from None
+        if not reader.fieldnames or not {"timestamp", "memory_bytes"} <= set(reader.fieldnames):
+            raise EvidenceError(f"memory series {path}: expected the columns timestamp,memory_bytes")
+        points = [(float(r["timestamp"]), float(r["memory_bytes"])) for r in reader]
     except ValueError as err:
         raise EvidenceError(f"memory series {path}: {err}") from None
     if len(points) < 3:

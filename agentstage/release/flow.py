@@ -20,6 +20,7 @@ from typing import Any
 from components.contract import CLOUD_RUN_SERVICE as SERVICE
 from components.contract import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
 from components.spec import AgentSpec, PlatformSpec
+from agentstage.errors import AgentstageError
 from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis
 from agentstage.release.journal import Transaction, load_states, recover
 from agentstage.release.observed import ObservedError, Observer
@@ -47,13 +48,13 @@ __all__ = [
 Clock = Callable[[], dt.datetime]
 
 
-class ReleaseError(Exception):
-    """A release operation refused or failed; ``code`` is the CLI exit code."""
+class ReleaseError(AgentstageError):
+    """A release operation refused or failed; ``code`` is the CLI exit code (1 refused or
+    failed, 2 bad input)."""
 
     def __init__(self, message: str, code: int = 1, *, details: list[str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, details=details or (), exit_code=code)
         self.code = code
-        self.details = details or []
 
 
 @dataclass

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentstage.errors import BadInput, Failed
+from agentstage.inputs import load_json
 from agentstage.release.ledger import LEDGER_DIR, Ledger
 from agentstage.release.stackfile import atomic_write
 
@@ -30,7 +32,7 @@ STATE_FILE = "state.json"
 JOURNAL_FILE = "journal.json"
 
 
-class JournalError(Exception):
+class JournalError(Failed):
     """An interrupted transaction cannot be finished safely."""
 
 
@@ -43,12 +45,14 @@ def load_states(project_dir: Path, stack: str) -> dict[str, dict[str, Any]]:
     path = Path(project_dir) / LEDGER_DIR / stack / STATE_FILE
     if not path.is_file():
         return {}
+    advice = "restore it from version control or delete it (the next rollout starts each canary's step again)"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise JournalError(f"{path}: the canary state is not valid JSON ({err}); restore it from version control "
-                           "or delete it (the next rollout starts each canary's step again)") from None
-    return data if isinstance(data, dict) else {}
+        data = load_json(path, "canary state")
+    except BadInput as err:
+        raise JournalError(f"{err.message}; {advice}", file=str(path)) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise JournalError(f"canary state {path}: expected an object of agent -> state; {advice}", file=str(path))
+    return data
 
 
 @dataclass
@@ -101,6 +105,13 @@ class Transaction:
         self.path.unlink()
 
 
+def _journal_shape(journal: Any) -> bool:
+    return (isinstance(journal, dict) and isinstance(journal.get("id"), str) and isinstance(journal.get("stack"), str)
+            and all(isinstance(journal.get(k), dict) for k in ("files", "states", "decisions"))
+            and isinstance(journal.get("releases"), list)
+            and all(isinstance(f, dict) and {"before", "after", "text"} <= set(f) for f in journal["files"].values()))
+
+
 def _apply(project_dir: Path, journal: dict[str, Any], *, crash_after: str | None = None) -> None:
     for name, f in journal["files"].items():
         path = Path(name)
@@ -141,12 +152,16 @@ def recover(project_dir: Path, stacks: list[str]) -> list[str]:
         if not path.is_file():
             continue
         try:
-            journal = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            journal = load_json(path, "journal")
+        except BadInput:
             # a torn journal was never applied (it is written atomically): nothing happened
             path.unlink()
             notes.append(f"{stack}: discarded an unreadable journal of an operation that had not started")
             continue
+        if not _journal_shape(journal):
+            raise JournalError(f"journal {path} is not a journal agentstage wrote (expected an object with id, stack, "
+                               "files, states, decisions and releases); nothing was applied: delete it to abandon "
+                               "the interrupted operation", file=str(path))
         _apply(Path(project_dir), journal)
         path.unlink()
         notes.append(f"{stack}: finished the interrupted release operation {journal['id']} "

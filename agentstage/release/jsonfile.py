@@ -3,11 +3,13 @@ file the release commands read (metrics, observed state): ``<what> <path>: <key>
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from agentstage.errors import BadInput
+from agentstage.inputs import load_json, reported_as
 
 __all__ = ["first_error", "load_model"]
 
@@ -21,14 +23,10 @@ def first_error(err: ValidationError) -> tuple[str, str]:
     return where, first["msg"].removeprefix("Value error, ")
 
 
-def load_model(path: Path, model: type[M], what: str, error: type[Exception]) -> M:
+def load_model(path: Path, model: type[M], what: str, error: type[BadInput]) -> M:
     """``model`` from the JSON file ``path``; any problem raises ``error`` naming ``what``."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{what} {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise error(f"{what} {path}: not valid JSON: {err}") from None
+    with reported_as(error):
+        raw = load_json(path, what)
     try:
         return model.model_validate(raw)
     except ValidationError as err:

@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentstage.errors import BadInput
+from agentstage.inputs import load_json, read_text, reported_as
 from agentstage.release.manifest import canonical, describe_difference, digest
 from agentstage.release.stackfile import atomic_write
 
-__all__ = ["Ledger", "ReleaseConflict", "LEDGER_DIR", "now_utc", "iso"]
+__all__ = ["Ledger", "LedgerError", "ReleaseConflict", "LEDGER_DIR", "now_utc", "iso"]
+
+
+class LedgerError(BadInput):
+    """A ledger file (``releases.json``, ``decisions.jsonl``) is unreadable or not the ledger's
+    shape: it is under version control, so the fix is to restore it."""
 
 LEDGER_DIR = ".agentstage"
 
@@ -112,24 +119,46 @@ class Ledger:
     def decisions(self, agent: str | None = None) -> list[dict[str, Any]]:
         if not self.decisions_path.is_file():
             return []
+        with reported_as(LedgerError):
+            lines = read_text(self.decisions_path, "decision log").splitlines()
         out = []
-        for line in self.decisions_path.read_text(encoding="utf-8").splitlines():
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash is skipped, not fatal
+            except json.JSONDecodeError as err:
+                if number - 1 == last:
+                    continue  # a torn last line from a crash is skipped, not fatal
+                raise LedgerError(f"decision log {self.decisions_path}: line {number} is not valid JSON ({err.msg}); "
+                                  f"{_RESTORE}", file=str(self.decisions_path)) from None
+            if not isinstance(entry, dict):
+                raise LedgerError(f"decision log {self.decisions_path}: line {number} is not a JSON object; {_RESTORE}",
+                                  file=str(self.decisions_path))
             if agent is None or entry.get("agent") == agent:
                 out.append(entry)
         return out
 
 
+_RESTORE = "restore the file from version control"
+
+
 def _read_releases(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """``releases.json``: agent -> version -> record, each level checked."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the release ledger is not valid JSON ({err}); restore it from version control") from None
-    return data if isinstance(data, dict) else {}
+    with reported_as(LedgerError):
+        data = load_json(path, "release ledger")
+    if not isinstance(data, dict):
+        raise LedgerError(f"release ledger {path}: expected an object of agent -> version -> record; {_RESTORE}",
+                          file=str(path))
+    for agent, versions in data.items():
+        if not isinstance(versions, dict):
+            raise LedgerError(f"release ledger {path}: {agent}: expected an object of version -> record; {_RESTORE}",
+                              file=str(path), key=agent)
+        for version, record in versions.items():
+            if not isinstance(record, dict) or not isinstance(record.get("digest"), str):
+                raise LedgerError(f"release ledger {path}: {agent}.{version}: expected a record with a digest; "
+                                  f"{_RESTORE}", file=str(path), key=f"{agent}.{version}")
+    return data

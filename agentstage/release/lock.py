@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agentstage.errors import Failed
+
 __all__ = ["LockBusy", "stack_lock", "lock_path"]
 
 
-class LockBusy(Exception):
+class LockBusy(Failed):
     """Another agentstage run holds the stack's lock."""
 
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentstage.errors import BadInput
 from agentstage.release.jsonfile import load_model
 from components.revision import DIGEST_CHARS
 
@@ -67,7 +68,7 @@ MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"
 DEFAULT_BOUNDS_MS: tuple[float, ...] = tuple(round(1.25 ** i, 3) for i in range(57))
 
 
-class MetricsError(Exception):
+class MetricsError(BadInput):
     """The metrics cannot be read (bad file, API error)."""
 
 

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from agentstage.errors import BadInput
 from agentstage.release.jsonfile import first_error, load_model
 
 __all__ = [
@@ -73,7 +74,7 @@ _OTHERWISE = ("give an observed state file (--observed-file), or Google credenti
               "(`gcloud auth application-default login`) to read the Cloud Run Admin API")
 
 
-class ObservedError(Exception):
+class ObservedError(BadInput):
     """The observed state cannot be read; the message says what and what to do."""
 
 

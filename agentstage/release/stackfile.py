@@ -26,6 +26,8 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from agentstage.errors import BadInput
+from agentstage.inputs import parse_yaml, read_text, reported_as
 from agentstage.config import NAMESPACE
 
 __all__ = ["StackFileError", "StackFile", "atomic_write", "MANIFEST_KEYS", "plain"]
@@ -34,7 +36,7 @@ __all__ = ["StackFileError", "StackFile", "atomic_write", "MANIFEST_KEYS", "plai
 MANIFEST_KEYS = ("version", "image", "model", "prompts", "tools", "memory_schema", "eval_dataset")
 
 
-class StackFileError(Exception):
+class StackFileError(BadInput):
     """The stack file cannot be read or does not have the expected shape."""
 
 
@@ -85,6 +87,8 @@ class StackFile:
         self.path = Path(path)
         self.namespace = namespace
         self.original = text
+        with reported_as(StackFileError):
+            parse_yaml(text, f"stack config {path}", file=str(path))  # plain config data only
         try:
             _, indent, offset = load_yaml_guess_indent(text)
         except YAMLError as err:
@@ -102,10 +106,8 @@ class StackFile:
     @classmethod
     def load(cls, path: Path, namespace: str = NAMESPACE) -> StackFile:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise StackFileError(f"stack config file {path} does not exist") from None
+        with reported_as(StackFileError):
+            text = read_text(path, "stack config file")
         return cls(path, text, namespace)
 
     # --- reading ---------------------------------------------------------------------------
