@@ -114,7 +114,34 @@ def render() -> str:
     ]
     for rule, key, source in CLOUD_RULES:
         lines.append(f"| {rule.replace('<', '&lt;').replace('>', '&gt;')} | {key.replace('<', '&lt;').replace('>', '&gt;')} | {source} |")
+    lines += ["", *REFUSED]
     return "\n".join(lines) + "\n"
+
+
+#: How the file and the values are read, before the spec sees them (agentstage/inputs.py,
+#: agentstage/config.py, components/specbase.py).
+REFUSED = [
+    "## What is refused",
+    "",
+    "Each of these is a config error (exit 2) naming the file, key and line:",
+    "",
+    "- **Not plain YAML data**: a date (`version: 2026-01-01`: quote it), `!!binary`, `!!set`, `!!omap`, a custom "
+    "tag, a key that YAML reads as a boolean, null or number (`true:`, `null:`, `1:`: quote it), a complex key, "
+    "a key written twice.",
+    "- **Too large**: a file over 32 MiB, aliases expanding to more than 2,000,000 values, nesting deeper than "
+    "64 levels, a string over 65,536 characters, a string with a control character (NUL, escape...).",
+    "- **Not UTF-8**: UTF-16/32 (with a byte-order mark) or any other encoding; a UTF-8 BOM is fine.",
+    "- **Coercions**: the spec is strict about types. `true` is not a number, `\"no\"` is not a boolean, `\"5\"` is "
+    "not a number; an unquoted `version: 1.10` is the number 1.1 and is refused with a hint to quote it.",
+    "- **Keys nothing reads**: a namespace other than the project's, `gcp:`, `pulumi:` and `kubernetes:` (a typo "
+    "such as `agent-platfrom:` is named, with the key it is closest to); a `gcp:` key the installed Google "
+    "provider does not declare (`gcp:regoin`); a bare key and its namespaced twin both set (`environment` and "
+    "`agent-platform:environment`); gates for an agent the stack does not have.",
+    "- **Regions** where Cloud Run does not run services (https://cloud.google.com/run/docs/locations).",
+    "",
+    "A stack whose config is larger than 128 KiB as JSON checks here, with a warning: the Pulumi CLI hands a Python",
+    "program and policy pack their config in one environment variable, which Linux refuses past that size.",
+]
 
 
 if __name__ == "__main__":

@@ -409,3 +409,13 @@ def test_yaml_rules_hold_for_the_release_flow_too(tmp_path):
                               "(line 13): 2026-01-01 is read as a date; quote it (\"2026-01-01\") or write the value "
                               "you mean")
 
+
+
+def test_a_config_too_large_for_the_pulumi_cli_is_checked_with_a_warning(tmp_path):
+    path = staging_with(tmp_path, lambda c: bot(c)["env"].update({f"PROMPT_{i}": "p" * 30_000 for i in range(5)}))
+    result = invoke("check", "staging", "-C", str(ROOT), "--config-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert ("warning: the stack config is 149 KiB as the JSON the Pulumi CLI passes to a Python program and policy "
+            "pack in one environment variable (PULUMI_CONFIG); Linux refuses one larger than 128 KiB, so `pulumi up` "
+            "and `pulumi preview --policy-pack` of this stack would fail with \"argument list too long\" "
+            "(pulumi/pulumi#20402): split the agents over several stacks") in one_line(result)

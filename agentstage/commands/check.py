@@ -11,7 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from agentstage.commands.common import EXIT_FAILED, ConfigFileOpt, ProjectOpt, StackArg, err_console
+from agentstage.commands.common import (
+    EXIT_FAILED,
+    ConfigFileOpt,
+    ProjectOpt,
+    StackArg,
+    err_console,
+    large_config_note,
+)
 from agentstage.errors import BadInput
 
 
@@ -81,6 +88,9 @@ def check(
     except PolicyError as err:
         raise PolicyError(f"{err}\nthe policy check did not complete; nothing was checked") from None
     gc.freeze()
+    note = large_config_note(project, stack, config_file)
+    if note:
+        err_console.print(f"warning: {note}", soft_wrap=True, markup=False)
 
     summary = f"{report.summary()}{NEW_STACK_SUFFIX if new_stack else ''}"
     if fmt is Format.text:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import re
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -56,3 +57,30 @@ def plan_or_exit(project: Path, stack: str, config_file: Path | None):  # -> Pla
     # cycle collector's sight, or its next full pass (during rendering) rescans it all.
     gc.freeze()
     return plan
+
+
+#: Linux's limit on one environment string (MAX_ARG_STRLEN, 32 pages of 4 KiB).
+ENV_STRING_MAX = 128 * 1024
+
+
+def large_config_note(project: Path, stack: str, config_file: Path | None) -> str | None:
+    """A warning when the stack config is too large for the Pulumi CLI: it hands a Python
+    program and a Python policy pack their config as one environment variable
+    (``PULUMI_CONFIG``), which Linux refuses past 128 KiB ("argument list too long";
+    pulumi/pulumi#20402). agentstage itself reads any size."""
+    from agentstage.engine import load_project, load_stack_config
+
+    loaded = load_project(project)
+    path = Path(config_file) if config_file else loaded.stack_file(stack)
+    try:
+        if path.stat().st_size < ENV_STRING_MAX // 2:  # its JSON cannot reach the limit
+            return None
+    except OSError:
+        return None
+    size = len(json.dumps(load_stack_config(loaded, stack, config_file).values).encode())
+    if size <= ENV_STRING_MAX:
+        return None
+    return (f"the stack config is {size / 1024:,.0f} KiB as the JSON the Pulumi CLI passes to a Python program and "
+            f"policy pack in one environment variable (PULUMI_CONFIG); Linux refuses one larger than "
+            f"{ENV_STRING_MAX // 1024} KiB, so `pulumi up` and `pulumi preview --policy-pack` of this stack would fail "
+            "with \"argument list too long\" (pulumi/pulumi#20402): split the agents over several stacks")

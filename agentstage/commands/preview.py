@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from agentstage.commands.common import ConfigFileOpt, ProjectOpt, StackArg, plan_or_exit
+from agentstage.commands.common import ConfigFileOpt, ProjectOpt, StackArg, large_config_note, plan_or_exit
 from components.contract import ALERT_POLICY as ALERT
 from components.contract import BUDGET, LABEL_AGENT
 from components.contract import CLOUD_RUN_SERVICE as SERVICE
@@ -36,7 +37,10 @@ def preview(
     console = Console(highlight=False)
     render(plan, console)
     for note in notes(plan, _stack_values(project, stack, config_file)):
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
+        console.print(Text.assemble(("note: ", "yellow"), note), soft_wrap=True)
+    warning = large_config_note(project, stack, config_file)
+    if warning:
+        console.print(Text.assemble(("warning: ", "yellow"), warning), soft_wrap=True)
 
 
 def _stack_values(project: Path, stack: str, config_file: Path | None) -> dict[str, str]:
