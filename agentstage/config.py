@@ -186,11 +186,18 @@ def _path(loc: tuple[Any, ...], key: str | None = None, namespace: str = NAMESPA
     return out
 
 
+#: How much of a bad value a message shows (a message quotes the value, not a megabyte of it).
+SHOWN_VALUE_MAX = 200
+
+
 def _value(value: Any) -> str:
     try:
-        return json.dumps(value, default=str)
+        text = json.dumps(value, default=str)
     except (TypeError, ValueError):
-        return repr(value)
+        text = repr(value)
+    if len(text) > SHOWN_VALUE_MAX:
+        return f"{text[:SHOWN_VALUE_MAX]}... ({len(text):,} characters)"
+    return text
 
 
 def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:

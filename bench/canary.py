@@ -18,13 +18,16 @@ The world (per minute):
 - the live split follows the config after a deploy lag (1 min, or 12 in that scenario);
   Cloud Monitoring data arrives 2 minutes late and 2% of minutes are missing.
 
-Scenarios: a healthy canary (identical to stable); failures x2 and x5; latency +20% and
+Scenarios: a healthy canary (identical to stable); failures x1.25 (exactly the tolerated
+regression, the edge of the error checks' H0: its rollback rate measures their calibration,
+run as many times as the healthy ones); failures x2 and x5; latency +20% and
 +100%; failures on 1% and 10% of inputs; a canary that fails only at >= 50% of the traffic
 (15% of its requests: it runs out of capacity), also with a 12-minute deploy lag; a slow
 memory leak (it would reach the limit about 2.7 h after 100% at 20 req/s).
 
 Printed per rate (2, 20, 200 req/s): the rate of rollbacks (with a Wilson 95% interval and
-the number of runs), when they happened (before 100%, during the watch), and the median
+the number of runs), when they happened (before the canary's *live* share reached 100%, or
+after: during the watch), and the median
 minutes from the first bad minute to the rollback.
 
 Run: .venv/bin/python bench/canary.py [--runs N] [--healthy-runs N] [--jobs 2] [--seed S]
@@ -64,7 +67,8 @@ class Scenario:
     fails_from: int | None = None  # the canary fails (15%) once its live share is >= this percent
     deploy_lag: int = 1
     leak_per_request: float = 0.0  # utilisation added per request an instance serves
-    #: what the judge should do: "complete" or "rollback"
+    #: what the judge should do: "complete" or "rollback"; "boundary": a canary exactly at the
+    #: tolerated regression (H0's edge), whose rollback rate measures the judge's calibration
     expect: str = "rollback"
 
 
@@ -72,6 +76,7 @@ LEAK = 0.15 / 3600 / PER_INSTANCE  # +15% per hour at 10 req/s per instance
 SCENARIOS = [
     Scenario("healthy", expect="complete"),
     Scenario("healthy, 12-min deploy lag", deploy_lag=12, expect="complete"),
+    Scenario("failures x1.25 (H0 boundary)", error_factor=1.25, expect="boundary"),
     Scenario("failures x2", error_factor=2),
     Scenario("failures x5", error_factor=5),
     Scenario("latency +20%", latency_factor=1.2),
@@ -100,6 +105,7 @@ class Outcome:
     phase: str  # phase when it ended (watching -> rolled back during the watch)
     bad_since: int | None  # first minute the canary was worse than stable
     reason: str = ""
+    live: int = 0  # the canary's live share of traffic when it ended
 
 
 def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
@@ -185,7 +191,7 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
         if result.verdict in ("advance", "rollback") and state.percent != desired:
             desired_history.append((minute, state.percent))
         if result.verdict == "rollback":
-            return Outcome("rollback", minute, last_percent, last_phase, bad_since, result.reason)
+            return Outcome("rollback", minute, last_percent, last_phase, bad_since, result.reason, live_share)
         if result.verdict == "complete":
             return Outcome("complete", minute, 100, last_phase, bad_since)
         if state.phase == PAUSED:
@@ -213,7 +219,7 @@ def run(runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float],
         scenarios: list[Scenario]) -> list[dict]:
     tasks = []
     for si, sc in enumerate(scenarios):
-        n = healthy_runs if sc.expect == "complete" else runs
+        n = healthy_runs if sc.expect in ("complete", "boundary") else runs
         for rate in rates:
             seeds = [seed * 1_000_003 + si * 10_007 + int(rate * 13) * 101 + i for i in range(n)]
             chunk = max(1, math.ceil(n / (jobs * 4)))
@@ -233,8 +239,10 @@ def run(runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float],
             outs = results[(sc.name, rate)]
             n = len(outs)
             rolled = [o for o in outs if o.verdict == "rollback"]
-            before = [o for o in rolled if o.phase != "watching" and o.percent < 100]
-            watch = [o for o in rolled if o.phase == "watching" or o.percent >= 100]
+            # before the canary took 100% of the traffic: by the live split, not the config (a
+            # rollback decided while the config asks for 100% but 50% is still live is before)
+            before = [o for o in rolled if o.live < 100]
+            watch = [o for o in rolled if o.live >= 100]
             paused = sum(o.verdict == "paused" for o in outs)
             unfinished = sum(o.verdict == "unfinished" for o in outs)
             ttr = [o.minute - o.bad_since for o in rolled if o.bad_since is not None]

@@ -419,3 +419,36 @@ def test_a_config_too_large_for_the_pulumi_cli_is_checked_with_a_warning(tmp_pat
             "pack in one environment variable (PULUMI_CONFIG); Linux refuses one larger than 128 KiB, so `pulumi up` "
             "and `pulumi preview --policy-pack` of this stack would fail with \"argument list too long\" "
             "(pulumi/pulumi#20402): split the agents over several stacks") in one_line(result)
+
+
+def test_a_huge_bad_value_is_quoted_in_part(tmp_path):
+    path = staging_with(tmp_path, lambda c: c.__setitem__("agent-platform:labels", [["x" * 100] * 100] * 100))
+    result = preview_file(path)
+    assert result.exit_code == 2
+    assert len(result.output) < 600
+    assert result.output.splitlines()[1].endswith('... (1,040,200 characters) is not a mapping')
+
+
+def test_markup_in_an_agent_name_is_shown_as_written(tmp_path):
+    def rename(c):
+        c["agent-platform:agents"]["[bold]x"] = c["agent-platform:agents"].pop("support-bot")
+
+    result = preview_file(staging_with(tmp_path, rename))
+    assert result.exit_code == 2
+    assert result.output.splitlines()[1].startswith('  agent-platform:agents.[bold]x: "[bold]x" is not an agent name')
+
+
+def test_pulumi_yaml_and_metrics_files_not_in_utf8(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_bytes("name: démo\nruntime: python\n".encode("latin-1"))
+    result = invoke("preview", "dev", "-C", str(tmp_path))
+    assert result.exit_code == 2
+    assert one_line(result) == (f"error: project file {tmp_path / 'Pulumi.yaml'} is not UTF-8 text: byte 0xe9 at "
+                                "offset 7 cannot be decoded; save it as UTF-8")
+
+    from agentstage.release.metrics import FileSource, MetricsError
+
+    metrics = tmp_path / "m.json"
+    metrics.write_bytes('{"revisions": {}}'.encode("utf-16"))
+    with pytest.raises(MetricsError) as err:
+        FileSource(metrics)
+    assert str(err.value) == f"metrics file {metrics} is UTF-16 text; save it as UTF-8"

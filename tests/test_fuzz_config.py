@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -39,8 +39,9 @@ BASE = load_stack("staging")
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["", "1.10", "no", "true", "null", "[bold]x", "a\x1b[2Jb", "x" * 70_000, "us-central1",
+    st.sampled_from(["", "1.10", "no", "true", "null", "[bold]x", "a\x1b[2Jb", "us-central1",
                      "gemini\x00", "../../etc", "roles/owner", "allUsers", "0", "-1", "1e400"]),
+    st.builds(lambda n: "x" * n, st.sampled_from([64, 70_000])),
     st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2100, 1, 1)),
     st.binary(max_size=8),
 )
@@ -83,7 +84,32 @@ def _delete(config: dict, path: tuple) -> None:
     del node[path[-1]]
 
 
+def _like(original: Any) -> st.SearchStrategy:
+    """A value of the original's type: mutations that often still validate, so the plan and the
+    components see unusual but valid specs too."""
+    if isinstance(original, bool):
+        return st.booleans()
+    if isinstance(original, int):
+        return st.integers(min_value=-2, max_value=2 * max(original, 1) + 5)
+    if isinstance(original, float):
+        return st.floats(min_value=0, max_value=2 * original + 1)
+    if isinstance(original, str):
+        return st.one_of(st.text("abcdefghijklmnopqrstuvwxyz0123456789-.:@/_", min_size=1, max_size=20),
+                         st.just(original + "-2"), st.just(original.upper()))
+    return values
+
+
+def _get(config: dict, path: tuple) -> Any:
+    node = config
+    for part in path:
+        node = node[part]
+    return node
+
+
+SCALAR_PATHS = [p for p in PATHS if not isinstance(_get(BASE, p), (dict, list))]
+
 mutation = st.one_of(
+    *[st.sampled_from(SCALAR_PATHS).flatmap(lambda p: st.tuples(st.just("set"), st.just(p), _like(_get(BASE, p))))] * 4,
     st.tuples(st.just("set"), st.sampled_from(PATHS), values),
     st.tuples(st.just("delete"), st.sampled_from(PATHS), st.none()),
     st.tuples(st.just("add"), st.sampled_from([p for p in PATHS if len(p) < 4]),
@@ -99,9 +125,9 @@ TEXT_EDITS = [
     lambda t: t.replace("max_instances: 5", "max_instances: &m 5\n        concurrency2: *m", 1),
     lambda t: t.replace("cpu: '1'", "cpu: !!set {a}", 1),
     lambda t: t + "  extra: " + "[" * 200 + "]" * 200 + "\n",
-    lambda t: t,
+    *[lambda t: t] * 6,  # most examples keep the text as dumped, so more of them reach the plan
 ]
-ENCODINGS = ["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1"]
+ENCODINGS = ["utf-8"] * 8 + ["utf-8-sig", "utf-16", "latin-1"]
 
 
 def _dump(config: dict) -> str:
@@ -112,7 +138,7 @@ def _dump(config: dict) -> str:
     return buffer.getvalue()
 
 
-@given(mutations=st.lists(mutation, min_size=1, max_size=3), edit=st.sampled_from(TEXT_EDITS),
+@given(mutations=st.lists(mutation, min_size=1, max_size=2), edit=st.sampled_from(TEXT_EDITS),
        encoding=st.sampled_from(ENCODINGS))
 def test_a_mutated_config_plans_or_fails_cleanly(tmp_path_factory, mutations, edit, encoding):
     config = copy.deepcopy(BASE)
@@ -143,10 +169,13 @@ def test_a_mutated_config_plans_or_fails_cleanly(tmp_path_factory, mutations, ed
     path.write_bytes(data)
     try:
         run_plan(ROOT, "staging", config_file=path)
+        event("planned")
     except ProgramError as err:
         # the program may only fail on the config the platform refused
         assert err.config_issues, f"the program failed on a config that validated: {err}"
         assert err.exit_code == EXIT_BAD_INPUT
+        event("refused")
     except AgentstageError as err:
         assert err.exit_code == EXIT_BAD_INPUT, err
         assert err.message
+        event("refused")

@@ -74,6 +74,27 @@ def test_five_times_the_errors_is_rolled_back_and_the_record_says_why_in_words()
     assert "conditional binomial" in c.test
 
 
+def test_five_times_the_errors_at_one_request_a_second_is_rolled_back_after_five_minutes_of_data():
+    # a 5% canary at 20 req/s: 60 requests a minute, 3 failed vs stable's 1% of 1,140. The 4x
+    # alternative of the grid crosses its bound (1,000x: half of the check's alpha) on the 5th
+    # minute; the 2x alternative alone (the judge before the grid) needed 6
+    args = dict(rollout_start=T0, step_start=T0)
+    stable = series("s", 5, 1140, 0.01)
+    at4 = check(judge(spec(), series("c", 4, 60, 0.05), stable.window(T0, T0 + dt.timedelta(minutes=4)),
+                      now=T0 + dt.timedelta(minutes=4), **args), "errors_vs_stable")
+    at5 = check(judge(spec(), series("c", 5, 60, 0.05), stable, now=T0 + dt.timedelta(minutes=5), **args),
+                "errors_vs_stable")
+    assert at4.ok is True and at5.ok is False
+    assert at5.bound == 500 and "2x/4x" in at5.test
+
+
+def test_a_canary_as_good_as_stable_gathers_no_evidence_on_either_alternative():
+    checks = judge(spec(), series("c", 60, 60, 0.01), series("s", 60, 1140, 0.01), rollout_start=T0, step_start=T0,
+                   now=T0 + dt.timedelta(minutes=60))
+    e = check(checks, "errors_vs_stable")
+    assert e.ok is True and e.evidence == pytest.approx(0.5)  # both CUSUMs stay at 0: 1x / 2 alternatives
+
+
 def test_small_counts_are_judged_exactly_not_by_a_normal_approximation():
     # 60 canary requests, 2 errors vs stable's 1%: a pooled z-test calls this significant at 5%;
     # the exact conditional test sees nothing
@@ -198,11 +219,23 @@ def test_the_bake_clock_starts_when_the_live_split_matches_not_when_the_config_w
     st, r = decide(s0, spec(), obs(5, matches=False))
     assert (st.phase, r.verdict) == (AWAITING_DEPLOY, HOLD) and r.reason.startswith("waiting for deploy")
     st, r = decide(st, spec(), obs(12, matches=True, c=series("c", 0, 0, 0), s=series("s", 0, 0, 0)))
-    assert st.phase == BAKING and st.step_start == at(12) and st.rollout_start == at(12)
+    # the bake clock starts now; the rollout is judged from when the config asked for the canary
+    # (it served before the split was seen live; earlier minutes have no canary traffic)
+    assert st.phase == BAKING and st.step_start == at(12) and st.rollout_start == T0
     st, r = decide(st, spec(), obs(20, c=series("c", 8, 120, 0.01, start=12), s=series("s", 8, 2280, 0.01, start=12)))
     assert r.verdict == HOLD and r.reason == "baking: 8 of 10 min baked"
     st, r = decide(st, spec(), obs(22, c=series("c", 10, 120, 0.01, start=12), s=series("s", 10, 2280, 0.01, start=12)))
     assert (r.verdict, r.to_percent, st.phase, st.percent) == (ADVANCE, 25, AWAITING_DEPLOY, 25)
+
+
+def test_the_minute_the_canary_first_served_is_judged():
+    # config written at T0, the split seen live at the look at minute 1: the minute that ended
+    # then already carried canary traffic and counts
+    st, r = decide(state(), spec(), obs(1, matches=True, c=series("c", 0, 0, 0), s=series("s", 0, 0, 0)))
+    st, r = decide(st, spec(), obs(6, c=series("c", 6, 60, 0.05), s=series("s", 6, 1140, 0.01)))
+    e = next(c for c in r.checks if c.name == "errors_vs_stable")
+    assert e.detail.startswith("canary 5.00% of 360 requests")
+    assert (r.verdict, st.phase) == (ROLLBACK, "rolled back")  # 6 minutes of x5 at 60 req/min
 
 
 def test_a_deploy_that_never_goes_live_is_reported_loudly():

@@ -62,7 +62,8 @@ class CanaryState:
     requested_at: dt.datetime
     #: when the live split first matched ``percent`` (the bake clock of the step)
     step_start: dt.datetime | None = None
-    #: when the canary first served traffic (the analysis covers the rollout from here)
+    #: from when the rollout is judged: when the config first asked for the canary (set when the
+    #: live split first matched; the canary cannot have served before)
     rollout_start: dt.datetime | None = None
     metrics_failures: int = 0
     #: the phase before metrics failures held the rollout
@@ -137,7 +138,11 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
         phase = WATCHING if state.percent >= 100 else BAKING
         steps = state.steps + ({"percent": state.percent, "requested": _iso(state.requested_at),
                                 "live": _iso(now)},)
-        state = replace(state, phase=phase, step_start=now, rollout_start=state.rollout_start or now, steps=steps)
+        # the rollout is judged from when the config asked for the canary, not from this look: the
+        # canary served before the split was seen live (up to a look interval earlier), and minutes
+        # before it served have no canary traffic, which every check leaves out
+        state = replace(state, phase=phase, step_start=now, rollout_start=state.rollout_start or state.requested_at,
+                        steps=steps)
         result.window["step_start"] = _iso(now)
         result.window["rollout_start"] = _iso(state.rollout_start)
     elif not obs.live_matches and state.phase in (BAKING, WATCHING, PAUSED):
