@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make preview   set up .venv and preview (and policy-check) the reference stacks, offline
 #                  (production also as the first preview of a new stack sees it)
-#   make test      set up .venv and run the test suite
+#   make test      set up .venv, lint and format-check (ruff), run the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,8 @@ preview: $(STAMP)
 	$(BIN)/agentstage check production --new-stack
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)

@@ -42,8 +42,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def clean(text: str) -> str:
     """``text`` safe to print on a terminal: control characters shown as ``\\xNN`` escapes
     (so the user still sees that they are there)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-                        text)
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def _wants_json(kwargs: dict[str, Any]) -> bool:
@@ -73,11 +74,20 @@ def _crash(err: BaseException, *, as_json: bool) -> None:
         where = None
     summary = clean(f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__)
     told = f"the full trace is in {where}" if where else "the trace could not be written to a file"
-    err_console.print(Text.assemble(("error: ", "bold red"), f"internal error ({summary[:300]}); this is a bug in "
-                                    f"agentstage, please report it; {told}"), soft_wrap=True)
+    err_console.print(
+        Text.assemble(
+            ("error: ", "bold red"),
+            f"internal error ({summary[:300]}); this is a bug in agentstage, please report it; {told}",
+        ),
+        soft_wrap=True,
+    )
     if as_json:
-        sys.stdout.write(json.dumps({"error": {"kind": "bug", "message": summary, "exit_code": EXIT_BUG,
-                                               "trace_file": where}}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {"error": {"kind": "bug", "message": summary, "exit_code": EXIT_BUG, "trace_file": where}}, indent=2
+            )
+            + "\n"
+        )
 
 
 #: The command parameters that hold a stack name.
@@ -106,8 +116,7 @@ def command(fn: F) -> F:
             raise typer.Exit(err.exit_code) from None
         except RecursionError as err:
             # deep input that slipped past the readers' limits: still the user's input
-            report(AgentstageError(f"the input is nested too deeply to process ({err})", exit_code=2),
-                   as_json=as_json)
+            report(AgentstageError(f"the input is nested too deeply to process ({err})", exit_code=2), as_json=as_json)
             raise typer.Exit(2) from None
         except Exception as err:  # noqa: BLE001 - the boundary: every other exception is a bug
             _crash(err, as_json=as_json)

@@ -132,7 +132,7 @@ def foreign_key_issue(key: str, namespace: str) -> str | None:
     if not sep or ns not in known:
         close = difflib.get_close_matches(ns, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}:{name}?" if close else ""
-        return (f"{key}: {ns}: is not a config namespace this stack reads ({', '.join(known)}){hint}")
+        return f"{key}: {ns}: is not a config namespace this stack reads ({', '.join(known)}){hint}"
     if ns == "gcp":
         keys = gcp_config_keys()
         if keys and name not in keys:
@@ -275,11 +275,15 @@ def format_errors(
             messages.append(f"{where}: required key is missing")
         elif kind == "extra_forbidden":
             owner = _model_at(model, loc)
-            allowed = ", ".join(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else "none"
+            allowed = (
+                ", ".join(owner.model_fields) if isinstance(owner, type) and issubclass(owner, BaseModel) else "none"
+            )
             messages.append(f"{where}: unknown key; allowed: {allowed}")
         elif kind == "literal_error":
             expected = (e.get("ctx") or {}).get("expected", "")
-            messages.append(f"{where}: {_value(e.get('input'))} is not allowed; allowed: {expected.replace(chr(39), '')}")
+            messages.append(
+                f"{where}: {_value(e.get('input'))} is not allowed; allowed: {expected.replace(chr(39), '')}"
+            )
         elif kind in _TYPE_WORDS:
             messages.append(f"{where}: {_value(e.get('input'))} {_TYPE_WORDS[kind]}")
         else:

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from agentstage.errors import EXIT_BAD_INPUT, BadInput, Failed
 
 __all__ = [
@@ -109,16 +108,23 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
         raise EngineError(f"{root} is not a Pulumi project: no Pulumi.yaml (use -C/--project DIR)")
     data = _read_yaml(manifest, "project file")
     if not isinstance(data, dict):
-        raise EngineError(f"{manifest}: expected a mapping with name:, runtime: and main: keys, not "
-                          f"{_kind(data)}", file=str(manifest))
+        raise EngineError(
+            f"{manifest}: expected a mapping with name:, runtime: and main: keys, not {_kind(data)}", file=str(manifest)
+        )
     name = data.get("name")
     if not name or not isinstance(name, str):
-        raise EngineError(f"{manifest}: name: is {'missing' if not name else _kind(name)}; give the project's "
-                          "name as a string", file=str(manifest), key="name")
+        raise EngineError(
+            f"{manifest}: name: is {'missing' if not name else _kind(name)}; give the project's name as a string",
+            file=str(manifest),
+            key="name",
+        )
     for key in ("main", "stackConfigDir"):
         if key in data and not isinstance(data[key], str):
-            raise EngineError(f"{manifest}: {key}: is {_kind(data[key])}; give a path relative to the project",
-                              file=str(manifest), key=key)
+            raise EngineError(
+                f"{manifest}: {key}: is {_kind(data[key])}; give a path relative to the project",
+                file=str(manifest),
+                key=key,
+            )
     main = root / str(data.get("main", ""))
     if main.is_dir():
         main = main / "__main__.py"
@@ -127,8 +133,12 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
     config_dir = root / str(data.get("stackConfigDir", "."))
     config = data.get("config") or {}
     if not isinstance(config, dict):
-        raise EngineError(f"{manifest}: config: is {_kind(config)}; give a mapping of config keys to their "
-                          "declarations (type:, default:...) or values", file=str(manifest), key="config")
+        raise EngineError(
+            f"{manifest}: config: is {_kind(config)}; give a mapping of config keys to their "
+            "declarations (type:, default:...) or values",
+            file=str(manifest),
+            key="config",
+        )
     defaults: dict[str, Any] = {}
     for key, spec in config.items():
         value = spec.get("default", spec.get("value")) if isinstance(spec, dict) else spec
@@ -177,7 +187,9 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
     ``pulumi --config-file``) into the key -> value map the program receives."""
     path = Path(config_file) if config_file else project.stack_file(stack)
     if not config_file and not path.exists():
-        available = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml"))
+        available = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml")
+        )
         hint = f"; stacks here: {', '.join(available)}" if available else ""
         raise EngineError(f"stack {stack!r} has no config file {path}{hint}", file=str(path))
     data = _read_yaml(path, "config file" if config_file else "stack config")
@@ -187,8 +199,12 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
         raise EngineError(f"{path}: expected a mapping with a config: key, not {_kind(data)}", file=str(path))
     config = data.get("config") or {}
     if not isinstance(config, dict):
-        raise EngineError(f"{path}: config: is {_kind(config)}; it must be a mapping of config keys to values "
-                          "(gcp:project: ..., <project>:agents: ...)", file=str(path), key="config")
+        raise EngineError(
+            f"{path}: config: is {_kind(config)}; it must be a mapping of config keys to values "
+            "(gcp:project: ..., <project>:agents: ...)",
+            file=str(path),
+            key="config",
+        )
     raw = dict(project.config_defaults)
     values: dict[str, str] = {}
     secret_keys: list[str] = []
@@ -196,8 +212,12 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
     for key in config:
         full = key if ":" in key else f"{project.name}:{key}"
         if full in written:
-            raise EngineError(f"{path}: {key} and {written[full]} are the same key ({full}: a key without a "
-                              "namespace is in the project's); keep one", file=str(path), key=full)
+            raise EngineError(
+                f"{path}: {key} and {written[full]} are the same key ({full}: a key without a "
+                "namespace is in the project's); keep one",
+                file=str(path),
+                key=full,
+            )
         written[full] = key
         raw.pop(full, None)
     raw.update(config)
@@ -368,8 +388,8 @@ def _options(request: Any) -> dict[str, Any]:
 def _build_monitor(mocks: Any, on_resource: Callable[[PlannedResource], None] | None = None) -> Any:
     from google.protobuf import json_format, struct_pb2
     from pulumi.runtime import mocks as pmocks
-    from pulumi.runtime.settings import get_project, get_stack
     from pulumi.runtime.proto import resource_pb2
+    from pulumi.runtime.settings import get_project, get_stack
 
     class RecordingMonitor(pmocks.MockMonitor):
         """A MockMonitor that keeps each full RegisterResourceRequest."""
@@ -726,6 +746,7 @@ def _program_error(err: BaseException) -> ProgramError:
     if isinstance(err, KeyboardInterrupt):
         raise err
     if isinstance(err, SystemExit):
-        return ProgramError(f"the program exited with sys.exit({err.code!r}) before it finished; nothing was planned "
-                            "after that point")
+        return ProgramError(
+            f"the program exited with sys.exit({err.code!r}) before it finished; nothing was planned after that point"
+        )
     return ProgramError(f"the program failed: {type(err).__name__}: {err}")

@@ -29,8 +29,15 @@ class AgentstageError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, *, details: Iterable[str] = (), file: str | None = None,
-                 key: str | None = None, exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Iterable[str] = (),
+        file: str | None = None,
+        key: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details)

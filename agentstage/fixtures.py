@@ -36,7 +36,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pulumi.runtime import Mocks, MockCallArgs, MockResourceArgs
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
 __all__ = ["FixtureMocks", "NewStackMocks", "project_number", "UnansweredInvoke"]
 
@@ -182,8 +182,11 @@ class FixtureMocks(Mocks):
 
     def _iam_member(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
         target = (
-            state.get("secretId") or state.get("name") or state.get("project")
-            or state.get("serviceAccountId") or args.name
+            state.get("secretId")
+            or state.get("name")
+            or state.get("project")
+            or state.get("serviceAccountId")
+            or args.name
         )
         state["etag"] = _etag(state)
         return f"{target}/{state.get('role')}/{state.get('member')}"

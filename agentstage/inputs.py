@@ -34,8 +34,21 @@ from typing import Any
 
 from agentstage.errors import BadInput
 
-__all__ = ["MAX_BYTES", "MAX_NODES", "MAX_DEPTH", "read_text", "decode", "parse_yaml", "load_yaml",
-           "check_yaml_node", "parse_json", "load_json", "key_path", "text_stream", "reported_as"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_NODES",
+    "MAX_DEPTH",
+    "read_text",
+    "decode",
+    "parse_yaml",
+    "load_yaml",
+    "check_yaml_node",
+    "parse_json",
+    "load_json",
+    "key_path",
+    "text_stream",
+    "reported_as",
+]
 
 MAX_BYTES = 32 * 1024 * 1024
 #: Scalars, mappings and sequences a YAML document may expand to once aliases are followed.
@@ -43,8 +56,10 @@ MAX_NODES = 2_000_000
 MAX_DEPTH = 64
 
 _BOMS = [
-    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
 ]
 
 
@@ -61,8 +76,10 @@ def read_text(path: str | os.PathLike[str], what: str = "file", *, max_bytes: in
     except OSError as err:
         raise BadInput(f"{what} {p}: cannot read it: {err.strerror or err}", file=str(p)) from None
     if len(data) > max_bytes:
-        raise BadInput(f"{what} {p} is larger than {max_bytes // (1024 * 1024)} MiB; agentstage reads files up to "
-                       "that size", file=str(p))
+        raise BadInput(
+            f"{what} {p} is larger than {max_bytes // (1024 * 1024)} MiB; agentstage reads files up to that size",
+            file=str(p),
+        )
     return decode(data, f"{what} {p}", file=str(p))
 
 
@@ -71,16 +88,20 @@ def decode(data: bytes, source: str, *, file: str | None = None) -> str:
         if data.startswith(bom):
             raise BadInput(f"{source} is {name} text; save it as UTF-8", file=file)
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         hint = " (it looks like UTF-16 without a byte-order mark)" if b"\x00" in data[:64] else ""
-        raise BadInput(f"{source} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} cannot be "
-                       f"decoded{hint}; save it as UTF-8", file=file) from None
+        raise BadInput(
+            f"{source} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} cannot be "
+            f"decoded{hint}; save it as UTF-8",
+            file=file,
+        ) from None
     if "\x00" in text:
-        raise BadInput(f"{source} holds a NUL character at offset {text.index(chr(0))}; it is not a text file",
-                       file=file)
+        raise BadInput(
+            f"{source} holds a NUL character at offset {text.index(chr(0))}; it is not a text file", file=file
+        )
     return text
 
 
@@ -88,7 +109,7 @@ def decode(data: bytes, source: str, *, file: str | None = None) -> str:
 
 _PLAIN = {"str", "int", "float", "bool", "null", "map", "seq"}
 _HINTS = {
-    "timestamp": "is read as a date; quote it (\"{v}\") or write the value you mean",
+    "timestamp": 'is read as a date; quote it ("{v}") or write the value you mean',
     "binary": "is tagged !!binary; config values are text: write the value as a string",
     "set": "is a !!set; write a list (- item) or a mapping",
     "omap": "is an !!omap; write a plain mapping",
@@ -142,11 +163,14 @@ def check_yaml_node(root: Any, source: str, *, file: str | None = None) -> None:
             continue
         if tag not in _PLAIN:
             value = node.value if isinstance(node, ScalarNode) else ""
-            hint = _HINTS.get(tag, "has the tag {tag}; only plain YAML values (strings, numbers, true/false, null, "
-                                   "lists and mappings) are config").format(v=value, tag=getattr(node.tag, "value",
-                                                                                                node.tag))
-            raise BadInput(f"{where(node, parts)}: {value + ' ' if value else ''}{hint}", file=file,
-                           key=key_path(parts))
+            hint = _HINTS.get(
+                tag,
+                "has the tag {tag}; only plain YAML values (strings, numbers, true/false, null, "
+                "lists and mappings) are config",
+            ).format(v=value, tag=getattr(node.tag, "value", node.tag))
+            raise BadInput(
+                f"{where(node, parts)}: {value + ' ' if value else ''}{hint}", file=file, key=key_path(parts)
+            )
         stack.append((node, parts, depth, True))
         if isinstance(node, MappingNode):
             seen: dict[str, int] = {}
@@ -156,16 +180,27 @@ def check_yaml_node(root: Any, source: str, *, file: str | None = None) -> None:
                     stack.append((value, parts, depth + 1, False))
                     continue
                 if not isinstance(key, ScalarNode):
-                    raise BadInput(f"{where(key, parts)}: a key is a {'list' if isinstance(key, SequenceNode) else 'mapping'}"
-                                   "; keys must be plain strings", file=file, key=key_path(parts))
+                    raise BadInput(
+                        f"{where(key, parts)}: a key is a {'list' if isinstance(key, SequenceNode) else 'mapping'}"
+                        "; keys must be plain strings",
+                        file=file,
+                        key=key_path(parts),
+                    )
                 if _tag(key) != "str":
                     shown = key.value
-                    raise BadInput(f"{where(key, [*parts, shown])}: the key {shown} is read as a {_KIND.get(_tag(key), _tag(key))}, "
-                                   f"not a string; quote it (\"{shown}\")", file=file, key=key_path([*parts, shown]))
+                    raise BadInput(
+                        f"{where(key, [*parts, shown])}: the key {shown} is read as a {_KIND.get(_tag(key), _tag(key))}, "
+                        f'not a string; quote it ("{shown}")',
+                        file=file,
+                        key=key_path([*parts, shown]),
+                    )
                 if key.value in seen:
-                    raise BadInput(f"{where(key, [*parts, key.value])}: the key {key.value} appears twice in one "
-                                   f"mapping (also line {seen[key.value] + 1}); keep one", file=file,
-                                   key=key_path([*parts, key.value]))
+                    raise BadInput(
+                        f"{where(key, [*parts, key.value])}: the key {key.value} appears twice in one "
+                        f"mapping (also line {seen[key.value] + 1}); keep one",
+                        file=file,
+                        key=key_path([*parts, key.value]),
+                    )
                 seen[key.value] = key.start_mark.line
                 sizes[id(key)] = 1
                 stack.append((value, [*parts, key.value], depth + 1, False))
@@ -174,8 +209,11 @@ def check_yaml_node(root: Any, source: str, *, file: str | None = None) -> None:
                 stack.append((value, [*parts, i], depth + 1, False))
     total = sizes.get(id(root), 0)
     if total > MAX_NODES:
-        raise BadInput(f"{source}: expands to {total:,} values once its aliases (*name) are followed, more than the "
-                       f"{MAX_NODES:,} agentstage reads; write the values out or use fewer aliases", file=file)
+        raise BadInput(
+            f"{source}: expands to {total:,} values once its aliases (*name) are followed, more than the "
+            f"{MAX_NODES:,} agentstage reads; write the values out or use fewer aliases",
+            file=file,
+        )
 
 
 _KIND = {"bool": "boolean", "null": "null value", "int": "number", "float": "number"}
@@ -245,8 +283,9 @@ def _pairs(source: str, file: str | None):
         out: dict[str, Any] = {}
         for key, value in pairs:
             if key in out:
-                raise BadInput(f"{source}: the key {json.dumps(key)} appears twice in one object; keep one",
-                               file=file, key=key)
+                raise BadInput(
+                    f"{source}: the key {json.dumps(key)} appears twice in one object; keep one", file=file, key=key
+                )
             out[key] = value
         return out
 
@@ -267,8 +306,9 @@ def parse_json(text: str, source: str, *, file: str | None = None) -> Any:
     except RecursionError:
         raise BadInput(f"{source}: nested too deeply to read", file=file) from None
     except json.JSONDecodeError as err:
-        raise BadInput(f"{source}: not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
-                       file=file) from None
+        raise BadInput(
+            f"{source}: not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})", file=file
+        ) from None
 
 
 def load_json(path: str | os.PathLike[str], what: str = "file") -> Any:

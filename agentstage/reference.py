@@ -58,34 +58,60 @@ def _rows(model: type[BaseModel], prefix: str, top: bool) -> list[tuple[str, str
 #: the key that names it in the error, the source). tests/test_cloud_rules.py holds one test
 #: per rule with its exact message.
 CLOUD_RULES = [
-    ("CPU below 1 (80m..990m in steps of 10m) needs scaling.concurrency 1, at most 1Gi of memory (512Mi below "
-     "500m); agentstage then sets CPU only during requests and the first generation execution environment",
-     "resources.cpu, resources.memory, scaling.concurrency",
-     "[Cloud Run: CPU limits](https://cloud.google.com/run/docs/configuring/services/cpu)"),
-    ("More than 4/8/16/24 GiB of memory needs 2/4/6/8 CPU; 4 CPU needs at least 2Gi, 6 and 8 CPU at least 4Gi",
-     "resources.memory",
-     "[Cloud Run: memory limits](https://cloud.google.com/run/docs/configuring/services/memory-limits)"),
-    ("Probes: startup delay 0..240 s, period 1..240 s and failure_threshold x period <= 240 s; liveness delay and "
-     "period up to 3600 s; timeout <= period",
-     "probes.*", "[Cloud Run: health checks](https://cloud.google.com/run/docs/configuring/healthchecks), "
-     "run v2 `GoogleCloudRunV2Probe`"),
-    ("Env vars: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION are Cloud Run's; at most 1000 per container; a value "
-     "at most 32768 bytes", "env, secrets",
-     "[Cloud Run: container contract](https://cloud.google.com/run/docs/reference/container-contract), "
-     "[environment variables](https://cloud.google.com/run/docs/configuring/services/environment-variables)"),
-    ("MODEL_ARMOR_TEMPLATE and names starting AGENT_, OTEL_, FEATURE_ are set by agentstage: a user env var or "
-     "secret with such a name would be a duplicate env name", "env, secrets", "agentstage (duplicate env names)"),
-    ("A revision name is <service>-<suffix>, a DNS label of at most 63 characters; the same name with another "
-     "template is a 409. agentstage names revisions <service>-<version slug>-<template digest>; stable and "
-     "release versions must not share a slug; a recorded stable_revision must belong to the service",
-     "stable.version, stable_revision", "run v2 `RevisionTemplate.revision`; the API's 409 \"Revision named ... "
-     "with different configuration already exists\""),
-    ("A traffic tag and the service name together at most 46 characters (the canary tag is `canary`)",
-     "agents.<name>", "gcloud run: \"Combined traffic tag and service name cannot exceed 46 characters\""),
-    ("At most 64 labels per resource (agentstage sets 4)", "labels",
-     "[Resource Manager: labels](https://cloud.google.com/resource-manager/docs/creating-managing-labels)"),
-    ("Model Armor runs in us, eu and its regions only", "guardrails.location (or gcp:region)",
-     "[Model Armor locations](https://cloud.google.com/model-armor/locations)"),
+    (
+        "CPU below 1 (80m..990m in steps of 10m) needs scaling.concurrency 1, at most 1Gi of memory (512Mi below "
+        "500m); agentstage then sets CPU only during requests and the first generation execution environment",
+        "resources.cpu, resources.memory, scaling.concurrency",
+        "[Cloud Run: CPU limits](https://cloud.google.com/run/docs/configuring/services/cpu)",
+    ),
+    (
+        "More than 4/8/16/24 GiB of memory needs 2/4/6/8 CPU; 4 CPU needs at least 2Gi, 6 and 8 CPU at least 4Gi",
+        "resources.memory",
+        "[Cloud Run: memory limits](https://cloud.google.com/run/docs/configuring/services/memory-limits)",
+    ),
+    (
+        "Probes: startup delay 0..240 s, period 1..240 s and failure_threshold x period <= 240 s; liveness delay and "
+        "period up to 3600 s; timeout <= period",
+        "probes.*",
+        "[Cloud Run: health checks](https://cloud.google.com/run/docs/configuring/healthchecks), "
+        "run v2 `GoogleCloudRunV2Probe`",
+    ),
+    (
+        "Env vars: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION are Cloud Run's; at most 1000 per container; a value "
+        "at most 32768 bytes",
+        "env, secrets",
+        "[Cloud Run: container contract](https://cloud.google.com/run/docs/reference/container-contract), "
+        "[environment variables](https://cloud.google.com/run/docs/configuring/services/environment-variables)",
+    ),
+    (
+        "MODEL_ARMOR_TEMPLATE and names starting AGENT_, OTEL_, FEATURE_ are set by agentstage: a user env var or "
+        "secret with such a name would be a duplicate env name",
+        "env, secrets",
+        "agentstage (duplicate env names)",
+    ),
+    (
+        "A revision name is <service>-<suffix>, a DNS label of at most 63 characters; the same name with another "
+        "template is a 409. agentstage names revisions <service>-<version slug>-<template digest>; stable and "
+        "release versions must not share a slug; a recorded stable_revision must belong to the service",
+        "stable.version, stable_revision",
+        "run v2 `RevisionTemplate.revision`; the API's 409 \"Revision named ... "
+        'with different configuration already exists"',
+    ),
+    (
+        "A traffic tag and the service name together at most 46 characters (the canary tag is `canary`)",
+        "agents.<name>",
+        'gcloud run: "Combined traffic tag and service name cannot exceed 46 characters"',
+    ),
+    (
+        "At most 64 labels per resource (agentstage sets 4)",
+        "labels",
+        "[Resource Manager: labels](https://cloud.google.com/resource-manager/docs/creating-managing-labels)",
+    ),
+    (
+        "Model Armor runs in us, eu and its regions only",
+        "guardrails.location (or gcp:region)",
+        "[Model Armor locations](https://cloud.google.com/model-armor/locations)",
+    ),
 ]
 
 
@@ -113,7 +139,9 @@ def render() -> str:
         "|---|---|---|",
     ]
     for rule, key, source in CLOUD_RULES:
-        lines.append(f"| {rule.replace('<', '&lt;').replace('>', '&gt;')} | {key.replace('<', '&lt;').replace('>', '&gt;')} | {source} |")
+        lines.append(
+            f"| {rule.replace('<', '&lt;').replace('>', '&gt;')} | {key.replace('<', '&lt;').replace('>', '&gt;')} | {source} |"
+        )
     lines += ["", *REFUSED]
     return "\n".join(lines) + "\n"
 
@@ -131,7 +159,7 @@ REFUSED = [
     "- **Too large**: a file over 32 MiB, aliases expanding to more than 2,000,000 values, nesting deeper than "
     "64 levels, a string over 65,536 characters, a string with a control character (NUL, escape...).",
     "- **Not UTF-8**: UTF-16/32 (with a byte-order mark) or any other encoding; a UTF-8 BOM is fine.",
-    "- **Coercions**: the spec is strict about types. `true` is not a number, `\"no\"` is not a boolean, `\"5\"` is "
+    '- **Coercions**: the spec is strict about types. `true` is not a number, `"no"` is not a boolean, `"5"` is '
     "not a number; an unquoted `version: 1.10` is the number 1.1 and is refused with a hint to quote it.",
     "- **Keys nothing reads**: a namespace other than the project's, `gcp:`, `pulumi:` and `kubernetes:` (a typo "
     "such as `agent-platfrom:` is named, with the key it is closest to); a `gcp:` key the installed Google "

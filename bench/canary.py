@@ -109,10 +109,10 @@ class Outcome:
 
 
 def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
-    from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series
-    from agentstage.release.state import (AWAITING_DEPLOY, PAUSED, WATCHING, CanaryState, Observation,
-                                          decide)
     from scipy.stats import norm
+
+    from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series
+    from agentstage.release.state import AWAITING_DEPLOY, PAUSED, CanaryState, Observation, decide
 
     spec = spec or _spec()
     rng = np.random.default_rng(seed)
@@ -145,8 +145,13 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
         n_s = total - n_c
         shared = math.exp(rng.normal(0, 0.5) - 0.125)
         lat_shared = math.exp(rng.normal(0, 0.15))
-        canary_bad = (scenario.error_factor != 1 or scenario.input_failures or scenario.latency_factor != 1
-                      or scenario.leak_per_request or (scenario.fails_from is not None and live_share >= scenario.fails_from))
+        canary_bad = (
+            scenario.error_factor != 1
+            or scenario.input_failures
+            or scenario.latency_factor != 1
+            or scenario.leak_per_request
+            or (scenario.fails_from is not None and live_share >= scenario.fails_from)
+        )
         if canary_bad and bad_since is None and n_c > 0:
             bad_since = minute
         for rev, n in (("canary", n_c), ("stable", n_s)):
@@ -180,12 +185,29 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
         series = {}
         for rev in ("canary", "stable"):
             c = cols[rev]
-            series[rev] = Series.build(rev, c["ends"][:seen], requests=c["req"][:seen], errors=c["bad"][:seen],
-                                       throttled=[0.0] * seen, latency=c["lat"][:seen], bounds=bounds,
-                                       memory=c["mem"][:seen]) if seen > 0 else None
+            series[rev] = (
+                Series.build(
+                    rev,
+                    c["ends"][:seen],
+                    requests=c["req"][:seen],
+                    errors=c["bad"][:seen],
+                    throttled=[0.0] * seen,
+                    latency=c["lat"][:seen],
+                    bounds=bounds,
+                    memory=c["mem"][:seen],
+                )
+                if seen > 0
+                else None
+            )
         desired = state.percent
-        obs = Observation(now, live_matches=live_share == desired, live={"canary": live_share},
-                          live_source="simulated", canary=series["canary"], stable=series["stable"])
+        obs = Observation(
+            now,
+            live_matches=live_share == desired,
+            live={"canary": live_share},
+            live_source="simulated",
+            canary=series["canary"],
+            stable=series["stable"],
+        )
         last_phase, last_percent = state.phase, state.percent
         state, result = decide(state, spec, obs)
         if result.verdict in ("advance", "rollback") and state.percent != desired:
@@ -215,8 +237,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, c - h), min(1.0, c + h)
 
 
-def run(runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float],
-        scenarios: list[Scenario]) -> list[dict]:
+def run(
+    runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float], scenarios: list[Scenario]
+) -> list[dict]:
     tasks = []
     for si, sc in enumerate(scenarios):
         n = healthy_runs if sc.expect in ("complete", "boundary") else runs
@@ -224,7 +247,7 @@ def run(runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float],
             seeds = [seed * 1_000_003 + si * 10_007 + int(rate * 13) * 101 + i for i in range(n)]
             chunk = max(1, math.ceil(n / (jobs * 4)))
             for i in range(0, n, chunk):
-                tasks.append((sc, rate, seeds[i:i + chunk]))
+                tasks.append((sc, rate, seeds[i : i + chunk]))
     results: dict[tuple[str, float], list[Outcome]] = {}
     done = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -246,26 +269,38 @@ def run(runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float],
             paused = sum(o.verdict == "paused" for o in outs)
             unfinished = sum(o.verdict == "unfinished" for o in outs)
             ttr = [o.minute - o.bad_since for o in rolled if o.bad_since is not None]
-            rows.append({
-                "scenario": sc.name, "rate": rate, "runs": n, "expect": sc.expect,
-                "rolled_back": len(rolled), "before_100": len(before), "in_watch": len(watch),
-                "paused": paused, "unfinished": unfinished,
-                "median_minutes_to_rollback": float(np.median(ttr)) if ttr else None,
-                "median_minutes": float(np.median([o.minute for o in outs])),
-            })
+            rows.append(
+                {
+                    "scenario": sc.name,
+                    "rate": rate,
+                    "runs": n,
+                    "expect": sc.expect,
+                    "rolled_back": len(rolled),
+                    "before_100": len(before),
+                    "in_watch": len(watch),
+                    "paused": paused,
+                    "unfinished": unfinished,
+                    "median_minutes_to_rollback": float(np.median(ttr)) if ttr else None,
+                    "median_minutes": float(np.median([o.minute for o in outs])),
+                }
+            )
     return rows
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'scenario':32} {'req/s':>6} {'runs':>5}  {'rolled back (95% CI)':>24} {'before 100%':>12} "
-          f"{'in watch':>9} {'paused':>7} {'median min to rollback':>23} {'median run min':>15}")
+    print(
+        f"{'scenario':32} {'req/s':>6} {'runs':>5}  {'rolled back (95% CI)':>24} {'before 100%':>12} "
+        f"{'in watch':>9} {'paused':>7} {'median min to rollback':>23} {'median run min':>15}"
+    )
     for r in rows:
         k, n = r["rolled_back"], r["runs"]
         lo, hi = wilson(k, n)
         ttr = "" if r["median_minutes_to_rollback"] is None else f"{r['median_minutes_to_rollback']:.0f}"
-        print(f"{r['scenario']:32} {r['rate']:>6g} {n:>5}  {k / n:>8.1%} ({lo:5.1%}-{hi:5.1%}) "
-              f"{r['before_100'] / n:>12.1%} {r['in_watch'] / n:>9.1%} {r['paused'] / n:>7.1%} {ttr:>23} "
-              f"{r['median_minutes']:>15.0f}")
+        print(
+            f"{r['scenario']:32} {r['rate']:>6g} {n:>5}  {k / n:>8.1%} ({lo:5.1%}-{hi:5.1%}) "
+            f"{r['before_100'] / n:>12.1%} {r['in_watch'] / n:>9.1%} {r['paused'] / n:>7.1%} {ttr:>23} "
+            f"{r['median_minutes']:>15.0f}"
+        )
 
 
 def main() -> None:
@@ -282,8 +317,10 @@ def main() -> None:
     started = time.perf_counter()
     rows = run(args.runs, args.healthy_runs, args.jobs, args.seed, rates, scenarios)
     report(rows)
-    print(f"\n{sum(r['runs'] for r in rows)} simulated rollouts in {time.perf_counter() - started:.0f} s "
-          f"({args.jobs} processes)")
+    print(
+        f"\n{sum(r['runs'] for r in rows)} simulated rollouts in {time.perf_counter() - started:.0f} s "
+        f"({args.jobs} processes)"
+    )
 
 
 if __name__ == "__main__":

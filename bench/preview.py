@@ -113,8 +113,10 @@ def main() -> None:
     runs = [run_measured([cli, "preview", "production", "-C", str(ROOT), "--json"]) for _ in range(max(args.repeat, 3))]
     walls = [w for w, _, _ in runs]
     count = len([r for r in json.loads(runs[0][2])["resources"] if r["custom"]])
-    print(f"   resources: {count}   wall: first {walls[0]:.2f}s, median {statistics.median(walls):.2f}s, "
-          f"max {max(walls):.2f}s   peak RSS: {max(m for _, m, _ in runs):.0f} MiB   (target <= 1.5 s)\n")
+    print(
+        f"   resources: {count}   wall: first {walls[0]:.2f}s, median {statistics.median(walls):.2f}s, "
+        f"max {max(walls):.2f}s   peak RSS: {max(m for _, m, _ in runs):.0f} MiB   (target <= 1.5 s)\n"
+    )
 
     sizes = [int(s) for s in args.sizes.split(",")]
     print("2. generated stacks, whole CLI process (median of runs)")
@@ -135,7 +137,9 @@ def main() -> None:
         print("3. engine overhead over bare Pulumi mock registration (in-process, warm, median)")
         print("   bare: the SDK's MockMonitor, echoing Mocks; bare* the same with the cycle collector")
         print("   paused as the engine pauses it, so the last column is the engine's own cost")
-        print(f"   {'agents':>6} {'resources':>9} {'bare s':>7} {'bare* s':>8} {'engine s':>9} {'vs bare':>8} {'vs bare*':>9}")
+        print(
+            f"   {'agents':>6} {'resources':>9} {'bare s':>7} {'bare* s':>8} {'engine s':>9} {'vs bare':>8} {'vs bare*':>9}"
+        )
         for n, project, stack in overhead_rows:
             if n < 10:
                 continue
@@ -146,8 +150,10 @@ def main() -> None:
                 _, _, out = run_measured([py, here, "--repeat", str(args.repeat), "--inner", mode, str(project), stack])
                 res[mode] = json.loads(out)
             bare, paused, eng = res["bare"]["median"], res["bare-paused"]["median"], res["engine"]["median"]
-            print(f"   {n:>6} {res['engine']['resources']:>9} {bare:>7.3f} {paused:>8.3f} {eng:>9.3f} "
-                  f"{eng / bare - 1:>+8.1%} {eng / paused - 1:>+9.1%}")
+            print(
+                f"   {n:>6} {res['engine']['resources']:>9} {bare:>7.3f} {paused:>8.3f} {eng:>9.3f} "
+                f"{eng / bare - 1:>+8.1%} {eng / paused - 1:>+9.1%}"
+            )
         print("   (target: overhead <= 25%)")
 
 

@@ -66,10 +66,11 @@ def bench_scipy_import() -> float:
 
 
 def bench_analysis() -> tuple[float, dict[str, int]]:
+    from ruamel.yaml import YAML
+
     from agentstage.release.analysis import analyse
     from agentstage.release.metrics import Point, Series
     from components.spec import AgentSpec
-    from ruamel.yaml import YAML
 
     data = YAML(typ="safe", pure=True).load((ROOT / "stacks" / "Pulumi.production.yaml").read_text())
     agent = data["config"]["agent-platform:agents"]["support-bot"]
@@ -99,17 +100,25 @@ def bench_analysis() -> tuple[float, dict[str, int]]:
 
 def main() -> None:
     elapsed, changed, updates = bench_rollback()
-    print(f"rollback (config write + offline plan diff, reference production): {elapsed:.2f} s, "
-          f"{changed} resource changed (target <= 3 s, exactly 1)")
+    print(
+        f"rollback (config write + offline plan diff, reference production): {elapsed:.2f} s, "
+        f"{changed} resource changed (target <= 3 s, exactly 1)"
+    )
     for line in updates:
         print(f"  ~ {line}")
-    print(f"  as a fresh CLI process (`agentstage rollback production`, imports included): {bench_rollback_cli():.2f} s")
+    print(
+        f"  as a fresh CLI process (`agentstage rollback production`, imports included): {bench_rollback_cli():.2f} s"
+    )
     imported = bench_scipy_import()
     elapsed, verdicts = bench_analysis()
-    print(f"analysis of 10 agents x 2 revisions x 60 one-minute points: {elapsed * 1000:.0f} ms "
-          f"(target <= 1 s); verdicts {verdicts}")
-    print(f"  plus a one-time import of scipy.stats per process: {imported * 1000:.0f} ms "
-          f"(total {(imported + elapsed) * 1000:.0f} ms)")
+    print(
+        f"analysis of 10 agents x 2 revisions x 60 one-minute points: {elapsed * 1000:.0f} ms "
+        f"(target <= 1 s); verdicts {verdicts}"
+    )
+    print(
+        f"  plus a one-time import of scipy.stats per process: {imported * 1000:.0f} ms "
+        f"(total {(imported + elapsed) * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

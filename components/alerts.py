@@ -24,9 +24,17 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp.monitoring import (
     AlertPolicyConditionArgs,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdAggregationArgs as Aggregation,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdArgs as Threshold,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdDenominatorAggregationArgs as DenominatorAggregation,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
 )
 
@@ -82,14 +90,26 @@ class AgentAlerts(pulumi.ComponentResource):
             return AlertPolicyConditionArgs(
                 display_name=title,
                 condition_threshold=Threshold(
-                    filter=run_filter(REQUEST_COUNT, service, revision=revision,
-                                      extra=['metric.label."response_code_class" = "5xx"']),
+                    filter=run_filter(
+                        REQUEST_COUNT, service, revision=revision, extra=['metric.label."response_code_class" = "5xx"']
+                    ),
                     denominator_filter=run_filter(REQUEST_COUNT, service, revision=revision),
-                    aggregations=[Aggregation(alignment_period=ALIGNMENT, per_series_aligner="ALIGN_RATE",
-                                              cross_series_reducer="REDUCE_SUM", group_by_fields=group)],
-                    denominator_aggregations=[DenominatorAggregation(
-                        alignment_period=ALIGNMENT, per_series_aligner="ALIGN_RATE",
-                        cross_series_reducer="REDUCE_SUM", group_by_fields=group)],
+                    aggregations=[
+                        Aggregation(
+                            alignment_period=ALIGNMENT,
+                            per_series_aligner="ALIGN_RATE",
+                            cross_series_reducer="REDUCE_SUM",
+                            group_by_fields=group,
+                        )
+                    ],
+                    denominator_aggregations=[
+                        DenominatorAggregation(
+                            alignment_period=ALIGNMENT,
+                            per_series_aligner="ALIGN_RATE",
+                            cross_series_reducer="REDUCE_SUM",
+                            group_by_fields=group,
+                        )
+                    ],
                     comparison="COMPARISON_GT",
                     threshold_value=spec.error_rate,
                     duration=_seconds(d),
@@ -103,14 +123,16 @@ class AgentAlerts(pulumi.ComponentResource):
             title=f"{name}: 5xx ratio above {spec.error_rate * 100:g}%",
             severity="CRITICAL",
             conditions=[error_condition(f"{service} 5xx ratio > {spec.error_rate:g}", None)]
-            + [error_condition(f"{r.revision} ({r.role} {r.version}) 5xx ratio > {spec.error_rate:g}", r.revision)
-               for r in revisions],
+            + [
+                error_condition(f"{r.revision} ({r.role} {r.version}) 5xx ratio > {spec.error_rate:g}", r.revision)
+                for r in revisions
+            ],
             means=f"More than {spec.error_rate:.2%} of the requests to {service} failed with a 5xx status "
             f"for {d} minutes, across the service or on one of its revisions.",
             steps=[
                 "Open the incident: it names the service or the revision whose ratio crossed the threshold.",
-                f"Read the agent's error logs: `resource.type=\"cloud_run_revision\" "
-                f"resource.labels.service_name=\"{service}\" severity>=ERROR`.",
+                f'Read the agent\'s error logs: `resource.type="cloud_run_revision" '
+                f'resource.labels.service_name="{service}" severity>=ERROR`.',
                 "Check the tool-call error and model signals on the environment dashboard.",
             ],
         )
@@ -121,9 +143,14 @@ class AgentAlerts(pulumi.ComponentResource):
                 display_name=title,
                 condition_threshold=Threshold(
                     filter=run_filter(REQUEST_LATENCIES, service, revision=revision),
-                    aggregations=[Aggregation(alignment_period=ALIGNMENT, per_series_aligner="ALIGN_DELTA",
-                                              cross_series_reducer="REDUCE_PERCENTILE_99",
-                                              group_by_fields=[REVISION_LABEL] if revision else [])],
+                    aggregations=[
+                        Aggregation(
+                            alignment_period=ALIGNMENT,
+                            per_series_aligner="ALIGN_DELTA",
+                            cross_series_reducer="REDUCE_PERCENTILE_99",
+                            group_by_fields=[REVISION_LABEL] if revision else [],
+                        )
+                    ],
                     comparison="COMPARISON_GT",
                     threshold_value=spec.latency_p99_ms,
                     duration=_seconds(d),
@@ -137,8 +164,12 @@ class AgentAlerts(pulumi.ComponentResource):
             title=f"{name}: p99 latency above {spec.latency_p99_ms} ms",
             severity="ERROR",
             conditions=[latency_condition(f"{service} p99 latency > {spec.latency_p99_ms} ms", None)]
-            + [latency_condition(f"{r.revision} ({r.role} {r.version}) p99 latency > {spec.latency_p99_ms} ms",
-                                 r.revision) for r in revisions],
+            + [
+                latency_condition(
+                    f"{r.revision} ({r.role} {r.version}) p99 latency > {spec.latency_p99_ms} ms", r.revision
+                )
+                for r in revisions
+            ],
             means=f"The 99th percentile of request latency of {service} stayed above {spec.latency_p99_ms} ms "
             f"for {d} minutes.",
             steps=[
@@ -153,19 +184,26 @@ class AgentAlerts(pulumi.ComponentResource):
             "memory",
             title=f"{name}: memory utilization above {spec.memory_utilization:.0%}",
             severity="WARNING",
-            conditions=[AlertPolicyConditionArgs(
-                display_name=f"{service} p99 memory utilization > {spec.memory_utilization:.0%} (per revision)",
-                condition_threshold=Threshold(
-                    filter=run_filter(MEMORY_UTILIZATIONS, service),
-                    aggregations=[Aggregation(alignment_period=ALIGNMENT, per_series_aligner="ALIGN_DELTA",
-                                              cross_series_reducer="REDUCE_PERCENTILE_99",
-                                              group_by_fields=[REVISION_LABEL])],
-                    comparison="COMPARISON_GT",
-                    threshold_value=spec.memory_utilization,
-                    duration=_seconds(2 * d),
-                    trigger=Trigger(count=1),
-                ),
-            )],
+            conditions=[
+                AlertPolicyConditionArgs(
+                    display_name=f"{service} p99 memory utilization > {spec.memory_utilization:.0%} (per revision)",
+                    condition_threshold=Threshold(
+                        filter=run_filter(MEMORY_UTILIZATIONS, service),
+                        aggregations=[
+                            Aggregation(
+                                alignment_period=ALIGNMENT,
+                                per_series_aligner="ALIGN_DELTA",
+                                cross_series_reducer="REDUCE_PERCENTILE_99",
+                                group_by_fields=[REVISION_LABEL],
+                            )
+                        ],
+                        comparison="COMPARISON_GT",
+                        threshold_value=spec.memory_utilization,
+                        duration=_seconds(2 * d),
+                        trigger=Trigger(count=1),
+                    ),
+                )
+            ],
             means=f"Containers of {service} used more than {spec.memory_utilization:.0%} of their memory limit "
             f"for {2 * d} minutes; out-of-memory restarts drop in-flight conversations.",
             steps=[
@@ -183,19 +221,27 @@ class AgentAlerts(pulumi.ComponentResource):
                 "saturation",
                 title=f"{name}: instances above {limit:g} of max {scaling.max_instances}",
                 severity="WARNING",
-                conditions=[AlertPolicyConditionArgs(
-                    display_name=f"{service} instances (all revisions) > {limit:g} "
-                    f"(service max_instances {scaling.max_instances})",
-                    condition_threshold=Threshold(
-                        filter=run_filter(INSTANCE_COUNT, service),
-                        aggregations=[Aggregation(alignment_period=ALIGNMENT, per_series_aligner="ALIGN_MAX",
-                                                  cross_series_reducer="REDUCE_SUM", group_by_fields=[])],
-                        comparison="COMPARISON_GT",
-                        threshold_value=limit,
-                        duration=_seconds(2 * d),
-                        trigger=Trigger(count=1),
-                    ),
-                )],
+                conditions=[
+                    AlertPolicyConditionArgs(
+                        display_name=f"{service} instances (all revisions) > {limit:g} "
+                        f"(service max_instances {scaling.max_instances})",
+                        condition_threshold=Threshold(
+                            filter=run_filter(INSTANCE_COUNT, service),
+                            aggregations=[
+                                Aggregation(
+                                    alignment_period=ALIGNMENT,
+                                    per_series_aligner="ALIGN_MAX",
+                                    cross_series_reducer="REDUCE_SUM",
+                                    group_by_fields=[],
+                                )
+                            ],
+                            comparison="COMPARISON_GT",
+                            threshold_value=limit,
+                            duration=_seconds(2 * d),
+                            trigger=Trigger(count=1),
+                        ),
+                    )
+                ],
                 means=f"{service} ran more than {limit:g} instances across its revisions (the service allows "
                 f"{scaling.max_instances} in all) for {2 * d} minutes: close to the cap, new requests queue and "
                 "then fail with 429/503.",

@@ -46,8 +46,13 @@ def live_traffic(
     out = []
     for status in statuses or []:
         revision = status.get("revision") or (latest if status.get("type") == LATEST else "")
-        out.append({"revision": revision.rsplit("/", 1)[-1], "percent": int(status.get("percent") or 0),
-                    "tag": status.get("tag") or None})
+        out.append(
+            {
+                "revision": revision.rsplit("/", 1)[-1],
+                "percent": int(status.get("percent") or 0),
+                "tag": status.get("tag") or None,
+            }
+        )
     return out
 
 
@@ -162,21 +167,27 @@ class CloudRunAgent(pulumi.ComponentResource):
         for key, value in extra.items():
             if not isinstance(value, str):
                 raise ComponentError(
-                    "CloudRunAgent", name,
+                    "CloudRunAgent",
+                    name,
                     f"extra_env[{key!r}] is a {type(value).__name__}, not a string: the revision name is a digest of "
-                    "the whole template, so every env value must be known when the program runs")
+                    "the whole template, so every env value must be known when the program runs",
+                )
         clash = sorted(set(extra) & (set(spec.env) | set(spec.secrets)))
         if clash:
-            raise ComponentError("CloudRunAgent", name, f"extra_env sets {clash[0]}, which the agent's env or secrets set too")
+            raise ComponentError(
+                "CloudRunAgent", name, f"extra_env sets {clash[0]}, which the agent's env or secrets set too"
+            )
 
         template = revision_template(spec, service_account=identity.email_address, labels=labels, extra_env=extra)
         self.revision = revision_name(service_name, spec.release.version, template_digest(template))
         self.stable_revision_name = spec.stable_revision_name(service_name)
         if self.stable_revision_name == self.revision:
             raise ComponentError(
-                "CloudRunAgent", name,
+                "CloudRunAgent",
+                name,
                 f"stable_revision {self.stable_revision_name!r} is the revision the release's template deploys; "
-                "a canary needs two different revisions")
+                "a canary needs two different revisions",
+            )
 
         deployed = copy.deepcopy(template)
         deployed["revision"] = self.revision
@@ -202,8 +213,7 @@ class CloudRunAgent(pulumi.ComponentResource):
             ),
             template=deployed,
             traffics=[
-                run.ServiceTrafficArgs(type=t.type, revision=t.revision, percent=t.percent, tag=t.tag)
-                for t in traffic
+                run.ServiceTrafficArgs(type=t.type, revision=t.revision, percent=t.percent, tag=t.tag) for t in traffic
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*identity.grants, *depends_on]),
         )
@@ -228,7 +238,8 @@ class CloudRunAgent(pulumi.ComponentResource):
         self.stable_revision = pulumi.Output.from_input(self.stable_revision_name)
         self.service_account_email = identity.email
         self.live_traffic = pulumi.Output.all(self.service.traffic_statuses, self.service.latest_ready_revision).apply(
-            lambda values: live_traffic(values[0], values[1]))
+            lambda values: live_traffic(values[0], values[1])
+        )
         self.register_outputs(
             {
                 "url": self.url,

@@ -63,7 +63,9 @@ def _series(filter_: str, aligner: str, reducer: str, legend: str, period: str =
         "plotType": "LINE",
         "legendTemplate": legend,
         "targetAxis": "Y1",
-        "timeSeriesQuery": {"timeSeriesFilter": {"filter": filter_, "aggregation": _aggregation(aligner, reducer, period)}},
+        "timeSeriesQuery": {
+            "timeSeriesFilter": {"filter": filter_, "aggregation": _aggregation(aligner, reducer, period)}
+        },
     }
 
 
@@ -75,8 +77,10 @@ def _chart(title: str, data_sets: list[dict[str, Any]], *, unit: str, threshold:
 
 
 def _log_metric(service: str, signal: str) -> str:
-    return (f'metric.type = "logging.googleapis.com/user/{signal_metric_name(service, signal)}" AND '
-            f'resource.type = "cloud_run_revision"')
+    return (
+        f'metric.type = "logging.googleapis.com/user/{signal_metric_name(service, signal)}" AND '
+        f'resource.type = "cloud_run_revision"'
+    )
 
 
 def _row_widgets(row: DashboardRow, alerts: AlertsSpec) -> list[dict[str, Any]]:
@@ -85,37 +89,60 @@ def _row_widgets(row: DashboardRow, alerts: AlertsSpec) -> list[dict[str, Any]]:
         "plotType": "LINE",
         "legendTemplate": BY_REVISION,
         "targetAxis": "Y1",
-        "timeSeriesQuery": {"timeSeriesFilterRatio": {
-            "numerator": {"filter": run_filter(REQUEST_COUNT, svc, extra=['metric.label."response_code_class" = "5xx"']),
-                          "aggregation": _aggregation("ALIGN_RATE", "REDUCE_SUM")},
-            "denominator": {"filter": run_filter(REQUEST_COUNT, svc),
-                            "aggregation": _aggregation("ALIGN_RATE", "REDUCE_SUM")},
-        }},
+        "timeSeriesQuery": {
+            "timeSeriesFilterRatio": {
+                "numerator": {
+                    "filter": run_filter(REQUEST_COUNT, svc, extra=['metric.label."response_code_class" = "5xx"']),
+                    "aggregation": _aggregation("ALIGN_RATE", "REDUCE_SUM"),
+                },
+                "denominator": {
+                    "filter": run_filter(REQUEST_COUNT, svc),
+                    "aggregation": _aggregation("ALIGN_RATE", "REDUCE_SUM"),
+                },
+            }
+        },
     }
     latency = [
         _series(run_filter(REQUEST_LATENCIES, svc), "ALIGN_DELTA", f"REDUCE_PERCENTILE_{p}", f"p{p} {BY_REVISION}")
         for p in (50, 95, 99)
     ]
     return [
-        _chart("Requests/s by revision",
-               [_series(run_filter(REQUEST_COUNT, svc), "ALIGN_RATE", "REDUCE_SUM", BY_REVISION)], unit="req/s"),
+        _chart(
+            "Requests/s by revision",
+            [_series(run_filter(REQUEST_COUNT, svc), "ALIGN_RATE", "REDUCE_SUM", BY_REVISION)],
+            unit="req/s",
+        ),
         _chart("5xx ratio by revision", [errors], unit="ratio", threshold=alerts.error_rate),
         _chart("Latency p50/p95/p99 by revision (ms)", latency, unit="ms", threshold=alerts.latency_p99_ms),
-        _chart("Instances by revision",
-               [_series(run_filter(INSTANCE_COUNT, svc), "ALIGN_MAX", "REDUCE_SUM", BY_REVISION)],
-               unit="instances", threshold=row.max_instances),
-        _chart("Memory utilization p99 by revision",
-               [_series(run_filter(MEMORY_UTILIZATIONS, svc), "ALIGN_DELTA", "REDUCE_PERCENTILE_99", BY_REVISION)],
-               unit="ratio", threshold=alerts.memory_utilization),
-        _chart("Tool-call errors / 5 min by revision",
-               [_series(_log_metric(svc, "tool-errors"), "ALIGN_DELTA", "REDUCE_SUM", BY_REVISION, "300s")],
-               unit="errors", threshold=alerts.tool_errors_per_5m),
-        _chart("Guardrail blocks / 5 min by revision",
-               [_series(_log_metric(svc, "guardrail-blocks"), "ALIGN_DELTA", "REDUCE_SUM", BY_REVISION, "300s")],
-               unit="blocks", threshold=alerts.guardrail_blocks_per_5m),
-        _chart("Tokens per model call p95 by revision",
-               [_series(_log_metric(svc, "tokens"), "ALIGN_DELTA", "REDUCE_PERCENTILE_95", BY_REVISION)],
-               unit="tokens"),
+        _chart(
+            "Instances by revision",
+            [_series(run_filter(INSTANCE_COUNT, svc), "ALIGN_MAX", "REDUCE_SUM", BY_REVISION)],
+            unit="instances",
+            threshold=row.max_instances,
+        ),
+        _chart(
+            "Memory utilization p99 by revision",
+            [_series(run_filter(MEMORY_UTILIZATIONS, svc), "ALIGN_DELTA", "REDUCE_PERCENTILE_99", BY_REVISION)],
+            unit="ratio",
+            threshold=alerts.memory_utilization,
+        ),
+        _chart(
+            "Tool-call errors / 5 min by revision",
+            [_series(_log_metric(svc, "tool-errors"), "ALIGN_DELTA", "REDUCE_SUM", BY_REVISION, "300s")],
+            unit="errors",
+            threshold=alerts.tool_errors_per_5m,
+        ),
+        _chart(
+            "Guardrail blocks / 5 min by revision",
+            [_series(_log_metric(svc, "guardrail-blocks"), "ALIGN_DELTA", "REDUCE_SUM", BY_REVISION, "300s")],
+            unit="blocks",
+            threshold=alerts.guardrail_blocks_per_5m,
+        ),
+        _chart(
+            "Tokens per model call p95 by revision",
+            [_series(_log_metric(svc, "tokens"), "ALIGN_DELTA", "REDUCE_PERCENTILE_95", BY_REVISION)],
+            unit="tokens",
+        ),
     ]
 
 
@@ -127,16 +154,32 @@ def dashboard_json(
     tiles: list[dict[str, Any]] = []
     y = 0
     for row in sorted(rows, key=lambda r: r.agent):
-        tiles.append({
-            "xPos": 0, "yPos": y, "width": COLUMNS, "height": HEADER_HEIGHT,
-            "widget": {"title": f"{row.agent} ({row.service})",
-                       "text": {"content": f"Agent **{row.agent}**, Cloud Run service `{row.service}`: "
-                                           "every series is split by revision (stable beside canary).",
-                                "format": "MARKDOWN"}},
-        })
+        tiles.append(
+            {
+                "xPos": 0,
+                "yPos": y,
+                "width": COLUMNS,
+                "height": HEADER_HEIGHT,
+                "widget": {
+                    "title": f"{row.agent} ({row.service})",
+                    "text": {
+                        "content": f"Agent **{row.agent}**, Cloud Run service `{row.service}`: "
+                        "every series is split by revision (stable beside canary).",
+                        "format": "MARKDOWN",
+                    },
+                },
+            }
+        )
         for i, widget in enumerate(_row_widgets(row, alerts)):
-            tiles.append({"xPos": i * CHART_WIDTH, "yPos": y + HEADER_HEIGHT, "width": CHART_WIDTH,
-                          "height": CHART_HEIGHT, "widget": widget})
+            tiles.append(
+                {
+                    "xPos": i * CHART_WIDTH,
+                    "yPos": y + HEADER_HEIGHT,
+                    "width": CHART_WIDTH,
+                    "height": CHART_HEIGHT,
+                    "widget": widget,
+                }
+            )
         y += HEADER_HEIGHT + CHART_HEIGHT
     body = {
         "displayName": f"agentstage agents ({environment})",

@@ -22,7 +22,12 @@ from components.known import known_after
 from components.ops_spec import ENFORCEMENT, GuardrailsSpec
 
 __all__ = [
-    "AgentGuardrails", "filter_config", "template_id", "template_resource_name", "RAI_FILTERS", "MODEL_ARMOR_USER",
+    "AgentGuardrails",
+    "filter_config",
+    "template_id",
+    "template_resource_name",
+    "RAI_FILTERS",
+    "MODEL_ARMOR_USER",
     "TEMPLATE_ENV",
 ]
 
@@ -54,8 +59,9 @@ def filter_config(spec: GuardrailsSpec, *, production: bool) -> TemplateFilterCo
             filter_enforcement="ENABLED", confidence_level=spec.effective_jailbreak(production)
         ),
         rai_settings=TemplateFilterConfigRaiSettingsArgs(
-            rai_filters=[TemplateFilterConfigRaiSettingsRaiFilterArgs(filter_type=t, confidence_level=rai)
-                         for t in RAI_FILTERS]
+            rai_filters=[
+                TemplateFilterConfigRaiSettingsRaiFilterArgs(filter_type=t, confidence_level=rai) for t in RAI_FILTERS
+            ]
         ),
         malicious_uri_filter_settings=TemplateFilterConfigMaliciousUriFilterSettingsArgs(
             filter_enforcement=_on(spec.malicious_urls)

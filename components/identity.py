@@ -37,9 +37,11 @@ def account_id(agent: str, environment: str, prefix: str = "") -> str:
         full = f"{full}-agent"
     if not re.fullmatch(r"[a-z]([-a-z0-9]{4,28})[a-z0-9]", full):
         raise ComponentError(
-            "AgentIdentity", agent,
+            "AgentIdentity",
+            agent,
             f"cannot form a service account id from environment {environment!r} and prefix {prefix!r}: "
-            f"{full!r} is not 6-30 lowercase letters, digits or '-' starting with a letter")
+            f"{full!r} is not 6-30 lowercase letters, digits or '-' starting with a letter",
+        )
     return full
 
 

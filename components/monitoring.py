@@ -110,7 +110,9 @@ def run_filter(metric: str, service: str, *, revision: str | None = None, extra:
     return " AND ".join(parts)
 
 
-def documentation(ctx: MonitoringContext, *, title: str, means: str, steps: Sequence[str]) -> AlertPolicyDocumentationArgs:
+def documentation(
+    ctx: MonitoringContext, *, title: str, means: str, steps: Sequence[str]
+) -> AlertPolicyDocumentationArgs:
     """On-call documentation: what the alert means, first steps, and how to roll back."""
     lines = [f"## {title}", "", means, "", "### First steps", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]

@@ -55,7 +55,9 @@ class NotificationChannels(pulumi.ComponentResource):
         self.channels: dict[str, gcp.monitoring.NotificationChannel] = {}
         email: list[gcp.monitoring.NotificationChannel] = []
 
-        def channel(kind: str, target: str, type_: str, channel_labels: dict[str, str]) -> gcp.monitoring.NotificationChannel:
+        def channel(
+            kind: str, target: str, type_: str, channel_labels: dict[str, str]
+        ) -> gcp.monitoring.NotificationChannel:
             resource = gcp.monitoring.NotificationChannel(
                 f"{name}-{kind}-{channel_key(target)}",
                 project=project,
@@ -78,7 +80,9 @@ class NotificationChannels(pulumi.ComponentResource):
             number = gcp.organizations.get_project_output(
                 project_id=project, opts=pulumi.InvokeOutputOptions(parent=self)
             ).number
-            agent = number.apply(lambda n: f"serviceAccount:service-{n}@gcp-sa-monitoring-notification.iam.gserviceaccount.com")
+            agent = number.apply(
+                lambda n: f"serviceAccount:service-{n}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+            )
         for topic in spec.pubsub_topics:
             resource = channel("pubsub", topic, "pubsub", {"topic": topic})
             self.publishers[topic] = gcp.pubsub.TopicIAMMember(

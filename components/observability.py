@@ -17,7 +17,7 @@ from components.alerts import AgentAlerts
 from components.contract import COMPONENT_TYPES
 from components.dashboard import AgentDashboard, DashboardRow
 from components.labels import agent_labels, platform_labels
-from components.monitoring import MonitoringContext, RevisionRef, agent_revisions
+from components.monitoring import MonitoringContext, RevisionRef
 from components.notifications import NotificationChannels
 from components.signals import AgentSignals
 from components.slo import AgentSlos
@@ -81,8 +81,12 @@ class AgentObservability(pulumi.ComponentResource):
         alerts = spec.alerts
         env_labels = platform_labels(spec.environment, spec.labels)
         self.channels = NotificationChannels(
-            f"{name}-notify", spec=alerts, project=spec.project, environment=spec.environment,
-            labels=env_labels, opts=child,
+            f"{name}-notify",
+            spec=alerts,
+            project=spec.project,
+            environment=spec.environment,
+            labels=env_labels,
+            opts=child,
         )
         self.alerts: dict[str, AgentAlerts] = {}
         self.slos: dict[str, AgentSlos] = {}
@@ -91,8 +95,14 @@ class AgentObservability(pulumi.ComponentResource):
         if alerts.enabled:
             for agent, aspec in sorted(spec.agents.items()):
                 ctx = MonitoringContext(
-                    agent=agent, spec=alerts, service=spec.service_name(agent), project=spec.project,
-                    region=spec.region, stack=stack, revisions=revisions[agent], channels=self.channels.names,
+                    agent=agent,
+                    spec=alerts,
+                    service=spec.service_name(agent),
+                    project=spec.project,
+                    region=spec.region,
+                    stack=stack,
+                    revisions=revisions[agent],
+                    channels=self.channels.names,
                     labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
                 )
                 self.alerts[agent] = AgentAlerts(agent, ctx, scaling=aspec.scaling, opts=child)
@@ -111,15 +121,19 @@ class AgentObservability(pulumi.ComponentResource):
         self.channel_names = self.channels.names
         self.email_channel_names = self.channels.email_names
         self.dashboard_id = self.dashboard.dashboard_id if self.dashboard else pulumi.Output.from_input(None)
-        self.policies = pulumi.Output.from_input({
-            agent: pulumi.Output.all(
-                self.alerts[agent].policy_names, self.slos[agent].policy_names, self.signals[agent].policy_names
-            ).apply(lambda parts: {k: v for part in parts for k, v in part.items()})
-            for agent in self.alerts
-        })
-        self.register_outputs({
-            "channel_names": self.channel_names,
-            "email_channel_names": self.email_channel_names,
-            "dashboard_id": self.dashboard_id,
-            "policies": self.policies,
-        })
+        self.policies = pulumi.Output.from_input(
+            {
+                agent: pulumi.Output.all(
+                    self.alerts[agent].policy_names, self.slos[agent].policy_names, self.signals[agent].policy_names
+                ).apply(lambda parts: {k: v for part in parts for k, v in part.items()})
+                for agent in self.alerts
+            }
+        )
+        self.register_outputs(
+            {
+                "channel_names": self.channel_names,
+                "email_channel_names": self.email_channel_names,
+                "dashboard_id": self.dashboard_id,
+                "policies": self.policies,
+            }
+        )

@@ -39,10 +39,24 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 #: Where Model Armor runs: its regions and the us / eu multi-regions (Model Armor docs,
 #: "Model Armor locations").
 MODEL_ARMOR_LOCATIONS = (
-    "us", "eu",
-    "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1", "australia-southeast2",
-    "europe-southwest1", "europe-west1", "europe-west2", "europe-west3", "europe-west4", "europe-west9",
-    "northamerica-northeast2", "us-central1", "us-east1", "us-east4", "us-west1",
+    "us",
+    "eu",
+    "asia-northeast1",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-southeast1",
+    "australia-southeast2",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west9",
+    "northamerica-northeast2",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-west1",
 )
 
 #: Model Armor confidence levels, config value -> API enum (most to least sensitive).
@@ -158,7 +172,8 @@ class AlertsSpec(StrictModel):
         "1..60 minutes; memory and saturation use twice this. Default: 5.",
     )
     tool_errors_per_5m: int = Field(
-        default=10, description="Alert when an agent logs more tool-call errors than this in 5 minutes, >= 1. Default: 10."
+        default=10,
+        description="Alert when an agent logs more tool-call errors than this in 5 minutes, >= 1. Default: 10.",
     )
     guardrail_blocks_per_5m: int = Field(
         default=20,
@@ -192,8 +207,12 @@ class AlertsSpec(StrictModel):
     def _topics(cls, v: list[str]) -> list[str]:
         for i, topic in enumerate(v):
             if not _TOPIC.match(topic):
-                raise SpecIssue("is not a Pub/Sub topic; use projects/<project>/topics/<topic>",
-                                path=(i,), value=topic, has_value=True)
+                raise SpecIssue(
+                    "is not a Pub/Sub topic; use projects/<project>/topics/<topic>",
+                    path=(i,),
+                    value=topic,
+                    has_value=True,
+                )
         return v
 
     @field_validator("webhooks")
@@ -291,7 +310,7 @@ class BudgetSpec(StrictModel):
     @classmethod
     def _account(cls, v: Any) -> Any:
         if isinstance(v, str) and v.startswith("billingAccounts/"):
-            v = v[len("billingAccounts/"):]
+            v = v[len("billingAccounts/") :]
         if v is not None and (not isinstance(v, str) or not _BILLING_ACCOUNT.match(v)):
             raise SpecIssue("is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)")
         return v
@@ -330,8 +349,9 @@ class BudgetSpec(StrictModel):
         for key, value in v.items():
             value = str(value).lower() if isinstance(value, bool) else str(value)
             if not check_label_key(str(key)) or not check_label_value(value):
-                raise SpecIssue("is not a label; use a lowercase label key and value", path=(key,),
-                                value=value, has_value=True)
+                raise SpecIssue(
+                    "is not a label; use a lowercase label key and value", path=(key,), value=value, has_value=True
+                )
             out[str(key)] = value
         return out
 
@@ -340,12 +360,16 @@ class BudgetSpec(StrictModel):
         if self.billing_account is not None and self.monthly_amount is None:
             raise SpecIssue(
                 "is not set; a budget needs its monthly amount (in the billing account's currency)",
-                path=("monthly_amount",), value=None, has_value=True,
+                path=("monthly_amount",),
+                value=None,
+                has_value=True,
             )
         if self.billing_account is not None and not (self.thresholds or self.forecast_thresholds):
             raise SpecIssue(
                 "is empty and so is forecast_thresholds; a budget that never notifies is useless",
-                path=("thresholds",), value=[], has_value=True,
+                path=("thresholds",),
+                value=[],
+                has_value=True,
             )
         return self
 

@@ -98,7 +98,10 @@ class AgentPlatform(pulumi.ComponentResource):
             for agent, svc in self.services.items()
         }
         self.observability = AgentObservability(
-            "observability", spec, stack=pulumi.get_stack(), revisions=revisions,
+            "observability",
+            spec,
+            stack=pulumi.get_stack(),
+            revisions=revisions,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.budget: AgentBudget | None = None

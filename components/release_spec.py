@@ -153,8 +153,12 @@ class GatesSpec(StrictModel):
     def _peak(cls, v: dict[str, float]) -> dict[str, float]:
         for agent, rps in v.items():
             if not math.isfinite(rps) or rps <= 0:
-                raise SpecIssue("is not a request rate; give the expected peak requests per second, > 0",
-                                path=(agent,), value=rps, has_value=True)
+                raise SpecIssue(
+                    "is not a request rate; give the expected peak requests per second, > 0",
+                    path=(agent,),
+                    value=rps,
+                    has_value=True,
+                )
         return v
 
     @field_validator("peak_to_average")
@@ -186,8 +190,9 @@ class GatesSpec(StrictModel):
     def _volume(cls, v: dict[str, int]) -> dict[str, int]:
         for agent, n in v.items():
             if n < 0:
-                raise SpecIssue("is negative; give the expected requests per month", path=(agent,), value=n,
-                                has_value=True)
+                raise SpecIssue(
+                    "is negative; give the expected requests per month", path=(agent,), value=n, has_value=True
+                )
         return v
 
     def eval_thresholds(self, agent: str) -> dict[str, float]:
@@ -202,8 +207,10 @@ class GatesSpec(StrictModel):
         volume = self.monthly_requests.get(agent)
         if volume is None:
             return None
-        return (volume / SECONDS_PER_MONTH * self.peak_to_average,
-                f"monthly_requests {volume:,} / 30 days x peak_to_average {self.peak_to_average:g}")
+        return (
+            volume / SECONDS_PER_MONTH * self.peak_to_average,
+            f"monthly_requests {volume:,} / 30 days x peak_to_average {self.peak_to_average:g}",
+        )
 
 
 def _score(v: float, path: tuple[str, ...]) -> None:
@@ -235,8 +242,7 @@ class AnalysisSpec(StrictModel):
     )
     latency_tolerance: float = Field(
         default=0.10,
-        description="The canary's latency distribution may be slower than stable's by this ratio, "
-        "0..1. Default: 0.10.",
+        description="The canary's latency distribution may be slower than stable's by this ratio, 0..1. Default: 0.10.",
     )
     signals: list[str] = Field(
         default_factory=list,
@@ -285,15 +291,22 @@ class AnalysisSpec(StrictModel):
     @classmethod
     def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for old, new in (("error_tolerance", "relative_error_tolerance and absolute_error_tolerance"),
-                             ("max_inconclusive", "max_extension_minutes (low traffic extends the step, "
-                                                  "then pauses for a person)")):
+            for old, new in (
+                ("error_tolerance", "relative_error_tolerance and absolute_error_tolerance"),
+                ("max_inconclusive", "max_extension_minutes (low traffic extends the step, then pauses for a person)"),
+            ):
                 if old in data:
                     raise SpecIssue(f"no longer exists; use {new}", path=(old,), value=data[old], has_value=True)
         return data
 
-    @field_validator("min_requests", "min_points", "watch_minutes", "max_metrics_failures",
-                     "deploy_timeout_minutes", "memory_horizon_minutes")
+    @field_validator(
+        "min_requests",
+        "min_points",
+        "watch_minutes",
+        "max_metrics_failures",
+        "deploy_timeout_minutes",
+        "memory_horizon_minutes",
+    )
     @classmethod
     def _count(cls, v: int) -> int:
         if v < 1:

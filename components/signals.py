@@ -39,8 +39,14 @@ from pulumi_gcp.logging import (
 )
 from pulumi_gcp.monitoring import (
     AlertPolicyConditionArgs,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdAggregationArgs as Aggregation,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdArgs as Threshold,
+)
+from pulumi_gcp.monitoring import (
     AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
 )
 
@@ -64,8 +70,6 @@ SIGNALS: dict[str, tuple[str, str]] = {
         "Model tokens per model call, by model: the cost of a request.",
     ),
 }
-
-
 
 
 def log_filter(service: str, signal: str) -> str:
@@ -92,21 +96,29 @@ class AgentSignals(pulumi.ComponentResource):
         for signal, (_, description) in SIGNALS.items():
             if signal == "tokens":
                 descriptor = MetricMetricDescriptorArgs(
-                    metric_kind="DELTA", value_type="DISTRIBUTION", unit="1",
+                    metric_kind="DELTA",
+                    value_type="DISTRIBUTION",
+                    unit="1",
                     display_name=f"{service} tokens per model call",
-                    labels=[MetricMetricDescriptorLabelArgs(key="model", value_type="STRING",
-                                                            description="Model called")],
+                    labels=[
+                        MetricMetricDescriptorLabelArgs(key="model", value_type="STRING", description="Model called")
+                    ],
                 )
                 extra = dict(
                     value_extractor="EXTRACT(jsonPayload.total_tokens)",
                     label_extractors={"model": "EXTRACT(jsonPayload.model)"},
-                    bucket_options=MetricBucketOptionsArgs(exponential_buckets=MetricBucketOptionsExponentialBucketsArgs(
-                        num_finite_buckets=20, growth_factor=2, scale=16)),
+                    bucket_options=MetricBucketOptionsArgs(
+                        exponential_buckets=MetricBucketOptionsExponentialBucketsArgs(
+                            num_finite_buckets=20, growth_factor=2, scale=16
+                        )
+                    ),
                 )
             else:
                 key = "tool" if signal == "tool-errors" else "stage"
                 descriptor = MetricMetricDescriptorArgs(
-                    metric_kind="DELTA", value_type="INT64", unit="1",
+                    metric_kind="DELTA",
+                    value_type="INT64",
+                    unit="1",
                     display_name=f"{service} {signal.replace('-', ' ')}",
                     labels=[MetricMetricDescriptorLabelArgs(key=key, value_type="STRING")],
                 )
@@ -139,18 +151,26 @@ class AgentSignals(pulumi.ComponentResource):
             wait.append(self.metrics_visible)
         checks = {
             "tool-errors": (
-                spec.tool_errors_per_5m, "ERROR", "tool-call errors",
+                spec.tool_errors_per_5m,
+                "ERROR",
+                "tool-call errors",
                 f"{service} logged more than {spec.tool_errors_per_5m} failed tool calls in 5 minutes on one revision.",
-                ["The incident names the revision; the metric's `tool` label names the failing tool.",
-                 "Check the tool's backend and credentials (Secret Manager versions) and the release's tool versions.",
-                 "Disable the tool with a feature flag if it is optional, or roll back a candidate that broke it."],
+                [
+                    "The incident names the revision; the metric's `tool` label names the failing tool.",
+                    "Check the tool's backend and credentials (Secret Manager versions) and the release's tool versions.",
+                    "Disable the tool with a feature flag if it is optional, or roll back a candidate that broke it.",
+                ],
             ),
             "guardrail-blocks": (
-                spec.guardrail_blocks_per_5m, "WARNING", "guardrail blocks",
+                spec.guardrail_blocks_per_5m,
+                "WARNING",
+                "guardrail blocks",
                 f"Model Armor blocked more than {spec.guardrail_blocks_per_5m} prompts or responses of {service} "
                 "in 5 minutes on one revision: an attack, or a prompt change that trips the filters.",
-                ["Read the blocked requests in the sanitize-operation logs of the Model Armor template.",
-                 "If the blocks started with a candidate revision, its prompt bundle is the first suspect."],
+                [
+                    "Read the blocked requests in the sanitize-operation logs of the Model Armor template.",
+                    "If the blocks started with a candidate revision, its prompt bundle is the first suspect.",
+                ],
             ),
         }
         for signal, (threshold, severity, what, means, steps) in checks.items():
@@ -160,23 +180,30 @@ class AgentSignals(pulumi.ComponentResource):
                 f"{name}-{signal}",
                 title=f"{name}: {what} above {threshold} in 5 minutes",
                 severity=severity,
-                conditions=[AlertPolicyConditionArgs(
-                    display_name=f"{service} {what} > {threshold} / 5 min (per revision)",
-                    condition_threshold=Threshold(
-                        filter=f'metric.type = "{metric_type}" AND resource.type = "cloud_run_revision" AND '
-                        f'resource.label."service_name" = "{service}"',
-                        aggregations=[Aggregation(alignment_period="300s", per_series_aligner="ALIGN_DELTA",
-                                                  cross_series_reducer="REDUCE_SUM",
-                                                  group_by_fields=[REVISION_LABEL])],
-                        comparison="COMPARISON_GT",
-                        threshold_value=threshold,
-                        # with evaluationMissingData, Monitoring requires a non-zero duration (>= 60 s)
-                        duration=f"{MIN_MISSING_DATA_DURATION}s",
-                        trigger=Trigger(count=1),
-                        # no log lines means no errors: close the incident rather than hold it open
-                        evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
-                    ),
-                )],
+                conditions=[
+                    AlertPolicyConditionArgs(
+                        display_name=f"{service} {what} > {threshold} / 5 min (per revision)",
+                        condition_threshold=Threshold(
+                            filter=f'metric.type = "{metric_type}" AND resource.type = "cloud_run_revision" AND '
+                            f'resource.label."service_name" = "{service}"',
+                            aggregations=[
+                                Aggregation(
+                                    alignment_period="300s",
+                                    per_series_aligner="ALIGN_DELTA",
+                                    cross_series_reducer="REDUCE_SUM",
+                                    group_by_fields=[REVISION_LABEL],
+                                )
+                            ],
+                            comparison="COMPARISON_GT",
+                            threshold_value=threshold,
+                            # with evaluationMissingData, Monitoring requires a non-zero duration (>= 60 s)
+                            duration=f"{MIN_MISSING_DATA_DURATION}s",
+                            trigger=Trigger(count=1),
+                            # no log lines means no errors: close the incident rather than hold it open
+                            evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
+                        ),
+                    )
+                ],
                 means=means,
                 steps=steps,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=wait),

@@ -20,13 +20,17 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp.monitoring import (
     AlertPolicyConditionArgs,
-    AlertPolicyConditionConditionThresholdArgs as Threshold,
-    AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
     GenericServiceBasicServiceArgs,
     SloRequestBasedSliArgs,
     SloRequestBasedSliDistributionCutArgs,
     SloRequestBasedSliDistributionCutRangeArgs,
     SloRequestBasedSliGoodTotalRatioArgs,
+)
+from pulumi_gcp.monitoring import (
+    AlertPolicyConditionConditionThresholdArgs as Threshold,
+)
+from pulumi_gcp.monitoring import (
+    AlertPolicyConditionConditionThresholdTriggerArgs as Trigger,
 )
 
 from components.contract import COMPONENT_TYPES
@@ -86,11 +90,14 @@ class AgentSlos(pulumi.ComponentResource):
                 display_name=f"{service}: {slo.availability:.2%} of requests succeed ({slo.window_days}d)",
                 goal=slo.availability,
                 rolling_period_days=slo.window_days,
-                request_based_sli=SloRequestBasedSliArgs(good_total_ratio=SloRequestBasedSliGoodTotalRatioArgs(
-                    total_service_filter=run_filter(REQUEST_COUNT, service),
-                    bad_service_filter=run_filter(REQUEST_COUNT, service,
-                                                  extra=['metric.label."response_code_class" = "5xx"']),
-                )),
+                request_based_sli=SloRequestBasedSliArgs(
+                    good_total_ratio=SloRequestBasedSliGoodTotalRatioArgs(
+                        total_service_filter=run_filter(REQUEST_COUNT, service),
+                        bad_service_filter=run_filter(
+                            REQUEST_COUNT, service, extra=['metric.label."response_code_class" = "5xx"']
+                        ),
+                    )
+                ),
                 user_labels=dict(labels),
                 opts=child,
             ),
@@ -102,10 +109,12 @@ class AgentSlos(pulumi.ComponentResource):
                 display_name=f"{service}: {slo.latency_goal:.2%} of requests under {latency_ms} ms ({slo.window_days}d)",
                 goal=slo.latency_goal,
                 rolling_period_days=slo.window_days,
-                request_based_sli=SloRequestBasedSliArgs(distribution_cut=SloRequestBasedSliDistributionCutArgs(
-                    distribution_filter=run_filter(REQUEST_LATENCIES, service),
-                    range=SloRequestBasedSliDistributionCutRangeArgs(max=latency_ms),
-                )),
+                request_based_sli=SloRequestBasedSliArgs(
+                    distribution_cut=SloRequestBasedSliDistributionCutArgs(
+                        distribution_filter=run_filter(REQUEST_LATENCIES, service),
+                        range=SloRequestBasedSliDistributionCutRangeArgs(max=latency_ms),
+                    )
+                ),
                 user_labels=dict(labels),
                 opts=child,
             ),

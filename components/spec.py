@@ -71,16 +71,50 @@ SERVICE_NAME_MAX = 49
 
 #: The regions where Cloud Run runs services, tier 1 and tier 2 pricing
 #: (https://cloud.google.com/run/docs/locations, read 2026-11).
-CLOUD_RUN_REGIONS = frozenset({
-    "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1", "europe-southwest1", "europe-west1",
-    "europe-west4", "europe-west8", "europe-west9", "me-west1", "us-central1", "us-east1", "us-east4", "us-east5",
-    "us-south1", "us-west1",
-    "africa-south1", "asia-east2", "asia-northeast3", "asia-southeast1", "asia-southeast2", "asia-south1",
-    "asia-south2", "australia-southeast1", "australia-southeast2", "europe-central2", "europe-west10",
-    "europe-west12", "europe-west2", "europe-west3", "europe-west6", "me-central1", "me-central2",
-    "northamerica-northeast1", "northamerica-northeast2", "southamerica-east1", "southamerica-west1", "us-west2",
-    "us-west3", "us-west4",
-})
+CLOUD_RUN_REGIONS = frozenset(
+    {
+        "asia-east1",
+        "asia-northeast1",
+        "asia-northeast2",
+        "europe-north1",
+        "europe-southwest1",
+        "europe-west1",
+        "europe-west4",
+        "europe-west8",
+        "europe-west9",
+        "me-west1",
+        "us-central1",
+        "us-east1",
+        "us-east4",
+        "us-east5",
+        "us-south1",
+        "us-west1",
+        "africa-south1",
+        "asia-east2",
+        "asia-northeast3",
+        "asia-southeast1",
+        "asia-southeast2",
+        "asia-south1",
+        "asia-south2",
+        "australia-southeast1",
+        "australia-southeast2",
+        "europe-central2",
+        "europe-west10",
+        "europe-west12",
+        "europe-west2",
+        "europe-west3",
+        "europe-west6",
+        "me-central1",
+        "me-central2",
+        "northamerica-northeast1",
+        "northamerica-northeast2",
+        "southamerica-east1",
+        "southamerica-west1",
+        "us-west2",
+        "us-west3",
+        "us-west4",
+    }
+)
 
 #: Environment variables Cloud Run sets itself and rejects in a container spec.
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
@@ -139,21 +173,23 @@ class ReleaseSpec(StrictModel):
         "(<service>-<version slug>-<template digest>), so it must map to a DNS label (letters, digits, '.', '-', "
         "'_', '+')."
     )
-    image: str = Field(
-        description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required."
-    )
+    image: str = Field(description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required.")
     model: str | None = Field(default=None, description="Model the agent calls, e.g. gemini-2.5-flash. Default: none.")
-    prompts: str | None = Field(default=None, description="Digest of the prompt bundle, sha256:<64 hex>. Default: none.")
+    prompts: str | None = Field(
+        default=None, description="Digest of the prompt bundle, sha256:<64 hex>. Default: none."
+    )
     tools: dict[str, str] = Field(default_factory=dict, description="Tool name -> tool version. Default: {}.")
     memory_schema: str | None = Field(default=None, description="Memory schema version. Default: none.")
-    eval_dataset: str | None = Field(default=None, description="Evaluation dataset and version, e.g. support-golden@7. Default: none.")
+    eval_dataset: str | None = Field(
+        default=None, description="Evaluation dataset and version, e.g. support-golden@7. Default: none."
+    )
 
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
         if isinstance(v, float):
             raise SpecIssue(
-                'is a number, not a version: YAML reads an unquoted 1.10 as the number 1.1; quote the version, '
+                "is a number, not a version: YAML reads an unquoted 1.10 as the number 1.1; quote the version, "
                 'e.g. version: "1.10"'
             )
         if isinstance(v, int) and not isinstance(v, bool):
@@ -189,8 +225,6 @@ class ReleaseSpec(StrictModel):
         return version_slug(self.version)
 
 
-
-
 class RolloutSpec(StrictModel):
     """How a candidate release replaces the stable one."""
 
@@ -204,7 +238,9 @@ class RolloutSpec(StrictModel):
         default_factory=lambda: [5, 25, 50, 100],
         description="Canary steps in percent, strictly ascending, each 1..100, ending at 100. Default: [5, 25, 50, 100].",
     )
-    bake_minutes: int = Field(default=10, description="Minutes each step bakes before it may advance, 1..1440. Default: 10.")
+    bake_minutes: int = Field(
+        default=10, description="Minutes each step bakes before it may advance, 1..1440. Default: 10."
+    )
     max_error_rate: float = Field(
         default=0.02, description="Abort when the canary's 5xx ratio exceeds this, 0..1. Default: 0.02."
     )
@@ -322,7 +358,7 @@ class ResourcesSpec(StrictModel):
         default="1",
         description="CPU limit: 1, 2, 4, 6 or 8, or fractional 80m..990m in steps of 10m. Fractional CPU "
         "(below 1) means Cloud Run allocates CPU only during requests, serves one request at a "
-        "time (scaling.concurrency 1) and allows at most 1Gi (512Mi below 500m). Default: \"1\".",
+        'time (scaling.concurrency 1) and allows at most 1Gi (512Mi below 500m). Default: "1".',
     )
     memory: str = Field(default="512Mi", description="Memory limit, 128Mi..32Gi (e.g. 512Mi, 4Gi). Default: 512Mi.")
 
@@ -335,12 +371,12 @@ class ResourcesSpec(StrictModel):
         if milli is not None and int(milli.group(1)) == 1000:
             return v  # 1000m is 1 CPU
         ok = isinstance(v, str) and (
-            v in _CPU_WHOLE or (milli is not None and 80 <= int(milli.group(1)) < 1000 and int(milli.group(1)) % 10 == 0)
+            v in _CPU_WHOLE
+            or (milli is not None and 80 <= int(milli.group(1)) < 1000 and int(milli.group(1)) % 10 == 0)
         )
         if not ok:
             raise SpecIssue(
-                "is not a Cloud Run CPU limit; allowed: \"1\", \"2\", \"4\", \"6\", \"8\" or fractional "
-                "80m..990m in steps of 10m"
+                'is not a Cloud Run CPU limit; allowed: "1", "2", "4", "6", "8" or fractional 80m..990m in steps of 10m'
             )
         return v
 
@@ -355,15 +391,17 @@ class ResourcesSpec(StrictModel):
         mib, cpus = memory_mib(v), cpu_count(cpu)
         for threshold, need in _CPU_FOR_MEMORY:
             if mib > threshold and cpus < need:
-                raise SpecIssue(f"needs at least {need} CPU on Cloud Run (cpu is \"{cpu}\"); raise cpu or lower memory")
+                raise SpecIssue(f'needs at least {need} CPU on Cloud Run (cpu is "{cpu}"); raise cpu or lower memory')
         need_mem = _MEMORY_FOR_CPU.get(int(cpus)) if cpus == int(cpus) else None
         if need_mem and mib < need_mem:
-            raise SpecIssue(f"is below the {need_mem // 1024}Gi Cloud Run requires with {cpu} CPU; raise memory or lower cpu")
+            raise SpecIssue(
+                f"is below the {need_mem // 1024}Gi Cloud Run requires with {cpu} CPU; raise memory or lower cpu"
+            )
         for below, most in _MEMORY_FOR_FRACTION:
             if cpus < below and mib > most:
                 shown = f"{most}Mi" if most < 1024 else "1Gi"
                 raise SpecIssue(
-                    f"is above the {shown} Cloud Run allows with less than {below:g} CPU (cpu is \"{cpu}\"); "
+                    f'is above the {shown} Cloud Run allows with less than {below:g} CPU (cpu is "{cpu}"); '
                     "lower memory or raise cpu"
                 )
         return v
@@ -382,20 +420,29 @@ class ProbeSpec(StrictModel):
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {}
     initial_delay_seconds: int = Field(default=0, description="Seconds before the first probe. Default: 0.")
     period_seconds: int = Field(default=10, description="Seconds between probes. Default: see the probe kind.")
-    timeout_seconds: int = Field(default=1, description="Seconds a probe may take, <= period_seconds. Default: see the probe kind.")
-    failure_threshold: int = Field(default=3, description="Failed probes in a row before giving up. Default: see the probe kind.")
+    timeout_seconds: int = Field(
+        default=1, description="Seconds a probe may take, <= period_seconds. Default: see the probe kind."
+    )
+    failure_threshold: int = Field(
+        default=3, description="Failed probes in a row before giving up. Default: see the probe kind."
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> ProbeSpec:
         for key, (low, high) in self.LIMITS.items():
             value = getattr(self, key)
             if not low <= value <= high:
-                raise SpecIssue(f"is out of Cloud Run's range; allowed: {low}..{high}", path=(key,), value=value,
-                                has_value=True)
+                raise SpecIssue(
+                    f"is out of Cloud Run's range; allowed: {low}..{high}", path=(key,), value=value, has_value=True
+                )
         if self.timeout_seconds > self.period_seconds:
             raise SpecIssue(
                 f"is longer than period_seconds ({self.period_seconds}); Cloud Run requires timeout_seconds <= "
-                "period_seconds", path=("timeout_seconds",), value=self.timeout_seconds, has_value=True)
+                "period_seconds",
+                path=("timeout_seconds",),
+                value=self.timeout_seconds,
+                has_value=True,
+            )
         return self
 
 
@@ -407,11 +454,15 @@ class StartupProbeSpec(ProbeSpec):
     WINDOW: ClassVar[int] = 240
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "initial_delay_seconds": (0, 240), "period_seconds": (1, 240), "timeout_seconds": (1, 240),
+        "initial_delay_seconds": (0, 240),
+        "period_seconds": (1, 240),
+        "timeout_seconds": (1, 240),
         "failure_threshold": (1, 240),
     }
     period_seconds: int = Field(default=5, description="Seconds between probes, 1..240. Default: 5.")
-    timeout_seconds: int = Field(default=3, description="Seconds a probe may take, 1..240, <= period_seconds. Default: 3.")
+    timeout_seconds: int = Field(
+        default=3, description="Seconds a probe may take, 1..240, <= period_seconds. Default: 3."
+    )
     failure_threshold: int = Field(
         default=24,
         description="Failed probes before the instance is replaced, 1..240; failure_threshold x period_seconds "
@@ -425,7 +476,10 @@ class StartupProbeSpec(ProbeSpec):
             raise SpecIssue(
                 f"x period_seconds ({self.period_seconds}) is {window} s; Cloud Run allows a startup probe at most "
                 f"{self.WINDOW} s: lower failure_threshold or period_seconds",
-                path=("failure_threshold",), value=self.failure_threshold, has_value=True)
+                path=("failure_threshold",),
+                value=self.failure_threshold,
+                has_value=True,
+            )
         return self
 
 
@@ -433,11 +487,15 @@ class LivenessProbeSpec(ProbeSpec):
     """The liveness probe: Cloud Run restarts an instance that fails it."""
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "initial_delay_seconds": (0, 3600), "period_seconds": (1, 3600), "timeout_seconds": (1, 3600),
+        "initial_delay_seconds": (0, 3600),
+        "period_seconds": (1, 3600),
+        "timeout_seconds": (1, 3600),
         "failure_threshold": (1, 1000),
     }
     period_seconds: int = Field(default=15, description="Seconds between probes, 1..3600. Default: 15.")
-    timeout_seconds: int = Field(default=5, description="Seconds a probe may take, 1..3600, <= period_seconds. Default: 5.")
+    timeout_seconds: int = Field(
+        default=5, description="Seconds a probe may take, 1..3600, <= period_seconds. Default: 5."
+    )
     failure_threshold: int = Field(default=3, description="Failed probes before a restart, 1..1000. Default: 3.")
 
 
@@ -456,7 +514,8 @@ class AgentSpec(StrictModel):
     """One agent in one environment."""
 
     runtime: Literal["cloud-run", "agent-engine", "vertex-endpoint", "gke"] = Field(
-        default="cloud-run", description="Where the agent runs: cloud-run | agent-engine | vertex-endpoint | gke. Default: cloud-run."
+        default="cloud-run",
+        description="Where the agent runs: cloud-run | agent-engine | vertex-endpoint | gke. Default: cloud-run.",
     )
     release: ReleaseSpec = Field(description="The release the service template runs. Required.")
     stable: ReleaseSpec | None = Field(
@@ -471,16 +530,23 @@ class AgentSpec(StrictModel):
         "agentstage 0.1 gave revisions.",
     )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary settings. Default: see RolloutSpec.")
-    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Scaling. Default: 0..10 instances, concurrency 80.")
+    scaling: ScalingSpec = Field(
+        default_factory=ScalingSpec, description="Scaling. Default: 0..10 instances, concurrency 80."
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Limits. Default: 1 CPU, 512Mi.")
     ingress: str = Field(
         default="internal-and-cloud-load-balancing",
         description="all | internal | internal-and-cloud-load-balancing. Default: internal-and-cloud-load-balancing.",
     )
-    invokers: list[str] = Field(default_factory=list, description="IAM members allowed to invoke the service. Default: [].")
-    roles: list[str] = Field(default_factory=list, description="Extra project roles for the agent identity. Default: [].")
+    invokers: list[str] = Field(
+        default_factory=list, description="IAM members allowed to invoke the service. Default: []."
+    )
+    roles: list[str] = Field(
+        default_factory=list, description="Extra project roles for the agent identity. Default: []."
+    )
     secrets: dict[str, str] = Field(
-        default_factory=dict, description="Env var -> Secret Manager secret[:version] (version default: latest). Default: {}."
+        default_factory=dict,
+        description="Env var -> Secret Manager secret[:version] (version default: latest). Default: {}.",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Plain env vars (never credentials). Default: {}.")
     features: dict[str, bool] = Field(
@@ -540,7 +606,9 @@ class AgentSpec(StrictModel):
             if not _ROLE.match(role):
                 raise SpecIssue(
                     "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
-                    path=(i,), value=role, has_value=True,
+                    path=(i,),
+                    value=role,
+                    has_value=True,
                 )
         return v
 
@@ -554,7 +622,9 @@ class AgentSpec(StrictModel):
                 raise SpecIssue(
                     "is not a Secret Manager reference; use <secret>[:<version>] with a secret id of "
                     "letters, digits, '-' or '_' and a version that is a number or 'latest'",
-                    path=(name,), value=ref, has_value=True,
+                    path=(name,),
+                    value=ref,
+                    has_value=True,
                 )
         return v
 
@@ -569,12 +639,16 @@ class AgentSpec(StrictModel):
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise SpecIssue(
                     "is not a plain value; env values are strings (quote them in YAML)",
-                    path=(name,), value=value, has_value=True,
+                    path=(name,),
+                    value=value,
+                    has_value=True,
                 )
             if len(str(value).encode()) > MAX_ENV_VALUE_BYTES:
                 raise SpecIssue(
                     f"is longer than the {MAX_ENV_VALUE_BYTES} bytes Cloud Run allows in an env value",
-                    path=(name,), value=f"<{len(str(value).encode())} bytes>", has_value=True,
+                    path=(name,),
+                    value=f"<{len(str(value).encode())} bytes>",
+                    has_value=True,
                 )
             out[name] = str(value)
         return out
@@ -586,7 +660,9 @@ class AgentSpec(StrictModel):
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise SpecIssue(
                     "is not a feature flag name; use lowercase letters, digits and '_'",
-                    path=(name,), value=name, has_value=True,
+                    path=(name,),
+                    value=name,
+                    has_value=True,
                 )
         return v
 
@@ -596,31 +672,41 @@ class AgentSpec(StrictModel):
         if overlap:
             raise SpecIssue(
                 "is set both in env and in secrets; keep it in secrets only",
-                path=("env", overlap[0]), value=overlap[0], has_value=True,
+                path=("env", overlap[0]),
+                value=overlap[0],
+                has_value=True,
             )
         if self.stable is not None and self.stable.version == self.release.version:
             raise SpecIssue(
                 "is the same version as release; stable must be a different, earlier release "
                 "(remove stable when the release takes all traffic)",
-                path=("stable", "version"), value=self.stable.version, has_value=True,
+                path=("stable", "version"),
+                value=self.stable.version,
+                has_value=True,
             )
         if self.stable is not None and self.stable_revision is None and self.stable.slug == self.release.slug:
             raise SpecIssue(
                 f"names the same revision as release version {self.release.version!r} (both become "
                 f"{self.release.slug!r} in a revision name); give stable its real, different version",
-                path=("stable", "version"), value=self.stable.version, has_value=True,
+                path=("stable", "version"),
+                value=self.stable.version,
+                has_value=True,
             )
         if self.stable_revision is not None and self.stable is None:
             raise SpecIssue(
                 "is set but stable is not; stable_revision names the revision of the stable release: "
                 "remove it, or set stable",
-                path=("stable_revision",), value=self.stable_revision, has_value=True,
+                path=("stable_revision",),
+                value=self.stable_revision,
+                has_value=True,
             )
         if self.rollout.canary_percent is not None and self.stable is None:
             raise SpecIssue(
                 "is set but stable is not; canary_percent splits traffic between release and stable: "
                 "remove it, or set stable",
-                path=("rollout", "canary_percent"), value=self.rollout.canary_percent, has_value=True,
+                path=("rollout", "canary_percent"),
+                value=self.rollout.canary_percent,
+                has_value=True,
             )
         self._cloud_run_limits()
         return self
@@ -632,13 +718,17 @@ class AgentSpec(StrictModel):
             raise SpecIssue(
                 f"with secrets and features makes {count} env vars; Cloud Run allows {MAX_ENV} per container and "
                 f"agentstage injects up to {INJECTED_ENV_MAX}: keep at most {MAX_ENV - INJECTED_ENV_MAX}",
-                path=("env",), value=f"<{len(self.env)} vars>", has_value=True,
+                path=("env",),
+                value=f"<{len(self.env)} vars>",
+                has_value=True,
             )
         if self.resources.fractional and self.scaling.concurrency != 1:
             raise SpecIssue(
-                f"must be 1 when resources.cpu is below 1 (\"{self.resources.cpu}\"): Cloud Run serves one request "
-                "at a time on fractional CPU; set concurrency: 1, or cpu: \"1\" or more",
-                path=("scaling", "concurrency"), value=self.scaling.concurrency, has_value=True,
+                f'must be 1 when resources.cpu is below 1 ("{self.resources.cpu}"): Cloud Run serves one request '
+                'at a time on fractional CPU; set concurrency: 1, or cpu: "1" or more',
+                path=("scaling", "concurrency"),
+                value=self.scaling.concurrency,
+                has_value=True,
             )
 
     @property
@@ -669,12 +759,16 @@ def _check_env_name(name: str, where: str) -> None:
     if not _ENV_NAME.match(name):
         raise SpecIssue(
             "is not an environment variable name; use letters, digits and '_', not starting with a digit",
-            path=(name,), value=name, has_value=True,
+            path=(name,),
+            value=name,
+            has_value=True,
         )
     if name in RESERVED_ENV:
         raise SpecIssue(
             f"is reserved by Cloud Run; reserved: {', '.join(sorted(RESERVED_ENV))}",
-            path=(name,), value=name, has_value=True,
+            path=(name,),
+            value=name,
+            has_value=True,
         )
     if name == TEMPLATE_ENV or name in TRACING_ENV or name.startswith(RESERVED_ENV_PREFIXES):
         raise SpecIssue(
@@ -682,13 +776,14 @@ def _check_env_name(name: str, where: str) -> None:
             f"{', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)} variables and the tracing variables "
             f"({', '.join(TRACING_ENV)}) itself; rename it "
             "(feature flags: agents.<name>.features; tracing: agent-platform:tracing)",
-            path=(name,), value=name, has_value=True,
+            path=(name,),
+            value=name,
+            has_value=True,
         )
 
 
 def check_dns_label(name: str, limit: int) -> bool:
     return len(name) <= limit and bool(_DNS_LABEL.match(name))
-
 
 
 # The operations specs build on SpecIssue/StrictModel above, so they are imported here, not
@@ -701,7 +796,7 @@ class PlatformSpec(StrictModel):
     project: str = Field(description="Google Cloud project id (gcp:project). Required.")
     region: str = Field(default="us-central1", description="Region of the services (gcp:region). Default: us-central1.")
     environment: str = Field(
-        description="Environment name, a lowercase DNS label (e.g. staging). \"production\" turns on "
+        description='Environment name, a lowercase DNS label (e.g. staging). "production" turns on '
         "deletion protection and the strict policy set. Required."
     )
     prefix: str = Field(
@@ -709,7 +804,9 @@ class PlatformSpec(StrictModel):
         description="Prefix of physical names: services are <prefix>-<agent>. Default: none "
         "(use it when environments share a project).",
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every labelable resource. Default: {}.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every labelable resource. Default: {}."
+    )
     agents: dict[str, AgentSpec] = Field(description="Agent name -> agent. At least one. Required.")
     alerts: AlertsSpec = Field(
         default_factory=AlertsSpec,
@@ -734,7 +831,9 @@ class PlatformSpec(StrictModel):
     @classmethod
     def _project(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", v):
-            raise SpecIssue("is not a Google Cloud project id; use 6-30 lowercase letters, digits or '-', starting with a letter")
+            raise SpecIssue(
+                "is not a Google Cloud project id; use 6-30 lowercase letters, digits or '-', starting with a letter"
+            )
         return v
 
     @field_validator("region")
@@ -754,14 +853,18 @@ class PlatformSpec(StrictModel):
     @classmethod
     def _environment(cls, v: Any) -> Any:
         if not isinstance(v, str) or not check_dns_label(v, 20):
-            raise SpecIssue("is not an environment name; use a lowercase DNS label of at most 20 characters, e.g. staging")
+            raise SpecIssue(
+                "is not an environment name; use a lowercase DNS label of at most 20 characters, e.g. staging"
+            )
         return v
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
         if v and not check_dns_label(v, 20):
-            raise SpecIssue("is not a name prefix; use a lowercase DNS label of at most 20 characters, or leave it empty")
+            raise SpecIssue(
+                "is not a name prefix; use a lowercase DNS label of at most 20 characters, or leave it empty"
+            )
         return v
 
     @field_validator("labels", mode="before")
@@ -774,18 +877,24 @@ class PlatformSpec(StrictModel):
             if key in BASE_LABEL_KEYS:
                 raise SpecIssue(
                     f"is set by agentstage itself; do not set {', '.join(BASE_LABEL_KEYS)}",
-                    path=(key,), value=key, has_value=True,
+                    path=(key,),
+                    value=key,
+                    has_value=True,
                 )
             if not check_label_key(str(key)):
                 raise SpecIssue(
                     "is not a label key; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter",
-                    path=(key,), value=key, has_value=True,
+                    path=(key,),
+                    value=key,
+                    has_value=True,
                 )
             value = str(value).lower() if isinstance(value, bool) else str(value)
             if not check_label_value(value):
                 raise SpecIssue(
                     "is not a label value; use up to 63 lowercase letters, digits, '_' or '-'",
-                    path=(key,), value=value, has_value=True,
+                    path=(key,),
+                    value=value,
+                    has_value=True,
                 )
             out[key] = value
         room = MAX_LABELS - len(BASE_LABEL_KEYS)
@@ -793,7 +902,8 @@ class PlatformSpec(StrictModel):
             raise SpecIssue(
                 f"are too many: Google Cloud allows {MAX_LABELS} labels per resource and agentstage sets "
                 f"{len(BASE_LABEL_KEYS)} ({', '.join(BASE_LABEL_KEYS)}): keep at most {room}",
-                value=f"<{len(out)} labels>", has_value=True,
+                value=f"<{len(out)} labels>",
+                has_value=True,
             )
         return out
 
@@ -811,14 +921,18 @@ class PlatformSpec(StrictModel):
                 raise SpecIssue(
                     f"is not an agent name; use a lowercase DNS label of at most {SERVICE_NAME_MAX} characters "
                     "(letters, digits, '-'), starting with a letter",
-                    path=("agents", agent), value=agent, has_value=True,
+                    path=("agents", agent),
+                    value=agent,
+                    has_value=True,
                 )
             service = self.service_name(agent)
             if len(service) > SERVICE_NAME_MAX:
                 raise SpecIssue(
                     f"gives the Cloud Run service name {service!r} of {len(service)} characters; "
                     f"the limit is {SERVICE_NAME_MAX}: shorten the agent name or the prefix",
-                    path=("agents", agent), value=agent, has_value=True,
+                    path=("agents", agent),
+                    value=agent,
+                    has_value=True,
                 )
             if spec.stable is None:
                 continue
@@ -827,7 +941,9 @@ class PlatformSpec(StrictModel):
                     f"has a canary (stable is set), and the canary traffic tag {CANARY_TAG!r} with the service name "
                     f"{service!r} makes {len(CANARY_TAG) + len(service)} characters; Cloud Run allows "
                     f"{TAG_AND_SERVICE_MAX}: shorten the agent name or the prefix",
-                    path=("agents", agent), value=agent, has_value=True,
+                    path=("agents", agent),
+                    value=agent,
+                    has_value=True,
                 )
             revision = self.stable_revision(agent)
             field = "stable_revision" if spec.stable_revision is not None else "stable"
@@ -835,8 +951,12 @@ class PlatformSpec(StrictModel):
                 raise SpecIssue(
                     f"does not name a revision of service {service!r}: Cloud Run revision names are "
                     f"<service>-<suffix>, a lowercase DNS label of at most {REVISION_NAME_MAX} characters"
-                    + ("" if spec.stable_revision is not None else f" (the stable version gives {revision!r}): "
-                       "shorten the version or set stable_revision to the deployed revision's name"),
+                    + (
+                        ""
+                        if spec.stable_revision is not None
+                        else f" (the stable version gives {revision!r}): "
+                        "shorten the version or set stable_revision to the deployed revision's name"
+                    ),
                     path=("agents", agent, field) + (() if spec.stable_revision is not None else ("version",)),
                     value=spec.stable_revision if spec.stable_revision is not None else spec.stable.version,
                     has_value=True,
@@ -851,24 +971,33 @@ class PlatformSpec(StrictModel):
                     raise SpecIssue(
                         f"is not an agent of this stack (agents: {', '.join(sorted(self.agents))}); a gate for "
                         "an agent that is not here gates nothing: fix the name or remove it",
-                        path=("gates", field, agent), value=agent, has_value=True,
+                        path=("gates", field, agent),
+                        value=agent,
+                        has_value=True,
                     )
         return self
 
     @model_validator(mode="after")
     def _operations(self) -> PlatformSpec:
-        if self.guardrails.model_armor and self.guardrails.location is None and \
-                self.region not in MODEL_ARMOR_LOCATIONS:
+        if (
+            self.guardrails.model_armor
+            and self.guardrails.location is None
+            and self.region not in MODEL_ARMOR_LOCATIONS
+        ):
             raise SpecIssue(
                 f"is not set, and gcp:region {self.region} has no Model Armor; set it to a Model Armor location "
                 f"near the agents ({', '.join(MODEL_ARMOR_LOCATIONS)}), or turn guardrails.model_armor off",
-                path=("guardrails", "location"), value=None, has_value=True,
+                path=("guardrails", "location"),
+                value=None,
+                has_value=True,
             )
         if self.is_production and self.budget.billing_account is None:
             raise SpecIssue(
                 "is not set; production requires a billing budget: set it to the billing account id "
                 "that pays for the project (e.g. 012345-6789AB-CDEF01), with budget.monthly_amount",
-                path=("budget", "billing_account"), value=None, has_value=True,
+                path=("budget", "billing_account"),
+                value=None,
+                has_value=True,
             )
         return self
 

@@ -18,8 +18,9 @@ class SpecIssue(ValueError):
     """A validation failure. ``path`` is relative to the model that raised it (empty: the
     field being validated), ``value`` the offending value."""
 
-    def __init__(self, message: str, *, path: tuple[str | int, ...] = (), value: Any = None,
-                 has_value: bool = False) -> None:
+    def __init__(
+        self, message: str, *, path: tuple[str | int, ...] = (), value: Any = None, has_value: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
@@ -52,12 +53,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def _check_text(v: Any, path: tuple[str | int, ...]) -> None:
     if isinstance(v, str):
         if len(v) > MAX_TEXT:
-            raise SpecIssue(f"is {len(v):,} characters long; the longest value agentstage accepts is {MAX_TEXT:,}",
-                            path=path, value=f"<{len(v):,} characters>", has_value=True)
+            raise SpecIssue(
+                f"is {len(v):,} characters long; the longest value agentstage accepts is {MAX_TEXT:,}",
+                path=path,
+                value=f"<{len(v):,} characters>",
+                has_value=True,
+            )
         bad = _CONTROL.search(v)
         if bad:
-            raise SpecIssue(f"holds the control character {bad.group()!r}; values are plain text", path=path,
-                            value=v[:60], has_value=True)
+            raise SpecIssue(
+                f"holds the control character {bad.group()!r}; values are plain text",
+                path=path,
+                value=v[:60],
+                has_value=True,
+            )
     elif isinstance(v, dict):
         for key, item in v.items():
             _check_text(key, (*path, str(key)))

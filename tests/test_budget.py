@@ -54,8 +54,12 @@ def test_budget_notifies_the_email_channels_and_a_pubsub_topic(prod):
     assert rule["monitoringNotificationChannels"] == [r.outputs["name"] for r in prod.by_type(CHANNEL)]
     [topic] = prod.by_type(TOPIC)
     assert topic.inputs["name"] == "agentstage-budget-production"
-    assert topic.inputs["labels"] == {"team": "support", "cost-center": "cc-042", "environment": "production",
-                                      "managed-by": "agentstage"}
+    assert topic.inputs["labels"] == {
+        "team": "support",
+        "cost-center": "cc-042",
+        "environment": "production",
+        "managed-by": "agentstage",
+    }
     assert rule["pubsubTopic"] == "projects/acme-agents-prod/topics/agentstage-budget-production"
     assert rule["schemaVersion"] == "1.0" and rule["disableDefaultIamRecipients"] is False
     assert topic.urn in prod.find(BUDGET, "budget-budget").dependencies
@@ -64,14 +68,21 @@ def test_budget_notifies_the_email_channels_and_a_pubsub_topic(prod):
 def test_fractional_amounts_forecasts_label_scope_and_no_topic(tmp_path):
     cfg = config()
     cfg["agent-platform:budget"].update(
-        monthly_amount=1234.56, currency="EUR", thresholds=[0.25, 1.0], forecast_thresholds=[0.8, 1.2],
-        label_filter={"cost-center": "cc-042"}, pubsub=False,
+        monthly_amount=1234.56,
+        currency="EUR",
+        thresholds=[0.25, 1.0],
+        forecast_thresholds=[0.8, 1.2],
+        label_filter={"cost-center": "cc-042"},
+        pubsub=False,
     )
     plan = plan_of(tmp_path, cfg)
     b = budget(plan)
     assert b["amount"]["specifiedAmount"] == {"currencyCode": "EUR", "units": "1234", "nanos": 560000000}
     assert [(r["thresholdPercent"], r["spendBasis"]) for r in b["thresholdRules"]] == [
-        (0.25, "CURRENT_SPEND"), (1, "CURRENT_SPEND"), (0.8, "FORECASTED_SPEND"), (1.2, "FORECASTED_SPEND")
+        (0.25, "CURRENT_SPEND"),
+        (1, "CURRENT_SPEND"),
+        (0.8, "FORECASTED_SPEND"),
+        (1.2, "FORECASTED_SPEND"),
     ]
     assert b["budgetFilter"]["labels"] == {"cost-center": "cc-042"}
     assert "pubsubTopic" not in b["allUpdatesRule"] and plan.by_type(TOPIC) == []
@@ -113,7 +124,9 @@ def test_preview_of_production_without_billing_account_exits_2_naming_the_key(tm
     cfg = config()
     del cfg["agent-platform:budget"]
     path = write_stack(tmp_path / "prod.yaml", cfg)
-    result = CliRunner(env={"COLUMNS": "400"}).invoke(app, ["preview", "production", "-C", str(ROOT), "--config-file", str(path)])
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        app, ["preview", "production", "-C", str(ROOT), "--config-file", str(path)]
+    )
     assert result.exit_code == 2
     assert MISSING in " ".join(result.output.split())
 
@@ -121,21 +134,36 @@ def test_preview_of_production_without_billing_account_exits_2_naming_the_key(tm
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"billing_account": "12345"},
-         'agent-platform:budget.billing_account: "12345" is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)'),
-        ({"monthly_amount": None},
-         "agent-platform:budget.monthly_amount: null is not set; a budget needs its monthly amount (in the billing account's currency)"),
+        (
+            {"billing_account": "12345"},
+            'agent-platform:budget.billing_account: "12345" is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)',
+        ),
+        (
+            {"monthly_amount": None},
+            "agent-platform:budget.monthly_amount: null is not set; a budget needs its monthly amount (in the billing account's currency)",
+        ),
         ({"monthly_amount": -5}, "agent-platform:budget.monthly_amount: -5 is not a positive amount"),
-        ({"thresholds": [0.9, 0.5]},
-         "agent-platform:budget.thresholds: [0.9, 0.5] is not strictly ascending; give ascending shares of the amount, e.g. [0.5, 0.9, 1.0]"),
-        ({"forecast_thresholds": [0]},
-         "agent-platform:budget.forecast_thresholds: [0] has a share outside 0..10; give ascending shares of the amount, e.g. [0.5, 0.9, 1.0]"),
-        ({"thresholds": [], "forecast_thresholds": []},
-         "agent-platform:budget.thresholds: [] is empty and so is forecast_thresholds; a budget that never notifies is useless"),
-        ({"currency": "usd"}, 'agent-platform:budget.currency: "usd" is not a currency code; use three uppercase letters, e.g. USD or EUR'),
-        ({"label_filter": {"team": "support", "cost-center": "cc-042"}},
-         'agent-platform:budget.label_filter: {"team": "support", "cost-center": "cc-042"} has more than one label; '
-         "the Budget API filters on a single key: value pair"),
+        (
+            {"thresholds": [0.9, 0.5]},
+            "agent-platform:budget.thresholds: [0.9, 0.5] is not strictly ascending; give ascending shares of the amount, e.g. [0.5, 0.9, 1.0]",
+        ),
+        (
+            {"forecast_thresholds": [0]},
+            "agent-platform:budget.forecast_thresholds: [0] has a share outside 0..10; give ascending shares of the amount, e.g. [0.5, 0.9, 1.0]",
+        ),
+        (
+            {"thresholds": [], "forecast_thresholds": []},
+            "agent-platform:budget.thresholds: [] is empty and so is forecast_thresholds; a budget that never notifies is useless",
+        ),
+        (
+            {"currency": "usd"},
+            'agent-platform:budget.currency: "usd" is not a currency code; use three uppercase letters, e.g. USD or EUR',
+        ),
+        (
+            {"label_filter": {"team": "support", "cost-center": "cc-042"}},
+            'agent-platform:budget.label_filter: {"team": "support", "cost-center": "cc-042"} has more than one label; '
+            "the Budget API filters on a single key: value pair",
+        ),
     ],
 )
 def test_bad_budget_config_is_rejected_with_the_key(change, message):

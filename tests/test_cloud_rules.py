@@ -78,77 +78,141 @@ def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, An
 
 # (source, mutation, the exact message)
 CONFIG_RULES = [
-    (CPU, _all(_set("resources", {"cpu": "500m", "memory": "4Gi"}), _set("scaling.concurrency", 40)),
-     f'{BOT}.resources.memory: "4Gi" is above the 1Gi Cloud Run allows with less than 1 CPU (cpu is "500m"); '
-     "lower memory or raise cpu"),
-    (CPU, _all(_set("resources", {"cpu": "500m", "memory": "2Gi"}), _set("scaling.concurrency", 1)),
-     f'{BOT}.resources.memory: "2Gi" is above the 1Gi Cloud Run allows with less than 1 CPU (cpu is "500m"); '
-     "lower memory or raise cpu"),
-    (CPU, _all(_set("resources", {"cpu": "250m", "memory": "1Gi"}), _set("scaling.concurrency", 1)),
-     f'{BOT}.resources.memory: "1Gi" is above the 512Mi Cloud Run allows with less than 0.5 CPU (cpu is "250m"); '
-     "lower memory or raise cpu"),
-    (CPU, _all(_set("resources", {"cpu": "500m", "memory": "1Gi"}), _set("scaling.concurrency", 40)),
-     f'{BOT}.scaling.concurrency: 40 must be 1 when resources.cpu is below 1 ("500m"): Cloud Run serves one '
-     'request at a time on fractional CPU; set concurrency: 1, or cpu: "1" or more'),
-    (CPU, _set("resources.cpu", "505m"),
-     f'{BOT}.resources.cpu: "505m" is not a Cloud Run CPU limit; allowed: "1", "2", "4", "6", "8" or fractional '
-     "80m..990m in steps of 10m"),
-    (CPU, _set("resources.cpu", "50m"),
-     f'{BOT}.resources.cpu: "50m" is not a Cloud Run CPU limit; allowed: "1", "2", "4", "6", "8" or fractional '
-     "80m..990m in steps of 10m"),
-    (MEMORY, _set("resources", {"cpu": "4", "memory": "1Gi"}),
-     f'{BOT}.resources.memory: "1Gi" is below the 2Gi Cloud Run requires with 4 CPU; raise memory or lower cpu'),
-    (PROBES, _set("probes", {"startup": {"period_seconds": 10, "failure_threshold": 30}}),
-     f"{BOT}.probes.startup.failure_threshold: 30 x period_seconds (10) is 300 s; Cloud Run allows a startup "
-     "probe at most 240 s: lower failure_threshold or period_seconds"),
-    (PROBES, _set("probes", {"liveness": {"period_seconds": 5, "timeout_seconds": 10}}),
-     f"{BOT}.probes.liveness.timeout_seconds: 10 is longer than period_seconds (5); Cloud Run requires "
-     "timeout_seconds <= period_seconds"),
-    (PROBES, _set("probes", {"startup": {"initial_delay_seconds": 300}}),
-     f"{BOT}.probes.startup.initial_delay_seconds: 300 is out of Cloud Run's range; allowed: 0..240"),
-    (PROBES, _set("probes", {"liveness": {"period_seconds": 4000}}),
-     f"{BOT}.probes.liveness.period_seconds: 4000 is out of Cloud Run's range; allowed: 1..3600"),
-    (CONTRACT, _set("env.K_REVISION", "x"),
-     f'{BOT}.env.K_REVISION: "K_REVISION" is reserved by Cloud Run; reserved: K_CONFIGURATION, K_REVISION, '
-     "K_SERVICE, PORT"),
-    (ENV, _set("env.BIG", "x" * 40000),
-     f'{BOT}.env.BIG: "<40000 bytes>" is longer than the 32768 bytes Cloud Run allows in an env value'),
-    (ENV, _set("env", {f"V{i}": "1" for i in range(990)}),
-     f'{BOT}.env: "<990 vars>" with secrets and features makes 992 env vars; Cloud Run allows 1000 per container '
-     "and agentstage injects up to 16: keep at most 984"),
-    (LABELS, _top("agent-platform:labels", {f"l{i}": "x" for i in range(61)}),
-     'agent-platform:labels: "<61 labels>" are too many: Google Cloud allows 64 labels per resource and agentstage '
-     "sets 4 (environment, agent, release, managed-by): keep at most 60"),
-    (MODEL_ARMOR, _top("agent-platform:guardrails", {"model_armor": True, "location": "mars-north1"}),
-     'agent-platform:guardrails.location: "mars-north1" is not a Model Armor location; allowed: us, eu, '
-     "asia-northeast1, asia-northeast3, asia-south1, asia-southeast1, australia-southeast2, europe-southwest1, "
-     "europe-west1, europe-west2, europe-west3, europe-west4, europe-west9, northamerica-northeast2, "
-     "us-central1, us-east1, us-east4, us-west1"),
-    (MODEL_ARMOR, _top("gcp:region", "us-west2"),
-     "agent-platform:guardrails.location: null is not set, and gcp:region us-west2 has no Model Armor; set it to "
-     "a Model Armor location near the agents (us, eu, asia-northeast1, asia-northeast3, asia-south1, "
-     "asia-southeast1, australia-southeast2, europe-southwest1, europe-west1, europe-west2, europe-west3, "
-     "europe-west4, europe-west9, northamerica-northeast2, us-central1, us-east1, us-east4, us-west1), or turn "
-     "guardrails.model_armor off"),
-    (TAG, lambda cfg: cfg["agent-platform:agents"].update(
-        {"a-very-long-agent-name-for-the-canary-tag": copy.deepcopy(_bot(cfg) | {"stable_revision": None})}),
-     'agent-platform:agents.a-very-long-agent-name-for-the-canary-tag: "a-very-long-agent-name-for-the-canary-tag" '
-     "has a canary (stable is set), and the canary traffic tag 'canary' with the service name "
-     "'a-very-long-agent-name-for-the-canary-tag' makes 47 characters; Cloud Run allows 46: shorten the agent "
-     "name or the prefix"),
-    (REVISION, _set("stable_revision", "research-agent-1-3-2"),
-     f'{BOT}.stable_revision: "research-agent-1-3-2" does not name a revision of service \'support-bot\': Cloud '
-     "Run revision names are <service>-<suffix>, a lowercase DNS label of at most 63 characters"),
-    (REVISION, _all(_set("stable_revision", None), _set("stable.version", "1.3.2-" + "y" * 50)),
-     f'{BOT}.stable.version: "1.3.2-{"y" * 50}" does not name a revision of service \'support-bot\': Cloud Run '
-     "revision names are <service>-<suffix>, a lowercase DNS label of at most 63 characters (the stable version "
-     f"gives 'support-bot-1-3-2-{'y' * 50}'): shorten the version or set stable_revision to the deployed "
-     "revision's name"),
+    (
+        CPU,
+        _all(_set("resources", {"cpu": "500m", "memory": "4Gi"}), _set("scaling.concurrency", 40)),
+        f'{BOT}.resources.memory: "4Gi" is above the 1Gi Cloud Run allows with less than 1 CPU (cpu is "500m"); '
+        "lower memory or raise cpu",
+    ),
+    (
+        CPU,
+        _all(_set("resources", {"cpu": "500m", "memory": "2Gi"}), _set("scaling.concurrency", 1)),
+        f'{BOT}.resources.memory: "2Gi" is above the 1Gi Cloud Run allows with less than 1 CPU (cpu is "500m"); '
+        "lower memory or raise cpu",
+    ),
+    (
+        CPU,
+        _all(_set("resources", {"cpu": "250m", "memory": "1Gi"}), _set("scaling.concurrency", 1)),
+        f'{BOT}.resources.memory: "1Gi" is above the 512Mi Cloud Run allows with less than 0.5 CPU (cpu is "250m"); '
+        "lower memory or raise cpu",
+    ),
+    (
+        CPU,
+        _all(_set("resources", {"cpu": "500m", "memory": "1Gi"}), _set("scaling.concurrency", 40)),
+        f'{BOT}.scaling.concurrency: 40 must be 1 when resources.cpu is below 1 ("500m"): Cloud Run serves one '
+        'request at a time on fractional CPU; set concurrency: 1, or cpu: "1" or more',
+    ),
+    (
+        CPU,
+        _set("resources.cpu", "505m"),
+        f'{BOT}.resources.cpu: "505m" is not a Cloud Run CPU limit; allowed: "1", "2", "4", "6", "8" or fractional '
+        "80m..990m in steps of 10m",
+    ),
+    (
+        CPU,
+        _set("resources.cpu", "50m"),
+        f'{BOT}.resources.cpu: "50m" is not a Cloud Run CPU limit; allowed: "1", "2", "4", "6", "8" or fractional '
+        "80m..990m in steps of 10m",
+    ),
+    (
+        MEMORY,
+        _set("resources", {"cpu": "4", "memory": "1Gi"}),
+        f'{BOT}.resources.memory: "1Gi" is below the 2Gi Cloud Run requires with 4 CPU; raise memory or lower cpu',
+    ),
+    (
+        PROBES,
+        _set("probes", {"startup": {"period_seconds": 10, "failure_threshold": 30}}),
+        f"{BOT}.probes.startup.failure_threshold: 30 x period_seconds (10) is 300 s; Cloud Run allows a startup "
+        "probe at most 240 s: lower failure_threshold or period_seconds",
+    ),
+    (
+        PROBES,
+        _set("probes", {"liveness": {"period_seconds": 5, "timeout_seconds": 10}}),
+        f"{BOT}.probes.liveness.timeout_seconds: 10 is longer than period_seconds (5); Cloud Run requires "
+        "timeout_seconds <= period_seconds",
+    ),
+    (
+        PROBES,
+        _set("probes", {"startup": {"initial_delay_seconds": 300}}),
+        f"{BOT}.probes.startup.initial_delay_seconds: 300 is out of Cloud Run's range; allowed: 0..240",
+    ),
+    (
+        PROBES,
+        _set("probes", {"liveness": {"period_seconds": 4000}}),
+        f"{BOT}.probes.liveness.period_seconds: 4000 is out of Cloud Run's range; allowed: 1..3600",
+    ),
+    (
+        CONTRACT,
+        _set("env.K_REVISION", "x"),
+        f'{BOT}.env.K_REVISION: "K_REVISION" is reserved by Cloud Run; reserved: K_CONFIGURATION, K_REVISION, '
+        "K_SERVICE, PORT",
+    ),
+    (
+        ENV,
+        _set("env.BIG", "x" * 40000),
+        f'{BOT}.env.BIG: "<40000 bytes>" is longer than the 32768 bytes Cloud Run allows in an env value',
+    ),
+    (
+        ENV,
+        _set("env", {f"V{i}": "1" for i in range(990)}),
+        f'{BOT}.env: "<990 vars>" with secrets and features makes 992 env vars; Cloud Run allows 1000 per container '
+        "and agentstage injects up to 16: keep at most 984",
+    ),
+    (
+        LABELS,
+        _top("agent-platform:labels", {f"l{i}": "x" for i in range(61)}),
+        'agent-platform:labels: "<61 labels>" are too many: Google Cloud allows 64 labels per resource and agentstage '
+        "sets 4 (environment, agent, release, managed-by): keep at most 60",
+    ),
+    (
+        MODEL_ARMOR,
+        _top("agent-platform:guardrails", {"model_armor": True, "location": "mars-north1"}),
+        'agent-platform:guardrails.location: "mars-north1" is not a Model Armor location; allowed: us, eu, '
+        "asia-northeast1, asia-northeast3, asia-south1, asia-southeast1, australia-southeast2, europe-southwest1, "
+        "europe-west1, europe-west2, europe-west3, europe-west4, europe-west9, northamerica-northeast2, "
+        "us-central1, us-east1, us-east4, us-west1",
+    ),
+    (
+        MODEL_ARMOR,
+        _top("gcp:region", "us-west2"),
+        "agent-platform:guardrails.location: null is not set, and gcp:region us-west2 has no Model Armor; set it to "
+        "a Model Armor location near the agents (us, eu, asia-northeast1, asia-northeast3, asia-south1, "
+        "asia-southeast1, australia-southeast2, europe-southwest1, europe-west1, europe-west2, europe-west3, "
+        "europe-west4, europe-west9, northamerica-northeast2, us-central1, us-east1, us-east4, us-west1), or turn "
+        "guardrails.model_armor off",
+    ),
+    (
+        TAG,
+        lambda cfg: cfg["agent-platform:agents"].update(
+            {"a-very-long-agent-name-for-the-canary-tag": copy.deepcopy(_bot(cfg) | {"stable_revision": None})}
+        ),
+        'agent-platform:agents.a-very-long-agent-name-for-the-canary-tag: "a-very-long-agent-name-for-the-canary-tag" '
+        "has a canary (stable is set), and the canary traffic tag 'canary' with the service name "
+        "'a-very-long-agent-name-for-the-canary-tag' makes 47 characters; Cloud Run allows 46: shorten the agent "
+        "name or the prefix",
+    ),
+    (
+        REVISION,
+        _set("stable_revision", "research-agent-1-3-2"),
+        f"{BOT}.stable_revision: \"research-agent-1-3-2\" does not name a revision of service 'support-bot': Cloud "
+        "Run revision names are <service>-<suffix>, a lowercase DNS label of at most 63 characters",
+    ),
+    (
+        REVISION,
+        _all(_set("stable_revision", None), _set("stable.version", "1.3.2-" + "y" * 50)),
+        f"{BOT}.stable.version: \"1.3.2-{'y' * 50}\" does not name a revision of service 'support-bot': Cloud Run "
+        "revision names are <service>-<suffix>, a lowercase DNS label of at most 63 characters (the stable version "
+        f"gives 'support-bot-1-3-2-{'y' * 50}'): shorten the version or set stable_revision to the deployed "
+        "revision's name",
+    ),
 ]
 
 
-@pytest.mark.parametrize("source,mutate,message", CONFIG_RULES,
-                         ids=[f"{i}-{m.split(':')[1].split('.')[-1][:30]}" for i, (_, _, m) in enumerate(CONFIG_RULES)])
+@pytest.mark.parametrize(
+    "source,mutate,message",
+    CONFIG_RULES,
+    ids=[f"{i}-{m.split(':')[1].split('.')[-1][:30]}" for i, (_, _, m) in enumerate(CONFIG_RULES)],
+)
 def test_config_google_cloud_would_refuse_is_rejected(production, source, mutate, message):
     mutate(production)
     with pytest.raises(ConfigError) as err:
@@ -158,22 +222,34 @@ def test_config_google_cloud_would_refuse_is_rejected(production, source, mutate
 
 # (mutation, the exact message): configs that would plan fine and collide at deploy time
 COLLISIONS = [
-    (_all(_set("stable_revision", None), _set("stable.version", "1-4-0")),
-     f'{BOT}.stable.version: "1-4-0" names the same revision as release version \'1.4.0\' (both become \'1-4-0\' '
-     "in a revision name); give stable its real, different version"),
-    *[(_set(f"{where}.{name}", value),
-       f'{BOT}.{where}.{name}: "{name}" is reserved by agentstage, which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, '
-       "FEATURE_* variables and the tracing variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, "
-       "OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_EXPORTER_OTLP_ENDPOINT) itself; rename it (feature "
-       "flags: agents.<name>.features; tracing: agent-platform:tracing)")
-      for where, value in (("env", "x"), ("secrets", "s:1"))
-      for name in ("MODEL_ARMOR_TEMPLATE", "OTEL_SERVICE_NAME", "AGENT_RELEASE", "FEATURE_WEB_SEARCH_TOOL")],
-    (_set("stable_revision", "support-bot-1-3-2"),  # fine: recorded, same as 0.1's name
-     None),
-    (_set("stable.version", "1-4-0"),  # fine: the recorded revision is the stable target, no slug involved
-     None),
-    (_set("env.OTEL_EXPORTER_OTLP_HEADERS", "x"),  # the agent's own OTEL_* setting: agentstage does not set it
-     None),
+    (
+        _all(_set("stable_revision", None), _set("stable.version", "1-4-0")),
+        f"{BOT}.stable.version: \"1-4-0\" names the same revision as release version '1.4.0' (both become '1-4-0' "
+        "in a revision name); give stable its real, different version",
+    ),
+    *[
+        (
+            _set(f"{where}.{name}", value),
+            f'{BOT}.{where}.{name}: "{name}" is reserved by agentstage, which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, '
+            "FEATURE_* variables and the tracing variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, "
+            "OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_EXPORTER_OTLP_ENDPOINT) itself; rename it (feature "
+            "flags: agents.<name>.features; tracing: agent-platform:tracing)",
+        )
+        for where, value in (("env", "x"), ("secrets", "s:1"))
+        for name in ("MODEL_ARMOR_TEMPLATE", "OTEL_SERVICE_NAME", "AGENT_RELEASE", "FEATURE_WEB_SEARCH_TOOL")
+    ],
+    (
+        _set("stable_revision", "support-bot-1-3-2"),  # fine: recorded, same as 0.1's name
+        None,
+    ),
+    (
+        _set("stable.version", "1-4-0"),  # fine: the recorded revision is the stable target, no slug involved
+        None,
+    ),
+    (
+        _set("env.OTEL_EXPORTER_OTLP_HEADERS", "x"),  # the agent's own OTEL_* setting: agentstage does not set it
+        None,
+    ),
 ]
 
 
@@ -214,7 +290,10 @@ def test_fractional_cpu_runs_gen1_with_cpu_only_during_requests(tmp_path, produc
     template = next(r for r in plan.by_type(CLOUD_RUN_SERVICE) if r.inputs["name"] == "support-bot").inputs["template"]
     assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN1"
     assert template["containers"][0]["resources"] == {
-        "limits": {"cpu": "500m", "memory": "512Mi"}, "cpuIdle": True, "startupCpuBoost": True}
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+        "cpuIdle": True,
+        "startupCpuBoost": True,
+    }
     assert template["maxInstanceRequestConcurrency"] == 1
 
 
@@ -299,8 +378,14 @@ def test_the_saturation_alert_compares_all_revisions_with_the_service_cap(plans)
     svc = next(r for r in plan.by_type(CLOUD_RUN_SERVICE) if r.inputs["name"] == "support-bot")
     cap = svc.inputs["scaling"]["maxInstanceCount"]
     condition = plan.find(ALERT_POLICY, "support-bot-saturation").inputs["conditions"][0]["conditionThreshold"]
-    assert condition["aggregations"] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_MAX",
-                                          "crossSeriesReducer": "REDUCE_SUM", "groupByFields": []}]
+    assert condition["aggregations"] == [
+        {
+            "alignmentPeriod": "60s",
+            "perSeriesAligner": "ALIGN_MAX",
+            "crossSeriesReducer": "REDUCE_SUM",
+            "groupByFields": [],
+        }
+    ]
     assert condition["thresholdValue"] == 0.8 * cap
 
 
@@ -317,8 +402,11 @@ def test_the_dashboard_itself_waits_for_the_metrics_it_charts(plans):
     by_urn = {r.urn: r for r in plan.resources}
     dashboard = plan.by_type("gcp:monitoring/dashboard:Dashboard")[0]
     charted = {by_urn[u].inputs["name"] for u in dashboard.dependencies}
-    assert charted == {f"agentstage/{a}/{s}" for a in ("support-bot", "research-agent")
-                       for s in ("tool-errors", "guardrail-blocks", "tokens")}
+    assert charted == {
+        f"agentstage/{a}/{s}"
+        for a in ("support-bot", "research-agent")
+        for s in ("tool-errors", "guardrail-blocks", "tokens")
+    }
     assert json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["columns"] == 48
 
 

@@ -60,7 +60,9 @@ def test_canary_percent_defaults_to_first_step(project, production):
     bot(production)["rollout"]["steps"] = [10, 100]
     svc = digestless(service(plan_of(project, production)))
     assert [(t["revision"], t["percent"]) for t in svc["traffics"]] == [
-        ("support-bot-1-3-2", 90), ("support-bot-1-4-0-<digest>", 10)]
+        ("support-bot-1-3-2", 90),
+        ("support-bot-1-4-0-<digest>", 10),
+    ]
 
 
 def test_promoted_drops_stable_and_keeps_the_revision(project, production):
@@ -138,12 +140,16 @@ def test_staging_is_not_deletion_protected_and_ingress_maps(project, staging):
 def test_invokers_are_granted_on_the_service_only(project, production):
     bot(production)["invokers"].append("group:support-eng@acme.com")
     plan = plan_of(project, production)
-    grants = [r for r in plan.by_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") if r.name.startswith("support-bot")]
+    grants = [
+        r for r in plan.by_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") if r.name.startswith("support-bot")
+    ]
     assert sorted((g.inputs["name"], g.inputs["role"], g.inputs["member"]) for g in grants) == [
         ("support-bot", "roles/run.invoker", "group:support-eng@acme.com"),
         ("support-bot", "roles/run.invoker", "serviceAccount:frontend@acme-agents-prod.iam.gserviceaccount.com"),
     ]
-    assert not [r for r in plan.resources if r.inputs.get("role") == "roles/run.invoker" and r.type.startswith("gcp:projects")]
+    assert not [
+        r for r in plan.resources if r.inputs.get("role") == "roles/run.invoker" and r.type.startswith("gcp:projects")
+    ]
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -153,7 +159,9 @@ def test_each_agent_runs_as_its_own_dedicated_account(project, production):
     plan = plan_of(project, production)
     accounts = {r.name: r for r in plan.by_type("gcp:serviceaccount/account:Account")}
     assert {a.inputs["accountId"] for a in accounts.values()} == {"support-bot-production", "research-agent-production"}
-    assert service(plan)["template"]["serviceAccount"] == "support-bot-production@acme-agents-prod.iam.gserviceaccount.com"
+    assert (
+        service(plan)["template"]["serviceAccount"] == "support-bot-production@acme-agents-prod.iam.gserviceaccount.com"
+    )
     assert service(plan, "research-agent")["template"]["serviceAccount"] == (
         "research-agent-production@acme-agents-prod.iam.gserviceaccount.com"
     )
@@ -163,9 +171,13 @@ def test_project_grants_are_additive_baseline_plus_extra_roles(project, producti
     bot(production)["roles"] = ["roles/aiplatform.user", "roles/bigquery.dataViewer"]
     plan = plan_of(project, production)
     member = "serviceAccount:support-bot-production@acme-agents-prod.iam.gserviceaccount.com"
-    project_grants = [r.inputs for r in plan.by_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == member]
+    project_grants = [
+        r.inputs for r in plan.by_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == member
+    ]
     guardrails = ["roles/modelarmor.user"]  # Model Armor has no template-level IAM in the provider
-    assert sorted(g["role"] for g in project_grants) == sorted([*BASELINE_ROLES, *guardrails, "roles/bigquery.dataViewer"])
+    assert sorted(g["role"] for g in project_grants) == sorted(
+        [*BASELINE_ROLES, *guardrails, "roles/bigquery.dataViewer"]
+    )
     assert {g["project"] for g in project_grants} == {"acme-agents-prod"}
     # additive members only: never an authoritative binding or policy on the project
     assert not [r for r in plan.resources if r.type.startswith("gcp:projects/") and not r.type.endswith("IAMMember")]
@@ -175,11 +187,17 @@ def test_secret_access_is_granted_per_secret_never_project_wide(project, product
     bot(production)["secrets"]["KB_KEY"] = "kb-key:4"
     plan = plan_of(project, production)
     member = "serviceAccount:support-bot-production@acme-agents-prod.iam.gserviceaccount.com"
-    per_secret = [r.inputs for r in plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember") if r.inputs["member"] == member]
+    per_secret = [
+        r.inputs
+        for r in plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        if r.inputs["member"] == member
+    ]
     assert sorted(g["secretId"] for g in per_secret) == ["crm-token", "kb-key"]
     assert {g["role"] for g in per_secret} == {"roles/secretmanager.secretAccessor"}
     assert not [
-        r for r in plan.by_type("gcp:projects/iAMMember:IAMMember") if r.inputs["role"] == "roles/secretmanager.secretAccessor"
+        r
+        for r in plan.by_type("gcp:projects/iAMMember:IAMMember")
+        if r.inputs["role"] == "roles/secretmanager.secretAccessor"
     ]
 
 
@@ -207,7 +225,8 @@ def test_service_waits_for_the_identity_grants(project, production):
     plan = plan_of(project, production)
     svc = plan.find(SERVICE, "support-bot-service")
     grants = {
-        r.urn for r in plan.resources
+        r.urn
+        for r in plan.resources
         if r.type in ("gcp:projects/iAMMember:IAMMember", "gcp:secretmanager/secretIamMember:SecretIamMember")
         and r.name.startswith("support-bot-")
     }

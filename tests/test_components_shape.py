@@ -67,8 +67,10 @@ def test_template_name_and_topic_id_are_known_and_depend_on_their_resource(mock_
     platform = AgentPlatform("platform", platform_from_config(production))
     guardrails = platform.guardrails
     assert guardrails is not None
-    assert _value(guardrails.template_name) == \
-        "projects/acme-agents-prod/locations/us-central1/templates/agentstage-production"
+    assert (
+        _value(guardrails.template_name)
+        == "projects/acme-agents-prod/locations/us-central1/templates/agentstage-production"
+    )
     assert guardrails.template in _resources(guardrails.template_name)
     assert platform.budget is not None and platform.budget.topic is not None
     assert _value(platform.budget.topic_id) == "projects/acme-agents-prod/topics/agentstage-budget-production"
@@ -83,21 +85,39 @@ def test_bad_component_arguments_raise_component_errors(mock_runtime, production
     from components.ops_spec import BudgetSpec
 
     spec = platform_from_config(production)
-    with pytest.raises(ComponentError, match=r"^AgentBudget budget: spec.billing_account is not set \(budget.billing_account\)$"):
+    with pytest.raises(
+        ComponentError, match=r"^AgentBudget budget: spec.billing_account is not set \(budget.billing_account\)$"
+    ):
         AgentBudget("budget", spec=BudgetSpec(), project="acme-agents-prod", environment="production", labels={})
     identity = AgentIdentity("support-bot", project="acme-agents-prod", environment="production")
     agent = spec.agents["support-bot"]
-    common: dict[str, Any] = dict(spec=agent, service_name="support-bot", project="acme-agents-prod",
-                                  region="us-central1", identity=identity, labels={})
-    with pytest.raises(ComponentError, match=(
+    common: dict[str, Any] = dict(
+        spec=agent,
+        service_name="support-bot",
+        project="acme-agents-prod",
+        region="us-central1",
+        identity=identity,
+        labels={},
+    )
+    with pytest.raises(
+        ComponentError,
+        match=(
             r"^CloudRunAgent a: extra_env\['SOME_URL'\] is a Output, not a string: the revision name is a digest of "
-            r"the whole template, so every env value must be known when the program runs$")):
+            r"the whole template, so every env value must be known when the program runs$"
+        ),
+    ):
         CloudRunAgent("a", extra_env={"SOME_URL": pulumi.Output.from_input("x")}, **common)
-    with pytest.raises(ComponentError, match=r"^CloudRunAgent b: extra_env sets LOG_SAMPLE_RATE, which the agent's env"):
+    with pytest.raises(
+        ComponentError, match=r"^CloudRunAgent b: extra_env sets LOG_SAMPLE_RATE, which the agent's env"
+    ):
         CloudRunAgent("b", extra_env={"LOG_SAMPLE_RATE": "1"}, **common)
-    with pytest.raises(ComponentError, match=(
+    with pytest.raises(
+        ComponentError,
+        match=(
             r"^AgentIdentity Bad_Bot: cannot form a service account id from environment 'dev' and prefix '': "
-            r"'Bad_Bot-dev' is not 6-30 lowercase letters")):
+            r"'Bad_Bot-dev' is not 6-30 lowercase letters"
+        ),
+    ):
         AgentIdentity("Bad_Bot", project="acme-agents-prod", environment="dev")
     assert issubclass(ComponentError, pulumi.RunError)  # the CLI prints it without a traceback
 
@@ -112,9 +132,15 @@ def test_monitoring_components_take_one_context(mock_runtime, production):
     from components.spec import ScalingSpec
 
     ctx = MonitoringContext(
-        agent="triage", spec=AlertsSpec(log_metric_wait_minutes=0), service="triage-agent", project="acme-triage-dev",
-        region="europe-west4", stack="dev", revisions=[RevisionRef("release", "triage-agent-0-9-1-abcdef12", "0.9.1")],
-        channels=["projects/acme-triage-dev/notificationChannels/1"], labels={"team": "triage"},
+        agent="triage",
+        spec=AlertsSpec(log_metric_wait_minutes=0),
+        service="triage-agent",
+        project="acme-triage-dev",
+        region="europe-west4",
+        stack="dev",
+        revisions=[RevisionRef("release", "triage-agent-0-9-1-abcdef12", "0.9.1")],
+        channels=["projects/acme-triage-dev/notificationChannels/1"],
+        labels={"team": "triage"},
     )
     alerts = AgentAlerts("triage", ctx, scaling=ScalingSpec(max_instances=4))
     slos = AgentSlos("triage", ctx)

@@ -45,8 +45,14 @@ BAD_INPUTS = [
         f'{BOT}.release.version: "1.4.0 beta" is not a usable release version; use letters, digits, '
         "'.', '-', '_' or '+', starting with a letter or digit (e.g. 1.4.0)",
     ),
-    (setter("rollout", "canary_percent", value=150), f"{BOT}.rollout.canary_percent: 150 is not a percentage; allowed: 0..100"),
-    (setter("rollout", "canary_percent", value=-1), f"{BOT}.rollout.canary_percent: -1 is not a percentage; allowed: 0..100"),
+    (
+        setter("rollout", "canary_percent", value=150),
+        f"{BOT}.rollout.canary_percent: 150 is not a percentage; allowed: 0..100",
+    ),
+    (
+        setter("rollout", "canary_percent", value=-1),
+        f"{BOT}.rollout.canary_percent: -1 is not a percentage; allowed: 0..100",
+    ),
     (
         setter("rollout", "steps", value=[5, 50, 25, 100]),
         f"{BOT}.rollout.steps: [5, 50, 25, 100] is not strictly ascending; give ascending percentages ending at 100",
@@ -59,7 +65,10 @@ BAD_INPUTS = [
         setter("scaling", "min_instances", value=30),
         f"{BOT}.scaling.max_instances: 20 is below min_instances (30); max_instances must be >= min_instances",
     ),
-    (setter("scaling", "concurrency", value=2000), f"{BOT}.scaling.concurrency: 2000 is out of range; allowed: 1..1000"),
+    (
+        setter("scaling", "concurrency", value=2000),
+        f"{BOT}.scaling.concurrency: 2000 is out of range; allowed: 1..1000",
+    ),
     (setter("scaling", "concurrency", value=0), f"{BOT}.scaling.concurrency: 0 is out of range; allowed: 1..1000"),
     (
         setter("resources", "cpu", value="3"),
@@ -135,7 +144,11 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("mutate,message", BAD_INPUTS, ids=[m.split(": ")[0].removeprefix(BOT + ".") + f"-{i}" for i, (_, m) in enumerate(BAD_INPUTS)])
+@pytest.mark.parametrize(
+    "mutate,message",
+    BAD_INPUTS,
+    ids=[m.split(": ")[0].removeprefix(BOT + ".") + f"-{i}" for i, (_, m) in enumerate(BAD_INPUTS)],
+)
 def test_bad_input_names_key_value_and_what_is_allowed(production, mutate, message):
     mutate(production)
     with pytest.raises(ConfigError) as err:
@@ -198,7 +211,7 @@ def test_gcp_project_is_required_and_checked(production):
     with pytest.raises(ConfigError) as err:
         platform_from_config(production)
     assert err.value.issues == [
-        'gcp:project: "Acme Prod" is not a Google Cloud project id; use 6-30 lowercase letters, digits or \'-\', '
+        "gcp:project: \"Acme Prod\" is not a Google Cloud project id; use 6-30 lowercase letters, digits or '-', "
         "starting with a letter"
     ]
     del production["gcp:project"]

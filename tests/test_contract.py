@@ -37,8 +37,11 @@ def test_the_pack_uses_the_components_names():
         "BUDGET": contract.BUDGET,
         "MODEL_ARMOR_TEMPLATE": contract.MODEL_ARMOR_TEMPLATE,
     }
-    drift = {name: (getattr(helpers, name, None), ours) for name, ours in pairs.items()
-             if getattr(helpers, name, None) != ours}
+    drift = {
+        name: (getattr(helpers, name, None), ours)
+        for name, ours in pairs.items()
+        if getattr(helpers, name, None) != ours
+    }
     assert not drift, f"policies/agent_guard/helpers.py has drifted from components/contract.py: {drift}"
 
 
@@ -68,6 +71,9 @@ def test_the_pack_defaults_name_the_platform_namespace_and_labels():
     schemas = {p.name: p.config_schema for p in pack_policies()}
     assert schemas["canary-first-step"]["properties"]["configNamespace"]["default"] == contract.NAMESPACE
     assert schemas["required-labels"]["properties"]["requiredLabels"]["default"] == [
-        contract.LABEL_ENVIRONMENT, contract.LABEL_RELEASE]
+        contract.LABEL_ENVIRONMENT,
+        contract.LABEL_RELEASE,
+    ]
     assert schemas["min-instances-production"]["properties"]["productionEnvironments"]["default"] == [
-        contract.PRODUCTION]
+        contract.PRODUCTION
+    ]

@@ -74,7 +74,9 @@ def test_program_run_records_requests_and_answers_invokes(tmp_path):
     )
     plan = run_plan(root, "dev")
     assert [r.type for r in plan.resources] == [
-        "pulumi:pulumi:Stack", "gcp:pubsub/subscription:Subscription", "gcp:pubsub/topic:Topic",
+        "pulumi:pulumi:Stack",
+        "gcp:pubsub/subscription:Subscription",
+        "gcp:pubsub/topic:Topic",
     ]
     topic = plan.find("gcp:pubsub/topic:Topic", "events")
     sub = plan.find("gcp:pubsub/subscription:Subscription", "events-sub")

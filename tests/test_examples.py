@@ -24,10 +24,13 @@ def team_config(stack: str) -> dict:
     return YAML(typ="safe", pure=True).load((EXAMPLE / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
-@pytest.mark.parametrize("stack, project, version, min_instances", [
-    ("staging", "acme-triage-staging", "1-0-0", 0),
-    ("production", "acme-triage-prod", "0-9-1", 1),
-])
+@pytest.mark.parametrize(
+    "stack, project, version, min_instances",
+    [
+        ("staging", "acme-triage-staging", "1-0-0", 0),
+        ("production", "acme-triage-prod", "0-9-1", 1),
+    ],
+)
 def test_team_stack_inventory_and_values(stack, project, version, min_instances):
     plan = run_plan(EXAMPLE, stack)
     inventory = Counter(r.type for r in plan.resources if r.custom)
@@ -47,14 +50,23 @@ def test_team_stack_inventory_and_values(stack, project, version, min_instances)
     assert svc["name"] == "triage-agent" and svc["location"] == "europe-west4"
     assert re.fullmatch(rf"triage-agent-{version}-[0-9a-f]{{8}}", svc["template"]["revision"])
     assert svc["template"]["serviceAccount"] == f"triage-{stack}@{project}.iam.gserviceaccount.com"
-    assert svc["labels"] == {"team": "triage", "environment": stack, "agent": "triage", "release": version,
-                             "managed-by": "agentstage"}
+    assert svc["labels"] == {
+        "team": "triage",
+        "environment": stack,
+        "agent": "triage",
+        "release": version,
+        "managed-by": "agentstage",
+    }
     assert svc["scaling"]["minInstanceCount"] == min_instances
     assert svc["deletionProtection"] is (stack == "production")
     envs = {e["name"]: e.get("value") for e in svc["template"]["containers"][0]["envs"]}
     assert envs["OTEL_SERVICE_NAME"] == "triage-agent" and envs["MODEL_ARMOR_TEMPLATE"].startswith(
-        f"projects/{project}/locations/europe-west4/templates/")
-    assert all("triage-agent" in json.dumps(a.inputs["conditions"]) for a in plan.by_type("gcp:monitoring/alertPolicy:AlertPolicy"))
+        f"projects/{project}/locations/europe-west4/templates/"
+    )
+    assert all(
+        "triage-agent" in json.dumps(a.inputs["conditions"])
+        for a in plan.by_type("gcp:monitoring/alertPolicy:AlertPolicy")
+    )
     assert plan.outputs["revision"] == svc["template"]["revision"] and plan.outputs["stable_revision"] is None
     assert plan.outputs["url"].startswith("https://triage-agent-")
     # the observed-state fallback reads the live split from this output after `pulumi up`
@@ -110,4 +122,5 @@ def test_team_stack_runs_its_one_agent(tmp_path):
     with pytest.raises(ProgramError) as err:
         run_plan(EXAMPLE, "staging", config_file=write_stack(tmp_path / "two.yaml", config))
     assert err.value.config_issues == [
-        "triage-team:agents: this program deploys the agent 'triage' alone; found intake, triage"]
+        "triage-team:agents: this program deploys the agent 'triage' alone; found intake, triage"
+    ]

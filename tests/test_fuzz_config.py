@@ -28,19 +28,45 @@ from agentstage.engine import ProgramError, run_plan
 from agentstage.errors import EXIT_BAD_INPUT, AgentstageError
 from tests.conftest import ROOT, load_stack
 
-settings.register_profile("fast", max_examples=120, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("long", max_examples=2000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "fast",
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 settings.load_profile(os.environ.get("AGENTSTAGE_FUZZ", "fast"))
 
 BASE = load_stack("staging")
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["", "1.10", "no", "true", "null", "[bold]x", "a\x1b[2Jb", "us-central1",
-                     "gemini\x00", "../../etc", "roles/owner", "allUsers", "0", "-1", "1e400"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "",
+            "1.10",
+            "no",
+            "true",
+            "null",
+            "[bold]x",
+            "a\x1b[2Jb",
+            "us-central1",
+            "gemini\x00",
+            "../../etc",
+            "roles/owner",
+            "allUsers",
+            "0",
+            "-1",
+            "1e400",
+        ]
+    ),
     st.builds(lambda n: "x" * n, st.sampled_from([64, 70_000])),
     st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2100, 1, 1)),
     st.binary(max_size=8),
@@ -94,8 +120,11 @@ def _like(original: Any) -> st.SearchStrategy:
     if isinstance(original, float):
         return st.floats(min_value=0, max_value=2 * original + 1)
     if isinstance(original, str):
-        return st.one_of(st.text("abcdefghijklmnopqrstuvwxyz0123456789-.:@/_", min_size=1, max_size=20),
-                         st.just(original + "-2"), st.just(original.upper()))
+        return st.one_of(
+            st.text("abcdefghijklmnopqrstuvwxyz0123456789-.:@/_", min_size=1, max_size=20),
+            st.just(original + "-2"),
+            st.just(original.upper()),
+        )
     return values
 
 
@@ -112,10 +141,29 @@ mutation = st.one_of(
     *[st.sampled_from(SCALAR_PATHS).flatmap(lambda p: st.tuples(st.just("set"), st.just(p), _like(_get(BASE, p))))] * 4,
     st.tuples(st.just("set"), st.sampled_from(PATHS), values),
     st.tuples(st.just("delete"), st.sampled_from(PATHS), st.none()),
-    st.tuples(st.just("add"), st.sampled_from([p for p in PATHS if len(p) < 4]),
-              st.tuples(st.one_of(st.text(max_size=12), st.sampled_from(
-                  ["agent-platfrom:budget", "gcp:regoin", "environment", "kubernetes:context", "gcp:zone",
-                   "agent-platform:agents", "x:y:z", "stable", "canary_percent"])), values)),
+    st.tuples(
+        st.just("add"),
+        st.sampled_from([p for p in PATHS if len(p) < 4]),
+        st.tuples(
+            st.one_of(
+                st.text(max_size=12),
+                st.sampled_from(
+                    [
+                        "agent-platfrom:budget",
+                        "gcp:regoin",
+                        "environment",
+                        "kubernetes:context",
+                        "gcp:zone",
+                        "agent-platform:agents",
+                        "x:y:z",
+                        "stable",
+                        "canary_percent",
+                    ]
+                ),
+            ),
+            values,
+        ),
+    ),
 )
 
 TEXT_EDITS = [
@@ -138,8 +186,11 @@ def _dump(config: dict) -> str:
     return buffer.getvalue()
 
 
-@given(mutations=st.lists(mutation, min_size=1, max_size=2), edit=st.sampled_from(TEXT_EDITS),
-       encoding=st.sampled_from(ENCODINGS))
+@given(
+    mutations=st.lists(mutation, min_size=1, max_size=2),
+    edit=st.sampled_from(TEXT_EDITS),
+    encoding=st.sampled_from(ENCODINGS),
+)
 def test_a_mutated_config_plans_or_fails_cleanly(tmp_path_factory, mutations, edit, encoding):
     config = copy.deepcopy(BASE)
     for kind, path, value in mutations:

@@ -30,15 +30,27 @@ def env_of(plan: Plan, agent: str) -> dict[str, str]:
 
 def test_production_template_is_strict_on_every_filter(prod):
     t = template(prod)
-    assert (t["templateId"], t["location"], t["project"]) == ("agentstage-production", "us-central1", "acme-agents-prod")
+    assert (t["templateId"], t["location"], t["project"]) == (
+        "agentstage-production",
+        "us-central1",
+        "acme-agents-prod",
+    )
     f = t["filterConfig"]
     assert f["piAndJailbreakFilterSettings"] == {"filterEnforcement": "ENABLED", "confidenceLevel": "LOW_AND_ABOVE"}
     assert f["raiSettings"]["raiFilters"] == [{"filterType": k, "confidenceLevel": "MEDIUM_AND_ABOVE"} for k in RAI]
     assert f["maliciousUriFilterSettings"] == {"filterEnforcement": "ENABLED"}
     assert f["sdpSettings"] == {"basicConfig": {"filterEnforcement": "ENABLED"}}
-    assert t["templateMetadata"] == {"enforcementType": "INSPECT_AND_BLOCK", "logSanitizeOperations": True,
-                                     "logTemplateOperations": True}
-    assert t["labels"] == {"team": "support", "cost-center": "cc-042", "environment": "production", "managed-by": "agentstage"}
+    assert t["templateMetadata"] == {
+        "enforcementType": "INSPECT_AND_BLOCK",
+        "logSanitizeOperations": True,
+        "logTemplateOperations": True,
+    }
+    assert t["labels"] == {
+        "team": "support",
+        "cost-center": "cc-042",
+        "environment": "production",
+        "managed-by": "agentstage",
+    }
 
 
 def test_staging_defaults_are_less_strict(stage):
@@ -51,8 +63,12 @@ def test_staging_defaults_are_less_strict(stage):
 def test_confidence_levels_filters_and_location_are_configurable(tmp_path):
     cfg = copy.deepcopy(load_stack("production"))
     cfg["agent-platform:guardrails"].update(
-        jailbreak_confidence="high", rai_confidence="low-and-above", malicious_urls=False, sensitive_data=False,
-        enforcement="inspect-only", location="us",
+        jailbreak_confidence="high",
+        rai_confidence="low-and-above",
+        malicious_urls=False,
+        sensitive_data=False,
+        enforcement="inspect-only",
+        location="us",
     )
     t = template(plan_of(tmp_path, cfg))
     f = t["filterConfig"]
@@ -71,7 +87,10 @@ def test_each_agent_may_use_the_template_and_receives_its_name(prod):
         member = f"serviceAccount:{agent}-production@acme-agents-prod.iam.gserviceaccount.com"
         grant = prod.find(IAM, f"guardrails-user-{agent}")
         assert (grant.inputs["role"], grant.inputs["member"], grant.inputs["project"]) == (
-            "roles/modelarmor.user", member, "acme-agents-prod")
+            "roles/modelarmor.user",
+            member,
+            "acme-agents-prod",
+        )
         assert env_of(prod, agent)["MODEL_ARMOR_TEMPLATE"] == name
         service = prod.find(SERVICE, f"{agent}-service")
         assert grant.urn in service.dependencies and tmpl.urn in service.dependencies
@@ -89,15 +108,21 @@ def test_guardrails_off_removes_template_grant_and_env(tmp_path):
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"jailbreak_confidence": "paranoid"},
-         'agent-platform:guardrails.jailbreak_confidence: "paranoid" is not allowed; allowed: low-and-above, medium-and-above or high'),
-        ({"enforcement": "block"},
-         'agent-platform:guardrails.enforcement: "block" is not allowed; allowed: inspect-and-block or inspect-only'),
-        ({"location": "Mars"},
-         'agent-platform:guardrails.location: "Mars" is not a Model Armor location; allowed: us, eu, asia-northeast1, '
-         "asia-northeast3, asia-south1, asia-southeast1, australia-southeast2, europe-southwest1, europe-west1, "
-         "europe-west2, europe-west3, europe-west4, europe-west9, northamerica-northeast2, us-central1, us-east1, "
-         "us-east4, us-west1"),
+        (
+            {"jailbreak_confidence": "paranoid"},
+            'agent-platform:guardrails.jailbreak_confidence: "paranoid" is not allowed; allowed: low-and-above, medium-and-above or high',
+        ),
+        (
+            {"enforcement": "block"},
+            'agent-platform:guardrails.enforcement: "block" is not allowed; allowed: inspect-and-block or inspect-only',
+        ),
+        (
+            {"location": "Mars"},
+            'agent-platform:guardrails.location: "Mars" is not a Model Armor location; allowed: us, eu, asia-northeast1, '
+            "asia-northeast3, asia-south1, asia-southeast1, australia-southeast2, europe-southwest1, europe-west1, "
+            "europe-west2, europe-west3, europe-west4, europe-west9, northamerica-northeast2, us-central1, us-east1, "
+            "us-east4, us-west1",
+        ),
         ({"model_armor": "maybe"}, 'agent-platform:guardrails.model_armor: "maybe" is not true or false'),
     ],
 )

@@ -40,7 +40,7 @@ BINDING = "gcp:projects/iAMBinding:IAMBinding"
 
 # --- a small project whose verdict depends on unknown members ----------------------------
 
-PROGRAM = '''
+PROGRAM = """
 import pulumi
 import pulumi_gcp as gcp
 
@@ -59,7 +59,7 @@ existing = gcp.serviceaccount.Account.get("existing", "projects/acme-dev/service
 pulumi.export("existing", existing.email)
 pulumi.export("email", account.email)
 pulumi.export("project_number", project.number)
-'''
+"""
 POLICY_CONFIG = {
     "all": "mandatory",
     "allowed-member-domains": {"domains": ["acme.com"]},
@@ -74,12 +74,20 @@ _NOT_JUDGED = (
     "<account_id>@<project>.iam.gserviceaccount.com)."
 )
 NEW_STACK_VIOLATIONS = [  # in report order: resources by URN
-    ("allowed-member-domains", "mandatory", "readers",
-     "cannot judge whether the member granted roles/logging.viewer on the project is from an allowed domain: "
-     f"members[1] is {_NOT_JUDGED}"),
-    ("allowed-member-domains", "mandatory", "agent-logs",
-     "cannot judge whether the member granted roles/logging.logWriter on the project is from an allowed domain: "
-     f"member is {_NOT_JUDGED}"),
+    (
+        "allowed-member-domains",
+        "mandatory",
+        "readers",
+        "cannot judge whether the member granted roles/logging.viewer on the project is from an allowed domain: "
+        f"members[1] is {_NOT_JUDGED}",
+    ),
+    (
+        "allowed-member-domains",
+        "mandatory",
+        "agent-logs",
+        "cannot judge whether the member granted roles/logging.logWriter on the project is from an allowed domain: "
+        f"member is {_NOT_JUDGED}",
+    ),
 ]
 
 
@@ -96,8 +104,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check(small: Path, *args: str):
     return runner.invoke(
-        app, ["check", "dev", "-C", str(small), "--policy-config", str(small / "policy.json"), *args],
-        catch_exceptions=False, terminal_width=250,
+        app,
+        ["check", "dev", "-C", str(small), "--policy-config", str(small / "policy.json"), *args],
+        catch_exceptions=False,
+        terminal_width=250,
     )
 
 
@@ -125,8 +135,11 @@ def test_inputs_computed_from_outputs_are_unknown_in_the_plan_and_on_the_wire(ne
     readers = new.find(BINDING, "readers")  # one unknown element: the list keeps its length
     assert readers.inputs["members"] == ["group:ops@acme.com", "[unknown]"]
     assert list(readers.wire_inputs["members"]) == ["group:ops@acme.com", SENTINEL]
-    assert new.outputs == {"email": "[unknown]", "existing": "ops@acme-dev.iam.gserviceaccount.com",
-                           "project_number": NUMBER}
+    assert new.outputs == {
+        "email": "[unknown]",
+        "existing": "ops@acme-dev.iam.gserviceaccount.com",
+        "project_number": NUMBER,
+    }
 
 
 def test_a_value_computed_from_inputs_stays_known_and_keeps_its_dependency(new: Plan) -> None:
@@ -149,8 +162,11 @@ def test_the_default_plan_fills_the_same_values_in(small: Path) -> None:
     assert plan.find(ACCOUNT, "agent").outputs["email"] == EMAIL
     assert plan.find(MEMBER, "agent-logs").inputs["member"] == f"serviceAccount:{EMAIL}"
     assert plan.find(BINDING, "readers").inputs["members"] == ["group:ops@acme.com", f"serviceAccount:{EMAIL}"]
-    assert plan.outputs == {"email": EMAIL, "existing": "ops@acme-dev.iam.gserviceaccount.com",
-                            "project_number": NUMBER}
+    assert plan.outputs == {
+        "email": EMAIL,
+        "existing": "ops@acme-dev.iam.gserviceaccount.com",
+        "project_number": NUMBER,
+    }
 
 
 # --- the CLI contract -------------------------------------------------------------------
@@ -259,5 +275,7 @@ def test_new_stack_gives_the_verdicts_of_the_default_check(case: str, tmp_path: 
     config_file = _risky_config(risky, tmp_path) if risky else None
     default = _mandatory(project, stack, config_file, new_stack=False)
     new_stack = _mandatory(project, stack, config_file, new_stack=True)
-    assert new_stack == default, {"only on a new stack": sorted(new_stack - default, key=str),
-                                  "only when outputs are known": sorted(default - new_stack, key=str)}
+    assert new_stack == default, {
+        "only on a new stack": sorted(new_stack - default, key=str),
+        "only when outputs are known": sorted(default - new_stack, key=str),
+    }

@@ -75,8 +75,14 @@ def test_error_ratio_is_alerted_service_wide_and_per_revision_of_the_canary(prod
     assert stable["filter"] == svc_filter(COUNT, "support-bot") + rev("support-bot-1-3-2") + FIVE_XX
     for cond, group in ((whole, []), (candidate, [REV]), (stable, [REV])):
         for key in ("aggregations", "denominatorAggregations"):
-            assert cond[key] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_RATE",
-                                  "crossSeriesReducer": "REDUCE_SUM", "groupByFields": group}]
+            assert cond[key] == [
+                {
+                    "alignmentPeriod": "60s",
+                    "perSeriesAligner": "ALIGN_RATE",
+                    "crossSeriesReducer": "REDUCE_SUM",
+                    "groupByFields": group,
+                }
+            ]
         assert (cond["comparison"], cond["thresholdValue"], cond["duration"]) == ("COMPARISON_GT", 0.01, "300s")
         assert cond["trigger"] == {"count": 1}
 
@@ -91,8 +97,14 @@ def test_latency_p99_is_alerted_service_wide_and_per_revision(prod):
         svc_filter(LATENCY, "support-bot") + rev("support-bot-1-3-2"),
     ]
     for cond, group in zip(conds, ([], [REV], [REV])):
-        assert cond["aggregations"] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_DELTA",
-                                         "crossSeriesReducer": "REDUCE_PERCENTILE_99", "groupByFields": group}]
+        assert cond["aggregations"] == [
+            {
+                "alignmentPeriod": "60s",
+                "perSeriesAligner": "ALIGN_DELTA",
+                "crossSeriesReducer": "REDUCE_PERCENTILE_99",
+                "groupByFields": group,
+            }
+        ]
         assert (cond["comparison"], cond["thresholdValue"], cond["duration"]) == ("COMPARISON_GT", 2000, "300s")
 
 
@@ -111,8 +123,14 @@ def test_memory_is_alerted_per_revision_over_a_longer_window(prod):
     [cond] = [threshold(c) for c in p["conditions"]]
     assert p["severity"] == "WARNING"
     assert cond["filter"] == svc_filter(MEMORY, "support-bot")
-    assert cond["aggregations"] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_DELTA",
-                                     "crossSeriesReducer": "REDUCE_PERCENTILE_99", "groupByFields": [REV]}]
+    assert cond["aggregations"] == [
+        {
+            "alignmentPeriod": "60s",
+            "perSeriesAligner": "ALIGN_DELTA",
+            "crossSeriesReducer": "REDUCE_PERCENTILE_99",
+            "groupByFields": [REV],
+        }
+    ]
     assert (cond["comparison"], cond["thresholdValue"], cond["duration"]) == ("COMPARISON_GT", 0.8, "600s")
 
 
@@ -121,24 +139,38 @@ def test_saturation_threshold_is_a_share_of_max_instances(prod):
         p = policy(prod, f"{agent}-saturation")
         [cond] = [threshold(c) for c in p["conditions"]]
         assert cond["filter"] == svc_filter(INSTANCES, agent)
-        assert cond["aggregations"] == [{"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_MAX",
-                                         "crossSeriesReducer": "REDUCE_SUM", "groupByFields": []}]
+        assert cond["aggregations"] == [
+            {
+                "alignmentPeriod": "60s",
+                "perSeriesAligner": "ALIGN_MAX",
+                "crossSeriesReducer": "REDUCE_SUM",
+                "groupByFields": [],
+            }
+        ]
         assert (cond["comparison"], cond["thresholdValue"], cond["duration"]) == ("COMPARISON_GT", limit, "600s")
 
 
 def test_config_thresholds_reach_every_condition(tmp_path):
     cfg = prod_config()
-    cfg["agent-platform:alerts"].update(error_rate=0.05, latency_p99_ms=1500, memory_utilization=0.9,
-                                        saturation=0.5, duration_minutes=10)
+    cfg["agent-platform:alerts"].update(
+        error_rate=0.05, latency_p99_ms=1500, memory_utilization=0.9, saturation=0.5, duration_minutes=10
+    )
     bot = cfg["agent-platform:agents"]["support-bot"]
     bot["scaling"]["max_instances"] = 10
     plan = plan_of(tmp_path, cfg)
     values = {
-        role: {(threshold(c)["thresholdValue"], threshold(c)["duration"]) for c in policy(plan, f"support-bot-{role}")["conditions"]}
+        role: {
+            (threshold(c)["thresholdValue"], threshold(c)["duration"])
+            for c in policy(plan, f"support-bot-{role}")["conditions"]
+        }
         for role in ("errors", "latency", "memory", "saturation")
     }
-    assert values == {"errors": {(0.05, "600s")}, "latency": {(1500, "600s")},
-                      "memory": {(0.9, "1200s")}, "saturation": {(5, "1200s")}}
+    assert values == {
+        "errors": {(0.05, "600s")},
+        "latency": {(1500, "600s")},
+        "memory": {(0.9, "1200s")},
+        "saturation": {(5, "1200s")},
+    }
 
 
 def test_no_saturation_alert_for_a_fixed_size_agent(tmp_path):
@@ -197,7 +229,8 @@ def test_promote_drops_the_stable_revision_conditions(tmp_path):
     plan = plan_of(tmp_path, cfg)
     p = policy(plan, "support-bot-errors")
     assert [c["displayName"] for c in p["conditions"]] == [
-        "support-bot 5xx ratio > 0.01", f"{revision_of(plan, 'support-bot')} (release 1.4.0) 5xx ratio > 0.01"
+        "support-bot 5xx ratio > 0.01",
+        f"{revision_of(plan, 'support-bot')} (release 1.4.0) 5xx ratio > 0.01",
     ]
 
 
@@ -226,9 +259,17 @@ def test_signal_alerts_count_per_revision_and_wait_for_their_metric(prod):
     for signal, limit, severity in (("tool-errors", 10, "ERROR"), ("guardrail-blocks", 20, "WARNING")):
         r = prod.find(POLICY, f"support-bot-{signal}")
         [cond] = [threshold(c) for c in r.inputs["conditions"]]
-        assert cond["filter"] == svc_filter(f"logging.googleapis.com/user/agentstage/support-bot/{signal}", "support-bot")
-        assert cond["aggregations"] == [{"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_DELTA",
-                                         "crossSeriesReducer": "REDUCE_SUM", "groupByFields": [REV]}]
+        assert cond["filter"] == svc_filter(
+            f"logging.googleapis.com/user/agentstage/support-bot/{signal}", "support-bot"
+        )
+        assert cond["aggregations"] == [
+            {
+                "alignmentPeriod": "300s",
+                "perSeriesAligner": "ALIGN_DELTA",
+                "crossSeriesReducer": "REDUCE_SUM",
+                "groupByFields": [REV],
+            }
+        ]
         assert (cond["comparison"], cond["thresholdValue"]) == ("COMPARISON_GT", limit)
         assert r.inputs["severity"] == severity
         assert prod.find(METRIC, f"support-bot-{signal}-metric").urn in r.dependencies
@@ -240,11 +281,17 @@ def test_signal_alerts_count_per_revision_and_wait_for_their_metric(prod):
 def test_slos_are_request_based_on_the_cloud_run_service(prod):
     svc = prod.find("gcp:monitoring/genericService:GenericService", "support-bot-slo-service").inputs
     assert svc["serviceId"] == "agentstage-support-bot"
-    assert svc["basicService"] == {"serviceType": "CLOUD_RUN",
-                                   "serviceLabels": {"service_name": "support-bot", "location": "us-central1"}}
+    assert svc["basicService"] == {
+        "serviceType": "CLOUD_RUN",
+        "serviceLabels": {"service_name": "support-bot", "location": "us-central1"},
+    }
     avail = prod.find(SLO, "support-bot-slo-availability").inputs
     assert (avail["sloId"], avail["goal"], avail["rollingPeriodDays"], avail["service"]) == (
-        "availability", 0.995, 28, "agentstage-support-bot")
+        "availability",
+        0.995,
+        28,
+        "agentstage-support-bot",
+    )
     assert avail["requestBasedSli"]["goodTotalRatio"] == {
         "totalServiceFilter": svc_filter(COUNT, "support-bot"),
         "badServiceFilter": svc_filter(COUNT, "support-bot") + FIVE_XX,
@@ -252,16 +299,25 @@ def test_slos_are_request_based_on_the_cloud_run_service(prod):
     latency = prod.find(SLO, "support-bot-slo-latency").inputs
     assert (latency["sloId"], latency["goal"]) == ("latency", 0.99)
     assert latency["requestBasedSli"]["distributionCut"] == {
-        "distributionFilter": svc_filter(LATENCY, "support-bot"), "range": {"max": 2000}
+        "distributionFilter": svc_filter(LATENCY, "support-bot"),
+        "range": {"max": 2000},
     }
     assert latency["userLabels"]["agent"] == "support-bot"
 
 
 def test_slo_goals_come_from_config(tmp_path):
     cfg = prod_config()
-    cfg["agent-platform:alerts"]["slo"] = {"availability": 0.999, "latency_ms": 800, "latency_goal": 0.95, "window_days": 7}
+    cfg["agent-platform:alerts"]["slo"] = {
+        "availability": 0.999,
+        "latency_ms": 800,
+        "latency_goal": 0.95,
+        "window_days": 7,
+    }
     plan = plan_of(tmp_path, cfg)
-    avail, latency = plan.find(SLO, "research-agent-slo-availability").inputs, plan.find(SLO, "research-agent-slo-latency").inputs
+    avail, latency = (
+        plan.find(SLO, "research-agent-slo-availability").inputs,
+        plan.find(SLO, "research-agent-slo-latency").inputs,
+    )
     assert (avail["goal"], avail["rollingPeriodDays"]) == (0.999, 7)
     assert (latency["goal"], latency["requestBasedSli"]["distributionCut"]["range"]) == (0.95, {"max": 800})
 
@@ -321,8 +377,10 @@ def test_dashboard_has_one_row_per_agent_split_by_revision(prod):
             assert f"/{agent}/" in f["filter"] or f'"service_name" = "{agent}"' in f["filter"]
             assert f["aggregation"]["groupByFields"] == [REV]
     latency = next(t for t in chart_rows[1] if t["widget"]["title"].startswith("Latency"))
-    reducers = [ds["timeSeriesQuery"]["timeSeriesFilter"]["aggregation"]["crossSeriesReducer"]
-                for ds in latency["widget"]["xyChart"]["dataSets"]]
+    reducers = [
+        ds["timeSeriesQuery"]["timeSeriesFilter"]["aggregation"]["crossSeriesReducer"]
+        for ds in latency["widget"]["xyChart"]["dataSets"]
+    ]
     assert reducers == ["REDUCE_PERCENTILE_50", "REDUCE_PERCENTILE_95", "REDUCE_PERCENTILE_99"]
     assert latency["widget"]["xyChart"]["thresholds"][0]["value"] == 2000
 
@@ -348,14 +406,28 @@ def test_channels_from_config_are_keyed_by_target(tmp_path):
     assert {n: (c["type"], c["labels"]) for n, c in channels.items()} == {
         "observability-notify-email-oncall-at-acme-com": ("email", {"email_address": "oncall@acme.com"}),
         "observability-notify-email-ml-team-at-acme-com": ("email", {"email_address": "ml-team@acme.com"}),
-        "observability-notify-pubsub-acme-ops-topics-agent-alerts": ("pubsub", {"topic": "projects/acme-ops/topics/agent-alerts"}),
-        "observability-notify-webhook-hooks-acme-com-agents-token-abc": ("webhook_tokenauth", {"url": "https://hooks.acme.com/agents?token=abc"}),
+        "observability-notify-pubsub-acme-ops-topics-agent-alerts": (
+            "pubsub",
+            {"topic": "projects/acme-ops/topics/agent-alerts"},
+        ),
+        "observability-notify-webhook-hooks-acme-com-agents-token-abc": (
+            "webhook_tokenauth",
+            {"url": "https://hooks.acme.com/agents?token=abc"},
+        ),
     }
     for c in channels.values():
-        assert c["userLabels"] == {"team": "support", "cost-center": "cc-042", "environment": "production", "managed-by": "agentstage"}
+        assert c["userLabels"] == {
+            "team": "support",
+            "cost-center": "cc-042",
+            "environment": "production",
+            "managed-by": "agentstage",
+        }
     [grant] = plan.by_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
     assert (grant.inputs["topic"], grant.inputs["role"], grant.inputs["project"]) == (
-        "projects/acme-ops/topics/agent-alerts", "roles/pubsub.publisher", "acme-ops")
+        "projects/acme-ops/topics/agent-alerts",
+        "roles/pubsub.publisher",
+        "acme-ops",
+    )
     assert grant.inputs["member"].endswith("@gcp-sa-monitoring-notification.iam.gserviceaccount.com")
     assert len(policy(plan, "support-bot-errors")["notificationChannels"]) == 4
 
@@ -416,14 +488,20 @@ def test_tracing_config_and_user_env_that_would_collide(tmp_path):
 
 
 def test_preview_production_shows_alerts_dashboard_slos_budget_and_model_armor():
-    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["preview", "production", "-C", str(ROOT)], terminal_width=250)
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(
+        app, ["preview", "production", "-C", str(ROOT)], terminal_width=250
+    )
     assert result.exit_code == 0, result.output
     rows = [line.replace("│", " ").split() for line in result.output.splitlines()]
     for type_, name in (
-        ("AlertPolicy", "support-bot-errors"), ("AlertPolicy", "research-agent-latency"),
-        ("AlertPolicy", "support-bot-slo-fast-burn"), ("Dashboard", "observability-agents-dashboard"),
-        ("Slo", "research-agent-slo-availability"), ("Budget", "budget-budget"),
-        ("Template", "guardrails-template"), ("Metric", "support-bot-tokens-metric"),
+        ("AlertPolicy", "support-bot-errors"),
+        ("AlertPolicy", "research-agent-latency"),
+        ("AlertPolicy", "support-bot-slo-fast-burn"),
+        ("Dashboard", "observability-agents-dashboard"),
+        ("Slo", "research-agent-slo-availability"),
+        ("Budget", "budget-budget"),
+        ("Template", "guardrails-template"),
+        ("Metric", "support-bot-tokens-metric"),
     ):
         assert [r for r in rows if name in r and any(cell.endswith(type_) for cell in r)], (type_, name)
     assert "roles/modelarmor.user" in result.output
@@ -432,25 +510,58 @@ def test_preview_production_shows_alerts_dashboard_slos_budget_and_model_armor()
 @pytest.mark.parametrize(
     "section,change,message",
     [
-        ("alerts", {"notification_emails": ["oncall@acme.com", "nope"]},
-         'agent-platform:alerts.notification_emails[1]: "nope" is not an email address'),
-        ("alerts", {"notification_emails": ["oncall@acme.com", "oncall@acme.com"]},
-         'agent-platform:alerts.notification_emails[1]: "oncall@acme.com" is listed twice; list each address once'),
-        ("alerts", {"error_rate": 1.5},
-         "agent-platform:alerts.error_rate: 1.5 is not a ratio; allowed: greater than 0 and at most 1 (0.01 means 1%)"),
-        ("alerts", {"duration_minutes": 0}, "agent-platform:alerts.duration_minutes: 0 is out of range; allowed: 1..60 minutes"),
-        ("alerts", {"slo": {"availability": 1.0}},
-         "agent-platform:alerts.slo.availability: 1.0 is not a usable SLO goal; allowed: 0.9..0.9999 (0.995 means 99.5%)"),
-        ("alerts", {"slo": {"fast_burn_rate": 1}},
-         "agent-platform:alerts.slo.fast_burn_rate: 1 is not a burn rate above 1; 1 means the budget lasts exactly the window"),
-        ("alerts", {"pubsub_topics": ["my-topic"]},
-         'agent-platform:alerts.pubsub_topics[0]: "my-topic" is not a Pub/Sub topic; use projects/<project>/topics/<topic>'),
-        ("alerts", {"webhooks": ["http://hooks.acme.com"]}, 'agent-platform:alerts.webhooks[0]: "http://hooks.acme.com" is not an https URL'),
-        ("alerts", {"latency_p99": 5},
-         "agent-platform:alerts.latency_p99: unknown key; allowed: enabled, notification_emails, pubsub_topics, webhooks, "
-         "latency_p99_ms, error_rate, memory_utilization, saturation, duration_minutes, tool_errors_per_5m, "
-         "guardrail_blocks_per_5m, runbook_url, log_metric_wait_minutes, slo"),
-        ("tracing", {"sample_rate": 2}, "agent-platform:tracing.sample_rate: 2 is not a sampling ratio; allowed: 0..1 (0.1 means 10% of traces)"),
+        (
+            "alerts",
+            {"notification_emails": ["oncall@acme.com", "nope"]},
+            'agent-platform:alerts.notification_emails[1]: "nope" is not an email address',
+        ),
+        (
+            "alerts",
+            {"notification_emails": ["oncall@acme.com", "oncall@acme.com"]},
+            'agent-platform:alerts.notification_emails[1]: "oncall@acme.com" is listed twice; list each address once',
+        ),
+        (
+            "alerts",
+            {"error_rate": 1.5},
+            "agent-platform:alerts.error_rate: 1.5 is not a ratio; allowed: greater than 0 and at most 1 (0.01 means 1%)",
+        ),
+        (
+            "alerts",
+            {"duration_minutes": 0},
+            "agent-platform:alerts.duration_minutes: 0 is out of range; allowed: 1..60 minutes",
+        ),
+        (
+            "alerts",
+            {"slo": {"availability": 1.0}},
+            "agent-platform:alerts.slo.availability: 1.0 is not a usable SLO goal; allowed: 0.9..0.9999 (0.995 means 99.5%)",
+        ),
+        (
+            "alerts",
+            {"slo": {"fast_burn_rate": 1}},
+            "agent-platform:alerts.slo.fast_burn_rate: 1 is not a burn rate above 1; 1 means the budget lasts exactly the window",
+        ),
+        (
+            "alerts",
+            {"pubsub_topics": ["my-topic"]},
+            'agent-platform:alerts.pubsub_topics[0]: "my-topic" is not a Pub/Sub topic; use projects/<project>/topics/<topic>',
+        ),
+        (
+            "alerts",
+            {"webhooks": ["http://hooks.acme.com"]},
+            'agent-platform:alerts.webhooks[0]: "http://hooks.acme.com" is not an https URL',
+        ),
+        (
+            "alerts",
+            {"latency_p99": 5},
+            "agent-platform:alerts.latency_p99: unknown key; allowed: enabled, notification_emails, pubsub_topics, webhooks, "
+            "latency_p99_ms, error_rate, memory_utilization, saturation, duration_minutes, tool_errors_per_5m, "
+            "guardrail_blocks_per_5m, runbook_url, log_metric_wait_minutes, slo",
+        ),
+        (
+            "tracing",
+            {"sample_rate": 2},
+            "agent-platform:tracing.sample_rate: 2 is not a sampling ratio; allowed: 0..1 (0.1 means 10% of traces)",
+        ),
     ],
 )
 def test_bad_observability_config_is_rejected_with_the_key(section, change, message):

@@ -20,16 +20,22 @@ from tests.conftest import ROOT, load_stack, write_stack
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 BUDGET = "gcp:billing/budget:Budget"
 TEMPLATE = "gcp:modelarmor/template:Template"
-OURS = ("agent-alert-policies", "alert-policy-actionable", "billing-budget", "budget-actual-threshold",
-        "model-armor-guardrails")
+OURS = (
+    "agent-alert-policies",
+    "alert-policy-actionable",
+    "billing-budget",
+    "budget-actual-threshold",
+    "model-armor-guardrails",
+)
 
 
 @pytest.fixture(scope="module")
 def pack():
     project = load_project(ROOT)
     config = load_stack_config(project, "production")
-    with PolicyPackProcess(PACK_DIR, project=project.name, stack="production", config=config.values,
-                           secret_keys=config.secret_keys) as process:
+    with PolicyPackProcess(
+        PACK_DIR, project=project.name, stack="production", config=config.values, secret_keys=config.secret_keys
+    ) as process:
         yield process
 
 
@@ -72,7 +78,9 @@ def test_reference_production_plan_passes_every_operations_rule(pack, prod):
 def test_alert_policy_without_channel_is_a_mandatory_violation(pack, prod):
     plan = mutate(prod, support_bot_memory=lambda p: p.update(notificationChannels=[]))
     assert only(check(pack, plan)) == (
-        "alert-policy-actionable", "mandatory", "support-bot-memory",
+        "alert-policy-actionable",
+        "mandatory",
+        "support-bot-memory",
         "[production] support-bot: memory utilization above 80% has no notification channel, so its incidents "
         "open in the console and nobody is told; add one (agentstage: agent-platform:alerts.notification_emails, "
         "pubsub_topics or webhooks).",
@@ -82,7 +90,9 @@ def test_alert_policy_without_channel_is_a_mandatory_violation(pack, prod):
 def test_alert_policy_without_documentation_is_a_mandatory_violation(pack, prod):
     plan = mutate(prod, research_agent_saturation=lambda p: p.pop("documentation"))
     assert only(check(pack, plan)) == (
-        "alert-policy-actionable", "mandatory", "research-agent-saturation",
+        "alert-policy-actionable",
+        "mandatory",
+        "research-agent-saturation",
         "[production] research-agent: instances above 6.4 of max 8 has no documentation, so on-call gets an alert "
         "without what it means or what to do first; set documentation.content (what it means, first steps, how "
         "to roll back).",
@@ -90,26 +100,41 @@ def test_alert_policy_without_documentation_is_a_mandatory_violation(pack, prod)
 
 
 def test_agent_without_latency_alert_fails_agent_alert_policies(pack, prod):
-    plan = mutate(prod, keep=lambda r: not (r.type == POLICY and r.name in ("support-bot-latency", "support-bot-slo-fast-burn",
-                                                                            "support-bot-slo-slow-burn")))
+    plan = mutate(
+        prod,
+        keep=lambda r: (
+            not (
+                r.type == POLICY
+                and r.name in ("support-bot-latency", "support-bot-slo-fast-burn", "support-bot-slo-slow-burn")
+            )
+        ),
+    )
     policy, enforcement, name, message = only(check(pack, plan))
     assert (policy, enforcement, name) == ("agent-alert-policies", "mandatory", "support-bot-service")
-    assert message.startswith("the agent service support-bot has no alert policy with a notification channel on latency")
+    assert message.startswith(
+        "the agent service support-bot has no alert policy with a notification channel on latency"
+    )
 
 
 def test_budget_without_actual_threshold_up_to_100_percent_fails(pack, prod):
     def late(b: dict[str, Any]) -> None:
-        b["thresholdRules"] = [{"thresholdPercent": 1.2, "spendBasis": "CURRENT_SPEND"},
-                               {"thresholdPercent": 0.9, "spendBasis": "FORECASTED_SPEND"}]
+        b["thresholdRules"] = [
+            {"thresholdPercent": 1.2, "spendBasis": "CURRENT_SPEND"},
+            {"thresholdPercent": 0.9, "spendBasis": "FORECASTED_SPEND"},
+        ]
 
     assert only(check(pack, mutate(prod, budget_budget=late))) == (
-        "budget-actual-threshold", "mandatory", "budget-budget",
+        "budget-actual-threshold",
+        "mandatory",
+        "budget-budget",
         "the billing budget never warns before the money is spent: its lowest actual-spend threshold is 120%; add a "
         "threshold rule on actual spend at or below 100% (agentstage: agent-platform:budget.thresholds, e.g. "
         "[0.5, 0.9, 1.0]).",
     )
-    forecast_only = mutate(prod, budget_budget=lambda b: b.update(
-        thresholdRules=[{"thresholdPercent": 1, "spendBasis": "FORECASTED_SPEND"}]))
+    forecast_only = mutate(
+        prod,
+        budget_budget=lambda b: b.update(thresholdRules=[{"thresholdPercent": 1, "spendBasis": "FORECASTED_SPEND"}]),
+    )
     assert "it has no actual-spend threshold" in only(check(pack, forecast_only))[3]
     # the API's default spend basis is actual spend
     default_basis = mutate(prod, budget_budget=lambda b: b.update(thresholdRules=[{"thresholdPercent": 1}]))
@@ -126,8 +151,12 @@ def test_stack_without_model_armor_fails_model_armor_guardrails(pack, prod):
     policy, enforcement, _, message = only(check(pack, mutate(prod, keep=lambda r: r.type != TEMPLATE)))
     assert (policy, enforcement) == ("model-armor-guardrails", "mandatory")
     assert message.startswith("the stack has no Model Armor template")
-    off = mutate(prod, guardrails_template=lambda t: t["filterConfig"]["piAndJailbreakFilterSettings"].update(
-        filterEnforcement="DISABLED"))
+    off = mutate(
+        prod,
+        guardrails_template=lambda t: t["filterConfig"]["piAndJailbreakFilterSettings"].update(
+            filterEnforcement="DISABLED"
+        ),
+    )
     assert only(check(pack, off))[0] == "model-armor-guardrails"
 
 
@@ -135,8 +164,11 @@ def test_the_same_rules_are_advisory_in_staging(pack, prod):
     plan = mutate(prod, keep=lambda r: r.type != BUDGET, support_bot_errors=lambda p: p.update(notificationChannels=[]))
     found = {(v.policy, v.enforcement) for v in check(pack, plan, "staging")}
     # the errors policy without a channel no longer counts: support-bot has no routed error alert either
-    assert found == {("billing-budget", "advisory"), ("alert-policy-actionable", "advisory"),
-                     ("agent-alert-policies", "advisory")}
+    assert found == {
+        ("billing-budget", "advisory"),
+        ("alert-policy-actionable", "advisory"),
+        ("agent-alert-policies", "advisory"),
+    }
 
 
 # --- from the stack config --------------------------------------------------------------------------
@@ -146,8 +178,10 @@ def test_the_same_rules_are_advisory_in_staging(pack, prod):
     "change,policies",
     [
         (lambda c: c["agent-platform:alerts"].update(enabled=False), {"agent-alert-policies"}),
-        (lambda c: c["agent-platform:alerts"].update(notification_emails=[]),
-         {"agent-alert-policies", "alert-policy-actionable"}),
+        (
+            lambda c: c["agent-platform:alerts"].update(notification_emails=[]),
+            {"agent-alert-policies", "alert-policy-actionable"},
+        ),
         (lambda c: c.update({"agent-platform:guardrails": {"model_armor": False}}), {"model-armor-guardrails"}),
         (lambda c: c["agent-platform:budget"].update(thresholds=[1.5]), {"budget-actual-threshold"}),
     ],
@@ -171,6 +205,10 @@ def test_check_cli_exits_1_without_model_armor_and_2_without_billing_account(tmp
     assert result.exit_code == 1, result.output
     assert "model-armor-guardrails" in result.output
     del config["agent-platform:budget"]
-    result = runner.invoke(app, ["check", "production", "-C", str(ROOT), "--config-file", str(write_stack(tmp_path / "nb.yaml", config))])
+    result = runner.invoke(
+        app, ["check", "production", "-C", str(ROOT), "--config-file", str(write_stack(tmp_path / "nb.yaml", config))]
+    )
     assert result.exit_code == 2
-    assert "agent-platform:budget.billing_account: null is not set; production requires a billing budget" in " ".join(result.output.split())
+    assert "agent-platform:budget.billing_account: null is not set; production requires a billing budget" in " ".join(
+        result.output.split()
+    )

@@ -69,7 +69,8 @@ def test_preview_and_check_run_with_the_runtime_dependencies_only(tmp_path):
     blocked = _blocked_modules(_runtime_closure())
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent(f"""
+    (site / "sitecustomize.py").write_text(
+        textwrap.dedent(f"""
         import importlib.abc, sys
         BLOCKED = set({blocked!r})
 
@@ -80,12 +81,18 @@ def test_preview_and_check_run_with_the_runtime_dependencies_only(tmp_path):
                 return None
 
         sys.meta_path.insert(0, _NotInstalled())
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     probe = subprocess.run([sys.executable, "-c", "import pytest"], env=env, capture_output=True, text=True)
     assert "not a runtime dependency" in probe.stderr  # the guard is in force
     for command in (["preview", "production"], ["check", "production"], ["check", "staging", "--format", "sarif"]):
-        proc = subprocess.run([sys.executable, "-m", "agentstage.cli", *command, "-C", str(ROOT)], env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "agentstage.cli", *command, "-C", str(ROOT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert "not a runtime dependency" not in proc.stderr + proc.stdout, proc.stderr
         assert proc.returncode == 0, proc.stderr

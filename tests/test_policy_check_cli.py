@@ -40,8 +40,11 @@ def test_production_has_no_mandatory_violation() -> None:
     report = json.loads(result.stdout)
     assert report["passed"] is True
     assert report["summary"]["mandatory"] == 0
-    assert report["policy_pack"] == {"name": "agent_guard", "version": "0.1.0",
-                                     "config": "policies/agent_guard/config/production.json"}
+    assert report["policy_pack"] == {
+        "name": "agent_guard",
+        "version": "0.1.0",
+        "config": "policies/agent_guard/config/production.json",
+    }
     assert {p["enforcement"] for p in report["policies"]} == {"mandatory"}
 
 
@@ -57,21 +60,38 @@ def test_staging_is_advisory() -> None:
 # --- risky production configs -----------------------------------------------------------
 
 RISKY = {
-    "public invoker": (lambda a: a.update(invokers=["allUsers"]), "no-public-invoker",
-                       "support-bot-invoker-allusers"),
+    "public invoker": (lambda a: a.update(invokers=["allUsers"]), "no-public-invoker", "support-bot-invoker-allusers"),
     "owner role": (lambda a: a.update(roles=["roles/owner"]), "no-basic-roles", "support-bot-role-owner"),
-    "plain-text token in env": (lambda a: a["env"].update(CRM_API_TOKEN="tok-123"), "secrets-in-secret-manager",
-                                "support-bot-service"),
-    "max instances above the cap": (lambda a: a["scaling"].update(max_instances=500), "max-instances-capped",
-                                    "support-bot-service"),
-    "ingress from the internet": (lambda a: a.update(ingress="all"), "cloud-run-ingress-restricted",
-                                  "support-bot-service"),
-    "canary starting at 25%": (lambda a: a["rollout"].update(steps=[25, 50, 100], canary_percent=25),
-                               "canary-first-step", "support-bot-service"),
-    "scaled to zero": (lambda a: a["scaling"].update(min_instances=0), "min-instances-production",
-                       "support-bot-service"),
-    "project-wide secret access": (lambda a: a.update(roles=["roles/secretmanager.secretAccessor"]),
-                                   "secret-accessor-per-secret", "support-bot-role-secretmanager-secretAccessor"),
+    "plain-text token in env": (
+        lambda a: a["env"].update(CRM_API_TOKEN="tok-123"),
+        "secrets-in-secret-manager",
+        "support-bot-service",
+    ),
+    "max instances above the cap": (
+        lambda a: a["scaling"].update(max_instances=500),
+        "max-instances-capped",
+        "support-bot-service",
+    ),
+    "ingress from the internet": (
+        lambda a: a.update(ingress="all"),
+        "cloud-run-ingress-restricted",
+        "support-bot-service",
+    ),
+    "canary starting at 25%": (
+        lambda a: a["rollout"].update(steps=[25, 50, 100], canary_percent=25),
+        "canary-first-step",
+        "support-bot-service",
+    ),
+    "scaled to zero": (
+        lambda a: a["scaling"].update(min_instances=0),
+        "min-instances-production",
+        "support-bot-service",
+    ),
+    "project-wide secret access": (
+        lambda a: a.update(roles=["roles/secretmanager.secretAccessor"]),
+        "secret-accessor-per-secret",
+        "support-bot-role-secretmanager-secretAccessor",
+    ),
 }
 
 
@@ -94,8 +114,10 @@ def test_unpinned_image_is_rejected_before_the_policies_run(tmp_path) -> None:
     path = risky(tmp_path, lambda a: a["release"].update(image="us-docker.pkg.dev/acme/agents/support-bot:1.4.0"))
     result = invoke("production", "--config-file", str(path))
     assert result.exit_code == 2
-    assert ('agent-platform:agents.support-bot.release.image: "us-docker.pkg.dev/acme/agents/support-bot:1.4.0" '
-            "is not pinned by digest; use <repo>/<image>@sha256:<64 hex>") in result.stderr
+    assert (
+        'agent-platform:agents.support-bot.release.image: "us-docker.pkg.dev/acme/agents/support-bot:1.4.0" '
+        "is not pinned by digest; use <repo>/<image>@sha256:<64 hex>"
+    ) in result.stderr
 
 
 def test_text_report_groups_by_resource_and_ends_with_a_summary(tmp_path) -> None:
@@ -107,7 +129,9 @@ def test_text_report_groups_by_resource_and_ends_with_a_summary(tmp_path) -> Non
     assert lines[service + 1].startswith("  mandatory critical secrets-in-secret-manager: CRM_API_TOKEN is a plain")
     invoker = lines.index("support-bot-invoker-allusers (gcp:cloudrunv2/serviceIamMember:ServiceIamMember)")
     assert lines[invoker + 1].startswith("  mandatory critical no-public-invoker: grants roles/run.invoker to allUsers")
-    assert re.fullmatch(r"2 violations \(2 mandatory, 0 advisory\) in \d+ resources against \d+ policies: FAILED", lines[-1])
+    assert re.fullmatch(
+        r"2 violations \(2 mandatory, 0 advisory\) in \d+ resources against \d+ policies: FAILED", lines[-1]
+    )
 
 
 def test_production_stack_with_the_staging_policy_config_passes(tmp_path) -> None:
@@ -128,8 +152,10 @@ def test_sarif_is_valid_and_locates_violations_in_the_stack_config(tmp_path, mon
     out = tmp_path / "check.sarif"
     result = invoke("production", "--config-file", str(path), "--format", "sarif", "--output", str(out))
     assert result.exit_code == 1
-    summary = re.fullmatch(r"1 violation \(1 mandatory, 0 advisory\) in \d+ resources against (\d+) policies: FAILED",
-                           result.stdout.strip())
+    summary = re.fullmatch(
+        r"1 violation \(1 mandatory, 0 advisory\) in \d+ resources against (\d+) policies: FAILED",
+        result.stdout.strip(),
+    )
     assert summary, result.stdout
     sarif = json.loads(out.read_text())
     jsonschema.Draft4Validator(SARIF_SCHEMA).validate(sarif)
@@ -172,8 +198,11 @@ def _config(tmp_path: Path, data: Any) -> Path:
     "data, message",
     [
         ("{not json", "not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
-        ({"all": "strict"}, "parsing enforcement level for 'all': 'strict' is not a valid enforcement level; "
-                            "allowed: advisory, mandatory, remediate, disabled"),
+        (
+            {"all": "strict"},
+            "parsing enforcement level for 'all': 'strict' is not a valid enforcement level; "
+            "allowed: advisory, mandatory, remediate, disabled",
+        ),
         ({"no-basic-roles": 3}, "parsing 'no-basic-roles': 3 is not a valid value; must be a string or object"),
     ],
 )
@@ -187,12 +216,19 @@ def test_unreadable_policy_config(tmp_path, data, message) -> None:
 @pytest.mark.parametrize(
     "data, issue",
     [
-        ({"no-public-invokers": "mandatory"},
-         "no-public-invokers: unknown policy; policies: agent-alert-policies,"),
-        ({"max-instances-capped": {"maxInstances": "many"}}, "max-instances-capped: maxInstances: 'many' is not of type 'integer'"),
-        ({"max-instances-capped": {"maxInstances": 0}}, "max-instances-capped: maxInstances: 0 is less than the minimum of 1"),
-        ({"max-instances-capped": {"maxInstance": 10}},
-         "max-instances-capped: maxInstance: unknown property; properties of this policy: maxInstances"),
+        ({"no-public-invokers": "mandatory"}, "no-public-invokers: unknown policy; policies: agent-alert-policies,"),
+        (
+            {"max-instances-capped": {"maxInstances": "many"}},
+            "max-instances-capped: maxInstances: 'many' is not of type 'integer'",
+        ),
+        (
+            {"max-instances-capped": {"maxInstances": 0}},
+            "max-instances-capped: maxInstances: 0 is less than the minimum of 1",
+        ),
+        (
+            {"max-instances-capped": {"maxInstance": 10}},
+            "max-instances-capped: maxInstance: unknown property; properties of this policy: maxInstances",
+        ),
     ],
 )
 def test_policy_config_that_does_not_fit_the_pack(tmp_path, data, issue) -> None:

@@ -86,7 +86,10 @@ def test_pack_that_prints_something_else_than_its_port(tmp_path, plan) -> None:
     "manifest, message",
     [
         (None, "{pack} is not a policy pack: it has no PulumiPolicy.yaml"),
-        ("runtime: nodejs\n", "{pack}/PulumiPolicy.yaml: runtime is 'nodejs'; agentstage check runs Python policy packs"),
+        (
+            "runtime: nodejs\n",
+            "{pack}/PulumiPolicy.yaml: runtime is 'nodejs'; agentstage check runs Python policy packs",
+        ),
     ],
 )
 def test_not_a_python_policy_pack(tmp_path, plan, manifest, message) -> None:
@@ -120,7 +123,9 @@ def test_pack_sees_the_stack_like_under_the_cli(tmp_path, plan) -> None:
 
 
 def test_analyze_stack_gets_parents_and_dependencies(tmp_path, plan) -> None:
-    pack = make_pack(tmp_path / "stack-pack", """
+    pack = make_pack(
+        tmp_path / "stack-pack",
+        """
         from pulumi_policy import PolicyPack, StackValidationPolicy
 
         def validate(args, report):
@@ -132,7 +137,8 @@ def test_analyze_stack_gets_parents_and_dependencies(tmp_path, plan) -> None:
 
         PolicyPack(name="stack-probe", policies=[
             StackValidationPolicy(name="stack-probe", description="Checks the stack.", validate=validate)])
-    """)
+    """,
+    )
     report = run_check(ROOT, "production", plan=plan, pack_dir=pack)
     messages = {v.resource_name: v.message for v in report.violations}
     support = messages["support-bot-service"]
@@ -144,8 +150,9 @@ def test_analyze_stack_gets_parents_and_dependencies(tmp_path, plan) -> None:
 
 def test_cli_reports_a_crashed_pack_as_an_error(tmp_path) -> None:
     pack = rule_pack(tmp_path / "raises", 'raise RuntimeError("rule blew up")')
-    result = CliRunner().invoke(app, ["check", "production", "-C", str(ROOT), "--policy-pack", str(pack)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["check", "production", "-C", str(ROOT), "--policy-pack", str(pack)], catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert "error: policy pack probe crashed while analysing" in result.stderr
     assert "the policy check did not complete; nothing was checked" in result.stderr
@@ -155,12 +162,29 @@ def test_cli_reports_a_crashed_pack_as_an_error(tmp_path) -> None:
 def test_report_json_is_stable(tmp_path, plan) -> None:
     report = run_check(ROOT, "production", plan=plan)
     data = report.to_json()
-    assert list(data) == ["version", "project", "stack", "stack_config", "policy_pack", "passed", "summary",
-                          "violations", "policies"]
+    assert list(data) == [
+        "version",
+        "project",
+        "stack",
+        "stack_config",
+        "policy_pack",
+        "passed",
+        "summary",
+        "violations",
+        "policies",
+    ]
     assert data["version"] == 1
     assert list(data["summary"]) == ["resources", "policies", "violations", "mandatory", "advisory"]
-    assert list(data["policies"][0]) == ["name", "description", "enforcement", "severity", "type", "config",
-                                         "anchor", "remediation"]
+    assert list(data["policies"][0]) == [
+        "name",
+        "description",
+        "enforcement",
+        "severity",
+        "type",
+        "config",
+        "anchor",
+        "remediation",
+    ]
     assert all(p["description"].startswith("Checks that") for p in data["policies"])
     json.dumps(data)
 
@@ -233,8 +257,10 @@ def _big_stack(tmp_path: Path) -> Path:
     from tests.conftest import load_stack, write_stack
 
     config = load_stack("production")
-    prompt = ("You are the support agent of Acme. Answer from the knowledge base, cite it, and hand "
-              "over to a human when unsure. ") * 400
+    prompt = (
+        "You are the support agent of Acme. Answer from the knowledge base, cite it, and hand "
+        "over to a human when unsure. "
+    ) * 400
     for part in range(5):
         config["agent-platform:agents"]["support-bot"]["env"][f"SYSTEM_PROMPT_{part}"] = prompt[:32768]
     return write_stack(tmp_path / "big.yaml", config)
@@ -251,7 +277,7 @@ def test_a_stack_config_beyond_the_environment_limit_reaches_the_pack(tmp_path) 
     assert len(agents.encode()) > 128 * 1024
     body = (
         'import json, pulumi.runtime; raw = pulumi.runtime.get_config("agent-platform:agents"); '
-        'report(f"{len(raw)} {len(json.loads(raw)[\'support-bot\'][\'env\'][\'SYSTEM_PROMPT_4\'])}")'
+        "report(f\"{len(raw)} {len(json.loads(raw)['support-bot']['env']['SYSTEM_PROMPT_4'])}\")"
     )
     report = run_check(ROOT, "production", config_file=path, pack_dir=rule_pack(tmp_path / "size-pack", body))
     assert {v.message for v in report.violations} == {f"{len(agents)} 32768"}
@@ -259,7 +285,11 @@ def test_a_stack_config_beyond_the_environment_limit_reaches_the_pack(tmp_path) 
 
 
 def test_agent_guard_checks_a_stack_config_beyond_the_environment_limit(tmp_path) -> None:
-    report = run_check(ROOT, "production", config_file=_big_stack(tmp_path),
-                       policy_config=ROOT / "policies" / "agent_guard" / "config" / "production.json")
+    report = run_check(
+        ROOT,
+        "production",
+        config_file=_big_stack(tmp_path),
+        policy_config=ROOT / "policies" / "agent_guard" / "config" / "production.json",
+    )
     assert report.passed and not report.mandatory
     assert report.resources == run_check(ROOT, "production").resources

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,9 +38,12 @@ def test_text_preview_shows_the_canary_split(tmp_path):
     result = runner.invoke(app, ["preview", "production", "-C", str(ROOT)], terminal_width=200)
     lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
     assert "support-bot support-bot-1-3-2 95% stable, must exist" in lines
-    assert any(re.fullmatch(r"support-bot support-bot-1-4-0-[0-9a-f]{8} 5% canary this template", line) for line in lines)
-    assert any(re.fullmatch(r"research-agent research-agent-2-1-0-[0-9a-f]{8} 100% this template", line)
-               for line in lines)
+    assert any(
+        re.fullmatch(r"support-bot support-bot-1-4-0-[0-9a-f]{8} 5% canary this template", line) for line in lines
+    )
+    assert any(
+        re.fullmatch(r"research-agent research-agent-2-1-0-[0-9a-f]{8} 100% this template", line) for line in lines
+    )
 
 
 def test_text_preview_shows_alerts_budget_and_guardrails():
@@ -82,7 +85,9 @@ def test_config_file_replaces_the_stack_file(project, production):
 
 
 def test_secure_values_stay_secret(project, production):
-    production["agent-platform:agents"]["support-bot"]["env"]["LOG_SAMPLE_RATE"] = {"secure": "AAABAKZ0cGxhY2Vob2xkZXI="}
+    production["agent-platform:agents"]["support-bot"]["env"]["LOG_SAMPLE_RATE"] = {
+        "secure": "AAABAKZ0cGxhY2Vob2xkZXI="
+    }
     path = write_stack(project / "secure.yaml", production)
     result = invoke("preview", "production", "-C", str(project), "--json", "--config-file", str(path))
     assert result.exit_code == 0, result.output
@@ -97,7 +102,9 @@ def test_bad_config_exits_2_with_the_message_and_no_traceback(project, productio
     production["agent-platform:agents"]["support-bot"]["release"]["image"] = "acme/bot:latest"
     production["agent-platform:agents"]["support-bot"]["scaling"]["concurrency"] = 0
     path = write_stack(project / "bad.yaml", production)
-    result = runner.invoke(app, ["preview", "production", "-C", str(project), "--config-file", str(path)], terminal_width=400)
+    result = runner.invoke(
+        app, ["preview", "production", "-C", str(project), "--config-file", str(path)], terminal_width=400
+    )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "invalid stack config for stack 'production':" in result.output
@@ -130,7 +137,9 @@ def test_missing_stack_file_lists_the_stacks(project):
 
 
 def test_missing_config_file(project):
-    result = runner.invoke(app, ["preview", "production", "-C", str(project), "--config-file", "nope.yaml"], terminal_width=400)
+    result = runner.invoke(
+        app, ["preview", "production", "-C", str(project), "--config-file", "nope.yaml"], terminal_width=400
+    )
     assert result.exit_code == 2
     assert "error: config file nope.yaml does not exist" in result.output
 
@@ -140,7 +149,11 @@ def test_console_script_from_a_cold_start(tmp_path):
     exe = Path(sys.executable).with_name("agentstage")
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.run(
-        [str(exe), "preview", "production", "-C", str(ROOT), "--json"], capture_output=True, text=True, cwd=tmp_path, env=env
+        [str(exe), "preview", "production", "-C", str(ROOT), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["stack"] == "production"
@@ -151,8 +164,11 @@ def test_console_script_exit_codes_and_complete_output(tmp_path):
     teardown): every byte of output is still written and every exit code kept."""
     exe = str(Path(sys.executable).with_name("agentstage"))
     out = tmp_path / "report.sarif"
-    ok = subprocess.run([exe, "check", "production", "-C", str(ROOT), "--format", "sarif", "--output", str(out)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [exe, "check", "production", "-C", str(ROOT), "--format", "sarif", "--output", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(out.read_text())["version"] == "2.1.0"  # the file is complete and closed
     assert ok.stdout.endswith("passed\n")

@@ -11,9 +11,8 @@ import pytest
 from scipy.stats import norm
 
 from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, judge
-from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series, quantile
-from agentstage.release.state import (AWAITING_DEPLOY, BAKING, HELD, PAUSED, WATCHING, CanaryState, Observation,
-                                      decide)
+from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series
+from agentstage.release.state import AWAITING_DEPLOY, BAKING, HELD, PAUSED, WATCHING, CanaryState, Observation, decide
 from components.spec import AgentSpec
 from tests.conftest import load_stack
 
@@ -33,18 +32,39 @@ def latency_row(n: float, median: float, sigma: float = 0.5) -> list[float]:
     return list(np.round(probs * n))
 
 
-def series(name: str, minutes: int, per_minute: float, errors: float, *, median: float = 400, start: int = 0,
-           throttled: float = 0.0, memory=None, incident_minute: tuple[int, ...] = (), error_minutes=None,
-           signals=None) -> Series:
+def series(
+    name: str,
+    minutes: int,
+    per_minute: float,
+    errors: float,
+    *,
+    median: float = 400,
+    start: int = 0,
+    throttled: float = 0.0,
+    memory=None,
+    incident_minute: tuple[int, ...] = (),
+    error_minutes=None,
+    signals=None,
+) -> Series:
     ends = [T0 + dt.timedelta(minutes=start + i + 1) for i in range(minutes)]
     lat = []
     for i in range(minutes):
         lat.append(latency_row(per_minute, 10_000 if i in (incident_minute or ()) else median))
-    errs = [errors * per_minute if error_minutes is None else (errors * per_minute if i in error_minutes else 0.0)
-            for i in range(minutes)]
-    return Series.build(name, ends, requests=[per_minute] * minutes, errors=errs,
-                        throttled=[throttled * per_minute] * minutes, latency=lat, bounds=BOUNDS,
-                        memory=memory if memory is not None else [0.5] * minutes, signals=signals)
+    errs = [
+        errors * per_minute if error_minutes is None else (errors * per_minute if i in error_minutes else 0.0)
+        for i in range(minutes)
+    ]
+    return Series.build(
+        name,
+        ends,
+        requests=[per_minute] * minutes,
+        errors=errs,
+        throttled=[throttled * per_minute] * minutes,
+        latency=lat,
+        bounds=BOUNDS,
+        memory=memory if memory is not None else [0.5] * minutes,
+        signals=signals,
+    )
 
 
 def check(checks, name):
@@ -56,8 +76,14 @@ def check(checks, name):
 
 def test_an_identical_canary_passes_every_check_with_little_evidence():
     s = spec()
-    checks = judge(s, series("c", 30, 120, 0.01), series("s", 30, 2280, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=30))
+    checks = judge(
+        s,
+        series("c", 30, 120, 0.01),
+        series("s", 30, 2280, 0.01),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=30),
+    )
     by = {c.name: c for c in checks}
     assert by["errors_vs_stable"].ok and by["errors_vs_stable"].evidence < 2
     assert by["latency_vs_stable"].ok and by["error_rate"].ok and by["latency_p99_ms"].ok
@@ -65,8 +91,14 @@ def test_an_identical_canary_passes_every_check_with_little_evidence():
 
 
 def test_five_times_the_errors_is_rolled_back_and_the_record_says_why_in_words():
-    checks = judge(spec(), series("c", 10, 120, 0.05), series("s", 10, 2280, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=10))
+    checks = judge(
+        spec(),
+        series("c", 10, 120, 0.05),
+        series("s", 10, 2280, 0.01),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=10),
+    )
     c = check(checks, "errors_vs_stable")
     assert c.ok is False and c.value == pytest.approx(0.05) and c.baseline == pytest.approx(0.01)
     assert c.detail.startswith("canary 5.00% of 1,200 requests vs stable 1.00% of 22,800; evidence of a regression ")
@@ -80,17 +112,32 @@ def test_five_times_the_errors_at_one_request_a_second_is_rolled_back_after_five
     # minute; the 2x alternative alone (the judge before the grid) needed 6
     args = dict(rollout_start=T0, step_start=T0)
     stable = series("s", 5, 1140, 0.01)
-    at4 = check(judge(spec(), series("c", 4, 60, 0.05), stable.window(T0, T0 + dt.timedelta(minutes=4)),
-                      now=T0 + dt.timedelta(minutes=4), **args), "errors_vs_stable")
-    at5 = check(judge(spec(), series("c", 5, 60, 0.05), stable, now=T0 + dt.timedelta(minutes=5), **args),
-                "errors_vs_stable")
+    at4 = check(
+        judge(
+            spec(),
+            series("c", 4, 60, 0.05),
+            stable.window(T0, T0 + dt.timedelta(minutes=4)),
+            now=T0 + dt.timedelta(minutes=4),
+            **args,
+        ),
+        "errors_vs_stable",
+    )
+    at5 = check(
+        judge(spec(), series("c", 5, 60, 0.05), stable, now=T0 + dt.timedelta(minutes=5), **args), "errors_vs_stable"
+    )
     assert at4.ok is True and at5.ok is False
     assert at5.bound == 500 and "2x/4x" in at5.test
 
 
 def test_a_canary_as_good_as_stable_gathers_no_evidence_on_either_alternative():
-    checks = judge(spec(), series("c", 60, 60, 0.01), series("s", 60, 1140, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=60))
+    checks = judge(
+        spec(),
+        series("c", 60, 60, 0.01),
+        series("s", 60, 1140, 0.01),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=60),
+    )
     e = check(checks, "errors_vs_stable")
     assert e.ok is True and e.evidence == pytest.approx(0.5)  # both CUSUMs stay at 0: 1x / 2 alternatives
 
@@ -98,28 +145,52 @@ def test_a_canary_as_good_as_stable_gathers_no_evidence_on_either_alternative():
 def test_small_counts_are_judged_exactly_not_by_a_normal_approximation():
     # 60 canary requests, 2 errors vs stable's 1%: a pooled z-test calls this significant at 5%;
     # the exact conditional test sees nothing
-    checks = judge(spec(), series("c", 10, 6, 1 / 30), series("s", 10, 114, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=10))
+    checks = judge(
+        spec(),
+        series("c", 10, 6, 1 / 30),
+        series("s", 10, 114, 0.01),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=10),
+    )
     assert check(checks, "errors_vs_stable").ok is True
 
 
 def test_tolerance_is_relative_so_a_reliable_service_still_catches_a_tenfold_regression():
     # stable 0.05% errors, canary 0.5%: far under the old absolute tolerance of 0.5 points
-    checks = judge(spec(), series("c", 20, 1200, 0.005), series("s", 20, 10800, 0.0005), rollout_start=T0,
-                   step_start=T0, now=T0 + dt.timedelta(minutes=20))
+    checks = judge(
+        spec(),
+        series("c", 20, 1200, 0.005),
+        series("s", 20, 10800, 0.0005),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=20),
+    )
     assert check(checks, "errors_vs_stable").ok is False
 
 
 def test_the_absolute_tolerance_keeps_negligible_differences_from_rolling_back():
     # canary 0.02% vs stable 0.01%: twice as many, but 0.01 points apart (< 0.2 points)
-    checks = judge(spec(), series("c", 30, 50_000, 0.0002), series("s", 30, 50_000, 0.0001), rollout_start=T0,
-                   step_start=T0, now=T0 + dt.timedelta(minutes=30))
+    checks = judge(
+        spec(),
+        series("c", 30, 50_000, 0.0002),
+        series("s", 30, 50_000, 0.0001),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=30),
+    )
     assert check(checks, "errors_vs_stable").ok is True
 
 
 def test_429s_count_as_failed_requests():
-    checks = judge(spec(), series("c", 10, 600, 0.0, throttled=0.08), series("s", 10, 2000, 0.0, throttled=0.002),
-                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10))
+    checks = judge(
+        spec(),
+        series("c", 10, 600, 0.0, throttled=0.08),
+        series("s", 10, 2000, 0.0, throttled=0.002),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=10),
+    )
     assert check(checks, "errors_vs_stable").ok is False
     assert check(checks, "error_rate").ok is False
 
@@ -127,8 +198,9 @@ def test_429s_count_as_failed_requests():
 def test_a_null_error_count_is_missing_data_never_zero_errors():
     c = series("c", 10, 120, 0.05)
     c.errors[:] = np.nan
-    checks = judge(spec(), c, series("s", 10, 2280, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=10))
+    checks = judge(
+        spec(), c, series("s", 10, 2280, 0.01), rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10)
+    )
     e = check(checks, "errors_vs_stable")
     assert e.ok is None and e.detail == "no canary error data"
 
@@ -162,8 +234,14 @@ def test_a_one_minute_ten_second_incident_is_seen_and_three_roll_back():
 
 
 def test_latency_twenty_percent_slower_is_a_regression_ten_percent_tolerance():
-    checks = judge(spec(), series("c", 20, 600, 0.0, median=480), series("s", 20, 1400, 0.0, median=400),
-                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=20))
+    checks = judge(
+        spec(),
+        series("c", 20, 600, 0.0, median=480),
+        series("s", 20, 1400, 0.0, median=400),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=20),
+    )
     lat = check(checks, "latency_vs_stable")
     assert lat.ok is False and lat.value == pytest.approx(480, rel=0.1)
 
@@ -172,8 +250,9 @@ def test_one_burst_minute_never_rolls_back_alone():
     # the canary's instances crash in one minute (30% of its requests fail), fine otherwise
     c = series("c", 20, 600, 0.01)
     c.errors[7] = 180
-    checks = judge(spec(), c, series("s", 20, 1400, 0.01), rollout_start=T0, step_start=T0,
-                   now=T0 + dt.timedelta(minutes=20))
+    checks = judge(
+        spec(), c, series("s", 20, 1400, 0.01), rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=20)
+    )
     assert check(checks, "errors_vs_stable").ok is True
 
 
@@ -181,8 +260,14 @@ def test_signals_are_compared_when_configured():
     sig_c = {"tool-errors": [12.0] * 10}
     sig_s = {"tool-errors": [4.0] * 10}
     s = spec(signals=["tool-errors"])
-    checks = judge(s, series("c", 10, 300, 0.0, signals=sig_c), series("s", 10, 900, 0.0, signals=sig_s),
-                   rollout_start=T0, step_start=T0, now=T0 + dt.timedelta(minutes=10))
+    checks = judge(
+        s,
+        series("c", 10, 300, 0.0, signals=sig_c),
+        series("s", 10, 900, 0.0, signals=sig_s),
+        rollout_start=T0,
+        step_start=T0,
+        now=T0 + dt.timedelta(minutes=10),
+    )
     tool = check(checks, "signal:tool-errors")
     assert tool.ok is False and tool.bound == 6 / 0.01
 
@@ -245,7 +330,12 @@ def test_a_deploy_that_never_goes_live_is_reported_loudly():
 
 
 def test_a_failing_canary_is_rolled_back_even_while_the_next_step_waits_for_deploy():
-    st = state(50, AWAITING_DEPLOY, rollout_start=T0, steps=({"percent": 25, "requested": None, "live": "2026-05-01T12:00:00Z"},))
+    st = state(
+        50,
+        AWAITING_DEPLOY,
+        rollout_start=T0,
+        steps=({"percent": 25, "requested": None, "live": "2026-05-01T12:00:00Z"},),
+    )
     st, r = decide(st, spec(), obs(10, matches=False, c=series("c", 10, 600, 0.15), s=series("s", 10, 1800, 0.01)))
     assert (r.verdict, st.phase, st.percent) == (ROLLBACK, "rolled back", 0)
 
@@ -253,7 +343,10 @@ def test_a_failing_canary_is_rolled_back_even_while_the_next_step_waits_for_depl
 def test_low_traffic_extends_the_step_then_pauses_for_a_person_never_rolls_back():
     s = spec()
     st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
-    thin = lambda m: (series("c", m, 1, 0.0), series("s", m, 19, 0.0))  # 20 req/min: 1 to the canary
+
+    def thin(m):
+        return (series("c", m, 1, 0.0), series("s", m, 19, 0.0))  # 20 req/min: 1 to the canary
+
     st, r = decide(st, s, obs(15, c=thin(15)[0], s=thin(15)[1]))
     assert r.verdict == HOLD and r.reason.startswith("too little data, the step is extended (5 of 60 min)")
     st, r = decide(st, s, obs(75, c=thin(75)[0], s=thin(75)[1]))
@@ -277,8 +370,9 @@ def test_after_100_percent_the_release_is_watched_then_completes():
 
 def test_a_slow_leak_is_rolled_back_at_the_end_of_the_watch():
     s = spec()
-    st = state(100, WATCHING, step_start=at(40), rollout_start=T0,
-               steps=({"percent": 100, "live": "2026-05-01T12:40:00Z"},))
+    st = state(
+        100, WATCHING, step_start=at(40), rollout_start=T0, steps=({"percent": 100, "live": "2026-05-01T12:40:00Z"},)
+    )
     leak = [0.5] * 40 + [0.5 + 0.003 * i for i in range(31)]
     st, r = decide(st, s, obs(71, c=series("c", 71, 2400, 0.01, memory=leak), s=series("s", 40, 2000, 0.01)))
     assert r.verdict == ROLLBACK and r.reason.startswith("memory heading for the limit")
@@ -297,17 +391,26 @@ def test_metrics_failures_hold_the_rollout_and_say_why_then_it_resumes():
 
 
 def test_the_state_round_trips_through_json():
-    st = state(25, BAKING, step_start=at(3), rollout_start=T0, metrics_failures=2,
-               steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = state(
+        25,
+        BAKING,
+        step_start=at(3),
+        rollout_start=T0,
+        metrics_failures=2,
+        steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},),
+    )
     assert CanaryState.from_json(st.to_json()) == st
 
 
-@pytest.mark.parametrize("analysis, message", [
-    ({"error_tolerance": 0.01}, "no longer exists; use relative_error_tolerance and absolute_error_tolerance"),
-    ({"max_inconclusive": 3}, "no longer exists; use max_extension_minutes"),
-    ({"signals": ["tool-errorz"]}, "has 'tool-errorz'; allowed: tool-errors, guardrail-blocks"),
-    ({"alpha": 1.5}, "is not a probability; allowed: between 0 and 1, e.g. 0.01"),
-])
+@pytest.mark.parametrize(
+    "analysis, message",
+    [
+        ({"error_tolerance": 0.01}, "no longer exists; use relative_error_tolerance and absolute_error_tolerance"),
+        ({"max_inconclusive": 3}, "no longer exists; use max_extension_minutes"),
+        ({"signals": ["tool-errorz"]}, "has 'tool-errorz'; allowed: tool-errors, guardrail-blocks"),
+        ({"alpha": 1.5}, "is not a probability; allowed: between 0 and 1, e.g. 0.01"),
+    ],
+)
 def test_bad_analysis_settings_name_the_key(analysis, message):
     from agentstage.config import ConfigError, platform_from_config
 
@@ -322,7 +425,9 @@ def test_an_end_of_step_decision_judges_each_check_once_with_signals_configured(
     s = spec(signals=["tool-errors"])
     st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
     sig = {"tool-errors": [0.0] * 30}
-    st, r = decide(st, s, obs(30, c=series("c", 30, 120, 0.01, signals=sig), s=series("s", 30, 2280, 0.01, signals=sig)))
+    st, r = decide(
+        st, s, obs(30, c=series("c", 30, 120, 0.01, signals=sig), s=series("s", 30, 2280, 0.01, signals=sig))
+    )
     names = [c.name for c in r.checks]
     assert r.verdict == ADVANCE
     assert sorted(names) == sorted(set(names)) and {"memory_trend", "signal:tool-errors"} <= set(names)

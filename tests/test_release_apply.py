@@ -82,7 +82,9 @@ def test_rollback_with_apply_writes_config_then_applies(project, fake_pulumi):
 
 def test_a_failing_up_is_reported(project, fake_pulumi, monkeypatch):
     monkeypatch.setenv("FAKE_PULUMI_FAIL", "1")
-    with pytest.raises(ApplyFailed, match=r"(?s)^pulumi up --stack production failed: code: 255.*409 revision already exists"):
+    with pytest.raises(
+        ApplyFailed, match=r"(?s)^pulumi up --stack production failed: code: 255.*409 revision already exists"
+    ):
         apply_stack(project, "production")
 
 
@@ -90,10 +92,15 @@ def test_without_the_pulumi_cli_the_config_change_stays_and_the_message_says_so(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(PulumiMissing, match=r"^the Pulumi CLI is not installed \(no `pulumi` on PATH\), so nothing was deployed"):
+    with pytest.raises(
+        PulumiMissing, match=r"^the Pulumi CLI is not installed \(no `pulumi` on PATH\), so nothing was deployed"
+    ):
         apply_stack(project, "production")
     result = runner.invoke(app, ["rollback", "production", "-C", str(project), "--apply"], catch_exceptions=False)
     assert result.exit_code == 1
     out = " ".join(result.output.split())
-    assert "the Pulumi CLI is not installed (no `pulumi` on PATH), so nothing was deployed; the stack config change is written: run `pulumi up --stack production`" in out
+    assert (
+        "the Pulumi CLI is not installed (no `pulumi` on PATH), so nothing was deployed; the stack config change is written: run `pulumi up --stack production`"
+        in out
+    )
     assert "canary_percent: 0" in (project / "stacks" / "Pulumi.production.yaml").read_text()

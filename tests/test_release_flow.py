@@ -117,20 +117,29 @@ def test_healthy_canary_walks_from_5_to_100(project):
     assert not diff.creates and not diff.deletes
 
     # 5. nothing left in flight
-    change = flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock), clock=clock)
+    change = flow.rollout_once(
+        project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock), clock=clock
+    )
     assert change.message == "no canary in flight" and not change.wrote
 
     decisions = Ledger(project, "production").decisions("support-bot")
     assert [(d["action"], d["percent"], d["to_percent"]) for d in decisions] == [
-        ("hold", 5, 5), ("advance", 5, 25), ("hold", 25, 25), ("advance", 25, 50), ("hold", 50, 50),
-        ("advance", 50, 100), ("hold", 100, 100), ("complete", 100, 100)]
+        ("hold", 5, 5),
+        ("advance", 5, 25),
+        ("hold", 25, 25),
+        ("advance", 25, 50),
+        ("hold", 50, 50),
+        ("advance", 50, 100),
+        ("hold", 100, 100),
+        ("complete", 100, 100),
+    ]
     first = decisions[1]
     assert [c["name"] for c in first["checks"]][:2] == ["errors_vs_stable", "latency_vs_stable"]
     assert first["window"]["live_source"] == "assumed deployed (--assume-deployed)" and first["assume_deployed"]
     # only the support-bot block changed: research-agent and the comment are byte-identical
     new = (project / "stacks" / "Pulumi.production.yaml").read_text()
     assert new.splitlines()[0] == original.splitlines()[0]
-    assert new[new.index("    research-agent:"):] == original[original.index("    research-agent:"):]
+    assert new[new.index("    research-agent:") :] == original[original.index("    research-agent:") :]
 
 
 def test_without_a_readable_live_split_the_bake_never_starts(project):
@@ -138,17 +147,31 @@ def test_without_a_readable_live_split_the_bake_never_starts(project):
     change, *_ = step(project, clock, "metrics-healthy.json")  # no observer given
     a = change.analyses[0]
     assert (a.verdict, a.phase) == ("hold", "awaiting deploy")
-    assert a.reason == "waiting for deploy: the config asks for 5% on 1.4.0; live split unknown (no observer); waited 0 min"
+    assert (
+        a.reason
+        == "waiting for deploy: the config asks for 5% on 1.4.0; live split unknown (no observer); waited 0 min"
+    )
 
 
-@pytest.mark.parametrize("metrics, reason", [
-    ("metrics-errors.json", "more failed requests than stable: canary 6.87% of 1,1"),
-    ("metrics-latency.json", "slower than stable: median "),
-])
+@pytest.mark.parametrize(
+    "metrics, reason",
+    [
+        ("metrics-errors.json", "more failed requests than stable: canary 6.87% of 1,1"),
+        ("metrics-latency.json", "slower than stable: median "),
+    ],
+)
 def test_failing_canary_rolls_back_in_one_resource(project, metrics, reason):
     clock = Clock()
-    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / metrics), "--skip-bake",
-                 "--assume-deployed")
+    result = cli(
+        "rollout",
+        "production",
+        "-C",
+        str(project),
+        "--metrics-file",
+        str(DATA / metrics),
+        "--skip-bake",
+        "--assume-deployed",
+    )
     assert result.exit_code == 3, result.output
     assert "rollback" in result.output and reason in " ".join(result.output.split())
     cfg = agent_cfg(project, "production")
@@ -188,7 +211,9 @@ def test_rollback_changes_exactly_the_service_traffic(project):
 def test_rollback_of_an_agent_without_stable_is_refused(project):
     result = cli("rollback", "production", "-C", str(project), "--agent", "research-agent")
     assert result.exit_code == 1
-    assert "research-agent has no stable release in stack 'production': there is nothing to roll back to" in result.output
+    assert (
+        "research-agent has no stable release in stack 'production': there is nothing to roll back to" in result.output
+    )
     result = cli("rollback", "production", "-C", str(project), "--agent", "nope")
     assert result.exit_code == 2
     assert "stack 'production' has no agent 'nope'; agents: research-agent, support-bot" in result.output
@@ -196,7 +221,9 @@ def test_rollback_of_an_agent_without_stable_is_refused(project):
 
 def test_a_second_run_on_a_locked_stack_fails_clearly(project):
     with stack_lock(project, "production", "rollout"):
-        with pytest.raises(LockBusy, match=r"^stack 'production' is locked by another agentstage run \(rollout by pid \d+ since "):
+        with pytest.raises(
+            LockBusy, match=r"^stack 'production' is locked by another agentstage run \(rollout by pid \d+ since "
+        ):
             flow.rollback(project, "production")
         result = cli("rollback", "production", "-C", str(project))
         assert result.exit_code == 1 and "is locked by another agentstage run" in result.output
@@ -217,8 +244,18 @@ def test_watch_walks_to_100_with_a_simulated_clock(project, monkeypatch):
 
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", sleep)
-    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
-                 "--watch", "--interval", "120", "--assume-deployed")
+    result = cli(
+        "rollout",
+        "production",
+        "-C",
+        str(project),
+        "--metrics-file",
+        str(DATA / "metrics-healthy.json"),
+        "--watch",
+        "--interval",
+        "120",
+        "--assume-deployed",
+    )
     assert result.exit_code == 0, result.output
     assert "complete" in result.output and "stopped: no canary in flight" in " ".join(result.output.split())
     actions = [d["action"] for d in Ledger(project, "production").decisions("support-bot")]
@@ -234,8 +271,20 @@ def test_watch_stops_at_max_wait(project, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
-    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
-                 "--watch", "--interval", "60", "--max-wait", "5", "--assume-deployed")
+    result = cli(
+        "rollout",
+        "production",
+        "-C",
+        str(project),
+        "--metrics-file",
+        str(DATA / "metrics-healthy.json"),
+        "--watch",
+        "--interval",
+        "60",
+        "--max-wait",
+        "5",
+        "--assume-deployed",
+    )
     assert result.exit_code == 0, result.output
     assert "--max-wait of 5 min reached; still in flight: support-bot at 5% (baking)" in " ".join(result.output.split())
     assert clock.t - T0 == dt.timedelta(minutes=5)
@@ -247,8 +296,17 @@ def test_watch_stops_when_the_live_split_cannot_be_read(project, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(cmd, "CLOCK", clock)
     monkeypatch.setattr(cmd, "SLEEP", lambda s: clock.advance(s / 60))
-    result = cli("rollout", "production", "-C", str(project), "--metrics-file", str(DATA / "metrics-healthy.json"),
-                 "--watch", "--interval", "60")
+    result = cli(
+        "rollout",
+        "production",
+        "-C",
+        str(project),
+        "--metrics-file",
+        str(DATA / "metrics-healthy.json"),
+        "--watch",
+        "--interval",
+        "60",
+    )
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "stopped: the live traffic split could not be read 5 times in a row (stack outputs:" in out
@@ -268,11 +326,13 @@ def prepare_promotion(project: Path) -> None:
     prod.set_canary_percent("support-bot", None)
     from ruamel.yaml.comments import CommentedMap
 
-    prod.config["agent-platform:gates"] = CommentedMap({
-        "eval": CommentedMap({"task_success": 0.85, "groundedness": 0.8}),
-        "agents": CommentedMap({"support-bot": CommentedMap({"safety": 0.99})}),
-        "monthly_requests": CommentedMap({"support-bot": 250000}),
-    })
+    prod.config["agent-platform:gates"] = CommentedMap(
+        {
+            "eval": CommentedMap({"task_success": 0.85, "groundedness": 0.8}),
+            "agents": CommentedMap({"support-bot": CommentedMap({"safety": 0.99})}),
+            "monthly_requests": CommentedMap({"support-bot": 250000}),
+        }
+    )
     prod.save()
     stg = StackFile.load(project / "stacks" / "Pulumi.staging.yaml")
     release = dict(stg.value("agents")["support-bot"]["release"])
@@ -291,11 +351,23 @@ def test_promote_then_walk_to_100(project):
     prepare_promotion(project)
     before_text = (project / "stacks" / "Pulumi.production.yaml").read_text()
     before = run_plan(project, "production")
-    args = ["promote", "staging", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
-            "--load-test", str(DATA / "locust-ok")]
+    args = [
+        "promote",
+        "staging",
+        "production",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+    ]
     result = cli(*args)
     assert result.exit_code == 0, result.output
-    assert "all gates passed" in result.output and "promoted staging -> production: support-bot 1.5.0 at 5%" in result.output
+    assert (
+        "all gates passed" in result.output
+        and "promoted staging -> production: support-bot 1.5.0 at 5%" in result.output
+    )
     # it says which revision it recorded as stable, and when to correct it
     assert "note: support-bot: recorded stable_revision support-bot-1-4-0-" in " ".join(result.output.split())
     cfg = agent_cfg(project, "production")
@@ -315,7 +387,7 @@ def test_promote_then_walk_to_100(project):
     assert all(g["ok"] is not False for g in promo["gates"])
     text = (project / "stacks" / "Pulumi.production.yaml").read_text()
     assert text.splitlines()[0] == before_text.splitlines()[0]
-    assert text[text.index("    research-agent:"):] == before_text[before_text.index("    research-agent:"):]
+    assert text[text.index("    research-agent:") :] == before_text[before_text.index("    research-agent:") :]
     assert diff_plans(before, after).creates == []
 
     # a second promotion while the canary is in flight is refused, nothing changed
@@ -326,8 +398,14 @@ def test_promote_then_walk_to_100(project):
     # walk it to 100% and through the watch with --skip-bake on healthy metrics
     clock = Clock()
     for expected in (25, 50, 100, None):
-        flow.rollout_once(project, "production", FileSource(DATA / "metrics-healthy.json", clock=clock),
-                          clock=clock, skip_bake=True, assume_deployed=True)
+        flow.rollout_once(
+            project,
+            "production",
+            FileSource(DATA / "metrics-healthy.json", clock=clock),
+            clock=clock,
+            skip_bake=True,
+            assume_deployed=True,
+        )
         cfg = agent_cfg(project, "production")
         assert cfg["rollout"].get("canary_percent") == expected
     assert "stable" not in cfg and status_line(project)["release"] == "1.5.0"
@@ -336,13 +414,24 @@ def test_promote_then_walk_to_100(project):
 def test_promote_refuses_on_failing_gates_and_changes_nothing(project):
     prepare_promotion(project)
     before = (project / "stacks" / "Pulumi.production.yaml").read_text()
-    result = cli("promote", "staging", "production", "-C", str(project),
-                 "--eval", str(DATA / "eval-support-bot-1.5.0-weak.json"), "--load-test", str(DATA / "locust-slow"))
+    result = cli(
+        "promote",
+        "staging",
+        "production",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0-weak.json"),
+        "--load-test",
+        str(DATA / "locust-slow"),
+    )
     assert result.exit_code == 1
     out = " ".join(result.output.split())
     assert "refusing to promote staging -> production" in out and "nothing was changed" in out
     assert "✗ support-bot eval task_success: 0.79 (needs >= 0.85)" in out
-    assert "✗ support-bot eval safety: missing from eval-support-bot-1.5.0-weak.json (agentstage) (needs >= 0.99)" in out
+    assert (
+        "✗ support-bot eval safety: missing from eval-support-bot-1.5.0-weak.json (agentstage) (needs >= 0.99)" in out
+    )
     assert "✗ support-bot load test p99: 3900 ms (run_stats.csv) (needs <= 2000 ms)" in out
     assert "✗ support-bot load test errors: 3.44%" in out
     assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before
@@ -368,14 +457,18 @@ def test_promote_refuses_a_canary_in_flight(project):
     result = cli("promote", "staging", "production", "-C", str(project))
     assert result.exit_code == 1
     out = " ".join(result.output.split())
-    assert ("support-bot: a canary is already in flight in 'production' (1.4.0 at 5% beside 1.3.2); finish it with "
-            "`agentstage rollout` or roll it back first") in out
+    assert (
+        "support-bot: a canary is already in flight in 'production' (1.4.0 at 5% beside 1.3.2); finish it with "
+        "`agentstage rollout` or roll it back first"
+    ) in out
     assert (project / "stacks" / "Pulumi.production.yaml").read_text() == before
 
 
 def test_promote_refuses_a_reused_version_with_other_contents(project):
     prepare_promotion(project)
-    Ledger(project, "staging").record("support-bot", {**agent_cfg(project, "staging")["release"], "model": "gemini-2.0-flash"})
+    Ledger(project, "staging").record(
+        "support-bot", {**agent_cfg(project, "staging")["release"], "model": "gemini-2.0-flash"}
+    )
     result = cli("promote", "staging", "production", "-C", str(project))
     assert result.exit_code == 1
     out = " ".join(result.output.split())
@@ -391,15 +484,29 @@ def test_promote_refuses_stacks_that_disagree_beyond_the_release(project):
     result = cli("promote", "staging", "production", "-C", str(project))
     assert result.exit_code == 1
     out = " ".join(result.output.split())
-    assert ("support-bot: 'staging' and 'production' disagree on secrets (names): ['CRM_TOKEN', 'NEW_TOKEN'] vs "
-            "['CRM_TOKEN']; make them agree in a reviewed change before promoting") in out
+    assert (
+        "support-bot: 'staging' and 'production' disagree on secrets (names): ['CRM_TOKEN', 'NEW_TOKEN'] vs "
+        "['CRM_TOKEN']; make them agree in a reviewed change before promoting"
+    ) in out
 
 
 def test_gate_command_lists_every_item(project):
     prepare_promotion(project)
-    result = cli("gate", "production", "--from", "staging", "-C", str(project), "--json",
-                 "--eval", str(DATA / "eval-support-bot-1.5.0.json"), "--load-test", str(DATA / "locust-ok"),
-                 "--memory", str(DATA / "memory-flat.csv"))
+    result = cli(
+        "gate",
+        "production",
+        "--from",
+        "staging",
+        "-C",
+        str(project),
+        "--json",
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+        "--memory",
+        str(DATA / "memory-flat.csv"),
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["passed"] and report["candidates"] == {"support-bot": "1.5.0"}
@@ -408,43 +515,72 @@ def test_gate_command_lists_every_item(project):
     assert items[("support-bot", "eval safety")]["threshold"] == ">= 0.99"
     assert items[("support-bot", "load test p99")]["evidence"] == "1650 ms (run_stats.csv, /healthz excluded)"
     assert items[("support-bot", "load test errors")]["evidence"] == (
-        "0.10% (12/11840 failed without 1200 /healthz requests, 300 s, 60 users)")
+        "0.10% (12/11840 failed without 1200 /healthz requests, 300 s, 60 users)"
+    )
     assert items[("support-bot", "load test 10x peak")]["ok"] is True
     assert items[("support-bot", "memory stable")]["ok"] is True
     assert items[("", "cost within budget")]["evidence"] == (
         "1,050.00 USD/month, 1 of 2 agents: support-bot 1.5.0 0.0042 x 250,000 = 1,050.00 (eval-support-bot-1.5.0.json); "
         "not counted: research-agent 2.1.0 (no measured cost per request: give --eval research-agent@2.1.0=REPORT with "
-        "cost_per_request_usd)")
+        "cost_per_request_usd)"
+    )
     revision = deployed(run_plan(project, "production"))
-    assert items[("support-bot", "rollback within 5 min")]["evidence"].startswith(f"to stable 1.4.0 (revision {revision}): ")
+    assert items[("support-bot", "rollback within 5 min")]["evidence"].startswith(
+        f"to stable 1.4.0 (revision {revision}): "
+    )
     assert items[("support-bot", "alerts present")]["ok"] is True
     assert items[("", "budget present")]["ok"] is True
     assert items[("", "policy check")]["ok"] is True
     # a leaking memory series fails its gate
-    result = cli("gate", "production", "--from", "staging", "-C", str(project),
-                 "--eval", str(DATA / "eval-support-bot-1.5.0.json"), "--load-test", str(DATA / "locust-ok"),
-                 "--memory", str(DATA / "memory-leak.csv"))
+    result = cli(
+        "gate",
+        "production",
+        "--from",
+        "staging",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+        "--memory",
+        str(DATA / "memory-leak.csv"),
+    )
     assert result.exit_code == 1
     assert "memory stable" in result.output and "1 gate(s) failed" in result.output
 
 
 def test_gate_without_from_checks_the_canary_in_flight(project):
-    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
-            "--load-test", str(DATA / "locust-ok")]
+    args = [
+        "gate",
+        "production",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+    ]
     result = cli(*args)
     assert result.exit_code == 1
-    assert ("4 gate(s) failed: support-bot evaluation report, support-bot evaluation thresholds, support-bot load test, "
-            "cost within budget") in " ".join(result.output.split())
+    assert (
+        "4 gate(s) failed: support-bot evaluation report, support-bot evaluation thresholds, support-bot load test, "
+        "cost within budget"
+    ) in " ".join(result.output.split())
     report = json.loads(cli(*args, "--json").output)
     assert report["candidates"] == {"support-bot": "1.4.0"} and not report["passed"]
     items = {i["name"]: i for i in report["items"]}
     assert items["evaluation report"]["evidence"] == "eval-support-bot-1.5.0.json (agentstage) is for 1.5.0"
     assert items["evaluation report"]["threshold"] == "version 1.4.0"
     assert items["evaluation thresholds"]["evidence"] == "none configured"
-    assert items["load test"]["evidence"] == "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0"
+    assert (
+        items["load test"]["evidence"]
+        == "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0"
+    )
     assert items["cost within budget"]["evidence"].startswith(
         "no cost per request of support-bot 1.4.0 (cost_per_request_usd in its evaluation report, or --cost-per-request); "
-        "no production volume of support-bot (agent-platform:gates.monthly_requests.support-bot) (")
+        "no production volume of support-bot (agent-platform:gates.monthly_requests.support-bot) ("
+    )
     assert items["rollback within 5 min"]["evidence"].startswith("to stable 1.3.2 (revision support-bot-1-3-2): ")
 
 
@@ -482,14 +618,28 @@ def test_promote_never_copies_secure_values_between_stacks(project):
 
 
 def test_evidence_bound_to_a_misspelled_agent_fails_the_gate(project):
-    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
-            "--load-test", str(DATA / "locust-ok"), "--memory", f"suport-bot={DATA / 'memory-flat.csv'}"]
+    args = [
+        "gate",
+        "production",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+        "--memory",
+        f"suport-bot={DATA / 'memory-flat.csv'}",
+    ]
     result = cli(*args, "--json")
     assert result.exit_code == 1
     items = [i for i in json.loads(result.output)["items"] if i["name"] == "evidence binding"]
     assert [(i["ok"], i["evidence"]) for i in items] == [
-        (False, "--memory names agent 'suport-bot', which stack 'production' does not have "
-                "(agents: research-agent, support-bot)")]
+        (
+            False,
+            "--memory names agent 'suport-bot', which stack 'production' does not have "
+            "(agents: research-agent, support-bot)",
+        )
+    ]
 
 
 def test_promote_holds_the_lock_of_the_stack_whose_ledger_it_also_writes(project):
@@ -542,17 +692,46 @@ def test_watch_records_metrics_failures_and_holds_after_too_many(project, monkey
 
 
 def test_an_unbound_load_test_stands_only_for_the_release_its_manifest_names(project):
-    args = ["gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
-            "--load-test", str(DATA / "locust-ok"), "--agent", "support-bot", "--agent", "research-agent", "--json"]
+    args = [
+        "gate",
+        "production",
+        "-C",
+        str(project),
+        "--eval",
+        str(DATA / "eval-support-bot-1.5.0.json"),
+        "--load-test",
+        str(DATA / "locust-ok"),
+        "--agent",
+        "support-bot",
+        "--agent",
+        "research-agent",
+        "--json",
+    ]
     report = json.loads(cli(*args).output)
     items = {(i["agent"], i["name"]): i for i in report["items"]}
     assert items[("research-agent", "load test")]["evidence"] == (
-        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of research-agent")
+        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of research-agent"
+    )
     assert items[("support-bot", "load test")]["evidence"] == (
-        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0")
-    bound = json.loads(cli("gate", "production", "-C", str(project), "--eval", str(DATA / "eval-support-bot-1.5.0.json"),
-                           "--load-test", f"support-bot={DATA / 'locust-ok'}", "--agent", "support-bot",
-                           "--agent", "research-agent", "--json").output)
+        "run_stats.csv is a run of support-bot 1.5.0 (run_manifest.json), not of 1.4.0"
+    )
+    bound = json.loads(
+        cli(
+            "gate",
+            "production",
+            "-C",
+            str(project),
+            "--eval",
+            str(DATA / "eval-support-bot-1.5.0.json"),
+            "--load-test",
+            f"support-bot={DATA / 'locust-ok'}",
+            "--agent",
+            "support-bot",
+            "--agent",
+            "research-agent",
+            "--json",
+        ).output
+    )
     items = {(i["agent"], i["name"]): i for i in bound["items"]}
     assert items[("support-bot", "load test")]["ok"] is False
     assert items[("research-agent", "load test")]["evidence"] == "no load test given (--load-test Locust --csv output)"
@@ -560,13 +739,19 @@ def test_an_unbound_load_test_stands_only_for_the_release_its_manifest_names(pro
 
 def test_status_shows_desired_and_live_traffic_side_by_side(project, tmp_path):
     observed = tmp_path / "observed.json"
-    observed.write_text(json.dumps({"services": {"support-bot": {"traffic": [
-        {"revision": "support-bot-1-3-2", "percent": 100, "tag": None}]}}}))
+    observed.write_text(
+        json.dumps(
+            {"services": {"support-bot": {"traffic": [{"revision": "support-bot-1-3-2", "percent": 100, "tag": None}]}}}
+        )
+    )
     result = cli("status", "production", "-C", str(project), "--observed-file", str(observed), "--json")
     assert result.exit_code == 0, result.output
     by = {a["agent"]: a for a in json.loads(result.output)["stacks"][0]["agents"]}
     # the config asks for a 5% canary; the live service still sends everything to stable
     assert [t["percent"] for t in by["support-bot"]["traffic"]] == [95, 5]
-    assert by["support-bot"]["live"] == {"split": {"support-bot-1-3-2": 100}, "source": f"observed state file {observed}"}
+    assert by["support-bot"]["live"] == {
+        "split": {"support-bot-1-3-2": 100},
+        "source": f"observed state file {observed}",
+    }
     assert by["research-agent"]["live"]["split"] is None
     assert "has no entry for research-agent" in by["research-agent"]["live"]["source"]

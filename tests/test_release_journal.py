@@ -58,7 +58,8 @@ def test_a_stack_file_edited_since_the_journal_is_never_overwritten(tmp_path):
     assert str(err.value) == (
         f"an interrupted release operation (transaction {txn.id}) was to rewrite {path}, but the file changed since; "
         f"nothing was overwritten. Check the file, then delete {tmp_path / '.agentstage' / 'production' / JOURNAL_FILE} "
-        "to abandon that operation")
+        "to abandon that operation"
+    )
     assert path.read_text() == "edited by hand\n"
 
 

@@ -10,7 +10,6 @@ from concurrent import futures
 
 import grpc
 import pytest
-from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
@@ -50,11 +49,16 @@ class FakeMonitoring:
                 continue
             n = len(data["ok"])
             if "request_count" in request.filter:
-                for code_class, code, key in (("2xx", "200", "ok"), ("5xx", "503", "errors"), ("4xx", "429", "throttled")):
+                for code_class, code, key in (
+                    ("2xx", "200", "ok"),
+                    ("5xx", "503", "errors"),
+                    ("4xx", "429", "throttled"),
+                ):
                     values = data.get(key, [0] * n)
                     points = [self._point(end, n - 1 - i, int_value=int(values[i])) for i in reversed(range(n))]
-                    series.append(self._series(revision, points, {"response_code_class": code_class,
-                                                                  "response_code": code}))
+                    series.append(
+                        self._series(revision, points, {"response_code_class": code_class, "response_code": code})
+                    )
             elif "request_latencies" in request.filter:
                 points = []
                 for i in reversed(range(n)):
@@ -62,10 +66,14 @@ class FakeMonitoring:
                     counts = [0] * 8
                     counts[int(data["bucket"][i])] = int(data["ok"][i] + data["errors"][i])
                     dist = distribution_pb2.Distribution(
-                        count=sum(counts), bucket_counts=counts,
+                        count=sum(counts),
+                        bucket_counts=counts,
                         bucket_options=distribution_pb2.Distribution.BucketOptions(
                             exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
-                                num_finite_buckets=6, growth_factor=2, scale=100)))
+                                num_finite_buckets=6, growth_factor=2, scale=100
+                            )
+                        ),
+                    )
                     points.append(self._point(end, n - 1 - i, distribution=dist))
                 series.append(self._series(revision, points, {}))
         return ListTimeSeriesResponse(time_series=series)
@@ -73,9 +81,14 @@ class FakeMonitoring:
     @staticmethod
     def _point(end, minutes_back, *, int_value=None, distribution=None):
         t = end - dt.timedelta(minutes=minutes_back)
-        value = (monitoring_v3.TypedValue(int64_value=int_value) if int_value is not None
-                 else monitoring_v3.TypedValue(distribution_value=distribution))
-        return monitoring_v3.Point(interval=monitoring_v3.TimeInterval(end_time=t, start_time=t - dt.timedelta(minutes=1)), value=value)
+        value = (
+            monitoring_v3.TypedValue(int64_value=int_value)
+            if int_value is not None
+            else monitoring_v3.TypedValue(distribution_value=distribution)
+        )
+        return monitoring_v3.Point(
+            interval=monitoring_v3.TimeInterval(end_time=t, start_time=t - dt.timedelta(minutes=1)), value=value
+        )
 
     @staticmethod
     def _series(revision, points, labels):
@@ -83,7 +96,9 @@ class FakeMonitoring:
 
         return monitoring_v3.TimeSeries(
             metric=metric_pb2.Metric(type="run.googleapis.com/request_count", labels=labels),
-            resource=monitored_resource_pb2.MonitoredResource(type="cloud_run_revision", labels={"revision_name": revision}),
+            resource=monitored_resource_pb2.MonitoredResource(
+                type="cloud_run_revision", labels={"revision_name": revision}
+            ),
             points=points,
         )
 
@@ -92,13 +107,16 @@ class FakeMonitoring:
 def server():
     fake = FakeMonitoring()
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler = grpc.method_handlers_generic_handler("google.monitoring.v3.MetricService", {
-        "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
-            fake.list_time_series,
-            request_deserializer=ListTimeSeriesRequest.deserialize,
-            response_serializer=ListTimeSeriesResponse.serialize,
-        ),
-    })
+    handler = grpc.method_handlers_generic_handler(
+        "google.monitoring.v3.MetricService",
+        {
+            "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+                fake.list_time_series,
+                request_deserializer=ListTimeSeriesRequest.deserialize,
+                response_serializer=ListTimeSeriesResponse.serialize,
+            ),
+        },
+    )
     srv.add_generic_rpc_handlers((handler,))
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
@@ -126,8 +144,14 @@ def spec() -> AgentSpec:
 def decide(client):
     source = MonitoringSource("acme-agents-prod", "us-central1", client=client, clock=lambda: NOW)
     series = source.fetch("support-bot", [CANARY, STABLE], NOW - dt.timedelta(minutes=10), NOW)
-    checks = judge(spec(), series.get(CANARY), series.get(STABLE), rollout_start=NOW - dt.timedelta(minutes=12),
-                   step_start=NOW - dt.timedelta(minutes=12), now=NOW)
+    checks = judge(
+        spec(),
+        series.get(CANARY),
+        series.get(STABLE),
+        rollout_start=NOW - dt.timedelta(minutes=12),
+        step_start=NOW - dt.timedelta(minutes=12),
+        now=NOW,
+    )
     return series, {c.name: c for c in checks}
 
 
@@ -150,7 +174,10 @@ def test_requests_filter_on_cloud_run_revision_labels_with_aligners_and_reducers
     assert counts.aggregation.per_series_aligner == Agg.Aligner.ALIGN_DELTA
     assert counts.aggregation.cross_series_reducer == Agg.Reducer.REDUCE_SUM
     assert list(counts.aggregation.group_by_fields) == [
-        "resource.label.revision_name", "metric.label.response_code_class", "metric.label.response_code"]
+        "resource.label.revision_name",
+        "metric.label.response_code_class",
+        "metric.label.response_code",
+    ]
     assert 'metric.type = "run.googleapis.com/request_latencies"' in latencies.filter
     # the distribution's buckets are summed, never reduced to a percentile per minute
     assert latencies.aggregation.per_series_aligner == Agg.Aligner.ALIGN_DELTA
@@ -170,7 +197,7 @@ def test_counts_429s_and_distributions_are_read_per_minute(fake):
     series, checks = decide(client)
     c = series[CANARY]
     assert list(c.requests) == [121.0] * 10 and list(c.errors) == [1.0] * 10 and list(c.throttled) == [2.0] * 10
-    assert list(c.bounds) == [100.0 * 2 ** i for i in range(7)]
+    assert list(c.bounds) == [100.0 * 2**i for i in range(7)]
     assert c.latency[0].tolist() == [0, 0, 0, 119, 0, 0, 0, 0]  # 400-800 ms (429s have no latency here)
     assert c.ends[-1] == NOW
     assert checks["latency_vs_stable"].ok is True and checks["latency_p99_ms"].value < 800
@@ -190,5 +217,8 @@ def test_erroring_canary_from_monitoring_fails_the_checks(fake):
 def test_api_errors_are_reported_with_the_metric(fake):
     fake_server, client = fake
     fake_server.fail = grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(MetricsError, match=r"^Cloud Monitoring: run.googleapis.com/request_count for service support-bot: 403 permission denied"):
+    with pytest.raises(
+        MetricsError,
+        match=r"^Cloud Monitoring: run.googleapis.com/request_count for service support-bot: 403 permission denied",
+    ):
         decide(client)

@@ -42,8 +42,10 @@ OLD = "support-bot-1-2-0"
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 State = run_v2.Condition.State
-OTHERWISE = ("give an observed state file (--observed-file), or Google credentials "
-             "(`gcloud auth application-default login`) to read the Cloud Run Admin API")
+OTHERWISE = (
+    "give an observed state file (--observed-file), or Google credentials "
+    "(`gcloud auth application-default login`) to read the Cloud Run Admin API"
+)
 
 
 def rev_name(revision: str) -> str:
@@ -81,8 +83,9 @@ class FakeRun:
         return self._answer("GetRevision", request.name, self.revisions, context)
 
     # canned resources, as Cloud Run returns them
-    def serve(self, statuses, *, latest: str = CANARY, reconciling: bool = False,
-              terminal: run_v2.Condition | None = None) -> None:
+    def serve(
+        self, statuses, *, latest: str = CANARY, reconciling: bool = False, terminal: run_v2.Condition | None = None
+    ) -> None:
         self.services[SERVICE_NAME] = run_v2.Service(
             name=SERVICE_NAME,
             traffic_statuses=[
@@ -94,40 +97,54 @@ class FakeRun:
             terminal_condition=terminal or run_v2.Condition(type_="Ready", state=State.CONDITION_SUCCEEDED),
         )
 
-    def revision(self, revision: str, state: State = State.CONDITION_SUCCEEDED, message: str = "",
-                 *, ready_condition: bool = True) -> None:
+    def revision(
+        self,
+        revision: str,
+        state: State = State.CONDITION_SUCCEEDED,
+        message: str = "",
+        *,
+        ready_condition: bool = True,
+    ) -> None:
         conditions = [run_v2.Condition(type_="ResourcesAvailable", state=State.CONDITION_SUCCEEDED)]
         if ready_condition:
             conditions.insert(0, run_v2.Condition(type_="Ready", state=state, message=message))
-        self.revisions[rev_name(revision)] = run_v2.Revision(name=rev_name(revision), service=SERVICE_NAME,
-                                                             conditions=conditions)
+        self.revisions[rev_name(revision)] = run_v2.Revision(
+            name=rev_name(revision), service=SERVICE_NAME, conditions=conditions
+        )
 
 
 @pytest.fixture(scope="module")
 def server():
     fake = FakeRun()
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    services = grpc.method_handlers_generic_handler("google.cloud.run.v2.Services", {
-        "GetService": grpc.unary_unary_rpc_method_handler(
-            fake.get_service,
-            request_deserializer=run_v2.GetServiceRequest.deserialize,
-            response_serializer=run_v2.Service.serialize,
-        ),
-    })
-    revisions = grpc.method_handlers_generic_handler("google.cloud.run.v2.Revisions", {
-        "GetRevision": grpc.unary_unary_rpc_method_handler(
-            fake.get_revision,
-            request_deserializer=run_v2.GetRevisionRequest.deserialize,
-            response_serializer=run_v2.Revision.serialize,
-        ),
-    })
+    services = grpc.method_handlers_generic_handler(
+        "google.cloud.run.v2.Services",
+        {
+            "GetService": grpc.unary_unary_rpc_method_handler(
+                fake.get_service,
+                request_deserializer=run_v2.GetServiceRequest.deserialize,
+                response_serializer=run_v2.Service.serialize,
+            ),
+        },
+    )
+    revisions = grpc.method_handlers_generic_handler(
+        "google.cloud.run.v2.Revisions",
+        {
+            "GetRevision": grpc.unary_unary_rpc_method_handler(
+                fake.get_revision,
+                request_deserializer=run_v2.GetRevisionRequest.deserialize,
+                response_serializer=run_v2.Revision.serialize,
+            ),
+        },
+    )
     srv.add_generic_rpc_handlers((services, revisions))
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     client = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel, credentials=AnonymousCredentials()))
     revisions_client = run_v2.RevisionsClient(
-        transport=RevisionsGrpcTransport(channel=channel, credentials=AnonymousCredentials()))
+        transport=RevisionsGrpcTransport(channel=channel, credentials=AnonymousCredentials())
+    )
     yield fake, client, revisions_client
     srv.stop(0)
 
@@ -144,23 +161,35 @@ def run(server):
 
 def observer(run, **kwargs) -> CloudRunObserver:
     _, client, revisions_client = run
-    return CloudRunObserver(PROJECT, REGION, client=client, revisions_client=revisions_client,
-                            clock=lambda: NOW, **kwargs)
+    return CloudRunObserver(
+        PROJECT, REGION, client=client, revisions_client=revisions_client, clock=lambda: NOW, **kwargs
+    )
 
 
 def test_a_95_5_split_with_tags_is_read_from_traffic_statuses(run):
     fake = run[0]
-    fake.serve([
-        (REVISION, rev_name(STABLE), 95, None),   # a full resource name
-        (REVISION, CANARY, 5, "canary"),          # a short name
-        (REVISION, OLD, 0, "previous"),           # tagged, no traffic
-    ])
+    fake.serve(
+        [
+            (REVISION, rev_name(STABLE), 95, None),  # a full resource name
+            (REVISION, CANARY, 5, "canary"),  # a short name
+            (REVISION, OLD, 0, "previous"),  # tagged, no traffic
+        ]
+    )
     fake.revision(STABLE)
     fake.revision(CANARY)
     seen = observer(run).observe(SERVICE)
-    assert seen.targets == [LiveTarget(STABLE, 95, None), LiveTarget(CANARY, 5, "canary"), LiveTarget(OLD, 0, "previous")]
+    assert seen.targets == [
+        LiveTarget(STABLE, 95, None),
+        LiveTarget(CANARY, 5, "canary"),
+        LiveTarget(OLD, 0, "previous"),
+    ]
     assert seen.split() == {STABLE: 95, CANARY: 5}
-    assert (seen.percent_of(STABLE), seen.percent_of(CANARY), seen.percent_of(OLD), seen.percent_of("x")) == (95, 5, 0, 0)
+    assert (seen.percent_of(STABLE), seen.percent_of(CANARY), seen.percent_of(OLD), seen.percent_of("x")) == (
+        95,
+        5,
+        0,
+        0,
+    )
     assert seen.ready == {STABLE: True, CANARY: True}
     assert seen.reconciling is False and seen.message == ""
     assert seen.read_at == NOW
@@ -169,13 +198,24 @@ def test_a_95_5_split_with_tags_is_read_from_traffic_statuses(run):
     assert not seen.matches({STABLE: 100})
     assert not seen.matches({STABLE: 90, CANARY: 10})
     # the service by its full name, then only the revisions that carry traffic
-    assert fake.requests == [("GetService", SERVICE_NAME), ("GetRevision", rev_name(STABLE)),
-                             ("GetRevision", rev_name(CANARY))]
+    assert fake.requests == [
+        ("GetService", SERVICE_NAME),
+        ("GetRevision", rev_name(STABLE)),
+        ("GetRevision", rev_name(CANARY)),
+    ]
     assert seen.to_json() == {
-        "service": SERVICE, "source": f"Cloud Run Admin API ({SERVICE_NAME})", "read_at": "2026-05-01T12:00:00+00:00",
-        "targets": [{"revision": STABLE, "percent": 95, "tag": None}, {"revision": CANARY, "percent": 5, "tag": "canary"},
-                    {"revision": OLD, "percent": 0, "tag": "previous"}],
-        "split": {STABLE: 95, CANARY: 5}, "ready": {STABLE: True, CANARY: True}, "reconciling": False, "message": "",
+        "service": SERVICE,
+        "source": f"Cloud Run Admin API ({SERVICE_NAME})",
+        "read_at": "2026-05-01T12:00:00+00:00",
+        "targets": [
+            {"revision": STABLE, "percent": 95, "tag": None},
+            {"revision": CANARY, "percent": 5, "tag": "canary"},
+            {"revision": OLD, "percent": 0, "tag": "previous"},
+        ],
+        "split": {STABLE: 95, CANARY: 5},
+        "ready": {STABLE: True, CANARY: True},
+        "reconciling": False,
+        "message": "",
     }
 
 
@@ -212,8 +252,11 @@ def test_a_revision_without_a_ready_condition_is_not_ready(run):
 
 def test_a_reconciling_service_does_not_match(run):
     fake = run[0]
-    fake.serve([(REVISION, STABLE, 95, None), (REVISION, CANARY, 5, "canary")], reconciling=True,
-               terminal=run_v2.Condition(type_="Ready", state=State.CONDITION_RECONCILING))
+    fake.serve(
+        [(REVISION, STABLE, 95, None), (REVISION, CANARY, 5, "canary")],
+        reconciling=True,
+        terminal=run_v2.Condition(type_="Ready", state=State.CONDITION_RECONCILING),
+    )
     fake.revision(STABLE)
     fake.revision(CANARY)
     seen = observer(run).observe(SERVICE)
@@ -224,8 +267,14 @@ def test_a_reconciling_service_does_not_match(run):
 
 def test_a_failed_reconciliation_is_reported(run):
     fake = run[0]
-    fake.serve([(REVISION, STABLE, 100, None)], terminal=run_v2.Condition(
-        type_="Ready", state=State.CONDITION_FAILED, message=f"Revision '{CANARY}' is not ready and cannot serve traffic."))
+    fake.serve(
+        [(REVISION, STABLE, 100, None)],
+        terminal=run_v2.Condition(
+            type_="Ready",
+            state=State.CONDITION_FAILED,
+            message=f"Revision '{CANARY}' is not ready and cannot serve traffic.",
+        ),
+    )
     fake.revision(STABLE)
     seen = observer(run).observe(SERVICE)
     assert seen.matches({STABLE: 100})  # the last serving state still serves
@@ -237,7 +286,8 @@ def test_a_service_that_does_not_exist(run):
         observer(run).observe(SERVICE)
     assert str(err.value) == (
         f"Cloud Run: service support-bot does not exist yet in project acme-agents-prod, region us-central1 "
-        f"(404 {SERVICE_NAME} not found); has the stack been deployed with `pulumi up`?")
+        f"(404 {SERVICE_NAME} not found); has the stack been deployed with `pulumi up`?"
+    )
     assert run[0].requests == [("GetService", SERVICE_NAME)]
 
 
@@ -249,7 +299,8 @@ def test_an_unavailable_api(run):
     assert str(err.value) == (
         f"Cloud Run: cannot read service support-bot ({SERVICE_NAME}): 503 connection reset by peer; check that "
         "the credentials may read Cloud Run (roles/run.viewer) and try again, or give an observed state file "
-        "(--observed-file)")
+        "(--observed-file)"
+    )
 
 
 def test_the_retry_policy_reaches_the_call(run):
@@ -257,8 +308,9 @@ def test_the_retry_policy_reaches_the_call(run):
     fake.serve([(REVISION, STABLE, 100, None)])
     fake.revision(STABLE)
     fake.fail["GetService"] = [(grpc.StatusCode.UNAVAILABLE, "connection reset by peer")]
-    retry = gretry.Retry(initial=0.01, maximum=0.02, timeout=5,
-                         predicate=gretry.if_exception_type(gexc.ServiceUnavailable))
+    retry = gretry.Retry(
+        initial=0.01, maximum=0.02, timeout=5, predicate=gretry.if_exception_type(gexc.ServiceUnavailable)
+    )
     seen = observer(run, retry=retry).observe(SERVICE)
     assert seen.split() == {STABLE: 100}
     assert fake.requests[:2] == [("GetService", SERVICE_NAME), ("GetService", SERVICE_NAME)]
@@ -273,15 +325,17 @@ def test_an_unreadable_revision(run):
     assert str(err.value) == (
         f"Cloud Run: cannot read revision {STABLE} of service support-bot ({rev_name(STABLE)}): 403 caller lacks "
         "run.revisions.get; check that the credentials may read Cloud Run (roles/run.viewer) and try again, or give "
-        "an observed state file (--observed-file)")
+        "an observed state file (--observed-file)"
+    )
 
 
 # --- ObservedService -------------------------------------------------------------------------
 
 
 def test_matches_ignores_zero_entries_and_needs_every_serving_revision_ready():
-    seen = ObservedService(SERVICE, [LiveTarget(STABLE, 100, None), LiveTarget(CANARY, 0, "canary")],
-                           {STABLE: True}, "test", NOW)
+    seen = ObservedService(
+        SERVICE, [LiveTarget(STABLE, 100, None), LiveTarget(CANARY, 0, "canary")], {STABLE: True}, "test", NOW
+    )
     assert seen.matches({STABLE: 100}) and seen.matches({STABLE: 100, CANARY: 0})
     assert not seen.matches({CANARY: 100})
     assert not ObservedService(SERVICE, [LiveTarget(STABLE, 100)], {}, "test", NOW).matches({STABLE: 100})
@@ -293,11 +347,18 @@ def test_matches_ignores_zero_entries_and_needs_every_serving_revision_ready():
 # --- observed state file ---------------------------------------------------------------------
 
 
-GOOD = {"services": {SERVICE: {
-    "traffic": [{"revision": STABLE, "percent": 95, "tag": None}, {"revision": CANARY, "percent": 5, "tag": "canary"}],
-    "ready": {STABLE: True, CANARY: False},
-    "reconciling": False,
-}}}
+GOOD = {
+    "services": {
+        SERVICE: {
+            "traffic": [
+                {"revision": STABLE, "percent": 95, "tag": None},
+                {"revision": CANARY, "percent": 5, "tag": "canary"},
+            ],
+            "ready": {STABLE: True, CANARY: False},
+            "reconciling": False,
+        }
+    }
+}
 
 
 def write(tmp_path: Path, data) -> Path:
@@ -332,26 +393,43 @@ def _with(**changes):
     return data
 
 
-@pytest.mark.parametrize("data, message", [
-    (_with(traffic=[{"revision": STABLE, "percent": 85}, {"revision": CANARY, "percent": 5}]),
-     "services.support-bot.traffic: percents sum to 90, not 100"),
-    (_with(traffic=[{"revision": STABLE, "percent": -5}, {"revision": CANARY, "percent": 105}]),
-     "services.support-bot.traffic.0.percent: Input should be greater than or equal to 0"),
-    (_with(traffic=[{"revision": STABLE, "percent": 0}, {"revision": CANARY, "percent": 150}]),
-     "services.support-bot.traffic.1.percent: Input should be less than or equal to 100"),
-    (_with(traffic=[{"revision": "", "percent": 100}]),
-     "services.support-bot.traffic.0.revision: String should have at least 1 character"),
-    (_with(traffic=[{"revision": STABLE, "percent": 100, "weight": 1}]),
-     "services.support-bot.traffic.0.weight: Extra inputs are not permitted"),
-    (_with(status="ok"), "services.support-bot.status: Extra inputs are not permitted"),
-    (_with(ready={STABLE: True}),
-     f"services.support-bot: ready has no entry for {CANARY}, which carries 5% of the traffic; give true or false "
-     "(or leave ready out: all revisions ready)"),
-    (_with(ready={STABLE: "yes", CANARY: True}),
-     "services.support-bot.ready.support-bot-1-3-2: Input should be a valid boolean"),
-    ({"service": {}}, "services: Field required"),
-    ({"services": {SERVICE: {}}}, "services.support-bot.traffic: Field required"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            _with(traffic=[{"revision": STABLE, "percent": 85}, {"revision": CANARY, "percent": 5}]),
+            "services.support-bot.traffic: percents sum to 90, not 100",
+        ),
+        (
+            _with(traffic=[{"revision": STABLE, "percent": -5}, {"revision": CANARY, "percent": 105}]),
+            "services.support-bot.traffic.0.percent: Input should be greater than or equal to 0",
+        ),
+        (
+            _with(traffic=[{"revision": STABLE, "percent": 0}, {"revision": CANARY, "percent": 150}]),
+            "services.support-bot.traffic.1.percent: Input should be less than or equal to 100",
+        ),
+        (
+            _with(traffic=[{"revision": "", "percent": 100}]),
+            "services.support-bot.traffic.0.revision: String should have at least 1 character",
+        ),
+        (
+            _with(traffic=[{"revision": STABLE, "percent": 100, "weight": 1}]),
+            "services.support-bot.traffic.0.weight: Extra inputs are not permitted",
+        ),
+        (_with(status="ok"), "services.support-bot.status: Extra inputs are not permitted"),
+        (
+            _with(ready={STABLE: True}),
+            f"services.support-bot: ready has no entry for {CANARY}, which carries 5% of the traffic; give true or false "
+            "(or leave ready out: all revisions ready)",
+        ),
+        (
+            _with(ready={STABLE: "yes", CANARY: True}),
+            "services.support-bot.ready.support-bot-1-3-2: Input should be a valid boolean",
+        ),
+        ({"service": {}}, "services: Field required"),
+        ({"services": {SERVICE: {}}}, "services.support-bot.traffic: Field required"),
+    ],
+)
 def test_bad_observed_state_files(tmp_path, data, message):
     path = write(tmp_path, data)
     with pytest.raises(ObservedError) as err:
@@ -367,13 +445,16 @@ def test_observed_state_file_missing_unreadable_or_without_the_service(tmp_path)
     broken = write(tmp_path, "{")
     with pytest.raises(ObservedError) as err:
         FileObserver(broken)
-    assert str(err.value) == (f"observed state file {broken}: not valid JSON: "
-                              "Expecting property name enclosed in double quotes (line 1, column 2)")
+    assert str(err.value) == (
+        f"observed state file {broken}: not valid JSON: "
+        "Expecting property name enclosed in double quotes (line 1, column 2)"
+    )
     path = write(tmp_path, GOOD)
     with pytest.raises(ObservedError) as err:
         FileObserver(path).observe("research-agent")
-    assert str(err.value) == (f"observed state file {path}: services has no entry for research-agent "
-                              "(services: support-bot); add its traffic")
+    assert str(err.value) == (
+        f"observed state file {path}: services has no entry for research-agent (services: support-bot); add its traffic"
+    )
 
 
 # --- stack outputs through the Pulumi CLI ----------------------------------------------------
@@ -413,12 +494,22 @@ def test_stack_outputs_of_the_reference_program_are_the_observed_state(prod, fak
     fixture answers traffic_statuses as Cloud Run does) is what OutputsObserver reads."""
     release = prod.outputs["agents"]["support-bot"]["release_revision"]
     assert prod.outputs["traffic"]["support-bot"] == [
-        {"revision": STABLE, "percent": 95, "tag": None}, {"revision": release, "percent": 5, "tag": "canary"}]
+        {"revision": STABLE, "percent": 95, "tag": None},
+        {"revision": release, "percent": 5, "tag": "canary"},
+    ]
     fake_pulumi(prod.outputs)
     project_dir = tmp_path / "project"
     seen = OutputsObserver(project_dir, "production", clock=lambda: NOW).observe(SERVICE)
-    assert fake_pulumi.argv() == ["stack", "output", "--json", "--show-secrets=false", "--stack", "production",
-                                  "--cwd", str(project_dir)]
+    assert fake_pulumi.argv() == [
+        "stack",
+        "output",
+        "--json",
+        "--show-secrets=false",
+        "--stack",
+        "production",
+        "--cwd",
+        str(project_dir),
+    ]
     assert seen.targets == [LiveTarget(STABLE, 95, None), LiveTarget(release, 5, "canary")]
     assert seen.ready == {STABLE: True, release: True} and not seen.reconciling
     assert seen.matches({STABLE: 95, release: 5}) and not seen.matches({release: 100})
@@ -429,9 +520,17 @@ def test_stack_outputs_of_the_reference_program_are_the_observed_state(prod, fak
 
 
 def test_stack_outputs_with_revisions_ready(fake_pulumi, tmp_path):
-    fake_pulumi({"traffic": {SERVICE: [{"revision": rev_name(STABLE), "percent": 95, "tag": None},
-                                       {"revision": CANARY, "percent": 5, "tag": "canary", "uri": "https://canary---x"}]},
-                 "revisions_ready": {STABLE: True}})
+    fake_pulumi(
+        {
+            "traffic": {
+                SERVICE: [
+                    {"revision": rev_name(STABLE), "percent": 95, "tag": None},
+                    {"revision": CANARY, "percent": 5, "tag": "canary", "uri": "https://canary---x"},
+                ]
+            },
+            "revisions_ready": {STABLE: True},
+        }
+    )
     seen = OutputsObserver(tmp_path, "production").observe(SERVICE)
     assert seen.targets == [LiveTarget(STABLE, 95, None), LiveTarget(CANARY, 5, "canary")]
     assert seen.ready == {STABLE: True, CANARY: False} and not seen.matches({STABLE: 95, CANARY: 5})
@@ -444,12 +543,15 @@ def test_stack_outputs_errors(fake_pulumi, tmp_path):
         obs.observe(SERVICE)
     assert str(err.value) == (
         "stack production has no `traffic` output (outputs: agents); run `pulumi up --stack production` with a "
-        f"program that exports it (the reference program does), or {OTHERWISE}")
+        f"program that exports it (the reference program does), or {OTHERWISE}"
+    )
     fake_pulumi({"traffic": {"research-agent": []}})
     with pytest.raises(ObservedError) as err:
         obs.observe(SERVICE)
-    assert str(err.value) == ("stack production: the `traffic` output has no service support-bot (services: "
-                              "research-agent); has it been deployed with `pulumi up --stack production`?")
+    assert str(err.value) == (
+        "stack production: the `traffic` output has no service support-bot (services: "
+        "research-agent); has it been deployed with `pulumi up --stack production`?"
+    )
     fake_pulumi({"traffic": {SERVICE: [{"revision": STABLE, "percent": "most"}]}})
     with pytest.raises(ObservedError) as err:
         obs.observe(SERVICE)
@@ -459,7 +561,8 @@ def test_stack_outputs_errors(fake_pulumi, tmp_path):
         obs.observe(SERVICE)
     assert str(err.value) == (
         "pulumi stack output --stack production failed (exit 255): error: no stack named 'production' found; "
-        f"check that the stack exists in the backend you are logged in to (`pulumi stack ls`), or {OTHERWISE}")
+        f"check that the stack exists in the backend you are logged in to (`pulumi stack ls`), or {OTHERWISE}"
+    )
 
 
 def test_stack_outputs_need_the_pulumi_cli(tmp_path, monkeypatch):
@@ -468,7 +571,8 @@ def test_stack_outputs_need_the_pulumi_cli(tmp_path, monkeypatch):
         OutputsObserver(tmp_path, "production").observe(SERVICE)
     assert str(err.value) == (
         "the Pulumi CLI is needed to read the stack outputs of production (no `pulumi` on PATH) when there are no "
-        f"Google credentials; install it from https://www.pulumi.com/docs/install/, or {OTHERWISE}")
+        f"Google credentials; install it from https://www.pulumi.com/docs/install/, or {OTHERWISE}"
+    )
 
 
 def test_live_traffic_export_resolves_latest_and_short_names():

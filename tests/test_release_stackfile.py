@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -48,11 +47,11 @@ def test_promotion_edit_touches_only_release_stable_and_canary(tmp_path):
     assert text.splitlines()[0] == "# Production: support-bot 1.4.0 is a canary at 5% beside the stable 1.3.2."
     head = original[: original.index("      release:")]
     assert text.startswith(head)
-    tail = original[original.index("      rollout:"):]
+    tail = original[original.index("      rollout:") :]
     assert text.endswith(tail)
     assert "        version: 1.5.0\n" in text and '        memory_schema: "3"\n' in text
     # stable is now the former release (1.4.0)
-    stable = text[text.index("      stable:"): text.index("      rollout:")]
+    stable = text[text.index("      stable:") : text.index("      rollout:")]
     assert "version: 1.4.0" in stable
 
 
@@ -78,9 +77,12 @@ def test_bad_files_are_reported(tmp_path):
     with pytest.raises(StackFileError, match=r"bad.yaml: expected a mapping with a 'config:' key$"):
         StackFile.load(tmp_path / "bad.yaml")
     (tmp_path / "noagents.yaml").write_text("config:\n  gcp:project: x\n")
-    with pytest.raises(StackFileError, match=r"noagents.yaml: no agents mapping: looked for agent-platform:agents and "
-                       r"agents \(agent-platform is the project's name in Pulumi.yaml, its config namespace\); keys "
-                       r"found: gcp:project$"):
+    with pytest.raises(
+        StackFileError,
+        match=r"noagents.yaml: no agents mapping: looked for agent-platform:agents and "
+        r"agents \(agent-platform is the project's name in Pulumi.yaml, its config namespace\); keys "
+        r"found: gcp:project$",
+    ):
         StackFile.load(tmp_path / "noagents.yaml").agent("support-bot")
     with pytest.raises(StackFileError, match=r"no agents mapping: looked for triage-team:agents and agents "):
         StackFile.load(tmp_path / "noagents.yaml", "triage-team").agents
@@ -124,8 +126,11 @@ def test_a_writer_killed_mid_write_never_leaves_a_half_written_file(tmp_path):
     target = tmp_path / "stack" / "Pulumi.production.yaml"
     target.parent.mkdir()
     target.write_text(a)
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")],
-                            stdout=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target), str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
     assert proc.stdout.readline().strip() == b"ready"
     seen = set()
     for _ in range(30):
@@ -166,7 +171,8 @@ def test_ledger_refuses_a_version_reused_with_other_contents(tmp_path):
     conflict = Ledger(tmp_path, "production").conflict("bot", changed)
     assert conflict is not None and conflict.stack == "staging" and conflict.fields == ["image"]
     assert conflict.message().endswith(
-        "(differs in: image); a version is never reused with different contents: give the new manifest a new version")
+        "(differs in: image); a version is never reused with different contents: give the new manifest a new version"
+    )
 
 
 HAND_WRITTEN = """---
@@ -202,4 +208,5 @@ def test_edits_keep_every_unrelated_byte_of_a_hand_written_file(tmp_path):
     f.drop_stable("support-bot")
     f.set_canary_percent("support-bot", None)
     assert f.dumps() == HAND_WRITTEN.replace("      stable:\n        version: 1.3.2\n", "").replace(
-        "        canary_percent: 5\n", "")
+        "        canary_percent: 5\n", ""
+    )

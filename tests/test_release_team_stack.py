@@ -103,7 +103,12 @@ def test_status_shows_the_team_agent(team, monkeypatch):
     revision = deployed(run_plan(team, "production"))
     assert revision.startswith("triage-agent-0-9-1-")
     assert (prod["agent"], prod["service"], prod["state"], prod["release"], prod["stable"]) == (
-        "triage", "triage-agent", "stable", "0.9.1", None)
+        "triage",
+        "triage-agent",
+        "stable",
+        "0.9.1",
+        None,
+    )
     assert prod["traffic"] == [{"revision": revision, "percent": 100, "tag": None}]
     assert (stacks["staging"][0]["agent"], stacks["staging"][0]["release"]) == ("triage", "1.0.0")
 
@@ -111,7 +116,14 @@ def test_status_shows_the_team_agent(team, monkeypatch):
     text = cli("status", "production", "-C", str(team))
     assert text.exit_code == 0
     row = next(line for line in text.output.splitlines() if "triage" in line)
-    assert [c.strip() for c in row.split("│") if c.strip()] == ["triage", "stable", "0.9.1", "100%", "unknown", "none recorded"]
+    assert [c.strip() for c in row.split("│") if c.strip()] == [
+        "triage",
+        "stable",
+        "0.9.1",
+        "100%",
+        "unknown",
+        "none recorded",
+    ]
 
 
 def test_promote_then_rollout_then_rollback(team):
@@ -121,13 +133,23 @@ def test_promote_then_rollout_then_rollback(team):
     stable_rev = deployed(before)
 
     # promote staging's 1.0.0 behind the gates: a canary at the first step beside 0.9.1
-    result = cli("promote", "staging", "production", "-C", str(team),
-                 "--eval", str(evidence / "eval-triage-1.0.0.json"), "--load-test", str(evidence / "locust"))
+    result = cli(
+        "promote",
+        "staging",
+        "production",
+        "-C",
+        str(team),
+        "--eval",
+        str(evidence / "eval-triage-1.0.0.json"),
+        "--load-test",
+        str(evidence / "locust"),
+    )
     assert result.exit_code == 0, result.output
     assert "all gates passed" in result.output
     assert "promoted staging -> production: triage 1.0.0 at 5%" in result.output
     promoted = original.replace(
-        RELEASE_091, RELEASE_100 + "      stable:\n" + RELEASE_091.split("\n", 1)[1] + f"      stable_revision: {stable_rev}\n"
+        RELEASE_091,
+        RELEASE_100 + "      stable:\n" + RELEASE_091.split("\n", 1)[1] + f"      stable_revision: {stable_rev}\n",
     ).replace("      rollout:\n", "      rollout:\n        canary_percent: 5\n")
     assert promoted != original and stack_text(team) == promoted
     assert stack_text(team, "staging") == (EXAMPLE / "stacks" / "Pulumi.staging.yaml").read_text()
@@ -137,14 +159,28 @@ def test_promote_then_rollout_then_rollback(team):
     assert split(after) == [(stable_rev, 95, None), (canary_rev, 5, "canary")]
     ledger = Ledger(team, "production")
     (promo,) = ledger.decisions("triage")
-    assert (promo["action"], promo["release"], promo["stable"], promo["percent"], promo["to_percent"],
-            promo["from_stack"]) == ("promote", "1.0.0", "0.9.1", 0, 5, "staging")
+    assert (
+        promo["action"],
+        promo["release"],
+        promo["stable"],
+        promo["percent"],
+        promo["to_percent"],
+        promo["from_stack"],
+    ) == ("promote", "1.0.0", "0.9.1", 0, 5, "staging")
     assert promo["gates"] and all(g["ok"] is not False for g in promo["gates"])
     assert set(ledger.releases()["triage"]) == {"0.9.1", "1.0.0"}
 
     # healthy metrics: the canary advances one step, only the service's traffic changes
-    result = cli("rollout", "production", "-C", str(team), "--metrics-file", str(evidence / "metrics-healthy.json"),
-                 "--skip-bake", "--assume-deployed")
+    result = cli(
+        "rollout",
+        "production",
+        "-C",
+        str(team),
+        "--metrics-file",
+        str(evidence / "metrics-healthy.json"),
+        "--skip-bake",
+        "--assume-deployed",
+    )
     assert result.exit_code == 0, result.output
     assert stack_text(team) == promoted.replace("canary_percent: 5\n", "canary_percent: 25\n")
     advanced = run_plan(team, "production")
@@ -152,7 +188,12 @@ def test_promote_then_rollout_then_rollback(team):
     assert list(diff_plans(after, advanced).updates) == [service(advanced).urn]
     last = ledger.decisions("triage")[-1]
     assert (last["action"], last["release"], last["stable"], last["percent"], last["to_percent"]) == (
-        "advance", "1.0.0", "0.9.1", 5, 25)
+        "advance",
+        "1.0.0",
+        "0.9.1",
+        5,
+        25,
+    )
     assert status_of(team, "production")["state"] == "canary 25%"
 
     # the operator rolls it back: all traffic on 0.9.1's revision, one update of the service's traffic
@@ -163,11 +204,18 @@ def test_promote_then_rollout_then_rollback(team):
     assert split(run_plan(team, "production")) == [(stable_rev, 100, None)]
     last = ledger.decisions("triage")[-1]
     assert (last["action"], last["percent"], last["to_percent"], last["reason"]) == (
-        "rollback", 25, 0, "rolled back by the operator")
+        "rollback",
+        25,
+        0,
+        "rolled back by the operator",
+    )
     assert [d["action"] for d in ledger.decisions("triage")] == ["promote", "advance", "rollback"]
     s = status_of(team, "production")
     assert (s["state"], s["stable_revision"], s["traffic"]) == (
-        "rolled back", stable_rev, [{"revision": stable_rev, "percent": 100, "tag": None}])
+        "rolled back",
+        stable_rev,
+        [{"revision": stable_rev, "percent": 100, "tag": None}],
+    )
 
 
 OLD_SHAPE = """\
@@ -206,4 +254,5 @@ def test_the_namespace_is_the_project_name_in_pulumi_yaml(team):
     assert str(err.value).startswith(
         f"stack 'staging' has no agents in {team / 'stacks' / 'Pulumi.staging.yaml'}: looked for triage:agents and "
         "agents (triage is the project's name in Pulumi.yaml, its config namespace); keys found: gcp:project, "
-        "gcp:region, triage-team:environment, triage-team:labels, triage-team:agents, ")
+        "gcp:region, triage-team:environment, triage-team:labels, triage-team:agents, "
+    )

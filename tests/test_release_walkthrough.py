@@ -17,15 +17,24 @@ runner = CliRunner()
 
 WALKTHROUGH = [
     ("status", 0),
-    ("gate production --from staging --agent support-bot --eval evidence/eval-support-bot-1.5.0.json "
-     "--load-test evidence/locust --memory evidence/memory.csv", 0),
-    ("promote staging production --agent support-bot --eval evidence/eval-support-bot-1.5.0.json "
-     "--load-test evidence/locust", 0),
+    (
+        "gate production --from staging --agent support-bot --eval evidence/eval-support-bot-1.5.0.json "
+        "--load-test evidence/locust --memory evidence/memory.csv",
+        0,
+    ),
+    (
+        "promote staging production --agent support-bot --eval evidence/eval-support-bot-1.5.0.json "
+        "--load-test evidence/locust",
+        0,
+    ),
     ("rollout production --metrics-file evidence/metrics-healthy.json --watch --skip-bake --assume-deployed", 0),
     ("status production", 0),
-    ("promote staging production --agent research-agent "
-     "--eval research-agent@2.2.0=evidence/vertex-research-agent-2.2.0.json --load-test evidence/locust "
-     "--cost-per-request 0.011", 0),
+    (
+        "promote staging production --agent research-agent "
+        "--eval research-agent@2.2.0=evidence/vertex-research-agent-2.2.0.json --load-test evidence/locust "
+        "--cost-per-request 0.011",
+        0,
+    ),
     ("rollout production --metrics-file evidence/metrics-failing.json --skip-bake --assume-deployed", 3),
     ("status production", 0),
 ]
@@ -53,10 +62,22 @@ def test_walkthrough(tmp_path, monkeypatch):
     assert "research-agent 2.2.0 at 10% (stable 2.1.0): rollback" in outputs[6]
     status = json.loads(runner.invoke(app, ["status", "production", "--json"]).output)["stacks"][0]["agents"]
     by = {a["agent"]: a for a in status}
-    assert (by["support-bot"]["state"], by["support-bot"]["release"], by["support-bot"]["stable"]) == ("stable", "1.5.0", None)
+    assert (by["support-bot"]["state"], by["support-bot"]["release"], by["support-bot"]["stable"]) == (
+        "stable",
+        "1.5.0",
+        None,
+    )
     assert (by["research-agent"]["state"], by["research-agent"]["canary_percent"]) == ("rolled back", 0)
     assert [t["percent"] for t in by["research-agent"]["traffic"]] == [100]
     ledger = (demo / ".agentstage" / "production" / "decisions.jsonl").read_text().splitlines()
     actions = [(d["agent"], d["action"]) for d in map(json.loads, ledger)]
-    assert actions == [("support-bot", "gate"), ("support-bot", "promote"), ("support-bot", "advance"), ("support-bot", "advance"),
-                       ("support-bot", "advance"), ("support-bot", "complete"), ("research-agent", "promote"), ("research-agent", "rollback")]
+    assert actions == [
+        ("support-bot", "gate"),
+        ("support-bot", "promote"),
+        ("support-bot", "advance"),
+        ("support-bot", "advance"),
+        ("support-bot", "advance"),
+        ("support-bot", "complete"),
+        ("research-agent", "promote"),
+        ("research-agent", "rollback"),
+    ]

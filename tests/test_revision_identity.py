@@ -49,8 +49,9 @@ CHANGES = {
     "tracing rate": lambda c: c["agent-platform:tracing"].update(sample_rate=0.5),
     "scaling": lambda c: [a["scaling"].update(concurrency=10) for a in c["agent-platform:agents"].values()],
     "guardrails location": lambda c: c["agent-platform:guardrails"].update(location="us"),
-    "probe timing": lambda c: [a.update(probes={"liveness": {"period_seconds": 30}})
-                               for a in c["agent-platform:agents"].values()],
+    "probe timing": lambda c: [
+        a.update(probes={"liveness": {"period_seconds": 30}}) for a in c["agent-platform:agents"].values()
+    ],
 }
 
 
@@ -95,12 +96,15 @@ def test_alerts_watch_the_revisions_the_service_routes_to(prod):
     assert any(f'"{candidate}"' in f for f in filters) and any('"support-bot-1-3-2"' in f for f in filters)
 
 
-@pytest.mark.parametrize("service,version", [
-    ("a" * 49, "1.4.0"),
-    ("a" * 49, "2026.11.21-rc.1+build.77"),
-    ("support-bot", "1.4.0-" + "x" * 80),
-    ("s" * 40, "v"),
-])
+@pytest.mark.parametrize(
+    "service,version",
+    [
+        ("a" * 49, "1.4.0"),
+        ("a" * 49, "2026.11.21-rc.1+build.77"),
+        ("support-bot", "1.4.0-" + "x" * 80),
+        ("s" * 40, "v"),
+    ],
+)
 def test_long_names_fit_cloud_runs_limit_and_keep_the_digest(service, version):
     digest = template_digest({"containers": [{"image": version}]})
     name = revision_name(service, version, digest)
@@ -127,8 +131,9 @@ def test_preview_shows_the_new_revision_and_the_unchanged_stable_target(tmp_path
     before = runner.invoke(app, ["preview", "production", "-C", str(ROOT)], terminal_width=200).output
     production["agent-platform:labels"]["team"] = "support-2"
     path = write_stack(tmp_path / "changed.yaml", production)
-    after = runner.invoke(app, ["preview", "production", "-C", str(ROOT), "--config-file", str(path)],
-                          terminal_width=200).output
+    after = runner.invoke(
+        app, ["preview", "production", "-C", str(ROOT), "--config-file", str(path)], terminal_width=200
+    ).output
 
     def rows(text: str) -> list[str]:
         lines = [" ".join(line.replace("│", " ").split()) for line in text.splitlines()]

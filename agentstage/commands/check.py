@@ -42,7 +42,9 @@ def check(
     ] = None,
     policy_pack: Annotated[
         Path | None,
-        typer.Option("--policy-pack", help="Policy pack directory to run instead of agent_guard.", show_default="agent_guard"),
+        typer.Option(
+            "--policy-pack", help="Policy pack directory to run instead of agent_guard.", show_default="agent_guard"
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
     output: Annotated[
@@ -77,7 +79,8 @@ def check(
         err_console.print(
             f"note: no policy config for stack {stack!r} ({Path(pack_dir) / 'config' / (stack + '.json')} "
             "does not exist): every policy runs at its default enforcement; pass --policy-config to choose one.",
-            soft_wrap=True, markup=False,
+            soft_wrap=True,
+            markup=False,
         )
     # A one-shot command: no collector passes over the plan's large heap, now or at exit.
     gc.disable()

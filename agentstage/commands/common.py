@@ -15,8 +15,17 @@ import typer
 from agentstage.boundary import err_console
 from agentstage.errors import EXIT_BAD_INPUT, EXIT_FAILED, AgentstageError, BadInput
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "ProjectOpt", "StackArg", "ConfigFileOpt", "err_console", "fail",
-           "plan_or_exit", "check_stack_name"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "ProjectOpt",
+    "StackArg",
+    "ConfigFileOpt",
+    "err_console",
+    "fail",
+    "plan_or_exit",
+    "check_stack_name",
+]
 
 #: Pulumi's rule for a stack name: "may only contain alphanumeric, hyphens, underscores, or
 #: periods" (``pulumi stack init``), at most 100 characters.
@@ -26,8 +35,10 @@ _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 def check_stack_name(stack: str) -> str:
     """``stack`` when it is a stack name (no path separators, no markup): it names files."""
     if not _STACK_NAME.fullmatch(stack) or stack in (".", ".."):
-        raise BadInput(f"stack name {stack!r} is not a Pulumi stack name; use letters, digits, '-', '_' or '.' "
-                       "(at most 100 characters)")
+        raise BadInput(
+            f"stack name {stack!r} is not a Pulumi stack name; use letters, digits, '-', '_' or '.' "
+            "(at most 100 characters)"
+        )
     return stack
 
 
@@ -80,7 +91,9 @@ def large_config_note(project: Path, stack: str, config_file: Path | None) -> st
     size = len(json.dumps(load_stack_config(loaded, stack, config_file).values).encode())
     if size <= ENV_STRING_MAX:
         return None
-    return (f"the stack config is {size / 1024:,.0f} KiB as the JSON the Pulumi CLI passes to a Python program and "
-            f"policy pack in one environment variable (PULUMI_CONFIG); Linux refuses one larger than "
-            f"{ENV_STRING_MAX // 1024} KiB, so `pulumi up` and `pulumi preview --policy-pack` of this stack would fail "
-            "with \"argument list too long\" (pulumi/pulumi#20402): split the agents over several stacks")
+    return (
+        f"the stack config is {size / 1024:,.0f} KiB as the JSON the Pulumi CLI passes to a Python program and "
+        f"policy pack in one environment variable (PULUMI_CONFIG); Linux refuses one larger than "
+        f"{ENV_STRING_MAX // 1024} KiB, so `pulumi up` and `pulumi preview --policy-pack` of this stack would fail "
+        'with "argument list too long" (pulumi/pulumi#20402): split the agents over several stacks'
+    )

@@ -27,13 +27,24 @@ def gate_decisions(report: Any, from_stack: str | None = None) -> list[dict[str,
     for agent, version in report.candidates.items():
         items = report.items_of(agent)
         failed = [i for i in items if i.ok is False]
-        reason = (f"gate passed ({len(items)} items)" if not failed else
-                  f"gate failed: {len(failed)} of {len(items)} items: " + ", ".join(i.name for i in failed))
+        reason = (
+            f"gate passed ({len(items)} items)"
+            if not failed
+            else f"gate failed: {len(failed)} of {len(items)} items: " + ", ".join(i.name for i in failed)
+        )
         release = report.releases.get(agent, {})
         decision = {
-            "time": when, "stack": report.stack, "agent": agent, "action": "gate", "release": version,
-            "stable": release.get("stable"), "percent": release.get("percent"), "to_percent": release.get("percent"),
-            "verdict": "failed" if failed else "passed", "reason": reason, "items": [asdict(i) for i in items],
+            "time": when,
+            "stack": report.stack,
+            "agent": agent,
+            "action": "gate",
+            "release": version,
+            "stable": release.get("stable"),
+            "percent": release.get("percent"),
+            "to_percent": release.get("percent"),
+            "verdict": "failed" if failed else "passed",
+            "reason": reason,
+            "items": [asdict(i) for i in items],
         }
         if from_stack:
             decision["from_stack"] = from_stack
@@ -47,8 +58,12 @@ def gate(
     load_test: LoadTestOpt = None,
     memory: MemoryOpt = None,
     cost_per_request: CostOpt = None,
-    from_stack: Annotated[str | None, typer.Option(
-        "--from", help="Gate the promotion of this stack's releases into STACK (what `promote FROM STACK` checks).")] = None,
+    from_stack: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Gate the promotion of this stack's releases into STACK (what `promote FROM STACK` checks)."
+        ),
+    ] = None,
     agent: AgentOpt = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,

@@ -147,27 +147,35 @@ def render(plan: Any, console: Console) -> None:
             table.add_column(col, justify="right" if col in ("conditions", "channels") else "left")
         for r in sorted(alerts, key=lambda r: r.name):
             i = r.inputs
-            table.add_row(r.name, str(i.get("severity") or ""), str(len(i.get("conditions") or [])),
-                          str(len(i.get("notificationChannels") or [])))
+            table.add_row(
+                r.name,
+                str(i.get("severity") or ""),
+                str(len(i.get("conditions") or [])),
+                str(len(i.get("notificationChannels") or [])),
+            )
         console.print(table)
 
     guards = Table(title="Budget and guardrails", title_justify="left")
     guards.add_column("resource")
     guards.add_column("settings")
     for r in plan.by_type(BUDGET):
-        amount = ((r.inputs.get("amount") or {}).get("specifiedAmount") or {})
+        amount = (r.inputs.get("amount") or {}).get("specifiedAmount") or {}
         thresholds = ", ".join(
             f"{round(100 * t.get('thresholdPercent', 0))}% {'forecast' if t.get('spendBasis') == 'FORECASTED_SPEND' else 'actual'}"
             for t in r.inputs.get("thresholdRules") or []
         )
-        guards.add_row(f"budget {r.name}", f"{amount.get('units', '?')} {amount.get('currencyCode', '')} a month; {thresholds}")
+        guards.add_row(
+            f"budget {r.name}", f"{amount.get('units', '?')} {amount.get('currencyCode', '')} a month; {thresholds}"
+        )
     for r in plan.by_type(MODEL_ARMOR):
         fc = r.inputs.get("filterConfig") or {}
         pi = (fc.get("piAndJailbreakFilterSettings") or {}).get("confidenceLevel", "off")
         rai = len(((fc.get("raiSettings") or {}).get("raiFilters")) or [])
         enforcement = (r.inputs.get("templateMetadata") or {}).get("enforcementType", "")
-        guards.add_row(f"model armor {r.inputs.get('templateId', r.name)}",
-                       f"prompt injection/jailbreak {pi}; {rai} responsible-AI filters; {enforcement}")
+        guards.add_row(
+            f"model armor {r.inputs.get('templateId', r.name)}",
+            f"prompt injection/jailbreak {pi}; {rai} responsible-AI filters; {enforcement}",
+        )
     if guards.row_count:
         console.print(guards)
 

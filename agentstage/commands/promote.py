@@ -10,19 +10,32 @@ import typer
 from rich.console import Console
 
 from agentstage.commands.common import ProjectOpt
-from agentstage.release.cli import (AgentOpt, ApplyOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt,
-                                    apply_or_explain, build_evidence)
+from agentstage.release.cli import (
+    AgentOpt,
+    ApplyOpt,
+    CostOpt,
+    EvalOpt,
+    JsonOpt,
+    LoadTestOpt,
+    MemoryOpt,
+    apply_or_explain,
+    build_evidence,
+)
 
 
 def promote(
-    from_stack: Annotated[str, typer.Argument(help="Stack whose releases are promoted, e.g. staging.", show_default=False)],
+    from_stack: Annotated[
+        str, typer.Argument(help="Stack whose releases are promoted, e.g. staging.", show_default=False)
+    ],
     to_stack: Annotated[str, typer.Argument(help="Stack that receives them, e.g. production.", show_default=False)],
     eval_: EvalOpt = None,
     load_test: LoadTestOpt = None,
     memory: MemoryOpt = None,
     cost_per_request: CostOpt = None,
     agent: AgentOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the gates and show the change; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run the gates and show the change; write nothing.")
+    ] = False,
     apply: ApplyOpt = False,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
@@ -41,12 +54,21 @@ def promote(
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
     change = run_promote(project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run)
     if as_json:
-        typer.echo(json.dumps({
-            "from": from_stack, "to": to_stack, "wrote": change.wrote, "message": change.message,
-            "notes": change.notes,
-            "gates": change.gates.to_json() if change.gates else None,
-            "diff": change.diff.to_json() if change.diff else None, "decisions": change.decisions,
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "from": from_stack,
+                    "to": to_stack,
+                    "wrote": change.wrote,
+                    "message": change.message,
+                    "notes": change.notes,
+                    "gates": change.gates.to_json() if change.gates else None,
+                    "diff": change.diff.to_json() if change.diff else None,
+                    "decisions": change.decisions,
+                },
+                indent=2,
+            )
+        )
     else:
         if change.gates:
             render_gates(change.gates, console)

@@ -30,9 +30,18 @@ def rollback(
 
     change = run_rollback(project, stack, agent)
     if as_json:
-        typer.echo(json.dumps({"stack": stack, "wrote": change.wrote, "message": change.message,
-                               "diff": change.diff.to_json() if change.diff else None,
-                               "decisions": change.decisions}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "stack": stack,
+                    "wrote": change.wrote,
+                    "message": change.message,
+                    "diff": change.diff.to_json() if change.diff else None,
+                    "decisions": change.decisions,
+                },
+                indent=2,
+            )
+        )
     else:
         render_change(change, Console(highlight=False))
     if apply:

@@ -49,29 +49,58 @@ def _observer(project: Path, stack: str, observed_file: Path | None, assume_depl
 
 def rollout(
     stack: StackArg,
-    metrics_file: Annotated[Path | None, typer.Option(
-        "--metrics-file", help="Read the revisions' series from this JSON file (see docs/release.md) "
-        "instead of Cloud Monitoring.")] = None,
-    observed_file: Annotated[Path | None, typer.Option(
-        "--observed-file", help="Read the live traffic split from this JSON file (see docs/canary.md) instead of "
-        "the Cloud Run Admin API or the stack outputs.")] = None,
-    assume_deployed: Annotated[bool, typer.Option(
-        "--assume-deployed", help="Trust that each config change is live once written (offline replays and demos); "
-        "recorded in the ledger.")] = False,
-    approve: Annotated[list[str] | None, typer.Option(
-        "--approve", metavar="AGENT", help="Advance this agent's paused canary on the evidence there is "
-        "(recorded as approved by the operator).")] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            help="Read the revisions' series from this JSON file (see docs/release.md) instead of Cloud Monitoring.",
+        ),
+    ] = None,
+    observed_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--observed-file",
+            help="Read the live traffic split from this JSON file (see docs/canary.md) instead of "
+            "the Cloud Run Admin API or the stack outputs.",
+        ),
+    ] = None,
+    assume_deployed: Annotated[
+        bool,
+        typer.Option(
+            "--assume-deployed",
+            help="Trust that each config change is live once written (offline replays and demos); "
+            "recorded in the ledger.",
+        ),
+    ] = False,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve",
+            metavar="AGENT",
+            help="Advance this agent's paused canary on the evidence there is (recorded as approved by the operator).",
+        ),
+    ] = None,
     agent: AgentOpt = None,
     apply: ApplyOpt = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Repeat until every canary completes, rolls back or "
-                                        "pauses for a person.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Repeat until every canary completes, rolls back or pauses for a person.")
+    ] = False,
     interval: Annotated[float, typer.Option("--interval", min=1, help="Seconds between looks with --watch.")] = 60,
-    max_wait: Annotated[float | None, typer.Option(
-        "--max-wait", min=0, help="Minutes --watch may run before it stops (the canary stays where it is).")] = None,
-    skip_bake: Annotated[bool, typer.Option(
-        "--skip-bake", help="Do not wait for the bake time or the watch, and judge on every minute of the metrics "
-        "(the checks and sample sizes still apply); recorded in the ledger. For replaying recorded metrics and "
-        "demos.")] = False,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait", min=0, help="Minutes --watch may run before it stops (the canary stays where it is)."
+        ),
+    ] = None,
+    skip_bake: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bake",
+            help="Do not wait for the bake time or the watch, and judge on every minute of the metrics "
+            "(the checks and sample sizes still apply); recorded in the ledger. For replaying recorded metrics and "
+            "demos.",
+        ),
+    ] = False,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -91,13 +120,25 @@ def rollout(
 
     console = Console(highlight=False, stderr=as_json)
     iterations: list[dict[str, Any]] = []
-    options = dict(skip_bake=skip_bake, agents=agent, assume_deployed=assume_deployed, approve=approve,
-                   observer=_observer(project, stack, observed_file, assume_deployed))
+    options = dict(
+        skip_bake=skip_bake,
+        agents=agent,
+        assume_deployed=assume_deployed,
+        approve=approve,
+        observer=_observer(project, stack, observed_file, assume_deployed),
+    )
 
     def shown(change: Change) -> None:
-        iterations.append({"time": CLOCK().isoformat(), "wrote": change.wrote, "message": change.message,
-                           "diff": change.diff.to_json() if change.diff else None, "decisions": change.decisions,
-                           "notes": change.notes})
+        iterations.append(
+            {
+                "time": CLOCK().isoformat(),
+                "wrote": change.wrote,
+                "message": change.message,
+                "diff": change.diff.to_json() if change.diff else None,
+                "decisions": change.decisions,
+                "notes": change.notes,
+            }
+        )
         if not as_json:
             if watch:
                 console.print(f"[dim]{CLOCK().isoformat(timespec='seconds')}[/]")
@@ -107,14 +148,21 @@ def rollout(
 
     if watch:
         result = rollout_watch(
-            project, stack, lambda: _source(project, stack, metrics_file), clock=CLOCK, sleep=SLEEP,
-            interval=interval, max_wait_minutes=max_wait, on_change=shown, **options)
+            project,
+            stack,
+            lambda: _source(project, stack, metrics_file),
+            clock=CLOCK,
+            sleep=SLEEP,
+            interval=interval,
+            max_wait_minutes=max_wait,
+            on_change=shown,
+            **options,
+        )
         rolled_back = result.rolled_back
         if not as_json:
             console.print(f"stopped: {result.stopped}", soft_wrap=True, markup=False)
     else:
-        change = rollout_once(project, stack, _source(project, stack, metrics_file), clock=CLOCK,
-                                              **options)
+        change = rollout_once(project, stack, _source(project, stack, metrics_file), clock=CLOCK, **options)
         shown(change)
         rolled_back = any(a.verdict == "rollback" for a in change.analyses)
     if as_json:

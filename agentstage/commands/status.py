@@ -14,13 +14,21 @@ from agentstage.release.cli import JsonOpt
 
 
 def status(
-    stack: Annotated[str | None, typer.Argument(help="Stack name; default: every stack of the project.", show_default=False)] = None,
+    stack: Annotated[
+        str | None, typer.Argument(help="Stack name; default: every stack of the project.", show_default=False)
+    ] = None,
     history: Annotated[int, typer.Option("--history", min=0, help="Decisions shown per agent.")] = 3,
-    observed_file: Annotated[Path | None, typer.Option(
-        "--observed-file", help="Read the live traffic split from this JSON file (see docs/canary.md).")] = None,
-    live: Annotated[bool, typer.Option(
-        "--live/--no-live", help="Read the live split (Cloud Run Admin API, else the stack outputs) beside the "
-        "desired one.")] = True,
+    observed_file: Annotated[
+        Path | None,
+        typer.Option("--observed-file", help="Read the live traffic split from this JSON file (see docs/canary.md)."),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live",
+            help="Read the live split (Cloud Run Admin API, else the stack outputs) beside the desired one.",
+        ),
+    ] = True,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -37,8 +45,12 @@ def status(
 
         return default_observer(project, name, spec.project, spec.region, observed_file=observed_file)
 
-    stacks = run_status(project, [stack] if stack else None, history=history,
-                                        observer_for=observer_for if live or observed_file else None)
+    stacks = run_status(
+        project,
+        [stack] if stack else None,
+        history=history,
+        observer_for=observer_for if live or observed_file else None,
+    )
     if as_json:
         typer.echo(json.dumps({"stacks": stacks}, indent=2))
     else:

@@ -7,7 +7,14 @@ gates use it); :class:`PolicyPackProcess` keeps one pack process for many checks
 
 from agentstage.policy.config import PolicyConfigError, PolicySetting, load_policy_config
 from agentstage.policy.report import CheckReport, PolicyInfo, Violation, render_text, to_sarif
-from agentstage.policy.runner import PACK_DIR, PolicyError, PolicyPackProcess, default_policy_config, display_path, run_check
+from agentstage.policy.runner import (
+    PACK_DIR,
+    PolicyError,
+    PolicyPackProcess,
+    default_policy_config,
+    display_path,
+    run_check,
+)
 
 __all__ = [
     "PACK_DIR",

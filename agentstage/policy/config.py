@@ -50,7 +50,9 @@ class PolicySetting:
 
 def _enforcement(value: Any, key: str) -> str:
     if not isinstance(value, str):
-        raise PolicyConfigError(f"parsing enforcement level for {key!r}: {json.dumps(value)} is not a valid enforcement level; must be a string")
+        raise PolicyConfigError(
+            f"parsing enforcement level for {key!r}: {json.dumps(value)} is not a valid enforcement level; must be a string"
+        )
     if value not in ENFORCEMENT_LEVELS:
         raise PolicyConfigError(
             f"parsing enforcement level for {key!r}: {value!r} is not a valid enforcement level; "
@@ -123,14 +125,18 @@ def reconcile(
         result[p.name] = PolicySetting(p.enforcement, props)
     everyone = config.get("all")
     if everyone is not None and everyone.properties:
-        owners = {k: sorted(p.name for p in policies if k in (p.config_schema.get("properties") or {}))
-                  for k in everyone.properties}
+        owners = {
+            k: sorted(p.name for p in policies if k in (p.config_schema.get("properties") or {}))
+            for k in everyone.properties
+        }
         raise PolicyConfigError(
-            f"{source}: \"all\" sets properties, which the policy config does not apply to every policy (only "
+            f'{source}: "all" sets properties, which the policy config does not apply to every policy (only '
             "an enforcement level)",
-            [f"all: {k}: move it under the policy that declares it"
-             + (f" ({', '.join(owners[k])})" if owners[k] else " (no policy of this pack declares it)")
-             for k in sorted(everyone.properties)],
+            [
+                f"all: {k}: move it under the policy that declares it"
+                + (f" ({', '.join(owners[k])})" if owners[k] else " (no policy of this pack declares it)")
+                for k in sorted(everyone.properties)
+            ],
         )
     if everyone is not None and everyone.enforcement:
         for setting in result.values():

@@ -12,10 +12,7 @@ from collections.abc import Sequence
 
 from agentstage.policy.report import PolicyInfo
 
-HEADER = (
-    "| policy | area | kind | severity | checks | follows | config (default) |\n"
-    "|---|---|---|---|---|---|---|\n"
-)
+HEADER = "| policy | area | kind | severity | checks | follows | config (default) |\n|---|---|---|---|---|---|---|\n"
 
 
 def _defaults(p: PolicyInfo) -> str:

@@ -99,8 +99,23 @@ def _state_struct(r: Any) -> Any:
 class _Resource:
     """What the analyzer is told about one resource."""
 
-    __slots__ = ("urn", "type", "name", "inputs", "state", "parent", "dependencies", "property_dependencies",
-                 "provider", "options", "custom", "labels", "wire_inputs", "wire_outputs", "provider_msg")
+    __slots__ = (
+        "urn",
+        "type",
+        "name",
+        "inputs",
+        "state",
+        "parent",
+        "dependencies",
+        "property_dependencies",
+        "provider",
+        "options",
+        "custom",
+        "labels",
+        "wire_inputs",
+        "wire_outputs",
+        "provider_msg",
+    )
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
@@ -381,14 +396,19 @@ class PolicyPackProcess:
         args = [self.python, "-u", "-c", _PACK_MAIN, self.engine_address, "."]
         try:
             self._proc = subprocess.Popen(
-                args, cwd=self.pack_dir, env=env, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                args,
+                cwd=self.pack_dir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         except OSError as err:
             raise PolicyError(f"cannot start the policy pack with {self.python}: {err.strerror}") from None
         config = json.dumps(self.config).encode()
         for target, stream in (
-            (self._pump_stdout, self._proc.stdout), (self._pump_stderr, self._proc.stderr),
+            (self._pump_stdout, self._proc.stdout),
+            (self._pump_stderr, self._proc.stderr),
             (lambda s: _send_config(s, config), self._proc.stdin),
         ):
             t = threading.Thread(target=target, args=(stream,), daemon=True)
@@ -443,7 +463,9 @@ class PolicyPackProcess:
         try:
             self._stub.Handshake(
                 analyzer_pb2.AnalyzerHandshakeRequest(
-                    engine_address=self.engine_address, root_directory=str(self.pack_dir), program_directory=str(self.pack_dir)
+                    engine_address=self.engine_address,
+                    root_directory=str(self.pack_dir),
+                    program_directory=str(self.pack_dir),
                 ),
                 timeout=self.start_timeout,
                 wait_for_ready=True,
@@ -554,7 +576,9 @@ class PolicyPackProcess:
         merged: dict[str, PolicySetting] = {}
         for key, value in {**self._initial, **(config or {})}.items():
             merged[key] = value
-        self.settings = reconcile(self.policies, merged, source=f"policy config {source}" if source else "policy config")
+        self.settings = reconcile(
+            self.policies, merged, source=f"policy config {source}" if source else "policy config"
+        )
         self.policy_config_source = source
         request = analyzer_pb2.ConfigureAnalyzerRequest()
         for name, setting in self.settings.items():
@@ -654,7 +678,7 @@ class PolicyPackProcess:
                 )
             message = d.message
             if d.description and message.startswith(d.description):
-                message = message[len(d.description):].lstrip("\n") or d.description
+                message = message[len(d.description) :].lstrip("\n") or d.description
             res = by_urn.get(target) if target else None
             out.append(
                 Violation(
@@ -714,8 +738,14 @@ class _StackHelper:
     def start(self) -> None:
         p = self.pack
         self.helper = PolicyPackProcess(
-            p.pack_dir, project=p.project, stack=p.stack, config=p.config, secret_keys=p.secret_keys,
-            python=p.python, start_timeout=p.start_timeout, rpc_timeout=p.rpc_timeout,
+            p.pack_dir,
+            project=p.project,
+            stack=p.stack,
+            config=p.config,
+            secret_keys=p.secret_keys,
+            python=p.python,
+            start_timeout=p.start_timeout,
+            rpc_timeout=p.rpc_timeout,
         )
 
         def boot() -> None:
@@ -837,8 +867,13 @@ class _AnalysisStream:
         stack_request = analyzer_pb2.AnalyzeStackRequest()
         for r in resources:
             item = stack_request.resources.add(
-                type=r.type, name=r.name, urn=r.urn, properties=_state_struct(r), options=_options(r),
-                parent=r.parent or "", dependencies=list(r.dependencies or []),
+                type=r.type,
+                name=r.name,
+                urn=r.urn,
+                properties=_state_struct(r),
+                options=_options(r),
+                parent=r.parent or "",
+                dependencies=list(r.dependencies or []),
             )
             provider = _provider(r)
             if provider is not None:
@@ -916,7 +951,9 @@ def _locate_agents(report: CheckReport, plan: Any) -> None:
     for r in plan.resources:
         node = r
         while node is not None:
-            label = (node.inputs.get("labels") or {}).get("agent") if isinstance(node.inputs.get("labels"), dict) else None
+            label = (
+                (node.inputs.get("labels") or {}).get("agent") if isinstance(node.inputs.get("labels"), dict) else None
+            )
             name = label if label in report.agent_lines else node.name if node.name in report.agent_lines else None
             if name:
                 report.resource_agents[r.urn] = name
@@ -967,7 +1004,11 @@ def run_check(
         if plan is None:
             _, report = runner.plan_and_check(
                 lambda on_resource: run_plan(
-                    project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config,
+                    project_dir,
+                    stack,
+                    config_file,
+                    on_resource=on_resource,
+                    stack_config=stack_config,
                     new_stack=new_stack,
                 ),
                 settings,

@@ -60,8 +60,7 @@ import numpy as np
 from agentstage.release.metrics import Series, exceeding, quantile
 from components.spec import AgentSpec
 
-__all__ = ["Check", "Analysis", "judge", "next_step", "ADVANCE", "COMPLETE", "HOLD", "ROLLBACK",
-           "WARMUP_MINUTES"]
+__all__ = ["Check", "Analysis", "judge", "next_step", "ADVANCE", "COMPLETE", "HOLD", "ROLLBACK", "WARMUP_MINUTES"]
 
 ADVANCE, COMPLETE, HOLD, ROLLBACK = "advance", "complete", "hold", "rollback"
 
@@ -167,8 +166,9 @@ def _xlogy_ratio(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(x > 0, out, 0.0)
 
 
-def _conditional_llr(xc: np.ndarray, nc: np.ndarray, xs: np.ndarray, ns: np.ndarray, r0: float,
-                     r1: float) -> np.ndarray:
+def _conditional_llr(
+    xc: np.ndarray, nc: np.ndarray, xs: np.ndarray, ns: np.ndarray, r0: float, r1: float
+) -> np.ndarray:
     """Per-minute log-likelihood ratio of "canary rate = r1 x stable's" against r0 x, from
     where each minute's events fell (binomial given the minute's total, canary share
     r * nc / (r * nc + ns))."""
@@ -237,12 +237,22 @@ def _align(canary: Series, stable: Series | None, column: str) -> _Aligned:
 # --- the checks ------------------------------------------------------------------------------
 
 
-def _compare_counts(name: str, what: str, canary: Series, stable: Series | None, rel: float, abs_: float,
-                    bound: float, column: str = "bad") -> Check:
+def _compare_counts(
+    name: str,
+    what: str,
+    canary: Series,
+    stable: Series | None,
+    rel: float,
+    abs_: float,
+    bound: float,
+    column: str = "bad",
+) -> Check:
     a = _align(canary, stable, column)
     grid = "/".join(f"{a:g}x" for a in ALTERNATIVES)
-    test = (f"conditional binomial CUSUMs: H0 canary <= stable x {1 + rel:g} and <= stable + {abs_:.2%}, "
-            f"H1 {grid} that, one CUSUM each with 1/{len(ALTERNATIVES)} of the check's alpha")
+    test = (
+        f"conditional binomial CUSUMs: H0 canary <= stable x {1 + rel:g} and <= stable + {abs_:.2%}, "
+        f"H1 {grid} that, one CUSUM each with 1/{len(ALTERNATIVES)} of the check's alpha"
+    )
     if not len(a.nc):
         return Check(name, None, None, None, f"no canary {what} data", test, bound=bound)
     both = a.ns > 0
@@ -273,16 +283,20 @@ def _compare_counts(name: str, what: str, canary: Series, stable: Series | None,
         llrs.append(llr)
     evidence = _grid_evidence(llrs, bound)
     ok = evidence < bound
-    detail = (f"canary {rate_c:.2%} of {a.nc.sum():,.0f} requests vs stable {base:.2%} of "
-              f"{a.ns[both].sum():,.0f}; evidence of a regression {_times(evidence)} (rolls back at "
-              f"{_times(bound)})")
+    detail = (
+        f"canary {rate_c:.2%} of {a.nc.sum():,.0f} requests vs stable {base:.2%} of "
+        f"{a.ns[both].sum():,.0f}; evidence of a regression {_times(evidence)} (rolls back at "
+        f"{_times(bound)})"
+    )
     return Check(name, ok, rate_c, r0 * base if base > 0 else abs_, detail, test, evidence, bound, base)
 
 
 def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bound: float) -> Check:
     name = "latency_vs_stable"
-    test = (f"conditional binomial CUSUM on requests slower than {1 + tolerance:g} x L (canary) vs L (stable), "
-            f"L = bucket bound at stable's p{SLOW_QUANTILE * 100:.0f}; H0 ratio 1, H1 {LATENCY_ALTERNATIVE:g}")
+    test = (
+        f"conditional binomial CUSUM on requests slower than {1 + tolerance:g} x L (canary) vs L (stable), "
+        f"L = bucket bound at stable's p{SLOW_QUANTILE * 100:.0f}; H0 ratio 1, H1 {LATENCY_ALTERNATIVE:g}"
+    )
     if canary.latency is None or stable is None or stable.latency is None or canary.bounds is None:
         return Check(name, None, None, None, "no latency distributions to compare", test, bound=bound)
     index = {t: i for i, t in enumerate(stable.ends)}
@@ -317,9 +331,11 @@ def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bo
         llr[~both] = _one_sample_llr(xc[~both], nc[~both], upper, min(LATENCY_ALTERNATIVE * upper, 0.99), noise)
     evidence = _evidence(llr, bound)
     share_c = float(xc.sum() / nc.sum())
-    detail = (f"median {med_c:.0f} ms vs stable {med_s:.0f} ms; {share_c:.1%} of canary requests slower than "
-              f"{level * (1 + tolerance):.0f} ms vs {base or 0:.1%} of stable's slower than {level:.0f} ms; "
-              f"evidence of a regression {_times(evidence)} (rolls back at {_times(bound)})")
+    detail = (
+        f"median {med_c:.0f} ms vs stable {med_s:.0f} ms; {share_c:.1%} of canary requests slower than "
+        f"{level * (1 + tolerance):.0f} ms vs {base or 0:.1%} of stable's slower than {level:.0f} ms; "
+        f"evidence of a regression {_times(evidence)} (rolls back at {_times(bound)})"
+    )
     return Check(name, evidence < bound, med_c, level, detail, test, evidence, bound, med_s)
 
 
@@ -335,13 +351,16 @@ def _absolute_errors(canary: Series, limit: float, bound: float, noise: float) -
         evidence = math.inf if x.sum() > 0 else 1.0
     else:
         evidence = _evidence(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise), bound)
-    detail = (f"{x.sum():,.0f} of {n.sum():,.0f} canary requests failed (5xx + 429) = {rate:.2%}; evidence it "
-              f"exceeds {limit:.2%}: {_times(evidence)} (rolls back at {_times(bound)})")
+    detail = (
+        f"{x.sum():,.0f} of {n.sum():,.0f} canary requests failed (5xx + 429) = {rate:.2%}; evidence it "
+        f"exceeds {limit:.2%}: {_times(evidence)} (rolls back at {_times(bound)})"
+    )
     return Check(name, evidence < bound, rate, limit, detail, test, evidence, bound)
 
 
-def _absolute_latency(canary: Series, limit_ms: float, bound: float, step_start: dt.datetime | None,
-                      noise: float) -> Check:
+def _absolute_latency(
+    canary: Series, limit_ms: float, bound: float, step_start: dt.datetime | None, noise: float
+) -> Check:
     name = "latency_p99_ms"
     test = "one-sample binomial CUSUM on requests slower than the limit: H0 1%, H1 2%"
     if canary.latency is None or canary.bounds is None:
@@ -359,20 +378,31 @@ def _absolute_latency(canary: Series, limit_ms: float, bound: float, step_start:
         ends = [t for t, k in zip(canary.ends, ok_rows) if k]
         step_rows = rows[np.array([t > step_start for t in ends], dtype=bool)]
     step_p99 = quantile(step_rows.sum(axis=0), canary.bounds, 0.99) if len(step_rows) else None
-    detail = (f"pooled p99 {p99:.0f} ms over {n.sum():,.0f} requests"
-              + (f" ({step_p99:.0f} ms in this step)" if step_p99 is not None else "")
-              + f"; {x.sum() / n.sum():.2%} slower than {limit_ms:.0f} ms; evidence the p99 exceeds it "
-              f"{_times(evidence)} (rolls back at {_times(bound)})")
+    detail = (
+        f"pooled p99 {p99:.0f} ms over {n.sum():,.0f} requests"
+        + (f" ({step_p99:.0f} ms in this step)" if step_p99 is not None else "")
+        + f"; {x.sum() / n.sum():.2%} slower than {limit_ms:.0f} ms; evidence the p99 exceeds it "
+        f"{_times(evidence)} (rolls back at {_times(bound)})"
+    )
     return Check(name, evidence < bound, p99, limit_ms, detail, test, evidence, bound)
 
 
-def _memory_trend(canary: Series, start: dt.datetime, step_start: dt.datetime | None, now: dt.datetime,
-                  limit: float, horizon_min: float, alpha: float) -> Check:
+def _memory_trend(
+    canary: Series,
+    start: dt.datetime,
+    step_start: dt.datetime | None,
+    now: dt.datetime,
+    limit: float,
+    horizon_min: float,
+    alpha: float,
+) -> Check:
     from scipy.stats import t as student
 
     name = "memory_trend"
-    test = (f"least-squares trend of {BLOCK_MINUTES}-minute means of memory utilisation within the step "
-            "(block means tame the autocorrelation), one-sided t-test")
+    test = (
+        f"least-squares trend of {BLOCK_MINUTES}-minute means of memory utilisation within the step "
+        "(block means tame the autocorrelation), one-sided t-test"
+    )
     # within the current step only: memory follows the load, which steps up with the traffic;
     # the warm-up counts from the canary's first minute with traffic (``start`` may be earlier:
     # the rollout is judged from when the config asked for the canary)
@@ -385,9 +415,14 @@ def _memory_trend(canary: Series, start: dt.datetime, step_start: dt.datetime | 
     x_all = np.array([(t - now).total_seconds() / 60 for t, k in zip(canary.ends, keep) if k])
     last = canary.memory[~np.isnan(canary.memory)]
     if len(y_all) < MIN_TREND_POINTS:
-        return Check(name, None, float(last[-1]) if len(last) else None, limit,
-                     f"{len(y_all)} minutes of memory data in this step after warm-up; {MIN_TREND_POINTS} needed "
-                     "for a trend", test)
+        return Check(
+            name,
+            None,
+            float(last[-1]) if len(last) else None,
+            limit,
+            f"{len(y_all)} minutes of memory data in this step after warm-up; {MIN_TREND_POINTS} needed for a trend",
+            test,
+        )
     block = np.floor((x_all - x_all.min()) / BLOCK_MINUTES)
     x = np.array([x_all[block == b].mean() for b in np.unique(block)])
     y = np.array([y_all[block == b].mean() for b in np.unique(block)])
@@ -398,28 +433,47 @@ def _memory_trend(canary: Series, start: dt.datetime, step_start: dt.datetime | 
     slope = float(((x - xm) * (y - ym)).sum() / sxx)
     level = float(ym - slope * xm)  # the fitted utilisation now (x = 0)
     resid = y - (ym + slope * (x - xm))
-    se = math.sqrt((resid ** 2).sum() / (len(y) - 2) / sxx)
+    se = math.sqrt((resid**2).sum() / (len(y) - 2) / sxx)
     p = float(student.sf(slope / se, len(y) - 2)) if se > 0 else (0.0 if slope > 0 else 1.0)
     # the projection uses the slope's lower 95% bound: a trend must surely reach the limit in time
     low = slope - float(student.ppf(0.95, len(y) - 2)) * se
     reach = (limit - level) / low if low > 0 else math.inf
     heading = p < alpha and reach <= horizon_min
-    detail = (f"utilisation {level:.0%} now, trend {slope * 60:+.1%} per hour (p={p:.2g}); "
-              + (f"reaches {limit:.0%} within {reach / 60:.1f} h" if math.isfinite(reach) and reach > 0
-                 else "not surely rising")
-              + f" (rolls back when p < {alpha:.2g} and within {horizon_min / 60:g} h)")
+    detail = (
+        f"utilisation {level:.0%} now, trend {slope * 60:+.1%} per hour (p={p:.2g}); "
+        + (
+            f"reaches {limit:.0%} within {reach / 60:.1f} h"
+            if math.isfinite(reach) and reach > 0
+            else "not surely rising"
+        )
+        + f" (rolls back when p < {alpha:.2g} and within {horizon_min / 60:g} h)"
+    )
     return Check(name, not heading, level, limit, detail, test, evidence=p, bound=alpha)
 
 
-def judge(spec: AgentSpec, canary: Series | None, stable: Series | None, *, rollout_start: dt.datetime,
-          step_start: dt.datetime | None, now: dt.datetime, end_of_step: bool = False) -> list[Check]:
+def judge(
+    spec: AgentSpec,
+    canary: Series | None,
+    stable: Series | None,
+    *,
+    rollout_start: dt.datetime,
+    step_start: dt.datetime | None,
+    now: dt.datetime,
+    end_of_step: bool = False,
+) -> list[Check]:
     """Every check of the canary over the rollout so far (minutes in ``(rollout_start, now]``).
 
     The memory trend, the one check that is not sequential, is judged only at the end of a
     step (``end_of_step``), at most once per step and once at the end of the watch."""
     ro, cfg = spec.rollout, spec.rollout.analysis
-    names = ["errors_vs_stable", "latency_vs_stable", "error_rate", "latency_p99_ms", "memory_trend",
-             *[f"signal:{s}" for s in cfg.signals]]
+    names = [
+        "errors_vs_stable",
+        "latency_vs_stable",
+        "error_rate",
+        "latency_p99_ms",
+        "memory_trend",
+        *[f"signal:{s}" for s in cfg.signals],
+    ]
     bound = len(names) / cfg.alpha
     looks = len(ro.steps) + 1
     if canary is None:
@@ -434,21 +488,46 @@ def judge(spec: AgentSpec, canary: Series | None, stable: Series | None, *, roll
             rows = np.nan_to_num(stable.latency)
             latency_noise = rate_noise(exceeding(rows, stable.bounds, ro.max_latency_p99_ms * 0.5), rows.sum(axis=1))
     checks = [
-        _compare_counts("errors_vs_stable", "error", canary, stable, cfg.relative_error_tolerance,
-                        cfg.absolute_error_tolerance, bound),
+        _compare_counts(
+            "errors_vs_stable",
+            "error",
+            canary,
+            stable,
+            cfg.relative_error_tolerance,
+            cfg.absolute_error_tolerance,
+            bound,
+        ),
         _compare_latency(canary, stable, cfg.latency_tolerance, bound),
         _absolute_errors(canary, ro.max_error_rate, bound, error_noise),
         _absolute_latency(canary, ro.max_latency_p99_ms, bound, step_start, latency_noise),
     ]
     if end_of_step:
-        checks.append(_memory_trend(canary, rollout_start, step_start, now, cfg.memory_limit,
-                                    cfg.memory_horizon_minutes, cfg.alpha / len(names) / looks))
+        checks.append(
+            _memory_trend(
+                canary,
+                rollout_start,
+                step_start,
+                now,
+                cfg.memory_limit,
+                cfg.memory_horizon_minutes,
+                cfg.alpha / len(names) / looks,
+            )
+        )
     else:
-        checks.append(Check("memory_trend", None, None, cfg.memory_limit, "judged at the end of each step",
-                            bound=None))
+        checks.append(Check("memory_trend", None, None, cfg.memory_limit, "judged at the end of each step", bound=None))
     for s in cfg.signals:
-        checks.append(_compare_counts(f"signal:{s}", s, canary, stable, cfg.relative_error_tolerance,
-                                      cfg.absolute_error_tolerance, bound, column=s))
+        checks.append(
+            _compare_counts(
+                f"signal:{s}",
+                s,
+                canary,
+                stable,
+                cfg.relative_error_tolerance,
+                cfg.absolute_error_tolerance,
+                bound,
+                column=s,
+            )
+        )
     if not canary.has_throttled:
         checks[0].detail += " (the metrics have no 429 counts: 5xx only)"
     return checks

@@ -31,8 +31,9 @@ class ApplyResult:
     changes: dict[str, int]
 
 
-def apply_stack(project_dir: Path, stack: str, *, on_output: Callable[[str], None] | None = None,
-                message: str | None = None) -> ApplyResult:
+def apply_stack(
+    project_dir: Path, stack: str, *, on_output: Callable[[str], None] | None = None, message: str | None = None
+) -> ApplyResult:
     """``pulumi up --yes --skip-preview --stack <stack>`` in ``project_dir``."""
     if shutil.which("pulumi") is None:
         raise PulumiMissing(
@@ -46,7 +47,9 @@ def apply_stack(project_dir: Path, stack: str, *, on_output: Callable[[str], Non
         st = auto.select_stack(stack_name=stack, work_dir=str(Path(project_dir).resolve()))
         result = st.up(on_output=on_output, message=message)
     except FileNotFoundError as err:
-        raise PulumiMissing(f"the Pulumi CLI could not be started ({err}); the stack config change is written") from None
+        raise PulumiMissing(
+            f"the Pulumi CLI could not be started ({err}); the stack config change is written"
+        ) from None
     except auto.errors.CommandError as err:
         raise ApplyFailed(f"pulumi up --stack {stack} failed: {str(err).strip()}") from None
     summary = result.summary

@@ -15,27 +15,51 @@ from agentstage.errors import EXIT_ROLLED_BACK, BadInput
 __all__ = ["EXIT_ROLLED_BACK", "build_evidence", "apply_or_explain"]
 
 
-EvalOpt = Annotated[list[str] | None, typer.Option(
-    "--eval", metavar="[AGENT[@VERSION]=]FILE",
-    help="Evaluation report (agentstage JSON or Vertex AI evaluation output). Repeat per agent; a report of "
-    "the stable version is compared with the release's, one of a running agent counts its cost.")]
-LoadTestOpt = Annotated[list[str] | None, typer.Option(
-    "--load-test", metavar="[AGENT=]PATH",
-    help="Locust --csv output: PREFIX_stats.csv, the PREFIX or a directory of runs, each with its "
-    "PREFIX_stats_history.csv and PREFIX_manifest.json naming the agent and version it measured.")]
-MemoryOpt = Annotated[list[str] | None, typer.Option(
-    "--memory", metavar="[AGENT=]FILE", help="Memory series over the load test: CSV timestamp,memory_bytes.")]
-CostOpt = Annotated[float | None, typer.Option(
-    "--cost-per-request", metavar="USD",
-    help="Measured cost per request of the one agent released (else its eval report's cost_per_request_usd).")]
+EvalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--eval",
+        metavar="[AGENT[@VERSION]=]FILE",
+        help="Evaluation report (agentstage JSON or Vertex AI evaluation output). Repeat per agent; a report of "
+        "the stable version is compared with the release's, one of a running agent counts its cost.",
+    ),
+]
+LoadTestOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--load-test",
+        metavar="[AGENT=]PATH",
+        help="Locust --csv output: PREFIX_stats.csv, the PREFIX or a directory of runs, each with its "
+        "PREFIX_stats_history.csv and PREFIX_manifest.json naming the agent and version it measured.",
+    ),
+]
+MemoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--memory", metavar="[AGENT=]FILE", help="Memory series over the load test: CSV timestamp,memory_bytes."
+    ),
+]
+CostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--cost-per-request",
+        metavar="USD",
+        help="Measured cost per request of the one agent released (else its eval report's cost_per_request_usd).",
+    ),
+]
 AgentOpt = Annotated[list[str] | None, typer.Option("--agent", "-a", help="Only this agent (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as stable JSON (see docs/release.md).")]
-ApplyOpt = Annotated[bool, typer.Option(
-    "--apply", help="Also run `pulumi up --stack STACK` through the Automation API (needs the Pulumi CLI).")]
+ApplyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--apply", help="Also run `pulumi up --stack STACK` through the Automation API (needs the Pulumi CLI)."
+    ),
+]
 
 
-def build_evidence(evals: list[str] | None, load_tests: list[str] | None, memory: list[str] | None,
-                   cost: float | None) -> Any:
+def build_evidence(
+    evals: list[str] | None, load_tests: list[str] | None, memory: list[str] | None, cost: float | None
+) -> Any:
     from agentstage.release.evidence import EvidenceError, parse_binding, read_eval, read_load_tests, read_memory
     from agentstage.release.gates import Evidence
 
@@ -50,8 +74,9 @@ def build_evidence(evals: list[str] | None, load_tests: list[str] | None, memory
         if report.agent and report.version:
             key = (report.agent, report.version)
             if key in seen:
-                raise EvidenceError(f"--eval: two reports for {report.agent} {report.version} ({seen[key]}, "
-                                    f"{report.path}); give one")
+                raise EvidenceError(
+                    f"--eval: two reports for {report.agent} {report.version} ({seen[key]}, {report.path}); give one"
+                )
             seen[key] = report.path
     for raw in load_tests or []:
         agent, version, path = parse_binding(raw)
@@ -77,5 +102,6 @@ def apply_or_explain(project: Path, stack: str, wrote: bool) -> None:
         err_console.print("--apply: no config change, nothing to deploy")
         return
     result = apply_stack(project, stack, on_output=lambda line: err_console.print(clean(line.rstrip()), markup=False))
-    err_console.print(f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)}",
-                      markup=False)
+    err_console.print(
+        f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)}", markup=False
+    )

@@ -31,9 +31,22 @@ from agentstage.errors import BadInput
 from agentstage.inputs import load_json, reported_as, text_stream
 
 __all__ = [
-    "EvidenceError", "EvalReport", "LoadTest", "LoadTestManifest", "LoadFigures", "LocustRow", "HistoryPoint",
-    "RampPoint", "MANIFEST_KEYS", "read_eval", "read_locust", "read_load_tests", "read_manifest", "read_memory",
-    "parse_binding", "is_health_row",
+    "EvidenceError",
+    "EvalReport",
+    "LoadTest",
+    "LoadTestManifest",
+    "LoadFigures",
+    "LocustRow",
+    "HistoryPoint",
+    "RampPoint",
+    "MANIFEST_KEYS",
+    "read_eval",
+    "read_locust",
+    "read_load_tests",
+    "read_manifest",
+    "read_memory",
+    "parse_binding",
+    "is_health_row",
 ]
 
 
@@ -128,7 +141,9 @@ def _names(path: Path, data: dict[str, Any]) -> tuple[str | None, str | None, st
     for key in ("agent", "version", "dataset"):
         value = data.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise EvidenceError(f"evaluation report {path}: {key}: {json.dumps(value)} is not a name (a non-empty string)")
+            raise EvidenceError(
+                f"evaluation report {path}: {key}: {json.dumps(value)} is not a name (a non-empty string)"
+            )
         out.append(value)
     return out[0], out[1], out[2]
 
@@ -140,7 +155,10 @@ def _plain(path: Path, data: dict[str, Any]) -> EvalReport:
     scores = {str(k): _number(v, f"evaluation report {path}: metrics.{k}") for k, v in metrics.items()}
     cost = data.get("cost_per_request_usd")
     return EvalReport(
-        str(path), "agentstage", *_names(path, data), scores,
+        str(path),
+        "agentstage",
+        *_names(path, data),
+        scores,
         None if cost is None else _number(cost, f"evaluation report {path}: cost_per_request_usd"),
         _examples(data.get("examples"), f"evaluation report {path}: examples"),
     )
@@ -162,9 +180,13 @@ def _vertex(path: Path, data: dict[str, Any]) -> EvalReport:
                 raise EvidenceError(
                     f"evaluation report {path}: summary_metrics[{i}] needs 'metric_name' and 'mean_score'"
                 )
-            scores[str(item["metric_name"])] = _number(item["mean_score"], f"evaluation report {path}: summary_metrics[{i}].mean_score")
+            scores[str(item["metric_name"])] = _number(
+                item["mean_score"], f"evaluation report {path}: summary_metrics[{i}].mean_score"
+            )
             if "num_cases_total" in item:
-                rows = _examples(item["num_cases_total"], f"evaluation report {path}: summary_metrics[{i}].num_cases_total")
+                rows = _examples(
+                    item["num_cases_total"], f"evaluation report {path}: summary_metrics[{i}].num_cases_total"
+                )
     if not scores:
         raise EvidenceError(f"evaluation report {path}: summary_metrics has no mean scores")
     return EvalReport(str(path), "vertex-ai", *_names(path, data), scores, None, rows)
@@ -315,8 +337,16 @@ class LoadTest:
             values = [getattr(r, key) for r in kept if getattr(r, key) is not None]
             return max(values) if values else None
 
-        return LoadFigures(sum(r.requests for r in kept), sum(r.failures for r in kept), highest("p50_ms"),
-                           highest("p95_ms"), highest("p99_ms"), excluded, kept, len(kept) == 1)
+        return LoadFigures(
+            sum(r.requests for r in kept),
+            sum(r.failures for r in kept),
+            highest("p50_ms"),
+            highest("p95_ms"),
+            highest("p99_ms"),
+            excluded,
+            kept,
+            len(kept) == 1,
+        )
 
     def ramp(self, health_path: str) -> tuple[list[RampPoint], str]:
         """The request rate over time without health checks, and how it was obtained: from the
@@ -332,17 +362,29 @@ class LoadTest:
             for t in sorted(by_time):
                 rows = [h for h in by_time[t] if not is_health_row(h.name, health_path)]
                 totals = all(h.total_requests is not None and h.total_failures is not None for h in rows)
-                points.append(RampPoint(
-                    t, max(h.users for h in by_time[t]), sum(h.requests_per_s for h in rows),
-                    sum(h.failures_per_s for h in rows),
-                    float(sum(h.total_requests or 0 for h in rows)) if totals and rows else None,
-                    float(sum(h.total_failures or 0 for h in rows)) if totals and rows else None))
+                points.append(
+                    RampPoint(
+                        t,
+                        max(h.users for h in by_time[t]),
+                        sum(h.requests_per_s for h in rows),
+                        sum(h.failures_per_s for h in rows),
+                        float(sum(h.total_requests or 0 for h in rows)) if totals and rows else None,
+                        float(sum(h.total_failures or 0 for h in rows)) if totals and rows else None,
+                    )
+                )
             return points, f"per-endpoint history, {health_path} excluded"
         share = self.figures(health_path).share
-        points = [RampPoint(h.timestamp, h.users, h.requests_per_s * share, h.failures_per_s,
-                            None if h.total_requests is None else h.total_requests * share,
-                            None if h.total_failures is None else float(h.total_failures))
-                  for h in aggregated]
+        points = [
+            RampPoint(
+                h.timestamp,
+                h.users,
+                h.requests_per_s * share,
+                h.failures_per_s,
+                None if h.total_requests is None else h.total_requests * share,
+                None if h.total_failures is None else float(h.total_failures),
+            )
+            for h in aggregated
+        ]
         if share < 1:
             return points, f"Aggregated history x {share:.1%}, the share of requests other than {health_path}"
         return points, "Aggregated history"
@@ -370,7 +412,9 @@ def _stats_files(raw: str) -> list[Path]:
     candidate = path.with_name(path.name + "_stats.csv")
     if candidate.is_file():
         return [candidate]
-    raise EvidenceError(f"load test {raw}: no Locust stats file (give PREFIX_stats.csv, the --csv PREFIX or its directory)")
+    raise EvidenceError(
+        f"load test {raw}: no Locust stats file (give PREFIX_stats.csv, the --csv PREFIX or its directory)"
+    )
 
 
 def _cell(row: dict[str, str], key: str) -> str:
@@ -432,10 +476,16 @@ def _history(stats: Path, history: Path) -> list[HistoryPoint]:
             if value is not None and value < 0:
                 raise EvidenceError(f"{where}: {key}: {value} is negative")
             totals.append(value)
-        points.append(HistoryPoint(
-            float(stamp or 0.0), users, _cell(row, "Name") or "Aggregated",
-            _rate(_cell(row, "Requests/s"), f"{where}: Requests/s", "a request rate") or 0.0,
-            _rate(_cell(row, "Failures/s"), f"{where}: Failures/s", "a failure rate") or 0.0, *totals))
+        points.append(
+            HistoryPoint(
+                float(stamp or 0.0),
+                users,
+                _cell(row, "Name") or "Aggregated",
+                _rate(_cell(row, "Requests/s"), f"{where}: Requests/s", "a request rate") or 0.0,
+                _rate(_cell(row, "Failures/s"), f"{where}: Failures/s", "a failure rate") or 0.0,
+                *totals,
+            )
+        )
     return points
 
 
@@ -464,21 +514,25 @@ def _read_run(stats: Path, *, single: bool) -> LoadTest:
     if total.requests <= 0 or total.failures < 0 or total.failures > total.requests:
         raise EvidenceError(
             f"load test {stats}: the Aggregated row counts {total.requests} requests and {total.failures} failures; "
-            "a run needs requests, and failures between 0 and the requests")
+            "a run needs requests, and failures between 0 and the requests"
+        )
     endpoints = [_row(stats, r) for r in rows if _cell(r, "Name") != "Aggregated"]
     for r in endpoints:
         if r.requests < 0 or r.failures < 0 or r.failures > r.requests:
             raise EvidenceError(
                 f"load test {stats}: row {(r.type + ' ' + r.name).strip()} counts {r.requests} requests and "
-                f"{r.failures} failures; failures must be between 0 and the requests")
+                f"{r.failures} failures; failures must be between 0 and the requests"
+            )
     if endpoints:
         n, f = sum(r.requests for r in endpoints), sum(r.failures for r in endpoints)
         if (n, f) != (total.requests, total.failures):
             raise EvidenceError(
                 f"load test {stats}: the endpoint rows count {n} requests and {f} failures, the Aggregated row "
-                f"{total.requests} and {total.failures}; is the file complete?")
-    result = LoadTest(str(stats), total.requests, total.failures, total.p50_ms, total.p95_ms, total.p99_ms,
-                      rows=endpoints)
+                f"{total.requests} and {total.failures}; is the file complete?"
+            )
+    result = LoadTest(
+        str(stats), total.requests, total.failures, total.p50_ms, total.p95_ms, total.p99_ms, rows=endpoints
+    )
     prefix = stats.name[: -len("_stats.csv")]
     history = stats.with_name(prefix + "_stats_history.csv")
     if history.is_file():
@@ -528,7 +582,9 @@ def read_manifest(path: Path) -> LoadTestManifest:
     if not isinstance(agent, str) or not _AGENT.match(agent):
         raise EvidenceError(f"{where}: agent: {json.dumps(agent)} is not an agent name")
     if not isinstance(version, str) or not version.strip():
-        raise EvidenceError(f"{where}: version: {json.dumps(version)} is not a release version (a string, e.g. \"1.5.0\")")
+        raise EvidenceError(
+            f'{where}: version: {json.dumps(version)} is not a release version (a string, e.g. "1.5.0")'
+        )
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise EvidenceError(f"{where}: url: {json.dumps(url)} is not the http(s) URL the run called")
@@ -545,8 +601,9 @@ def read_manifest(path: Path) -> LoadTestManifest:
             raise EvidenceError(f"{at} needs a 'name', 'started' and 'ended'")
         ps, pe = _time(p.get("started"), f"{at}.started"), _time(p.get("ended"), f"{at}.ended")
         if not started <= ps < pe <= ended:
-            raise EvidenceError(f"{at}: {_iso(ps)} to {_iso(pe)} is not a period within the run ({_iso(started)} to "
-                                f"{_iso(ended)})")
+            raise EvidenceError(
+                f"{at}: {_iso(ps)} to {_iso(pe)} is not a period within the run ({_iso(started)} to {_iso(ended)})"
+            )
         users = p.get("users")
         if users is not None and (isinstance(users, bool) or not isinstance(users, int) or users < 0):
             raise EvidenceError(f"{at}.users: {json.dumps(users)} is not a number of users")
@@ -566,7 +623,8 @@ def _check_window(run: LoadTest, history: Path) -> None:
         at = lambda t: _iso(dt.datetime.fromtimestamp(t, dt.timezone.utc))  # noqa: E731
         raise EvidenceError(
             f"load test {history}: the run's samples span {at(first)} to {at(last)}, outside its manifest's "
-            f"{m.window()} ({Path(m.path).name}); the manifest describes another run")
+            f"{m.window()} ({Path(m.path).name}); the manifest describes another run"
+        )
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -587,9 +645,12 @@ def read_memory(raw: str) -> list[tuple[float, float]]:
         raise EvidenceError(f"memory series {path}: needs at least 3 points, has {len(points)}")
     stamps = [t for t, _ in points]
     if any(not math.isfinite(t) for t in stamps) or any(b <= a for a, b in zip(stamps, stamps[1:])):
-        raise EvidenceError(f"memory series {path}: timestamp must be finite and increasing (seconds, one point per time)")
+        raise EvidenceError(
+            f"memory series {path}: timestamp must be finite and increasing (seconds, one point per time)"
+        )
     if any(not math.isfinite(b) or b < 0 for _, b in points) or not any(b > 0 for _, b in points):
         raise EvidenceError(
             f"memory series {path}: memory_bytes must be finite, not negative, and not all zero (an empty "
-            "measurement proves nothing about a leak)")
+            "measurement proves nothing about a leak)"
+        )
     return points

@@ -17,20 +17,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from components.contract import CLOUD_RUN_SERVICE as SERVICE
-from components.contract import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
-from components.spec import AgentSpec, PlatformSpec
 from agentstage.errors import AgentstageError
 from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis
-from agentstage.release.journal import Transaction, load_states, recover
-from agentstage.release.observed import ObservedError, Observer
-from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
 from agentstage.release.gates import Evidence, GateReport, evaluate_gates
+from agentstage.release.journal import Transaction, load_states, recover
 from agentstage.release.ledger import Ledger, iso, now_utc
 from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
 from agentstage.release.metrics import MetricsError, MetricsSource
+from agentstage.release.observed import ObservedError, Observer
 from agentstage.release.stackfile import StackFile, StackFileError, plain
+from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
+from components.contract import CLOUD_RUN_SERVICE as SERVICE
+from components.contract import LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY
+from components.spec import AgentSpec, PlatformSpec
 
 __all__ = [
     "ReleaseError",
@@ -84,8 +84,11 @@ def load_state(project_dir: Path, stack: str) -> StackState:
     except (EngineError, StackFileError) as err:
         raise ReleaseError(str(err), 2) from None
     if f"{project.name}:agents" not in values:
-        raise ReleaseError(f"stack {stack!r} has no agents in {file.path}: {file.looked_for('agents')}; "
-                           f"define each agent as {project.name}:agents.<name>", 2)
+        raise ReleaseError(
+            f"stack {stack!r} has no agents in {file.path}: {file.looked_for('agents')}; "
+            f"define each agent as {project.name}:agents.<name>",
+            2,
+        )
     try:
         spec = platform_from_config(values, namespace=project.name)
     except ConfigError as err:
@@ -139,7 +142,9 @@ def _services(plan: Any, agents: Iterable[str]) -> dict[str, Any]:
         if agent in out:
             raise ReleaseError(
                 f"two Cloud Run services carry the label {LABEL_AGENT}={agent} in the plan of stack {plan.stack!r}: "
-                f"{out[agent].inputs.get('name')} and {r.inputs.get('name')}; an agent has one service", 1)
+                f"{out[agent].inputs.get('name')} and {r.inputs.get('name')}; an agent has one service",
+                1,
+            )
         out[agent] = r
     return out
 
@@ -167,7 +172,9 @@ def _require_services(found: dict[str, str], agents: Iterable[str], stack: str) 
         raise ReleaseError(
             f"no Cloud Run service of {', '.join(missing)} in the plan of stack {stack!r}: the release flow finds an "
             f"agent's service by its labels {LABEL_AGENT}=<agent> and {LABEL_MANAGED_BY}={MANAGED_BY}; deploy it with "
-            "CloudRunAgent and labels from components.labels.agent_labels", 1)
+            "CloudRunAgent and labels from components.labels.agent_labels",
+            1,
+        )
 
 
 def _service_urns(plan: Any, agents: list[str]) -> dict[str, str]:
@@ -184,7 +191,10 @@ def _check_traffic_only(diff: Any, plan: Any, agents: list[str], what: str) -> N
     if wrong or len(diff.updates) != len(agents):
         raise ReleaseError(
             f"refusing the {what}: the plan would change more than the traffic of "
-            f"{', '.join(agents)} ({diff.changed} resources changed)", 1, details=wrong)
+            f"{', '.join(agents)} ({diff.changed} resources changed)",
+            1,
+            details=wrong,
+        )
 
 
 def _check_no_new_revision(diff: Any, plan: Any, agents: list[str]) -> None:
@@ -197,8 +207,12 @@ def _check_no_new_revision(diff: Any, plan: Any, agents: list[str]) -> None:
         if any(not p.startswith("traffics") for p in paths):
             wrong.append(f"{urn}: {', '.join(paths)}")
     if wrong:
-        raise ReleaseError("refusing the rollout: moving traffic would change a service's template "
-                           "(a new revision) or replace a service", 1, details=wrong)
+        raise ReleaseError(
+            "refusing the rollout: moving traffic would change a service's template "
+            "(a new revision) or replace a service",
+            1,
+            details=wrong,
+        )
 
 
 @dataclass
@@ -219,21 +233,34 @@ class Change:
     notes: list[str] = field(default_factory=list)
 
 
-def _decision(stack: str, agent: str, spec: AgentSpec, action: str, to_percent: int, reason: str,
-              when: dt.datetime, **extra: Any) -> dict[str, Any]:
+def _decision(
+    stack: str, agent: str, spec: AgentSpec, action: str, to_percent: int, reason: str, when: dt.datetime, **extra: Any
+) -> dict[str, Any]:
     return {
-        "time": iso(when), "stack": stack, "agent": agent, "action": action,
-        "release": spec.release.version, "stable": spec.stable.version if spec.stable else None,
-        "percent": spec.canary_percent if spec.stable else 100, "to_percent": to_percent,
-        "reason": reason, **extra,
+        "time": iso(when),
+        "stack": stack,
+        "agent": agent,
+        "action": action,
+        "release": spec.release.version,
+        "stable": spec.stable.version if spec.stable else None,
+        "percent": spec.canary_percent if spec.stable else 100,
+        "to_percent": to_percent,
+        "reason": reason,
+        **extra,
     }
 
 
 # --- rollback ------------------------------------------------------------------------------
 
 
-def rollback(project_dir: Path, stack: str, agents: list[str] | None = None, *, clock: Clock = now_utc,
-             reason: str = "rolled back by the operator") -> Change:
+def rollback(
+    project_dir: Path,
+    stack: str,
+    agents: list[str] | None = None,
+    *,
+    clock: Clock = now_utc,
+    reason: str = "rolled back by the operator",
+) -> Change:
     """All traffic of each canary in flight (or of ``agents``) to its stable revision."""
     with stack_lock(project_dir, stack, "rollback"):
         recovered = recover(project_dir, [stack])
@@ -274,8 +301,11 @@ def _canary_state(saved: dict[str, Any] | None, agent: str, spec: AgentSpec, now
     release, stable and percent); else a new one, awaiting the deploy of what the config asks."""
     if saved:
         current = CanaryState.from_json(saved)
-        if spec.stable is not None and (current.release, current.stable, current.percent) == \
-                (spec.release.version, spec.stable.version, spec.canary_percent):
+        if spec.stable is not None and (current.release, current.stable, current.percent) == (
+            spec.release.version,
+            spec.stable.version,
+            spec.canary_percent,
+        ):
             return current
     return initial_state(agent, spec, now)
 
@@ -285,10 +315,13 @@ def _select(state: StackState, agents: list[str] | None, *, need_stable: bool) -
     if agents:
         for a in agents:
             if a not in spec.agents:
-                raise ReleaseError(f"stack {state.stack!r} has no agent {a!r}; agents: {', '.join(sorted(spec.agents))}", 2)
+                raise ReleaseError(
+                    f"stack {state.stack!r} has no agent {a!r}; agents: {', '.join(sorted(spec.agents))}", 2
+                )
             if need_stable and spec.agents[a].stable is None:
                 raise ReleaseError(
-                    f"{a} has no stable release in stack {state.stack!r}: there is nothing to roll back to", 1)
+                    f"{a} has no stable release in stack {state.stack!r}: there is nothing to roll back to", 1
+                )
         return [a for a in agents if not need_stable or spec.agents[a].canary_percent > 0]
     return sorted(a for a, s in spec.agents.items() if in_flight(s))
 
@@ -296,8 +329,9 @@ def _select(state: StackState, agents: list[str] | None, *, need_stable: bool) -
 # --- rollout -------------------------------------------------------------------------------
 
 
-def _observe(observer: Observer | None, service: str, desired: dict[str, int],
-             assume_deployed: bool) -> tuple[dict[str, int] | None, str, bool]:
+def _observe(
+    observer: Observer | None, service: str, desired: dict[str, int], assume_deployed: bool
+) -> tuple[dict[str, int] | None, str, bool]:
     """(live split, where it was read, whether it matches ``desired``)."""
     if assume_deployed:
         return dict(desired), "assumed deployed (--assume-deployed)", True
@@ -310,9 +344,18 @@ def _observe(observer: Observer | None, service: str, desired: dict[str, int],
     return live.split(), live.source, live.matches(desired)
 
 
-def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock: Clock = now_utc,
-                 skip_bake: bool = False, agents: list[str] | None = None, observer: Observer | None = None,
-                 assume_deployed: bool = False, approve: list[str] | None = None) -> Change:
+def rollout_once(
+    project_dir: Path,
+    stack: str,
+    source: MetricsSource,
+    *,
+    clock: Clock = now_utc,
+    skip_bake: bool = False,
+    agents: list[str] | None = None,
+    observer: Observer | None = None,
+    assume_deployed: bool = False,
+    approve: list[str] | None = None,
+) -> Change:
     """Look at every canary in flight once: observe its live split and its metrics, let
     :func:`agentstage.release.state.decide` move it, and write what changed as one transaction."""
     with stack_lock(project_dir, stack, "rollout"):
@@ -338,7 +381,9 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
             canary_rev = candidates[agent]
             stable_rev = spec.stable_revision_name(service)
             current = _canary_state(states.get(agent), agent, spec, now)
-            desired = {r: p for r, p in ((stable_rev, 100 - spec.canary_percent), (canary_rev, spec.canary_percent)) if p}
+            desired = {
+                r: p for r, p in ((stable_rev, 100 - spec.canary_percent), (canary_rev, spec.canary_percent)) if p
+            }
             live, live_source, matches = _observe(observer, service, desired, assume_deployed)
             start = current.rollout_start or now - dt.timedelta(minutes=spec.rollout.bake_minutes)
             if skip_bake:
@@ -380,9 +425,20 @@ def rollout_once(project_dir: Path, stack: str, source: MetricsSource, *, clock:
         when = clock()
         for a in change.analyses:
             spec = state.spec.agents[a.agent]
-            d = _decision(stack, a.agent, spec, a.verdict, a.to_percent, a.reason, when,
-                          checks=[asdict(c) for c in a.checks], phase=a.phase, window=a.window,
-                          skip_bake=skip_bake, assume_deployed=assume_deployed)
+            d = _decision(
+                stack,
+                a.agent,
+                spec,
+                a.verdict,
+                a.to_percent,
+                a.reason,
+                when,
+                checks=[asdict(c) for c in a.checks],
+                phase=a.phase,
+                window=a.window,
+                skip_bake=skip_bake,
+                assume_deployed=assume_deployed,
+            )
             change.decisions.append(txn.decide(stack, d))
         txn.set_states(stack, states)
         txn.commit()
@@ -400,10 +456,18 @@ class WatchResult:
     stopped: str
 
 
-def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], MetricsSource], *,
-                  clock: Clock = now_utc, sleep: Callable[[float], None] = time.sleep, interval: float = 60,
-                  max_wait_minutes: float | None = None, on_change: Callable[[Change], None] | None = None,
-                  **kwargs: Any) -> WatchResult:
+def rollout_watch(
+    project_dir: Path,
+    stack: str,
+    make_source: Callable[[], MetricsSource],
+    *,
+    clock: Clock = now_utc,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 60,
+    max_wait_minutes: float | None = None,
+    on_change: Callable[[Change], None] | None = None,
+    **kwargs: Any,
+) -> WatchResult:
     """``rollout --watch``: look every ``interval`` seconds until every canary completes, rolls
     back or pauses for a person (or ``max_wait_minutes`` pass). ``clock`` and ``sleep`` are
     injectable (the tests and the simulation drive them). A failed metrics read is a recorded
@@ -422,20 +486,34 @@ def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], Metri
         if not pending:
             paused = [a.agent for a in change.analyses if a.phase == PAUSED]
             held = [a.agent for a in change.analyses if a.phase == HELD]
-            why = ("paused for a person: " + ", ".join(paused) if paused else
-                   "held: metrics unavailable for " + ", ".join(held) if held else "no canary in flight")
+            why = (
+                "paused for a person: " + ", ".join(paused)
+                if paused
+                else "held: metrics unavailable for " + ", ".join(held)
+                if held
+                else "no canary in flight"
+            )
             return WatchResult(changes, rolled_back, why)
         unreadable = [a for a in pending if a.window.get("live_split") is None]
         blind = blind + 1 if unreadable and len(unreadable) == len(pending) else 0
         if blind >= MAX_BLIND_LOOKS:
-            return WatchResult(changes, rolled_back, (
-                f"the live traffic split could not be read {blind} times in a row "
-                f"({unreadable[0].window.get('live_source')}); give --observed-file, or --assume-deployed for an "
-                "offline replay"))
+            return WatchResult(
+                changes,
+                rolled_back,
+                (
+                    f"the live traffic split could not be read {blind} times in a row "
+                    f"({unreadable[0].window.get('live_source')}); give --observed-file, or --assume-deployed for an "
+                    "offline replay"
+                ),
+            )
         elapsed = (clock() - started).total_seconds()
         if max_wait_minutes is not None and elapsed >= max_wait_minutes * 60:
-            return WatchResult(changes, rolled_back, f"--max-wait of {max_wait_minutes:g} min reached; still in flight: "
-                               + ", ".join(f"{a.agent} at {a.to_percent}% ({a.phase})" for a in pending))
+            return WatchResult(
+                changes,
+                rolled_back,
+                f"--max-wait of {max_wait_minutes:g} min reached; still in flight: "
+                + ", ".join(f"{a.agent} at {a.to_percent}% ({a.phase})" for a in pending),
+            )
         if kwargs.get("skip_bake") and change.wrote:
             continue  # no bake to wait for: look at the new step at once
         wait = interval if max_wait_minutes is None else min(interval, max_wait_minutes * 60 - elapsed)
@@ -443,6 +521,7 @@ def rollout_watch(project_dir: Path, stack: str, make_source: Callable[[], Metri
 
 
 # --- promotion -----------------------------------------------------------------------------
+
 
 #: What staging and production must agree on (per agent), besides the release.
 def _contract(spec: AgentSpec) -> dict[str, Any]:
@@ -461,14 +540,18 @@ def _candidates(src: StackState, dst: StackState, agents: list[str] | None) -> l
         for a in agents:
             for st in (src, dst):
                 if a not in st.spec.agents:
-                    raise ReleaseError(f"stack {st.stack!r} has no agent {a!r}; agents: {', '.join(sorted(st.spec.agents))}", 2)
+                    raise ReleaseError(
+                        f"stack {st.stack!r} has no agent {a!r}; agents: {', '.join(sorted(st.spec.agents))}", 2
+                    )
         names = list(agents)
     else:
         missing = sorted(set(src.spec.agents) - set(dst.spec.agents))
         if missing:
             raise ReleaseError(
                 f"{', '.join(missing)} run in {src.stack!r} but not in {dst.stack!r}: add new agents to "
-                f"{dst.stack!r}'s stack config in a reviewed change, then promote their releases", 1)
+                f"{dst.stack!r}'s stack config in a reviewed change, then promote their releases",
+                1,
+            )
         names = sorted(src.spec.agents)
     return [a for a in names if digest(src.spec.agents[a].release) != digest(dst.spec.agents[a].release)]
 
@@ -479,30 +562,37 @@ def _refusals(src: StackState, dst: StackState, agents: list[str]) -> list[str]:
     for a in agents:
         s, d = src.spec.agents[a], dst.spec.agents[a]
         if in_flight(d):
-            reasons.append(f"{a}: a canary is already in flight in {dst.stack!r} ({d.release.version} at "
-                           f"{d.canary_percent}% beside {d.stable.version}); finish it with `agentstage rollout` "
-                           "or roll it back first")
+            reasons.append(
+                f"{a}: a canary is already in flight in {dst.stack!r} ({d.release.version} at "
+                f"{d.canary_percent}% beside {d.stable.version}); finish it with `agentstage rollout` "
+                "or roll it back first"
+            )
         conflict = ledger.conflict(a, s.release)
         if conflict:
             reasons.append(f"{a}: {conflict.message()}")
         elif d.release.version == s.release.version:
-            reasons.append(f"{a}: {dst.stack!r} runs {d.release.version} with a different manifest than "
-                           f"{src.stack!r}; a version is never reused with different contents")
+            reasons.append(
+                f"{a}: {dst.stack!r} runs {d.release.version} with a different manifest than "
+                f"{src.stack!r}; a version is never reused with different contents"
+            )
         secure = _secure_paths(src.file.agent(a)["release"])
         if secure:
             reasons.append(
                 f"{a}: the release in {src.stack!r} has secure: values ({', '.join(secure)}); Pulumi encrypts them per "
                 f"stack, so {dst.stack!r} could not decrypt a copy: keep secrets out of the release manifest (use "
                 f"agents.{a}.secrets, Secret Manager references) or set them in {dst.stack!r} with `pulumi config "
-                "set --secret`")
+                "set --secret`"
+            )
         keep = d.stable if d.stable is not None else d.release
         if keep.version == s.release.version:
             reasons.append(f"{a}: {s.release.version} is the stable release of {dst.stack!r} already")
         a_c, b_c = _contract(s), _contract(d)
         for key in a_c:
             if a_c[key] != b_c[key]:
-                reasons.append(f"{a}: {src.stack!r} and {dst.stack!r} disagree on {key}: {a_c[key]} vs {b_c[key]}; "
-                               "make them agree in a reviewed change before promoting")
+                reasons.append(
+                    f"{a}: {src.stack!r} and {dst.stack!r} disagree on {key}: {a_c[key]} vs {b_c[key]}; "
+                    "make them agree in a reviewed change before promoting"
+                )
     return reasons
 
 
@@ -531,7 +621,9 @@ def _edit_promotion(src: StackState, dst: StackState, agents: list[str], running
     return dst.file.dumps()
 
 
-def _gates_on(state: StackState, text: str, cfg: Path, candidates: list[str], evidence: Evidence) -> tuple[GateReport, Any]:
+def _gates_on(
+    state: StackState, text: str, cfg: Path, candidates: list[str], evidence: Evidence
+) -> tuple[GateReport, Any]:
     from agentstage.config import platform_from_config
     from agentstage.engine import load_project, load_stack_config
 
@@ -539,19 +631,37 @@ def _gates_on(state: StackState, text: str, cfg: Path, candidates: list[str], ev
     values = load_stack_config(load_project(state.project_dir), state.stack, cfg).values
     spec = platform_from_config(values, namespace=state.file.namespace)
     budget = StackFile(cfg, text, state.file.namespace).value("budget")
-    report = evaluate_gates(project_dir=state.project_dir, stack=state.stack, spec=spec, raw_budget=budget,
-                            plan=plan, candidates=candidates, evidence=evidence, config_file=cfg)
+    report = evaluate_gates(
+        project_dir=state.project_dir,
+        stack=state.stack,
+        spec=spec,
+        raw_budget=budget,
+        plan=plan,
+        candidates=candidates,
+        evidence=evidence,
+        config_file=cfg,
+    )
     return report, plan
 
 
-def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidence, *,
-            agents: list[str] | None = None, clock: Clock = now_utc, dry_run: bool = False) -> Change:
+def promote(
+    project_dir: Path,
+    src_stack: str,
+    dst_stack: str,
+    evidence: Evidence,
+    *,
+    agents: list[str] | None = None,
+    clock: Clock = now_utc,
+    dry_run: bool = False,
+) -> Change:
     """Copy ``src``'s release manifests into ``dst`` and start their canaries, behind the gates."""
     if src_stack == dst_stack:
         raise ReleaseError("promote needs two different stacks, e.g. `agentstage promote staging production`", 2)
     # both stacks' ledgers are written: hold both locks (in name order; a busy lock fails at once)
-    with stack_lock(project_dir, min(src_stack, dst_stack), "promote"), \
-            stack_lock(project_dir, max(src_stack, dst_stack), "promote"):
+    with (
+        stack_lock(project_dir, min(src_stack, dst_stack), "promote"),
+        stack_lock(project_dir, max(src_stack, dst_stack), "promote"),
+    ):
         recovered = recover(project_dir, sorted({src_stack, dst_stack}))
         src, dst = load_state(project_dir, src_stack), load_state(project_dir, dst_stack)
         change = Change(dst_stack, dst.path, False, old_text=dst.file.original, notes=recovered)
@@ -561,7 +671,9 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
             return change
         reasons = _refusals(src, dst, candidates)
         if reasons:
-            raise ReleaseError(f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons)
+            raise ReleaseError(
+                f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons
+            )
         before = _plan(dst.project_dir, dst_stack)
         running = template_revisions(before, dst.spec)
         _require_services(running, candidates, dst_stack)
@@ -574,8 +686,13 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
         if not report.passed:
             raise ReleaseError(
                 f"refusing to promote {src_stack} -> {dst_stack}: {len(report.failed)} gate(s) failed; nothing was changed:",
-                1, details=[f"✗ {(i.agent + ' ') if i.agent else ''}{i.name}: {i.evidence}"
-                            + (f" (needs {i.threshold})" if i.threshold else "") for i in report.failed])
+                1,
+                details=[
+                    f"✗ {(i.agent + ' ') if i.agent else ''}{i.name}: {i.evidence}"
+                    + (f" (needs {i.threshold})" if i.threshold else "")
+                    for i in report.failed
+                ],
+            )
         if dry_run:
             return change
         change.wrote = True
@@ -585,7 +702,8 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
                     f"{a}: recorded stable_revision {running[a]}, the revision the current {dst_stack!r} config deploys; "
                     f"if that config was never applied with `pulumi up` (an agentstage 0.1 deployment, or a change not "
                     f"yet deployed), set stable_revision to the revision that serves {a} now "
-                    "(`gcloud run services describe`) before deploying the canary")
+                    "(`gcloud run services describe`) before deploying the canary"
+                )
         when = clock()
         txn = Transaction(dst.project_dir, dst_stack)
         txn.write_file(dst.path, dst.file.original, text)
@@ -597,25 +715,35 @@ def promote(project_dir: Path, src_stack: str, dst_stack: str, evidence: Evidenc
             txn.record_release(dst_stack, a, stable, iso(when))
             txn.record_release(dst_stack, a, new.release, iso(when))
             txn.record_release(src_stack, a, new.release, iso(when))
-            states[a] = CanaryState(a, new.release.version, stable.version, old.rollout.steps[0], "awaiting deploy",
-                                    when).to_json()
+            states[a] = CanaryState(
+                a, new.release.version, stable.version, old.rollout.steps[0], "awaiting deploy", when
+            ).to_json()
             d = {
-                "time": iso(when), "stack": dst_stack, "agent": a, "action": "promote",
-                "release": new.release.version, "stable": stable.version, "percent": 0,
-                "to_percent": old.rollout.steps[0], "from_stack": src_stack, "digest": digest(new.release),
+                "time": iso(when),
+                "stack": dst_stack,
+                "agent": a,
+                "action": "promote",
+                "release": new.release.version,
+                "stable": stable.version,
+                "percent": 0,
+                "to_percent": old.rollout.steps[0],
+                "from_stack": src_stack,
+                "digest": digest(new.release),
                 "reason": f"promoted from {src_stack}; all {len([i for i in report.items if i.agent in ('', a)])} gates passed",
                 "gates": [i.__dict__ for i in report.items if i.agent in ("", a)],
             }
             change.decisions.append(txn.decide(dst_stack, d))
         txn.set_states(dst_stack, states)
         txn.commit()
-        change.message = ", ".join(f"{a} {src.spec.agents[a].release.version} at {dst.spec.agents[a].rollout.steps[0]}%"
-                                   for a in candidates)
+        change.message = ", ".join(
+            f"{a} {src.spec.agents[a].release.version} at {dst.spec.agents[a].rollout.steps[0]}%" for a in candidates
+        )
         return change
 
 
-def gate(project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str | None = None,
-         agents: list[str] | None = None) -> GateReport:
+def gate(
+    project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str | None = None, agents: list[str] | None = None
+) -> GateReport:
     """The readiness checklist: of promoting ``from_stack`` into ``stack`` or, without it, of the
     releases ``stack`` runs (its canaries in flight, else ``agents``, else every agent)."""
     dst = load_state(project_dir, stack)
@@ -640,8 +768,13 @@ def gate(project_dir: Path, stack: str, evidence: Evidence, *, from_stack: str |
 # --- status --------------------------------------------------------------------------------
 
 
-def status(project_dir: Path, stacks: list[str] | None = None, *, history: int = 3,
-           observer_for: Callable[[str, PlatformSpec], Observer | None] | None = None) -> list[dict[str, Any]]:
+def status(
+    project_dir: Path,
+    stacks: list[str] | None = None,
+    *,
+    history: int = 3,
+    observer_for: Callable[[str, PlatformSpec], Observer | None] | None = None,
+) -> list[dict[str, Any]]:
     """Per stack and agent: releases, the traffic the config asks for (``traffic``) beside the
     live split (``live``, from ``observer_for(stack, spec)``), the canary's phase and the last
     decisions."""
@@ -652,7 +785,7 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
     except EngineError as err:
         raise ReleaseError(str(err), 2) from None
     if not stacks:
-        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml"))
+        stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project.stack_config_dir.glob("Pulumi.*.yaml"))
     from components.traffic import traffic_targets
 
     out = []
@@ -678,23 +811,27 @@ def status(project_dir: Path, stacks: list[str] | None = None, *, history: int =
                     live = {"split": None, "source": f"{observer.name}: {err}"}
             # without a plan, the service is named as the platform names it
             stable_revision = spec.stable_revision_name(services.get(name) or state.spec.service_name(name))
-            agents.append({
-                "agent": name,
-                "state": agent_state(spec),
-                "release": spec.release.version,
-                "release_digest": digest(spec.release),
-                "stable": spec.stable.version if spec.stable else None,
-                "canary_percent": spec.canary_percent if spec.stable else None,
-                "steps": spec.rollout.steps,
-                "service": services.get(name),
-                "revision": revisions.get(name),
-                "stable_revision": stable_revision,
-                "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag}
-                            for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)],
-                "live": live,
-                "phase": (canaries.get(name) or {}).get("phase") if in_flight(spec) else None,
-                "ledger_conflict": conflict.message() if conflict else None,
-                "decisions": ledger.decisions(name)[-history:] if history else [],
-            })
+            agents.append(
+                {
+                    "agent": name,
+                    "state": agent_state(spec),
+                    "release": spec.release.version,
+                    "release_digest": digest(spec.release),
+                    "stable": spec.stable.version if spec.stable else None,
+                    "canary_percent": spec.canary_percent if spec.stable else None,
+                    "steps": spec.rollout.steps,
+                    "service": services.get(name),
+                    "revision": revisions.get(name),
+                    "stable_revision": stable_revision,
+                    "traffic": [
+                        {"revision": t.revision, "percent": t.percent, "tag": t.tag}
+                        for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)
+                    ],
+                    "live": live,
+                    "phase": (canaries.get(name) or {}).get("phase") if in_flight(spec) else None,
+                    "ledger_conflict": conflict.message() if conflict else None,
+                    "decisions": ledger.decisions(name)[-history:] if history else [],
+                }
+            )
         out.append({"stack": stack, "config": str(state.path), "agents": agents})
     return out

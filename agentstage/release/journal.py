@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +88,14 @@ class Transaction:
         return Path(self.project_dir) / LEDGER_DIR / self.stack / JOURNAL_FILE
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "stack": self.stack, "files": self.files, "states": self.states,
-                "decisions": self.decisions, "releases": self.releases}
+        return {
+            "id": self.id,
+            "stack": self.stack,
+            "files": self.files,
+            "states": self.states,
+            "decisions": self.decisions,
+            "releases": self.releases,
+        }
 
     def commit(self, *, crash_after: str | None = None) -> None:
         """Journal, then apply, then forget. ``crash_after`` (tests only) stops after a phase
@@ -106,10 +111,14 @@ class Transaction:
 
 
 def _journal_shape(journal: Any) -> bool:
-    return (isinstance(journal, dict) and isinstance(journal.get("id"), str) and isinstance(journal.get("stack"), str)
-            and all(isinstance(journal.get(k), dict) for k in ("files", "states", "decisions"))
-            and isinstance(journal.get("releases"), list)
-            and all(isinstance(f, dict) and {"before", "after", "text"} <= set(f) for f in journal["files"].values()))
+    return (
+        isinstance(journal, dict)
+        and isinstance(journal.get("id"), str)
+        and isinstance(journal.get("stack"), str)
+        and all(isinstance(journal.get(k), dict) for k in ("files", "states", "decisions"))
+        and isinstance(journal.get("releases"), list)
+        and all(isinstance(f, dict) and {"before", "after", "text"} <= set(f) for f in journal["files"].values())
+    )
 
 
 def _apply(project_dir: Path, journal: dict[str, Any], *, crash_after: str | None = None) -> None:
@@ -122,7 +131,8 @@ def _apply(project_dir: Path, journal: dict[str, Any], *, crash_after: str | Non
             raise JournalError(
                 f"an interrupted release operation (transaction {journal['id']}) was to rewrite {path}, but the file "
                 "changed since; nothing was overwritten. Check the file, then delete "
-                f"{project_dir / LEDGER_DIR / journal['stack'] / JOURNAL_FILE} to abandon that operation")
+                f"{project_dir / LEDGER_DIR / journal['stack'] / JOURNAL_FILE} to abandon that operation"
+            )
         atomic_write(path, f["text"])
     if crash_after == "files":
         return
@@ -133,8 +143,9 @@ def _apply(project_dir: Path, journal: dict[str, Any], *, crash_after: str | Non
     if crash_after == "states":
         return
     for release in journal["releases"]:
-        Ledger(project_dir, release["stack"]).record(release["agent"], release["manifest"], None,
-                                                     recorded=release["when"])
+        Ledger(project_dir, release["stack"]).record(
+            release["agent"], release["manifest"], None, recorded=release["when"]
+        )
     for stack, decisions in journal["decisions"].items():
         ledger = Ledger(project_dir, stack)
         seen = {(d.get("txn"), d.get("agent"), d.get("action")) for d in ledger.decisions()}
@@ -159,11 +170,16 @@ def recover(project_dir: Path, stacks: list[str]) -> list[str]:
             notes.append(f"{stack}: discarded an unreadable journal of an operation that had not started")
             continue
         if not _journal_shape(journal):
-            raise JournalError(f"journal {path} is not a journal agentstage wrote (expected an object with id, stack, "
-                               "files, states, decisions and releases); nothing was applied: delete it to abandon "
-                               "the interrupted operation", file=str(path))
+            raise JournalError(
+                f"journal {path} is not a journal agentstage wrote (expected an object with id, stack, "
+                "files, states, decisions and releases); nothing was applied: delete it to abandon "
+                "the interrupted operation",
+                file=str(path),
+            )
         _apply(Path(project_dir), journal)
         path.unlink()
-        notes.append(f"{stack}: finished the interrupted release operation {journal['id']} "
-                     f"({sum(len(v) for v in journal['decisions'].values())} decision(s))")
+        notes.append(
+            f"{stack}: finished the interrupted release operation {journal['id']} "
+            f"({sum(len(v) for v in journal['decisions'].values())} decision(s))"
+        )
     return notes

@@ -32,6 +32,7 @@ class LedgerError(BadInput):
     """A ledger file (``releases.json``, ``decisions.jsonl``) is unreadable or not the ledger's
     shape: it is under version control, so the fix is to restore it."""
 
+
 LEDGER_DIR = ".agentstage"
 
 
@@ -92,7 +93,9 @@ class Ledger:
                 return ReleaseConflict(agent, version, path.parent.name, entry["digest"], mine, fields)
         return None
 
-    def record(self, agent: str, manifest: Any, when: dt.datetime | None = None, *, recorded: str | None = None) -> bool:
+    def record(
+        self, agent: str, manifest: Any, when: dt.datetime | None = None, *, recorded: str | None = None
+    ) -> bool:
         """Record ``manifest`` for ``agent`` (no-op when already recorded). The caller has
         checked :meth:`conflict`. Returns whether the ledger changed."""
         data = canonical(manifest)
@@ -100,8 +103,11 @@ class Ledger:
         versions = releases.setdefault(agent, {})
         if data["version"] in versions:
             return False
-        versions[data["version"]] = {"digest": digest(manifest), "recorded": recorded or iso(when or now_utc()),
-                                     "manifest": data}
+        versions[data["version"]] = {
+            "digest": digest(manifest),
+            "recorded": recorded or iso(when or now_utc()),
+            "manifest": data,
+        }
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.releases_path, json.dumps(releases, indent=2, sort_keys=True) + "\n")
         return True
@@ -131,11 +137,15 @@ class Ledger:
             except json.JSONDecodeError as err:
                 if number - 1 == last:
                     continue  # a torn last line from a crash is skipped, not fatal
-                raise LedgerError(f"decision log {self.decisions_path}: line {number} is not valid JSON ({err.msg}); "
-                                  f"{_RESTORE}", file=str(self.decisions_path)) from None
+                raise LedgerError(
+                    f"decision log {self.decisions_path}: line {number} is not valid JSON ({err.msg}); {_RESTORE}",
+                    file=str(self.decisions_path),
+                ) from None
             if not isinstance(entry, dict):
-                raise LedgerError(f"decision log {self.decisions_path}: line {number} is not a JSON object; {_RESTORE}",
-                                  file=str(self.decisions_path))
+                raise LedgerError(
+                    f"decision log {self.decisions_path}: line {number} is not a JSON object; {_RESTORE}",
+                    file=str(self.decisions_path),
+                )
             if agent is None or entry.get("agent") == agent:
                 out.append(entry)
         return out
@@ -151,14 +161,21 @@ def _read_releases(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
     with reported_as(LedgerError):
         data = load_json(path, "release ledger")
     if not isinstance(data, dict):
-        raise LedgerError(f"release ledger {path}: expected an object of agent -> version -> record; {_RESTORE}",
-                          file=str(path))
+        raise LedgerError(
+            f"release ledger {path}: expected an object of agent -> version -> record; {_RESTORE}", file=str(path)
+        )
     for agent, versions in data.items():
         if not isinstance(versions, dict):
-            raise LedgerError(f"release ledger {path}: {agent}: expected an object of version -> record; {_RESTORE}",
-                              file=str(path), key=agent)
+            raise LedgerError(
+                f"release ledger {path}: {agent}: expected an object of version -> record; {_RESTORE}",
+                file=str(path),
+                key=agent,
+            )
         for version, record in versions.items():
             if not isinstance(record, dict) or not isinstance(record.get("digest"), str):
-                raise LedgerError(f"release ledger {path}: {agent}.{version}: expected a record with a digest; "
-                                  f"{_RESTORE}", file=str(path), key=f"{agent}.{version}")
+                raise LedgerError(
+                    f"release ledger {path}: {agent}.{version}: expected a record with a digest; {_RESTORE}",
+                    file=str(path),
+                    key=f"{agent}.{version}",
+                )
     return data

@@ -43,8 +43,11 @@ def stack_lock(project_dir: Path, stack: str, operation: str) -> Iterator[None]:
                 f"stack {stack!r} is locked by another agentstage run ({holder}); "
                 "wait for it to finish, then run this again"
             ) from None
-        info = {"pid": os.getpid(), "operation": operation,
-                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        info = {
+            "pid": os.getpid(),
+            "operation": operation,
+            "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         try:

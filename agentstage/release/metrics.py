@@ -65,7 +65,7 @@ MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"
 
 #: Latency bucket bounds (ms) of metrics files that give none: exponential, 1 ms x 1.25^i up
 #: to about 5 minutes, so a bucket is 25% wide.
-DEFAULT_BOUNDS_MS: tuple[float, ...] = tuple(round(1.25 ** i, 3) for i in range(57))
+DEFAULT_BOUNDS_MS: tuple[float, ...] = tuple(round(1.25**i, 3) for i in range(57))
 
 
 class MetricsError(BadInput):
@@ -142,16 +142,32 @@ class Series:
 
     def select(self, keep: np.ndarray) -> Series:
         return Series(
-            self.revision, [t for t, k in zip(self.ends, keep) if k], self.requests[keep], self.errors[keep],
-            self.throttled[keep], None if self.latency is None else self.latency[keep], self.bounds,
-            self.memory[keep], {k: v[keep] for k, v in self.signals.items()}, self.has_throttled)
+            self.revision,
+            [t for t, k in zip(self.ends, keep) if k],
+            self.requests[keep],
+            self.errors[keep],
+            self.throttled[keep],
+            None if self.latency is None else self.latency[keep],
+            self.bounds,
+            self.memory[keep],
+            {k: v[keep] for k, v in self.signals.items()},
+            self.has_throttled,
+        )
 
     @classmethod
-    def build(cls, revision: str, ends: list[dt.datetime], *, requests: Sequence[float | None],
-              errors: Sequence[float | None], throttled: Sequence[float | None] | None = None,
-              latency: Sequence[Sequence[float] | None] | None = None, bounds: Sequence[float] | None = None,
-              memory: Sequence[float | None] | None = None,
-              signals: dict[str, Sequence[float | None]] | None = None) -> Series:
+    def build(
+        cls,
+        revision: str,
+        ends: list[dt.datetime],
+        *,
+        requests: Sequence[float | None],
+        errors: Sequence[float | None],
+        throttled: Sequence[float | None] | None = None,
+        latency: Sequence[Sequence[float] | None] | None = None,
+        bounds: Sequence[float] | None = None,
+        memory: Sequence[float | None] | None = None,
+        signals: dict[str, Sequence[float | None]] | None = None,
+    ) -> Series:
         n = len(ends)
 
         def col(values: Sequence[float | None] | None) -> np.ndarray:
@@ -162,12 +178,21 @@ class Series:
         lat = None
         if latency is not None and bounds is not None:
             width = len(bounds) + 1
-            lat = np.array([[np.nan] * width if row is None else [float(v) for v in row] for row in latency],
-                           dtype=float).reshape(n, width)
-        return cls(revision, list(ends), col(requests), col(errors),
-                   col(throttled) if throttled is not None else np.zeros(n),
-                   lat, None if bounds is None else np.asarray(bounds, dtype=float), col(memory),
-                   {k: col(v) for k, v in (signals or {}).items()}, throttled is not None)
+            lat = np.array(
+                [[np.nan] * width if row is None else [float(v) for v in row] for row in latency], dtype=float
+            ).reshape(n, width)
+        return cls(
+            revision,
+            list(ends),
+            col(requests),
+            col(errors),
+            col(throttled) if throttled is not None else np.zeros(n),
+            lat,
+            None if bounds is None else np.asarray(bounds, dtype=float),
+            col(memory),
+            {k: col(v) for k, v in (signals or {}).items()},
+            throttled is not None,
+        )
 
 
 class MetricsSource(Protocol):
@@ -197,15 +222,20 @@ class _RevisionData(BaseModel):
         if isinstance(data, dict) and "latency_p99_ms" in data:
             raise ValueError(
                 "latency_p99_ms is no longer read: a mean of one-minute p99s is not a p99; give latency_ms, "
-                "the request-latency bucket counts of each minute (see docs/release.md)")
+                "the request-latency bucket counts of each minute (see docs/release.md)"
+            )
         return data
 
     @model_validator(mode="after")
     def _shape(self) -> _RevisionData:
         n = len(self.requests)
-        columns = {"errors": self.errors, "throttled": self.throttled, "latency_ms": self.latency_ms,
-                   "memory_utilization": self.memory_utilization,
-                   **{f"signals.{k}": v for k, v in self.signals.items()}}
+        columns = {
+            "errors": self.errors,
+            "throttled": self.throttled,
+            "latency_ms": self.latency_ms,
+            "memory_utilization": self.memory_utilization,
+            **{f"signals.{k}": v for k, v in self.signals.items()},
+        }
         for name, values in columns.items():
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} values; requests has {n} (one value per interval)")
@@ -241,8 +271,10 @@ class _MetricsFile(BaseModel):
         for name, data in self.revisions.items():
             for i, row in enumerate(data.latency_ms or []):
                 if row is not None and len(row) != len(bounds) + 1:
-                    raise ValueError(f"revisions.{name}.latency_ms[{i}] has {len(row)} bucket counts; "
-                                     f"{len(bounds) + 1} expected (one per bound, plus the overflow)")
+                    raise ValueError(
+                        f"revisions.{name}.latency_ms[{i}] has {len(row)} bucket counts; "
+                        f"{len(bounds) + 1} expected (one per bound, plus the overflow)"
+                    )
                 if row is not None and any(not math.isfinite(v) or v < 0 for v in row):
                     raise ValueError(f"revisions.{name}.latency_ms[{i}]: bucket counts must be finite and >= 0")
         return self
@@ -286,7 +318,8 @@ class FileSource:
             # metrics from the future would let the bake time pass before it has
             raise MetricsError(
                 f"metrics file {self.path}: end {end.isoformat()} is in the future (now {now.isoformat()}); "
-                "give the time the last interval really ended, or leave end out to replay the file as of now")
+                "give the time the last interval really ended, or leave end out to replay the file as of now"
+            )
         return end
 
     def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]:
@@ -298,17 +331,28 @@ class FileSource:
         for revision in revisions:
             data = self.data.revisions.get(revision)
             alias = short[revision]
-            if data is None and alias != revision and alias not in short and \
-                    sum(1 for s in short.values() if s == alias) == 1:
+            if (
+                data is None
+                and alias != revision
+                and alias not in short
+                and sum(1 for s in short.values() if s == alias) == 1
+            ):
                 data = self.data.revisions.get(alias)
             if data is None:
                 continue
             n = len(data.requests)
             ends = [last - step * (n - 1 - i) for i in range(n)]
-            series = Series.build(revision, ends, requests=data.requests, errors=data.errors,
-                                  throttled=data.throttled, latency=data.latency_ms,
-                                  bounds=bounds if data.latency_ms is not None else None,
-                                  memory=data.memory_utilization, signals=data.signals)
+            series = Series.build(
+                revision,
+                ends,
+                requests=data.requests,
+                errors=data.errors,
+                throttled=data.throttled,
+                latency=data.latency_ms,
+                bounds=bounds if data.latency_ms is not None else None,
+                memory=data.memory_utilization,
+                signals=data.signals,
+            )
             out[revision] = series.window(start, end)
         return out
 
@@ -337,7 +381,7 @@ def bucket_bounds(options: Any) -> list[float]:
     which = options.WhichOneof("options")
     if which == "exponential_buckets":
         e = options.exponential_buckets
-        return [e.scale * e.growth_factor ** i for i in range(e.num_finite_buckets + 1)]
+        return [e.scale * e.growth_factor**i for i in range(e.num_finite_buckets + 1)]
     if which == "linear_buckets":
         lin = options.linear_buckets
         return [lin.offset + lin.width * i for i in range(lin.num_finite_buckets + 1)]
@@ -357,9 +401,16 @@ class MonitoringSource:
 
     name = "Cloud Monitoring"
 
-    def __init__(self, project: str, region: str | None = None, *, client: Any = None,
-                 clock: Callable[[], dt.datetime] | None = None, alignment_seconds: int = 60,
-                 signals: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        project: str,
+        region: str | None = None,
+        *,
+        client: Any = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        alignment_seconds: int = 60,
+        signals: Sequence[str] = (),
+    ) -> None:
         from agentstage.release.ledger import now_utc
 
         self.project = project
@@ -380,8 +431,17 @@ class MonitoringSource:
     def now(self) -> dt.datetime:
         return self._clock()
 
-    def _list(self, metric: str, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime,
-              aligner: Any, reducer: Any, group_by: list[str]) -> list[Any]:
+    def _list(
+        self,
+        metric: str,
+        service: str,
+        revisions: list[str],
+        start: dt.datetime,
+        end: dt.datetime,
+        aligner: Any,
+        reducer: Any,
+        group_by: list[str],
+    ) -> list[Any]:
         from google.api_core import exceptions as gexc
         from google.cloud import monitoring_v3
         from google.protobuf import duration_pb2
@@ -409,16 +469,49 @@ class MonitoringSource:
 
         Agg = monitoring_v3.Aggregation
         by_revision = "resource.label.revision_name"
-        counts = self._list(REQUEST_COUNT, service, revisions, start, end, Agg.Aligner.ALIGN_DELTA,
-                            Agg.Reducer.REDUCE_SUM, [by_revision, "metric.label.response_code_class",
-                                                     "metric.label.response_code"])
-        latencies = self._list(REQUEST_LATENCIES, service, revisions, start, end, Agg.Aligner.ALIGN_DELTA,
-                               Agg.Reducer.REDUCE_SUM, [by_revision])
-        memory = self._list(MEMORY_UTILIZATIONS, service, revisions, start, end, Agg.Aligner.ALIGN_PERCENTILE_99,
-                            Agg.Reducer.REDUCE_MAX, [by_revision])
-        signals = {s: self._list(signal_metric_type(service, s), service, revisions, start, end,
-                                 Agg.Aligner.ALIGN_DELTA, Agg.Reducer.REDUCE_SUM, [by_revision])
-                   for s in self.signals}
+        counts = self._list(
+            REQUEST_COUNT,
+            service,
+            revisions,
+            start,
+            end,
+            Agg.Aligner.ALIGN_DELTA,
+            Agg.Reducer.REDUCE_SUM,
+            [by_revision, "metric.label.response_code_class", "metric.label.response_code"],
+        )
+        latencies = self._list(
+            REQUEST_LATENCIES,
+            service,
+            revisions,
+            start,
+            end,
+            Agg.Aligner.ALIGN_DELTA,
+            Agg.Reducer.REDUCE_SUM,
+            [by_revision],
+        )
+        memory = self._list(
+            MEMORY_UTILIZATIONS,
+            service,
+            revisions,
+            start,
+            end,
+            Agg.Aligner.ALIGN_PERCENTILE_99,
+            Agg.Reducer.REDUCE_MAX,
+            [by_revision],
+        )
+        signals = {
+            s: self._list(
+                signal_metric_type(service, s),
+                service,
+                revisions,
+                start,
+                end,
+                Agg.Aligner.ALIGN_DELTA,
+                Agg.Reducer.REDUCE_SUM,
+                [by_revision],
+            )
+            for s in self.signals
+        }
 
         cols: dict[str, dict[str, dict[dt.datetime, float]]] = {}
 
@@ -446,8 +539,10 @@ class MonitoringSource:
                 if bounds is None:
                     bounds = b
                 elif not np.allclose(bounds, b):
-                    raise MetricsError(f"Cloud Monitoring: {REQUEST_LATENCIES} for service {service}: "
-                                       "the revisions' latency buckets differ; they cannot be compared")
+                    raise MetricsError(
+                        f"Cloud Monitoring: {REQUEST_LATENCIES} for service {service}: "
+                        "the revisions' latency buckets differ; they cannot be compared"
+                    )
                 row = np.zeros(len(b) + 1)
                 given = np.asarray(list(d.bucket_counts), dtype=float)[: len(row)]
                 row[: len(given)] = given  # trailing empty buckets may be left out
@@ -455,14 +550,19 @@ class MonitoringSource:
         for ts in memory:
             revision = ts.resource.labels.get("revision_name", "")
             for p in ts.points:
-                cols.setdefault(revision, {}).setdefault("memory", {})[_time(p.interval.end_time)] = \
-                    float(p.value.double_value)
+                cols.setdefault(revision, {}).setdefault("memory", {})[_time(p.interval.end_time)] = float(
+                    p.value.double_value
+                )
         for signal, series_list in signals.items():
             for ts in series_list:
                 revision = ts.resource.labels.get("revision_name", "")
                 for p in ts.points:
-                    add(revision, f"signal:{signal}",
-                        _time(p.interval.end_time), float(p.value.int64_value or p.value.double_value))
+                    add(
+                        revision,
+                        f"signal:{signal}",
+                        _time(p.interval.end_time),
+                        float(p.value.int64_value or p.value.double_value),
+                    )
         out: dict[str, Series] = {}
         for revision in revisions:
             c = cols.get(revision, {})
@@ -478,11 +578,16 @@ class MonitoringSource:
                 return [values.get(t, 0.0 if zero_when_counted and t in req else None) for t in times]
 
             out[revision] = Series.build(
-                revision, times, requests=[req.get(t) for t in times], errors=column("errors"),
+                revision,
+                times,
+                requests=[req.get(t) for t in times],
+                errors=column("errors"),
                 throttled=column("throttled"),
-                latency=[lat.get(t) for t in times] if bounds is not None else None, bounds=bounds,
+                latency=[lat.get(t) for t in times] if bounds is not None else None,
+                bounds=bounds,
                 memory=column("memory"),
-                signals={s: column(f"signal:{s}", zero_when_counted=True) for s in self.signals})
+                signals={s: column(f"signal:{s}", zero_when_counted=True) for s in self.signals},
+            )
         return out
 
 
@@ -492,5 +597,6 @@ def _time(value: Any) -> dt.datetime:
         value = value.ToDatetime(tzinfo=dt.timezone.utc)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
-    return dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                       tzinfo=dt.timezone.utc)
+    return dt.datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, tzinfo=dt.timezone.utc
+    )

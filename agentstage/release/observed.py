@@ -70,8 +70,10 @@ READY_OUTPUT = "revisions_ready"
 #: How long ``pulumi stack output`` may take.
 PULUMI_TIMEOUT_SECONDS = 120
 
-_OTHERWISE = ("give an observed state file (--observed-file), or Google credentials "
-              "(`gcloud auth application-default login`) to read the Cloud Run Admin API")
+_OTHERWISE = (
+    "give an observed state file (--observed-file), or Google credentials "
+    "(`gcloud auth application-default login`) to read the Cloud Run Admin API"
+)
 
 
 class ObservedError(BadInput):
@@ -180,8 +182,16 @@ class CloudRunObserver:
 
     name = "Cloud Run Admin API"
 
-    def __init__(self, project: str, region: str, *, client: Any = None, revisions_client: Any = None,
-                 clock: Callable[[], dt.datetime] | None = None, retry: Any = _DEFAULT) -> None:
+    def __init__(
+        self,
+        project: str,
+        region: str,
+        *,
+        client: Any = None,
+        revisions_client: Any = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        retry: Any = _DEFAULT,
+    ) -> None:
         self.project = project
         self.region = region
         self._client = client
@@ -224,12 +234,14 @@ class CloudRunObserver:
         except gexc.NotFound as err:
             raise ObservedError(
                 f"Cloud Run: service {service} does not exist yet in project {self.project}, region "
-                f"{self.region} ({err}); has the stack been deployed with `pulumi up`?") from None
+                f"{self.region} ({err}); has the stack been deployed with `pulumi up`?"
+            ) from None
         except (gexc.GoogleAPICallError, gexc.RetryError) as err:
             raise ObservedError(
                 f"Cloud Run: cannot read service {service} ({name}): {err}; check that the credentials may "
                 "read Cloud Run (roles/run.viewer) and try again, or give an observed state file "
-                "(--observed-file)") from None
+                "(--observed-file)"
+            ) from None
 
         latest = short_revision(svc.latest_ready_revision)
         notes: list[str] = []
@@ -254,8 +266,12 @@ class CloudRunObserver:
 
         terminal = svc.terminal_condition
         if terminal.state == run_v2.Condition.State.CONDITION_FAILED:
-            notes.insert(0, f"the last reconciliation failed: {terminal.message}" if terminal.message
-                         else "the last reconciliation failed")
+            notes.insert(
+                0,
+                f"the last reconciliation failed: {terminal.message}"
+                if terminal.message
+                else "the last reconciliation failed",
+            )
         return ObservedService(
             service=service,
             targets=targets,
@@ -277,7 +293,8 @@ class CloudRunObserver:
             raise ObservedError(
                 f"Cloud Run: cannot read revision {revision} of service {service} ({name}): {err}; check that "
                 "the credentials may read Cloud Run (roles/run.viewer) and try again, or give an observed "
-                "state file (--observed-file)") from None
+                "state file (--observed-file)"
+            ) from None
         for condition in rev.conditions:
             if condition.type_ == "Ready":
                 return condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED, condition.message
@@ -300,7 +317,8 @@ class _ServiceState(BaseModel):
 
     traffic: list[_Target] = Field(description="The live traffic block; percents sum to 100.")
     ready: dict[str, bool] | None = Field(
-        default=None, description="Revision -> ready; default: every revision in the traffic block is ready.")
+        default=None, description="Revision -> ready; default: every revision in the traffic block is ready."
+    )
     reconciling: bool = Field(default=False, description="Cloud Run is still reconciling; default: false.")
 
     @field_validator("traffic")
@@ -316,8 +334,10 @@ class _ServiceState(BaseModel):
         if self.ready is not None:
             for t in self.traffic:
                 if t.percent > 0 and t.revision not in self.ready:
-                    raise ValueError(f"ready has no entry for {t.revision}, which carries {t.percent}% of the "
-                                     "traffic; give true or false (or leave ready out: all revisions ready)")
+                    raise ValueError(
+                        f"ready has no entry for {t.revision}, which carries {t.percent}% of the "
+                        "traffic; give true or false (or leave ready out: all revisions ready)"
+                    )
         return self
 
 
@@ -344,12 +364,15 @@ class FileObserver:
         state = self.data.services.get(service)
         if state is None:
             have = ", ".join(sorted(self.data.services)) or "none"
-            raise ObservedError(f"observed state file {self.path}: services has no entry for {service} "
-                                f"(services: {have}); add its traffic")
+            raise ObservedError(
+                f"observed state file {self.path}: services has no entry for {service} "
+                f"(services: {have}); add its traffic"
+            )
         targets = [LiveTarget(t.revision, t.percent, t.tag or None) for t in state.traffic]
         ready = dict(state.ready) if state.ready is not None else {t.revision: True for t in targets}
-        return ObservedService(service, targets, ready, f"{self.name} {self.path}", self._clock(),
-                               reconciling=state.reconciling)
+        return ObservedService(
+            service, targets, ready, f"{self.name} {self.path}", self._clock(), reconciling=state.reconciling
+        )
 
 
 # --- stack outputs of the last `pulumi up` ---------------------------------------------------
@@ -374,16 +397,26 @@ class OutputsObserver:
 
     name = "stack outputs"
 
-    def __init__(self, project_dir: Path, stack: str, *, pulumi: str = "pulumi",
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self, project_dir: Path, stack: str, *, pulumi: str = "pulumi", clock: Callable[[], dt.datetime] | None = None
+    ) -> None:
         self.project_dir = Path(project_dir)
         self.stack = stack
         self.pulumi = pulumi
         self._clock = clock or _now
 
     def command(self, executable: str) -> list[str]:
-        return [executable, "stack", "output", "--json", "--show-secrets=false",
-                "--stack", self.stack, "--cwd", str(self.project_dir)]
+        return [
+            executable,
+            "stack",
+            "output",
+            "--json",
+            "--show-secrets=false",
+            "--stack",
+            self.stack,
+            "--cwd",
+            str(self.project_dir),
+        ]
 
     def outputs(self) -> dict[str, Any]:
         executable = shutil.which(self.pulumi)
@@ -391,22 +424,31 @@ class OutputsObserver:
             raise ObservedError(
                 f"the Pulumi CLI is needed to read the stack outputs of {self.stack} (no `{self.pulumi}` on PATH) "
                 f"when there are no Google credentials; install it from https://www.pulumi.com/docs/install/, "
-                f"or {_OTHERWISE}")
+                f"or {_OTHERWISE}"
+            )
         shown = f"pulumi stack output --stack {self.stack}"
         try:
             proc = subprocess.run(
-                self.command(executable), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                timeout=PULUMI_TIMEOUT_SECONDS, env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                self.command(executable),
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=PULUMI_TIMEOUT_SECONDS,
+                env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
             )
         except subprocess.TimeoutExpired:
-            raise ObservedError(f"{shown} did not answer within {PULUMI_TIMEOUT_SECONDS} s; "
-                                f"check the Pulumi backend login, or {_OTHERWISE}") from None
+            raise ObservedError(
+                f"{shown} did not answer within {PULUMI_TIMEOUT_SECONDS} s; "
+                f"check the Pulumi backend login, or {_OTHERWISE}"
+            ) from None
         except OSError as err:
             raise ObservedError(f"{shown}: the Pulumi CLI could not be started ({err}); {_OTHERWISE}") from None
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip() or "no output"
-            raise ObservedError(f"{shown} failed (exit {proc.returncode}): {detail}; check that the stack "
-                                f"exists in the backend you are logged in to (`pulumi stack ls`), or {_OTHERWISE}")
+            raise ObservedError(
+                f"{shown} failed (exit {proc.returncode}): {detail}; check that the stack "
+                f"exists in the backend you are logged in to (`pulumi stack ls`), or {_OTHERWISE}"
+            )
         try:
             outputs = json.loads(proc.stdout)
         except json.JSONDecodeError as err:
@@ -422,7 +464,8 @@ class OutputsObserver:
             have = ", ".join(sorted(outputs)) or "none"
             raise ObservedError(
                 f"{shown} has no `{TRAFFIC_OUTPUT}` output (outputs: {have}); run `pulumi up --stack {self.stack}` "
-                f"with a program that exports it (the reference program does), or {_OTHERWISE}")
+                f"with a program that exports it (the reference program does), or {_OTHERWISE}"
+            )
         try:
             traffic = _TRAFFIC.validate_python(outputs[TRAFFIC_OUTPUT])
             ready_out = _READY.validate_python(outputs[READY_OUTPUT]) if READY_OUTPUT in outputs else None
@@ -433,7 +476,8 @@ class OutputsObserver:
             have = ", ".join(sorted(traffic)) or "none"
             raise ObservedError(
                 f"{shown}: the `{TRAFFIC_OUTPUT}` output has no service {service} (services: {have}); has it "
-                f"been deployed with `pulumi up --stack {self.stack}`?")
+                f"been deployed with `pulumi up --stack {self.stack}`?"
+            )
         targets = [LiveTarget(short_revision(t.revision), t.percent, t.tag or None) for t in traffic[service]]
         if ready_out is None:
             ready = {t.revision: True for t in targets}
@@ -441,8 +485,9 @@ class OutputsObserver:
         else:
             ready = {t.revision: ready_out.get(t.revision, False) for t in targets}
             message = ""
-        return ObservedService(service, targets, ready, f"{self.name} of {self.stack} (last `pulumi up`)",
-                               self._clock(), message=message)
+        return ObservedService(
+            service, targets, ready, f"{self.name} of {self.stack} (last `pulumi up`)", self._clock(), message=message
+        )
 
 
 # --- choice ----------------------------------------------------------------------------------
@@ -459,8 +504,9 @@ def _has_google_credentials() -> bool:
     return True
 
 
-def default_observer(project_dir: Path, stack: str, project: str, region: str, *,
-                     observed_file: Path | None = None) -> Observer:
+def default_observer(
+    project_dir: Path, stack: str, project: str, region: str, *, observed_file: Path | None = None
+) -> Observer:
     """The observed state file if given; else the Cloud Run Admin API when Google credentials
     are found; else the stack outputs of the last ``pulumi up``."""
     if observed_file is not None:

@@ -13,8 +13,13 @@ from agentstage.release.gates import GateReport
 __all__ = ["render_gates", "render_change", "render_status", "render_diff"]
 
 MARK = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
-VERDICT = {"advance": "[green]advance[/]", "complete": "[green]complete[/]", "hold": "[yellow]hold[/]",
-           "rollback": "[red]rollback[/]", "promote": "[cyan]promote[/]"}
+VERDICT = {
+    "advance": "[green]advance[/]",
+    "complete": "[green]complete[/]",
+    "hold": "[yellow]hold[/]",
+    "rollback": "[red]rollback[/]",
+    "promote": "[cyan]promote[/]",
+}
 
 
 def render_gates(report: GateReport, console: Console) -> None:
@@ -28,14 +33,18 @@ def render_gates(report: GateReport, console: Console) -> None:
     if report.passed:
         console.print(f"[bold green]all gates passed[/] ({len(report.items)} items)")
     else:
-        console.print(f"[bold red]{len(report.failed)} gate(s) failed[/]: "
-                      + ", ".join(f"{i.agent + ' ' if i.agent else ''}{i.name}" for i in report.failed))
+        console.print(
+            f"[bold red]{len(report.failed)} gate(s) failed[/]: "
+            + ", ".join(f"{i.agent + ' ' if i.agent else ''}{i.name}" for i in report.failed)
+        )
 
 
 def render_diff(diff: Any, console: Console) -> None:
     if diff is None:
         return
-    console.print(f"plan diff: {len(diff.creates)} to create, {len(diff.updates)} to update, {len(diff.deletes)} to delete")
+    console.print(
+        f"plan diff: {len(diff.creates)} to create, {len(diff.updates)} to update, {len(diff.deletes)} to delete"
+    )
     for urn in diff.creates:
         console.print(f"  [green]+[/] {urn.rsplit('::', 1)[-1]}", markup=True)
     for urn, paths in diff.updates.items():
@@ -58,8 +67,10 @@ def _value(name: str, v: Any) -> str:
 
 
 def render_analysis(decision: dict[str, Any], console: Console) -> None:
-    head = (f"[bold]{escape(decision['agent'])}[/] {escape(decision['release'])} at {decision['percent']}% "
-            f"(stable {escape(str(decision.get('stable')))}): {VERDICT.get(decision['action'], decision['action'])}")
+    head = (
+        f"[bold]{escape(decision['agent'])}[/] {escape(decision['release'])} at {decision['percent']}% "
+        f"(stable {escape(str(decision.get('stable')))}): {VERDICT.get(decision['action'], decision['action'])}"
+    )
     if decision["action"] in ("advance", "complete"):
         head += f" -> {decision['to_percent']}%"
     if decision.get("phase"):
@@ -86,8 +97,10 @@ def render_change(change: Any, console: Console) -> None:
         if d["action"] in ("advance", "complete", "hold", "rollback") and "checks" in d:
             render_analysis(d, console)
         else:
-            console.print(f"[bold]{d['agent']}[/]: {VERDICT.get(d['action'], d['action'])} "
-                          f"{d['release']} -> {d['to_percent']}% ({d['reason']})")
+            console.print(
+                f"[bold]{d['agent']}[/]: {VERDICT.get(d['action'], d['action'])} "
+                f"{d['release']} -> {d['to_percent']}% ({d['reason']})"
+            )
     for note in change.notes:
         console.print(f"note: {note}", markup=False, soft_wrap=True)
     if change.wrote:
@@ -106,8 +119,11 @@ def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
         for a in st["agents"]:
             traffic = " / ".join(f"{t['percent']}%" + (f" {t['tag']}" if t["tag"] else "") for t in a["traffic"])
             last = a["decisions"][-1] if a["decisions"] else None
-            last_text = (f"{last['time']} {last['action']} -> {last['to_percent']}%: {last['reason']}"
-                         if last else "none recorded")
+            last_text = (
+                f"{last['time']} {last['action']} -> {last['to_percent']}%: {last['reason']}"
+                if last
+                else "none recorded"
+            )
             state = a["state"] if not a["ledger_conflict"] else a["state"] + " [red](ledger conflict)[/]"
             live = a.get("live") or {}
             split = live.get("split")
@@ -116,11 +132,20 @@ def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
                 unknown.setdefault(str(live["source"]), []).append(a["agent"])
             if a.get("phase"):
                 state += f" [dim]({escape(a['phase'])})[/]"
-            table.add_row(escape(a["agent"]), state, escape(a["release"]), escape(a["stable"] or ""), traffic, live_text,
-                          escape(last_text))
+            table.add_row(
+                escape(a["agent"]),
+                state,
+                escape(a["release"]),
+                escape(a["stable"] or ""),
+                traffic,
+                live_text,
+                escape(last_text),
+            )
         console.print(table)
         for source, names in unknown.items():
-            console.print(f"[yellow]live traffic unknown[/] for {escape(', '.join(names))}: {escape(source)}", soft_wrap=True)
+            console.print(
+                f"[yellow]live traffic unknown[/] for {escape(', '.join(names))}: {escape(source)}", soft_wrap=True
+            )
         for a in st["agents"]:
             if a["ledger_conflict"]:
                 console.print(f"[red]warning:[/] {a['ledger_conflict']}", soft_wrap=True)

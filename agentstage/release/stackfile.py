@@ -26,9 +26,9 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from agentstage.config import NAMESPACE
 from agentstage.errors import BadInput
 from agentstage.inputs import parse_yaml, read_text, reported_as
-from agentstage.config import NAMESPACE
 
 __all__ = ["StackFileError", "StackFile", "atomic_write", "MANIFEST_KEYS", "plain"]
 
@@ -134,8 +134,10 @@ class StackFile:
     def looked_for(self, name: str) -> str:
         """The keys a missing ``name`` was looked for under, and the keys the file has."""
         found = ", ".join(str(k) for k in self.config) or "none"
-        return (f"looked for {self.namespace}:{name} and {name} ({self.namespace} is the project's name in "
-                f"Pulumi.yaml, its config namespace); keys found: {found}")
+        return (
+            f"looked for {self.namespace}:{name} and {name} ({self.namespace} is the project's name in "
+            f"Pulumi.yaml, its config namespace); keys found: {found}"
+        )
 
     def agent(self, name: str) -> CommentedMap:
         node = self.agents.get(name)

@@ -23,14 +23,25 @@ from typing import Any
 
 import numpy as np
 
-from agentstage.release.analysis import (ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, describe_failure, judge,
-                                         next_step)
+from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, describe_failure, judge, next_step
 from agentstage.release.ledger import iso, parse_time
 from agentstage.release.metrics import Series
 from components.spec import AgentSpec
 
-__all__ = ["CanaryState", "Observation", "decide", "initial_state", "AWAITING_DEPLOY", "BAKING", "WATCHING",
-           "PAUSED", "HELD", "COMPLETE_PHASE", "ROLLED_BACK", "REQUIRED_CHECKS"]
+__all__ = [
+    "CanaryState",
+    "Observation",
+    "decide",
+    "initial_state",
+    "AWAITING_DEPLOY",
+    "BAKING",
+    "WATCHING",
+    "PAUSED",
+    "HELD",
+    "COMPLETE_PHASE",
+    "ROLLED_BACK",
+    "REQUIRED_CHECKS",
+]
 
 AWAITING_DEPLOY, BAKING, WATCHING, PAUSED, HELD = "awaiting deploy", "baking", "watching", "paused", "held"
 COMPLETE_PHASE, ROLLED_BACK = "complete", "rolled back"
@@ -89,8 +100,9 @@ class CanaryState:
 def initial_state(agent: str, spec: AgentSpec, requested_at: dt.datetime) -> CanaryState:
     """A canary just written to the stack config at its current percent."""
     assert spec.stable is not None
-    return CanaryState(agent, spec.release.version, spec.stable.version, spec.canary_percent, AWAITING_DEPLOY,
-                       requested_at)
+    return CanaryState(
+        agent, spec.release.version, spec.stable.version, spec.canary_percent, AWAITING_DEPLOY, requested_at
+    )
 
 
 @dataclass
@@ -120,15 +132,23 @@ def _step_data(series: Series | None, start: dt.datetime, now: dt.datetime) -> t
     return float(w.requests[keep].sum()), int(keep.sum())
 
 
-def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: bool = False,
-           approve: bool = False) -> tuple[CanaryState, Analysis]:
+def decide(
+    state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: bool = False, approve: bool = False
+) -> tuple[CanaryState, Analysis]:
     """The next state of a canary and the decision, from what is observed at ``obs.now``."""
     ro, cfg = spec.rollout, spec.rollout.analysis
     now = obs.now
-    result = Analysis(state.agent, state.release, state.stable, state.percent, HOLD, state.percent, "",
-                      phase=state.phase)
-    result.window = {"now": _iso(now), "rollout_start": _iso(state.rollout_start), "step_start": _iso(state.step_start),
-                     "live_split": obs.live, "live_source": obs.live_source, "desired_percent": state.percent}
+    result = Analysis(
+        state.agent, state.release, state.stable, state.percent, HOLD, state.percent, "", phase=state.phase
+    )
+    result.window = {
+        "now": _iso(now),
+        "rollout_start": _iso(state.rollout_start),
+        "step_start": _iso(state.step_start),
+        "live_split": obs.live,
+        "live_source": obs.live_source,
+        "desired_percent": state.percent,
+    }
     if state.phase in TERMINAL:
         result.reason = f"nothing to do: the canary is {state.phase}"
         return state, result
@@ -136,13 +156,13 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     # 1. the bake clock: it starts when the live split matches the config
     if obs.live_matches and state.phase in (AWAITING_DEPLOY,):
         phase = WATCHING if state.percent >= 100 else BAKING
-        steps = state.steps + ({"percent": state.percent, "requested": _iso(state.requested_at),
-                                "live": _iso(now)},)
+        steps = state.steps + ({"percent": state.percent, "requested": _iso(state.requested_at), "live": _iso(now)},)
         # the rollout is judged from when the config asked for the canary, not from this look: the
         # canary served before the split was seen live (up to a look interval earlier), and minutes
         # before it served have no canary traffic, which every check leaves out
-        state = replace(state, phase=phase, step_start=now, rollout_start=state.rollout_start or state.requested_at,
-                        steps=steps)
+        state = replace(
+            state, phase=phase, step_start=now, rollout_start=state.rollout_start or state.requested_at, steps=steps
+        )
         result.window["step_start"] = _iso(now)
         result.window["rollout_start"] = _iso(state.rollout_start)
     elif not obs.live_matches and state.phase in (BAKING, WATCHING, PAUSED):
@@ -154,15 +174,22 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     if obs.metrics_error is not None:
         failures = state.metrics_failures + 1
         held = failures >= cfg.max_metrics_failures
-        state = replace(state, metrics_failures=failures,
-                        held_from=state.held_from or (state.phase if held else None),
-                        phase=HELD if held else state.phase)
+        state = replace(
+            state,
+            metrics_failures=failures,
+            held_from=state.held_from or (state.phase if held else None),
+            phase=HELD if held else state.phase,
+        )
         result.phase = state.phase
-        result.reason = (f"metrics unavailable ({failures} in a row): {obs.metrics_error}; nothing decided, the canary "
-                         f"stays at {state.percent}%")
+        result.reason = (
+            f"metrics unavailable ({failures} in a row): {obs.metrics_error}; nothing decided, the canary "
+            f"stays at {state.percent}%"
+        )
         if held:
-            result.reason += (f"; held after {cfg.max_metrics_failures} failed reads: the rollout resumes when the "
-                              "metrics can be read again")
+            result.reason += (
+                f"; held after {cfg.max_metrics_failures} failed reads: the rollout resumes when the "
+                "metrics can be read again"
+            )
         return state, result
     if state.phase == HELD:
         state = replace(state, phase=state.held_from or AWAITING_DEPLOY, held_from=None)
@@ -182,8 +209,15 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
         # the current load level began when the live split last changed; the memory trend is
         # judged once a step is over
         segment = _time(state.steps[-1]["live"]) if state.steps else state.rollout_start
-        result.checks = judge(spec, obs.canary, obs.stable, rollout_start=judge_start,
-                              step_start=segment if not skip_bake else judge_start, now=now, end_of_step=baked)
+        result.checks = judge(
+            spec,
+            obs.canary,
+            obs.stable,
+            rollout_start=judge_start,
+            step_start=segment if not skip_bake else judge_start,
+            now=now,
+            end_of_step=baked,
+        )
     failed = [c for c in result.checks if c.ok is False]
     if failed:
         state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
@@ -195,11 +229,15 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     if state.phase == AWAITING_DEPLOY:
         waited = _minutes(now - state.requested_at)
         live = ", ".join(f"{r} {p}%" for r, p in (obs.live or {}).items()) or "unknown"
-        result.reason = (f"waiting for deploy: the config asks for {state.percent}% on {state.release}; live split "
-                         f"{live} ({obs.live_source or 'no source'}); waited {waited:.0f} min")
+        result.reason = (
+            f"waiting for deploy: the config asks for {state.percent}% on {state.release}; live split "
+            f"{live} ({obs.live_source or 'no source'}); waited {waited:.0f} min"
+        )
         if waited > cfg.deploy_timeout_minutes:
-            result.reason = ("STILL " + result.reason + f" (more than {cfg.deploy_timeout_minutes} min): has "
-                             "`pulumi up` run for this stack? the bake time starts only when the split is live")
+            result.reason = (
+                "STILL " + result.reason + f" (more than {cfg.deploy_timeout_minutes} min): has "
+                "`pulumi up` run for this stack? the bake time starts only when the split is live"
+            )
         return state, result
 
     # 5. baking / watching / paused
@@ -207,18 +245,27 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     data_start = state.step_start if not skip_bake else (judge_start or state.step_start)
     c_req, c_pts = _step_data(obs.canary, data_start, now)
     s_req, _ = _step_data(obs.stable, data_start, now)
-    result.window.update({"step_minutes": round(elapsed, 1), "canary_requests": c_req, "canary_minutes": c_pts,
-                          "stable_requests": s_req})
+    result.window.update(
+        {"step_minutes": round(elapsed, 1), "canary_requests": c_req, "canary_minutes": c_pts, "stable_requests": s_req}
+    )
     what = "watched" if state.phase == WATCHING else "baked"
     if not baked:
-        result.reason = f"{'watching after 100%' if state.phase == WATCHING else 'baking'}: {elapsed:.0f} of {need} min {what}"
+        result.reason = (
+            f"{'watching after 100%' if state.phase == WATCHING else 'baking'}: {elapsed:.0f} of {need} min {what}"
+        )
         return state, result
-    unjudged = [c.name for c in result.checks if c.ok is None and c.name in REQUIRED_CHECKS
-                and not (state.phase == WATCHING and c.name.endswith("_vs_stable") and c.value is not None)]
+    unjudged = [
+        c.name
+        for c in result.checks
+        if c.ok is None
+        and c.name in REQUIRED_CHECKS
+        and not (state.phase == WATCHING and c.name.endswith("_vs_stable") and c.value is not None)
+    ]
     short = []
     if c_req < cfg.min_requests or c_pts < cfg.min_points:
-        short.append(f"{c_req:.0f} canary requests in {c_pts} min this step (needs {cfg.min_requests} in "
-                     f"{cfg.min_points} min)")
+        short.append(
+            f"{c_req:.0f} canary requests in {c_pts} min this step (needs {cfg.min_requests} in {cfg.min_points} min)"
+        )
     if state.phase != WATCHING and s_req <= 0:
         short.append("no stable traffic to compare with this step")
     if unjudged:
@@ -228,12 +275,18 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
         if state.phase == PAUSED or extra > cfg.max_extension_minutes:
             state = replace(state, phase=PAUSED)
             result.phase = PAUSED
-            result.reason = (f"paused for a person after {elapsed:.0f} min: " + "; ".join(short) +
-                             ". Advance on this evidence with `agentstage rollout --approve " + state.agent +
-                             "`, or roll back with `agentstage rollback`")
+            result.reason = (
+                f"paused for a person after {elapsed:.0f} min: "
+                + "; ".join(short)
+                + ". Advance on this evidence with `agentstage rollout --approve "
+                + state.agent
+                + "`, or roll back with `agentstage rollback`"
+            )
         else:
-            result.reason = (f"too little data, the step is extended ({extra:.0f} of {cfg.max_extension_minutes} min): "
-                             + "; ".join(short))
+            result.reason = (
+                f"too little data, the step is extended ({extra:.0f} of {cfg.max_extension_minutes} min): "
+                + "; ".join(short)
+            )
         return state, result
 
     how = "approved by the operator on this evidence" if short and approve else f"{elapsed:.0f} min {what}"
@@ -246,5 +299,6 @@ def decide(state: CanaryState, spec: AgentSpec, obs: Observation, *, skip_bake: 
     state = replace(state, phase=AWAITING_DEPLOY, percent=target, requested_at=now, step_start=None)
     result.verdict, result.to_percent, result.phase = ADVANCE, target, AWAITING_DEPLOY
     result.reason = f"all checks passed ({how}); advance {result.percent}% -> {target}%" + (
-        f" and watch for {cfg.watch_minutes} min with the previous revision kept" if target >= 100 else "")
+        f" and watch for {cfg.watch_minutes} min with the previous revision kept" if target >= 100 else ""
+    )
     return state, result

@@ -31,8 +31,9 @@ NAMESPACE = pulumi.get_project()  # triage-team: Pulumi's default config namespa
 
 spec = load_platform(namespace=NAMESPACE)
 if set(spec.agents) != {AGENT}:
-    raise ConfigError([f"{NAMESPACE}:agents: this program deploys the agent {AGENT!r} alone; "
-                       f"found {', '.join(sorted(spec.agents))}"])
+    raise ConfigError(
+        [f"{NAMESPACE}:agents: this program deploys the agent {AGENT!r} alone; found {', '.join(sorted(spec.agents))}"]
+    )
 agent = spec.agents[AGENT]
 env_labels = platform_labels(spec.environment, spec.labels)
 labels = agent_labels(spec.environment, AGENT, agent.release.version, spec.labels)
@@ -48,8 +49,13 @@ extra_env = tracing_env(spec, AGENT, service=SERVICE)
 waits: list[pulumi.Resource] = []
 if spec.guardrails.model_armor:
     guardrails = AgentGuardrails(
-        "guardrails", spec=spec.guardrails, project=spec.project, location=spec.region,
-        environment=spec.environment, production=spec.is_production, labels=env_labels,
+        "guardrails",
+        spec=spec.guardrails,
+        project=spec.project,
+        location=spec.region,
+        environment=spec.environment,
+        production=spec.is_production,
+        labels=env_labels,
     )
     identity.grants.append(guardrails.grant_user(AGENT, identity.member))
     extra_env[TEMPLATE_ENV] = guardrails.template_resource_name
@@ -69,21 +75,32 @@ service = CloudRunAgent(
 )
 
 channels = NotificationChannels(
-    "notify", spec=spec.alerts, project=spec.project, environment=spec.environment, labels=env_labels)
+    "notify", spec=spec.alerts, project=spec.project, environment=spec.environment, labels=env_labels
+)
 if spec.alerts.enabled:
     AgentAlerts(
         AGENT,
         MonitoringContext(
-            agent=AGENT, spec=spec.alerts, service=SERVICE, project=spec.project, region=spec.region,
-            stack=pulumi.get_stack(), revisions=agent_revisions(agent, service.revision, service.stable_revision_name),
-            channels=channels.names, labels=labels,
+            agent=AGENT,
+            spec=spec.alerts,
+            service=SERVICE,
+            project=spec.project,
+            region=spec.region,
+            stack=pulumi.get_stack(),
+            revisions=agent_revisions(agent, service.revision, service.stable_revision_name),
+            channels=channels.names,
+            labels=labels,
         ),
         scaling=agent.scaling,
     )
 if spec.budget.enabled:
     AgentBudget(
-        "budget", spec=spec.budget, project=spec.project, environment=spec.environment,
-        email_channels=channels.email_names, labels=env_labels,
+        "budget",
+        spec=spec.budget,
+        project=spec.project,
+        environment=spec.environment,
+        email_channels=channels.email_names,
+        labels=env_labels,
     )
 
 pulumi.export("url", service.url)

@@ -3,13 +3,12 @@
 Enforcement comes from the policy config (config/<stack>.json beside this file): every
 policy is advisory unless the config says otherwise."""
 
-from pulumi_policy import EnforcementLevel, PolicyPack
-
 import cost
 import identity
 import release
 import reliability
 import security
+from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
     name="agent_guard",

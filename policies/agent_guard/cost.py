@@ -8,17 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pulumi_policy import (
-    PolicyComplianceFramework,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    Severity,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from helpers import (
     AGENT_ENGINE,
     BUDGET,
@@ -34,6 +23,16 @@ from helpers import (
     has_items,
     items,
     number,
+)
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
@@ -164,7 +163,10 @@ def billing_budget(args: StackValidationArgs, report: ReportViolation) -> None:
         if rules is UNKNOWN:
             report(cannot_judge("whether the billing budget has threshold rules", "threshold_rules"), b.urn)
         elif not rules:
-            report("the billing budget has no threshold rules, so it never alerts; add threshold_rules (e.g. 0.5, 0.9, 1.0).", b.urn)
+            report(
+                "the billing budget has no threshold rules, so it never alerts; add threshold_rules (e.g. 0.5, 0.9, 1.0).",
+                b.urn,
+            )
 
 
 billing_budget_policy = StackValidationPolicy(

@@ -13,15 +13,6 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import (
-    PolicyComplianceFramework,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    Severity,
-)
-
 from helpers import (
     AGENT_ENGINE,
     BASIC_ROLES,
@@ -44,6 +35,14 @@ from helpers import (
     member_text,
     readable_grants,
     role_text,
+)
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
 )
 
 CHECKOV = "Checkov"
@@ -350,7 +349,9 @@ allowed_member_domains = ResourceValidationPolicy(
             }
         }
     ),
-    framework=PolicyComplianceFramework(name="Google Cloud organization policy", reference="iam.allowedPolicyMemberDomains"),
+    framework=PolicyComplianceFramework(
+        name="Google Cloud organization policy", reference="iam.allowedPolicyMemberDomains"
+    ),
     tags=["identity", "iam"],
     remediation_steps="Grant roles to members of your organisation's domains only.",
 )

@@ -11,15 +11,6 @@ import json
 from dataclasses import dataclass
 
 import pulumi.runtime
-from pulumi_policy import (
-    PolicyComplianceFramework,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    Severity,
-)
-
 from helpers import (
     AGENT_ENGINE,
     CLOUD_RUN,
@@ -40,6 +31,14 @@ from helpers import (
     labels_field,
     number,
     shown,
+)
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
 )
 
 DESIGN = "agentstage design: Cloud Run canary mechanics"
@@ -342,7 +341,9 @@ required_labels = ResourceValidationPolicy(
             },
         }
     ),
-    framework=PolicyComplianceFramework(name="agentstage style", reference="labels merged once, applied to every labelable child"),
+    framework=PolicyComplianceFramework(
+        name="agentstage style", reference="labels merged once, applied to every labelable child"
+    ),
     tags=["release", "cost"],
     remediation_steps="Label resources with environment (and release for an agent's resources).",
 )

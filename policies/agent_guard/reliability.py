@@ -10,24 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pulumi_policy import (
-    PolicyComplianceFramework,
-    PolicyConfigSchema,
-    PolicyResource,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    Severity,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from helpers import (
     AGENT_ENGINE,
     ALERT_POLICY,
     CLOUD_RUN,
     CLOUD_RUN_V1,
     GKE_CLUSTER,
+    LABEL_AGENT,
+    PRODUCTION,
     UNKNOWN,
     cannot_judge,
     containers,
@@ -41,8 +31,17 @@ from helpers import (
     items,
     label,
     number,
-    LABEL_AGENT,
-    PRODUCTION,
+)
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"

@@ -8,17 +8,6 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import (
-    PolicyComplianceFramework,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    Severity,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from helpers import (
     CLOUD_RUN,
     CLOUD_RUN_JOB,
@@ -38,6 +27,16 @@ from helpers import (
     readable_grants,
     role_text,
     shown,
+)
+from pulumi_policy import (
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 CHECKOV = "Checkov"
@@ -130,7 +129,11 @@ def _ingress_restricted(args: ResourceValidationArgs, report: ReportViolation) -
         )
         report(cannot_judge(question, "name"))
         return
-    why = "is not set, so the provider default INGRESS_TRAFFIC_ALL applies" if ingress is None else "is INGRESS_TRAFFIC_ALL"
+    why = (
+        "is not set, so the provider default INGRESS_TRAFFIC_ALL applies"
+        if ingress is None
+        else "is INGRESS_TRAFFIC_ALL"
+    )
     report(
         f"ingress {why}: the service accepts requests from the whole internet; set ingress to "
         "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER (behind a load balancer) or INGRESS_TRAFFIC_INTERNAL_ONLY, "

@@ -81,8 +81,10 @@ def _all_options(tmp: pytest.TempPathFactory) -> Plan:
     research = config["agent-platform:agents"]["research-agent"]
     research["resources"] = {"cpu": "500m", "memory": "1Gi"}
     research["scaling"]["concurrency"] = 1
-    research["probes"] = {"startup": {"initial_delay_seconds": 5, "period_seconds": 10, "failure_threshold": 20},
-                          "liveness": {"period_seconds": 30, "timeout_seconds": 10}}
+    research["probes"] = {
+        "startup": {"initial_delay_seconds": 5, "period_seconds": 10, "failure_threshold": 20},
+        "liveness": {"period_seconds": 30, "timeout_seconds": 10},
+    }
     path = tmp.mktemp("all-options") / "Pulumi.production.yaml"
     with path.open("w") as fh:
         YAML().dump({"config": config}, fh)
@@ -323,7 +325,9 @@ def test_translation_maps_pulumi_inputs_to_api_fields(prod: Plan) -> None:
     }
     member = translate.to_requests(_resource("gcp:pubsub/topicIAMMember:TopicIAMMember", publisher))[0]
     assert (member.api, member.schema, member.body) == (
-        "pubsub.v1", "Binding", {"role": "roles/pubsub.publisher", "members": ["user:a@b.c"]}
+        "pubsub.v1",
+        "Binding",
+        {"role": "roles/pubsub.publisher", "members": ["user:a@b.c"]},
     )
 
 
