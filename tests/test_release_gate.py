@@ -985,6 +985,33 @@ def test_the_gate_command_records_one_decision_per_candidate(tmp_path, monkeypat
     ]
     assert decisions[0]["reason"].endswith("items: cost within budget")
     assert {i["agent"] for i in decisions[0]["items"]} == {"", "research-agent"}
+    # one gate run is one transaction: its decisions share an id, and no journal is left over
+    assert decisions[0]["txn"] == decisions[1]["txn"] != passed["txn"]
+    assert not (demo / ".agentstage" / "production" / "journal.json").exists()
+
+
+def test_a_gate_run_refuses_while_the_stack_is_locked(tmp_path, monkeypatch):
+    from agentstage.release.lock import stack_lock
+
+    demo = copy_example(tmp_path)
+    monkeypatch.chdir(demo)
+    with stack_lock(demo, "production", "rollout"):
+        result = cli(
+            "gate",
+            "production",
+            "--from",
+            "staging",
+            "--agent",
+            "support-bot",
+            "--eval",
+            "evidence/eval-support-bot-1.5.0.json",
+            "--load-test",
+            "evidence/locust",
+        )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: stack 'production' is locked by another agentstage run (rollout")
+    assert result.output.rstrip().endswith("wait for it to finish, then run this again")
+    assert Ledger(demo, "production").decisions() == []
 
 
 # --- the command line ---------------------------------------------------------------------------------

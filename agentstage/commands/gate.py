@@ -12,7 +12,7 @@ from rich.console import Console
 
 from agentstage.commands.common import EXIT_FAILED, ProjectOpt, StackArg
 from agentstage.release.cli import AgentOpt, CostOpt, EvalOpt, JsonOpt, LoadTestOpt, MemoryOpt, build_evidence
-from agentstage.release.ledger import Ledger, iso, now_utc
+from agentstage.release.ledger import iso, now_utc
 
 #: The clock of the recorded decisions (tests replace it).
 CLOCK = now_utc
@@ -80,13 +80,12 @@ def gate(
     (action "gate"). Exit code 1 when a gate fails, 2 on bad input."""
     from agentstage.engine import load_project
     from agentstage.release.flow import gate as run_gate
+    from agentstage.release.flow import record_gate
     from agentstage.release.render import render_gates
 
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
     report = run_gate(project, stack, evidence, from_stack=from_stack, agents=agent)
-    ledger = Ledger(load_project(project).dir, stack)
-    for decision in gate_decisions(report, from_stack):
-        ledger.append(decision)
+    record_gate(load_project(project).dir, stack, gate_decisions(report, from_stack))
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

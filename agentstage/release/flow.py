@@ -181,12 +181,28 @@ def _service_urns(plan: Any, agents: list[str]) -> dict[str, str]:
     return {r.urn: agent for agent, r in _services(plan, agents).items()}
 
 
+#: An Agent Engine's traffic lives in its ``trafficConfig`` (components.agent_engine).
+AGENT_ENGINE = "gcp:vertex/aiReasoningEngine:AiReasoningEngine"
+_TRAFFIC_PATHS = ("traffics", "trafficConfig")
+
+
+def _engine_urns(plan: Any, agents: list[str]) -> dict[str, str]:
+    """The Agent Engines of ``agents`` in ``plan``, found by their labels as services are."""
+    out = {}
+    for r in plan.by_type(AGENT_ENGINE):
+        labels = r.inputs.get("labels") or {}
+        if labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_AGENT) in agents:
+            out[r.urn] = labels[LABEL_AGENT]
+    return out
+
+
 def _check_traffic_only(diff: Any, plan: Any, agents: list[str], what: str) -> None:
-    """The diff must update exactly the services of ``agents``, and only their traffic."""
-    urns = _service_urns(plan, agents)
+    """The diff must update exactly the services (or Agent Engines) of ``agents``, and only
+    their traffic."""
+    urns = _service_urns(plan, agents) | _engine_urns(plan, agents)
     wrong = list(diff.creates) + list(diff.deletes)
     for urn, paths in diff.updates.items():
-        if urn not in urns or any(not p.startswith("traffics") for p in paths):
+        if urn not in urns or any(not p.startswith(_TRAFFIC_PATHS) for p in paths):
             wrong.append(f"{urn}: {', '.join(paths)}")
     if wrong or len(diff.updates) != len(agents):
         raise ReleaseError(
@@ -739,6 +755,18 @@ def promote(
             f"{a} {src.spec.agents[a].release.version} at {dst.spec.agents[a].rollout.steps[0]}%" for a in candidates
         )
         return change
+
+
+def record_gate(project_dir: Path, stack: str, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Record a gate run's decisions (one per agent) in the stack's ledger as one transaction,
+    under the stack's lock: all of them or none, never interleaved with a rollout's."""
+    project_dir = Path(project_dir)
+    with stack_lock(project_dir, stack, "gate"):
+        recover(project_dir, [stack])
+        txn = Transaction(project_dir, stack)
+        recorded = [txn.decide(stack, d) for d in decisions]
+        txn.commit()
+    return recorded
 
 
 def gate(
