@@ -7,6 +7,9 @@ Outputs are computed the way Google Cloud computes them, from the inputs and sta
 - ``gcp:cloudrunv2/service:Service``: ``uri`` = ``https://<name>-<project number>.<region>.run.app``,
   ``latestReadyRevision`` = ``latestCreatedRevision`` = the template's revision name,
   ``trafficStatuses`` with a tag URL (``https://<tag>---<name>-<number>.<region>.run.app``);
+- ``gcp:vertex/aiReasoningEngine:AiReasoningEngine``: ``name`` = a numeric id derived from the
+  project, region and display name, ``id`` = ``projects/<p>/locations/<r>/reasoningEngines/<n>``,
+  ``url`` = that resource's ``https://<region>-aiplatform.googleapis.com/v1/...`` URL;
 - IAM members: ``id`` and ``etag`` as the provider forms them;
 - alert policies and notification channels: ``name`` = ``projects/<p>/alertPolicies/<n>`` /
   ``projects/<p>/notificationChannels/<n>`` (conditions get names too); dashboards, SLO
@@ -14,6 +17,10 @@ Outputs are computed the way Google Cloud computes them, from the inputs and sta
   Pub/Sub topics: ``projects/<p>/topics/<name>``; Model Armor templates:
   ``name`` = ``projects/<p>/locations/<l>/templates/<id>``; numeric ids and uuids are
   derived from the project and logical name, identical on every run;
+- ``gcp:vertex/aiEndpoint:AiEndpoint``: ``id`` = ``projects/<p>/locations/<l>/endpoints/<name>``;
+  the dynamic ``pulumi-python:dynamic/agentstage:VertexModelDeployment``: planned without calling
+  its provider (no Vertex AI API call offline), ``deployed_models`` = its ``models`` and
+  ``live_traffic_split`` = its ``traffic_split`` without 0% entries, as the provider leaves them;
 - anything else: its inputs, with ``id`` = its ``name`` input or its logical name.
 
 The project number is not knowable offline: it is ``agentstage:projectNumber`` from the stack
@@ -72,6 +79,9 @@ class FixtureMocks(Mocks):
             "gcp:billing/budget:Budget": self._budget,
             "gcp:pubsub/topic:Topic": self._topic,
             "gcp:modelarmor/template:Template": self._model_armor_template,
+            "gcp:vertex/aiReasoningEngine:AiReasoningEngine": self._reasoning_engine,
+            "gcp:vertex/aiEndpoint:AiEndpoint": self._vertex_endpoint,
+            "pulumi-python:dynamic/agentstage:VertexModelDeployment": self._vertex_deployment,
         }
 
     def number(self, project: str) -> str:
@@ -179,6 +189,34 @@ class FixtureMocks(Mocks):
         name = f"projects/{project}/locations/{location}/templates/{state['templateId']}"
         state.update(project=project, location=location, name=name)
         return name
+
+    def _reasoning_engine(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        """Google assigns the engine a numeric id; ``url`` is its v1 API resource URL."""
+        project = state.get("project") or self.project
+        region = state.get("region") or self.region
+        number = _digits(f"{project}/{region}/{state.get('displayName') or args.name}", 19)
+        resource = f"projects/{project}/locations/{region}/reasoningEngines/{number}"
+        state.update(
+            project=project,
+            region=region,
+            name=number,
+            url=f"https://{region}-aiplatform.googleapis.com/v1/{resource}",
+        )
+        return resource
+
+    def _vertex_endpoint(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        project = state.get("project") or self.project
+        location = state.get("location") or self.region
+        endpoint = f"projects/{project}/locations/{location}/endpoints/{state.get('name') or args.name}"
+        state.update(project=project, location=location, region=location)
+        return endpoint
+
+    def _vertex_deployment(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        """components.vertex_deployment: what the provider's create returns, without calling it."""
+        split = {k: v for k, v in (state.get("traffic_split") or {}).items() if v}
+        models = state.get("models") or {}
+        state.update(deployed_models={k: {**m, "wanted_id": k} for k, m in models.items()}, live_traffic_split=split)
+        return f"{state.get('endpoint')}/deployments"
 
     def _iam_member(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
         target = (

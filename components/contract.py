@@ -53,6 +53,8 @@ COMPONENT_TYPES = {
     "AgentPlatform": "agentstage:platform:AgentPlatform",
     "AgentIdentity": "agentstage:identity:AgentIdentity",
     "CloudRunAgent": "agentstage:cloudrun:CloudRunAgent",
+    "VertexEndpointAgent": "agentstage:vertexendpoint:VertexEndpointAgent",
+    "AgentEngineAgent": "agentstage:agentengine:AgentEngineAgent",
     "AgentGuardrails": "agentstage:guardrails:AgentGuardrails",
     "AgentObservability": "agentstage:observability:AgentObservability",
     "NotificationChannels": "agentstage:notifications:NotificationChannels",

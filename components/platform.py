@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import pulumi
 
+from components.agent_engine import AgentEngineAgent
 from components.budget import AgentBudget
 from components.cloud_run import CloudRunAgent
 from components.contract import COMPONENT_TYPES, TEMPLATE_ENV
@@ -15,6 +16,7 @@ from components.labels import agent_labels, platform_labels
 from components.monitoring import agent_revisions
 from components.observability import AgentObservability, tracing_env
 from components.spec import PlatformSpec, parse_secret_ref
+from components.vertex_endpoint import VertexEndpointAgent
 
 __all__ = ["AgentPlatform"]
 
@@ -46,6 +48,8 @@ class AgentPlatform(pulumi.ComponentResource):
         self.spec = spec
         self.identities: dict[str, AgentIdentity] = {}
         self.services: dict[str, CloudRunAgent] = {}
+        self.engines: dict[str, AgentEngineAgent] = {}
+        self.endpoints: dict[str, VertexEndpointAgent] = {}
         env_labels = platform_labels(spec.environment, spec.labels)
         self.guardrails: AgentGuardrails | None = None
         if spec.guardrails.model_armor:
@@ -79,6 +83,35 @@ class AgentPlatform(pulumi.ComponentResource):
                 identity.grants.append(self.guardrails.grant_user(agent, identity.member))
                 extra_env[TEMPLATE_ENV] = self.guardrails.template_resource_name
                 waits.append(self.guardrails.template)
+            if aspec.runtime == "vertex-endpoint":
+                self.endpoints[agent] = VertexEndpointAgent(
+                    agent,
+                    spec=aspec,
+                    display_name=spec.service_name(agent),
+                    project=spec.project,
+                    region=spec.region,
+                    identity=identity,
+                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
+                    depends_on=waits,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                continue
+            if aspec.runtime == "agent-engine":
+                self.engines[agent] = AgentEngineAgent(
+                    agent,
+                    spec=aspec,
+                    display_name=spec.service_name(agent),
+                    project=spec.project,
+                    region=spec.region,
+                    identity=identity,
+                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
+                    deletion_protection=spec.is_production,
+                    secret_env=secret_env,
+                    extra_env=extra_env,
+                    depends_on=waits,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                continue
             self.services[agent] = CloudRunAgent(
                 agent,
                 spec=aspec,
@@ -99,7 +132,14 @@ class AgentPlatform(pulumi.ComponentResource):
         }
         self.observability = AgentObservability(
             "observability",
-            spec,
+            # Agent Engine agents have no Cloud Run metrics: their alerts are not built yet.
+            spec.model_copy(
+                update={
+                    "agents": {
+                        a: s for a, s in spec.agents.items() if a not in self.engines and a not in self.endpoints
+                    }
+                }
+            ),
             stack=pulumi.get_stack(),
             revisions=revisions,
             opts=pulumi.ResourceOptions(parent=self),
@@ -127,8 +167,34 @@ class AgentPlatform(pulumi.ComponentResource):
                 }
                 for agent, svc in self.services.items()
             }
+            | {
+                agent: {
+                    "url": eng.url,
+                    "service": eng.service_name,
+                    "runtime": "agent-engine",
+                    "engine": eng.engine_id,
+                    "release_revision": eng.release_revision,
+                    "stable_revision": eng.stable_revision,
+                    "service_account": eng.service_account_email,
+                }
+                for agent, eng in self.engines.items()
+            }
+            | {
+                agent: {
+                    "url": ep.url,
+                    "service": ep.service_name,
+                    "runtime": "vertex-endpoint",
+                    "endpoint": ep.endpoint_name,
+                    "release_revision": ep.release_revision,
+                    "stable_revision": ep.stable_revision,
+                    "service_account": ep.service_account_email,
+                }
+                for agent, ep in self.endpoints.items()
+            }
         )
         self.traffic = pulumi.Output.from_input(
             {spec.service_name(agent): svc.live_traffic for agent, svc in self.services.items()}
+            | {spec.service_name(agent): eng.live_traffic for agent, eng in self.engines.items()}
+            | {spec.service_name(agent): ep.live_traffic for agent, ep in self.endpoints.items()}
         )
         self.register_outputs({"agents": self.agents, "traffic": self.traffic})

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from components.agent_engine_spec import AgentEngineSpec, check_runtime_settings
 from components.contract import (
     BASE_LABEL_KEYS,
     CANARY_TAG,
@@ -24,6 +25,7 @@ from components.contract import (
     TEMPLATE_ENV,
     TRACING_ENV,
 )
+from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
@@ -137,7 +139,7 @@ INGRESS_VALUES: dict[str, str] = {
 RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
 #: Runtimes this release builds. The others are part of the config contract but are
 #: rejected with a clear message rather than silently deploying nothing.
-SUPPORTED_RUNTIMES = ("cloud-run",)
+SUPPORTED_RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint")
 
 
 def parse_secret_ref(ref: str) -> tuple[str, str]:
@@ -517,6 +519,16 @@ class AgentSpec(StrictModel):
         default="cloud-run",
         description="Where the agent runs: cloud-run | agent-engine | vertex-endpoint | gke. Default: cloud-run.",
     )
+    agent_engine: AgentEngineSpec | None = Field(
+        default=None,
+        description="Agent Engine settings, with runtime agent-engine only (see AgentEngineSpec). Default: none "
+        "(the AgentEngineSpec defaults).",
+    )
+    vertex_endpoint: VertexEndpointSpec | None = Field(
+        default=None,
+        description="Vertex AI endpoint settings (model, versions, machine, replicas, privacy, CMEK), required with "
+        "runtime vertex-endpoint and only there (see VertexEndpointSpec). Default: none.",
+    )
     release: ReleaseSpec = Field(description="The release the service template runs. Required.")
     stable: ReleaseSpec | None = Field(
         default=None,
@@ -708,6 +720,8 @@ class AgentSpec(StrictModel):
                 value=self.rollout.canary_percent,
                 has_value=True,
             )
+        check_runtime_settings(self)
+        check_vertex_settings(self)
         self._cloud_run_limits()
         return self
 
@@ -934,7 +948,7 @@ class PlatformSpec(StrictModel):
                     value=agent,
                     has_value=True,
                 )
-            if spec.stable is None:
+            if spec.stable is None or spec.runtime != "cloud-run":
                 continue
             if len(CANARY_TAG) + len(service) > TAG_AND_SERVICE_MAX:
                 raise SpecIssue(

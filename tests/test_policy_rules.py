@@ -93,6 +93,7 @@ EXTRAS = [
             "location": "us-central1",
             "labels": {**LABELS, "agent": "ranker"},
             "trafficSplit": json.dumps({"1111": 95, "2222": 5}),
+            "privateServiceConnectConfig": {"enablePrivateServiceConnect": True},
         },
     ),
     _extra(

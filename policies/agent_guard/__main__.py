@@ -8,10 +8,18 @@ import identity
 import release
 import reliability
 import security
+import vertex
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
     name="agent_guard",
     enforcement_level=EnforcementLevel.ADVISORY,
-    policies=[*security.POLICIES, *identity.POLICIES, *reliability.POLICIES, *cost.POLICIES, *release.POLICIES],
+    policies=[
+        *security.POLICIES,
+        *identity.POLICIES,
+        *reliability.POLICIES,
+        *cost.POLICIES,
+        *release.POLICIES,
+        *vertex.POLICIES,
+    ],
 )

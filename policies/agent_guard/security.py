@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from helpers import (
+    AGENT_ENGINE,
     CLOUD_RUN,
     CLOUD_RUN_JOB,
     CLOUD_RUN_V1,
@@ -376,6 +377,46 @@ model_armor_guardrails_policy = StackValidationPolicy(
 )
 
 
+# --- agent-engine-cmek ------------------------------------------------------------------
+
+
+def _agent_engine_cmek(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Only when the policy config sets ``required``. An unknown key name is a key this update
+    creates (a name computed from it), so it is set: not a violation."""
+    if args.resource_type != AGENT_ENGINE or args.get_config().get("required") is not True:
+        return
+    key = get(args.props, "encryptionSpec", "kmsKeyName")
+    if key is UNKNOWN:
+        return
+    if not isinstance(key, str) or not key:
+        report(
+            "encryption_spec.kms_key_name is not set, so the Agent Engine is encrypted with a Google-managed key; "
+            "set it to a Cloud KMS key in the engine's region (agentstage: agents.<name>.agent_engine.kms_key)."
+        )
+
+
+agent_engine_cmek = ResourceValidationPolicy(
+    name="agent-engine-cmek",
+    description="Checks that every Agent Engine is encrypted with a customer-managed Cloud KMS key when the policy config requires it.",
+    validate=_agent_engine_cmek,
+    severity=Severity.HIGH,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "required": {
+                "type": "boolean",
+                "default": False,
+                "description": "Require encryption_spec.kms_key_name (CMEK) on every Agent Engine.",
+            }
+        }
+    ),
+    framework=PolicyComplianceFramework(
+        name="Google Cloud CMEK", reference="Vertex AI customer-managed encryption keys"
+    ),
+    tags=["security", "encryption"],
+    remediation_steps="Set agents.<name>.agent_engine.kms_key to a Cloud KMS key in the stack's region.",
+)
+
+
 POLICIES = [
     no_public_invoker,
     cloud_run_ingress_restricted,
@@ -383,4 +424,5 @@ POLICIES = [
     secrets_in_secret_manager,
     image_pinned_by_digest,
     model_armor_guardrails_policy,
+    agent_engine_cmek,
 ]
