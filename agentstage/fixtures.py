@@ -21,12 +21,16 @@ Outputs are computed the way Google Cloud computes them, from the inputs and sta
   the dynamic ``pulumi-python:dynamic/agentstage:VertexModelDeployment``: planned without calling
   its provider (no Vertex AI API call offline), ``deployed_models`` = its ``models`` and
   ``live_traffic_split`` = its ``traffic_split`` without 0% entries, as the provider leaves them;
+- Kubernetes objects (``kubernetes:*``, GKE agents) and providers (``pulumi:providers:*``):
+  their inputs, with ``id`` = ``<metadata.namespace>/<metadata.name>`` as pulumi-kubernetes
+  forms it (a provider's: ``<logical name>-id``);
 - anything else: its inputs, with ``id`` = its ``name`` input or its logical name.
 
 The project number is not knowable offline: it is ``agentstage:projectNumber`` from the stack
 config when set, else a stable 12-digit number derived from the project id (documented as a
 placeholder, identical on every run). Invokes answered: ``gcp:organizations/getProject``,
-``gcp:organizations/getClientConfig``; any other invoke is an error naming its token, so a
+``gcp:organizations/getClientConfig``, ``gcp:container/getCluster`` (an existing GKE cluster:
+endpoint and CA derived from its name); any other invoke is an error naming its token, so a
 program never silently receives an empty answer.
 
 :class:`NewStackMocks` answers as a first ``pulumi preview`` of a new stack does: every
@@ -99,6 +103,8 @@ class FixtureMocks(Mocks):
             return handler(args, state), state
         if args.typ.endswith("IamMember") or args.typ.endswith("IAMMember"):
             return self._iam_member(args, state), state
+        if args.typ.startswith(("kubernetes:", "pulumi:providers:")):
+            return _kubernetes_id(args, state), state
         name = state.get("name")
         return (name if isinstance(name, str) and name else f"{args.name}-id"), state
 
@@ -240,6 +246,8 @@ class FixtureMocks(Mocks):
                 "name": project,
                 "id": f"projects/{project}",
             }, []
+        if args.token == "gcp:container/getCluster:getCluster":
+            return self._gke_cluster(args), []
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "project": self.project,
@@ -250,8 +258,26 @@ class FixtureMocks(Mocks):
             }, []
         raise UnansweredInvoke(
             f"the offline engine has no answer for invoke {args.token}; "
-            "answered offline: gcp:organizations/getProject, gcp:organizations/getClientConfig"
+            "answered offline: gcp:organizations/getProject, gcp:organizations/getClientConfig, "
+            "gcp:container/getCluster"
         )
+
+    def _gke_cluster(self, args: MockCallArgs) -> dict[str, Any]:
+        """An existing GKE cluster: a private endpoint address and a placeholder CA derived
+        from its project, location and name (what ``GkeAgent`` builds its kubeconfig from)."""
+        project = args.args.get("project") or self.project
+        location = args.args.get("location") or self.region
+        name = args.args["name"]
+        digits = _digits(f"{project}/{location}/{name}", 6)
+        return {
+            "project": project,
+            "location": location,
+            "name": name,
+            "id": f"projects/{project}/locations/{location}/clusters/{name}",
+            "endpoint": f"10.{int(digits[:2]) % 256}.{int(digits[2:4]) % 256}.2",
+            "masterAuths": [{"clusterCaCertificate": "T0ZGTElORS1DQQ==", "clientCertificate": "", "clientKey": ""}],
+            "workloadIdentityConfigs": [{"workloadPool": f"{project}.svc.id.goog"}],
+        }
 
 
 class NewStackMocks(FixtureMocks):
@@ -263,6 +289,17 @@ class NewStackMocks(FixtureMocks):
         if args.resource_id:
             return super().new_resource(args)
         return "", dict(args.inputs)
+
+
+def _kubernetes_id(args: MockResourceArgs, state: dict[str, Any]) -> str:
+    """A Kubernetes object's id as the provider forms it: ``<namespace>/<name>`` (``<name>``
+    when cluster-scoped); a provider's id is its logical name (the engine's provider ids)."""
+    if args.typ.startswith("pulumi:providers:"):
+        return f"{args.name}-id"
+    metadata = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
+    name = metadata.get("name") or args.name
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else str(name)
 
 
 def _uuid(text: str) -> str:

@@ -1,6 +1,6 @@
-"""AgentAlerts: Cloud Monitoring alert policies on one agent's Cloud Run metrics.
+"""AgentAlerts: Cloud Monitoring alert policies on one agent's runtime metrics.
 
-Four policies per agent, each with documentation for the on-call and the environment's
+Cloud Run (runtime ``cloud-run``): four policies per agent, each with documentation for the on-call and the environment's
 notification channels:
 
 - ``<agent>-errors``      5xx ratio of ``run.googleapis.com/request_count`` above ``error_rate``;
@@ -14,11 +14,26 @@ condition per named revision (the candidate and, during a canary, the stable one
 canary at 5% of traffic opens its own incident instead of being averaged away. Conditions
 name revisions, never traffic percentages: a rollback (a traffic change) leaves every alert
 policy untouched.
+
+Managed runtimes read their own metrics (see :mod:`components.monitoring` for the metric lists
+and their sources), with the same ``alerts`` thresholds:
+
+- ``agent-engine``: ``<agent>-errors`` (5xx ratio of ``reasoning_engine/request_count`` by
+  ``response_code``) and ``<agent>-latency`` (p99 of ``reasoning_engine/request_latencies``),
+  engine-wide: the engine's revision ids are Google's and do not label its metrics;
+- ``vertex-endpoint``: ``<agent>-errors`` (5xx ratio of ``prediction/online/response_count``)
+  and ``<agent>-latency`` (p99 of the ``total`` ``prediction/online/prediction_latencies``),
+  endpoint-wide plus one condition per deployed model (``deployed_model_id``), canary-aware
+  like Cloud Run's revisions.
+
+Thresholds without a metric there: ``memory_utilization`` on both (Agent Engine reports memory
+allocation time, Vertex AI memory bytes used: neither is a share of the limit) and
+``saturation`` on both (its ``max_instances`` is a Cloud Run scaling setting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pulumi
 import pulumi_gcp as gcp
@@ -41,13 +56,21 @@ from pulumi_gcp.monitoring import (
 from components.contract import COMPONENT_TYPES
 from components.monitoring import (
     ALIGNMENT,
+    DEPLOYED_MODEL_LABEL,
+    ENDPOINT_LATENCIES,
+    ENDPOINT_RESPONSE_COUNT,
+    ENGINE_REQUEST_COUNT,
+    ENGINE_REQUEST_LATENCIES,
     INSTANCE_COUNT,
     MEMORY_UTILIZATIONS,
     REQUEST_COUNT,
     REQUEST_LATENCIES,
     REVISION_LABEL,
     MonitoringContext,
+    RevisionRef,
     alert_policy,
+    endpoint_filter,
+    engine_filter,
     run_filter,
 )
 from components.spec import ScalingSpec
@@ -57,6 +80,125 @@ __all__ = ["AgentAlerts"]
 
 def _seconds(minutes: int) -> str:
     return f"{minutes * 60}s"
+
+
+#: A 5xx response code: the managed runtimes label their counts by code, not by class
+#: (Monitoring filter syntax, https://cloud.google.com/monitoring/api/v3/filters: "starts_with").
+CODE_5XX = 'metric.label."response_code" = starts_with("5")'
+#: The end-to-end latency of a Vertex AI prediction (``latency_type``: overhead, model or total).
+TOTAL_LATENCY = 'metric.label."latency_type" = "total"'
+
+
+def _ratio_condition(
+    title: str, numerator: pulumi.Input[str], denominator: pulumi.Input[str], group: list[str], rate: float, d: int
+) -> AlertPolicyConditionArgs:
+    agg = {"alignment_period": ALIGNMENT, "per_series_aligner": "ALIGN_RATE", "cross_series_reducer": "REDUCE_SUM"}
+    return AlertPolicyConditionArgs(
+        display_name=title,
+        condition_threshold=Threshold(
+            filter=numerator,
+            denominator_filter=denominator,
+            aggregations=[Aggregation(**agg, group_by_fields=group)],
+            denominator_aggregations=[DenominatorAggregation(**agg, group_by_fields=group)],
+            comparison="COMPARISON_GT",
+            threshold_value=rate,
+            duration=_seconds(d),
+            trigger=Trigger(count=1),
+            evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
+        ),
+    )
+
+
+def _p99_condition(
+    title: str, filter_: pulumi.Input[str], group: list[str], ms: int, d: int
+) -> AlertPolicyConditionArgs:
+    return AlertPolicyConditionArgs(
+        display_name=title,
+        condition_threshold=Threshold(
+            filter=filter_,
+            aggregations=[
+                Aggregation(
+                    alignment_period=ALIGNMENT,
+                    per_series_aligner="ALIGN_DELTA",
+                    cross_series_reducer="REDUCE_PERCENTILE_99",
+                    group_by_fields=group,
+                )
+            ],
+            comparison="COMPARISON_GT",
+            threshold_value=ms,
+            duration=_seconds(d),
+            trigger=Trigger(count=1),
+            evaluation_missing_data="EVALUATION_MISSING_DATA_INACTIVE",
+        ),
+    )
+
+
+def _managed_conditions(
+    ctx: MonitoringContext,
+) -> tuple[list[AlertPolicyConditionArgs], list[AlertPolicyConditionArgs]]:
+    """(error conditions, latency conditions) of an agent on a managed runtime. Condition
+    titles name the metric they read, so a reader (and agent-alert-policies, in a first preview
+    where the engine id in the filter is still unknown) can tell what each watches."""
+    target, spec, service, d = ctx.target, ctx.spec, ctx.service, ctx.spec.duration_minutes
+    assert target is not None
+    rate, ms = spec.error_rate, spec.latency_p99_ms
+    if target.runtime == "agent-engine":
+        ident = pulumi.Output.from_input(target.resource_id)
+        errors = [
+            _ratio_condition(
+                f"{service} 5xx ratio of reasoning_engine/request_count > {rate:g}",
+                ident.apply(lambda i: engine_filter(ENGINE_REQUEST_COUNT, i, extra=[CODE_5XX])),
+                ident.apply(lambda i: engine_filter(ENGINE_REQUEST_COUNT, i)),
+                [],
+                rate,
+                d,
+            )
+        ]
+        latency = [
+            _p99_condition(
+                f"{service} p99 of reasoning_engine/request_latencies > {ms} ms",
+                ident.apply(lambda i: engine_filter(ENGINE_REQUEST_LATENCIES, i)),
+                [],
+                ms,
+                d,
+            )
+        ]
+        return errors, latency
+    endpoint = target.resource_id
+    assert isinstance(endpoint, str), "a Vertex AI endpoint's id is derived at plan time"
+    models: list[RevisionRef | None] = [None, *target.revisions]
+
+    def who(r: RevisionRef | None) -> str:
+        return service if r is None else f"{r.revision} ({r.role} {r.version})"
+
+    def group(r: RevisionRef | None) -> list[str]:
+        return [DEPLOYED_MODEL_LABEL] if r else []
+
+    def model(r: RevisionRef | None) -> str | None:
+        return r.revision if r else None
+
+    errors = [
+        _ratio_condition(
+            f"{who(r)} 5xx ratio of prediction/online/response_count > {rate:g}",
+            endpoint_filter(ENDPOINT_RESPONSE_COUNT, endpoint, deployed_model=model(r), extra=[CODE_5XX]),
+            endpoint_filter(ENDPOINT_RESPONSE_COUNT, endpoint, deployed_model=model(r)),
+            group(r),
+            rate,
+            d,
+        )
+        for r in models
+    ]
+    latency = [
+        _p99_condition(
+            f"{who(r)} p99 of prediction/online/prediction_latencies > {ms} ms",
+            endpoint_filter(ENDPOINT_LATENCIES, endpoint, deployed_model=model(r), extra=[TOTAL_LATENCY]),
+            group(r),
+            ms,
+            d,
+        )
+        for r in models
+    ]
+    return errors, latency
 
 
 class AgentAlerts(pulumi.ComponentResource):
@@ -83,6 +225,12 @@ class AgentAlerts(pulumi.ComponentResource):
 
         def policy(role: str, **kw: object) -> None:
             self.policies[role] = alert_policy(ctx, f"{name}-{role}", opts=child, **kw)  # type: ignore[arg-type]
+
+        if ctx.target is not None:
+            self._managed(name, ctx, policy)
+            self.policy_names = pulumi.Output.from_input({k: p.name for k, p in self.policies.items()})
+            self.register_outputs({"policy_names": self.policy_names})
+            return
 
         # 5xx ratio: service-wide and per revision.
         def error_condition(title: str, revision: str | None) -> AlertPolicyConditionArgs:
@@ -253,3 +401,45 @@ class AgentAlerts(pulumi.ComponentResource):
 
         self.policy_names = pulumi.Output.from_input({k: p.name for k, p in self.policies.items()})
         self.register_outputs({"policy_names": self.policy_names})
+
+    @staticmethod
+    def _managed(name: str, ctx: MonitoringContext, policy: Callable[..., None]) -> None:
+        """The error and latency policies of an agent on a managed runtime (module docstring)."""
+        spec, service, d = ctx.spec, ctx.service, ctx.spec.duration_minutes
+        assert ctx.target is not None
+        engine = ctx.target.runtime == "agent-engine"
+        errors, latency = _managed_conditions(ctx)
+        logs = (
+            '`resource.type="aiplatform.googleapis.com/ReasoningEngine" '
+            'resource.labels.reasoning_engine_id="<id>" severity>=ERROR` (the id ends the engine\'s name)'
+            if engine
+            else f'`resource.type="aiplatform.googleapis.com/Endpoint" '
+            f'resource.labels.endpoint_id="{ctx.target.resource_id}" severity>=ERROR`'
+        )
+        what = "Agent Engine" if engine else "Vertex AI endpoint"
+        policy(
+            "errors",
+            title=f"{name}: 5xx ratio above {spec.error_rate * 100:g}%",
+            severity="CRITICAL",
+            conditions=errors,
+            means=f"More than {spec.error_rate:.2%} of the requests to the {what} {service} failed with a 5xx "
+            f"status for {d} minutes" + ("." if engine else ", across the endpoint or on one of its deployed models."),
+            steps=[
+                "Open the incident: it names the condition whose ratio crossed the threshold.",
+                f"Read the agent's error logs: {logs}.",
+                "Check the model and tool dependencies the agent calls.",
+            ],
+        )
+        policy(
+            "latency",
+            title=f"{name}: p99 latency above {spec.latency_p99_ms} ms",
+            severity="ERROR",
+            conditions=latency,
+            means=f"The 99th percentile of request latency of the {what} {service} stayed above "
+            f"{spec.latency_p99_ms} ms for {d} minutes.",
+            steps=[
+                "Check whether the model or a tool is slow.",
+                "Check the replicas or instances against the runtime's maximum.",
+                "If only the canary is slow, roll back (below).",
+            ],
+        )

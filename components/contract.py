@@ -55,6 +55,7 @@ COMPONENT_TYPES = {
     "CloudRunAgent": "agentstage:cloudrun:CloudRunAgent",
     "VertexEndpointAgent": "agentstage:vertexendpoint:VertexEndpointAgent",
     "AgentEngineAgent": "agentstage:agentengine:AgentEngineAgent",
+    "GkeAgent": "agentstage:gke:GkeAgent",
     "AgentGuardrails": "agentstage:guardrails:AgentGuardrails",
     "AgentObservability": "agentstage:observability:AgentObservability",
     "NotificationChannels": "agentstage:notifications:NotificationChannels",

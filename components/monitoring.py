@@ -1,5 +1,5 @@
 """What the monitoring components share: the agent's monitoring context, its named revisions,
-Cloud Run metric filters, on-call documentation and the way an alert policy is built.
+metric filters of each runtime, on-call documentation and the way an alert policy is built.
 
 :class:`AgentAlerts`, :class:`AgentSlos` and :class:`AgentSignals` each take one
 :class:`MonitoringContext` (which agent, service, project, stack, revisions, channels and
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -28,6 +29,11 @@ __all__ = [
     "RevisionRef",
     "agent_revisions",
     "run_filter",
+    "engine_filter",
+    "endpoint_filter",
+    "RuntimeTarget",
+    "runtime_targets",
+    "RUNTIME_METRICS",
     "documentation",
     "alert_policy",
     "REQUEST_COUNT",
@@ -35,6 +41,15 @@ __all__ = [
     "MEMORY_UTILIZATIONS",
     "INSTANCE_COUNT",
     "REVISION_LABEL",
+    "ENGINE_RESOURCE",
+    "ENGINE_REQUEST_COUNT",
+    "ENGINE_REQUEST_LATENCIES",
+    "ENGINE_ID_LABEL",
+    "ENDPOINT_RESOURCE",
+    "ENDPOINT_RESPONSE_COUNT",
+    "ENDPOINT_LATENCIES",
+    "ENDPOINT_ID_LABEL",
+    "DEPLOYED_MODEL_LABEL",
     "AUTO_CLOSE",
     "ALIGNMENT",
     "MIN_MISSING_DATA_DURATION",
@@ -45,6 +60,53 @@ REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 REVISION_LABEL = 'resource.label."revision_name"'
+
+# Agent Engine (runtime ``agent-engine``): the built-in metrics of the monitored resource
+# ``aiplatform.googleapis.com/ReasoningEngine`` (resource label ``reasoning_engine_id``, the
+# engine's numeric id): request count, request latencies, container CPU and memory *allocation
+# time*. Sources: "Monitor an agent", Vertex AI Agent Engine
+# (https://cloud.google.com/vertex-ai/generative-ai/docs/agent-engine/manage/monitoring: "Supported
+# built-in metrics ... associated with the Vertex AI Agent Engine monitored resource
+# aiplatform.googleapis.com/ReasoningEngine: Request count, Request latencies, Container CPU
+# allocation time, Container memory allocation time"; its PromQL example filters
+# ``reasoning_engine_request_count`` by ``reasoning_engine_id`` and ``response_code``), and the
+# ``aiplatform`` table of Google Cloud metrics
+# (https://cloud.google.com/monitoring/api/metrics_gcp_a_b#gcp-aiplatform): request_count DELTA
+# INT64 labelled ``response_code``; request_latencies DELTA DISTRIBUTION in ms.
+# No memory *utilization* metric exists (allocation time is GiB-seconds reserved, not a share of
+# the limit), so ``alerts.memory_utilization`` has no metric on this runtime.
+ENGINE_RESOURCE = "aiplatform.googleapis.com/ReasoningEngine"
+ENGINE_REQUEST_COUNT = "aiplatform.googleapis.com/reasoning_engine/request_count"
+ENGINE_REQUEST_LATENCIES = "aiplatform.googleapis.com/reasoning_engine/request_latencies"
+ENGINE_ID_LABEL = 'resource.label."reasoning_engine_id"'
+
+# Vertex AI online prediction (runtime ``vertex-endpoint``): metrics of the monitored resource
+# ``aiplatform.googleapis.com/Endpoint`` (resource label ``endpoint_id``). Sources: "Monitoring
+# model performance and resource usage", Vertex AI
+# (https://cloud.google.com/ai-platform-unified/docs/general/model-monitoring-metrics: "the
+# monitored resource type for AI Platform endpoints is aiplatform.googleapis.com/Endpoint";
+# prediction error percentage, response codes, total latency) and the ``aiplatform`` table of Google Cloud metrics
+# (https://cloud.google.com/monitoring/api/metrics_gcp_a_b#gcp-aiplatform):
+# prediction/online/response_count DELTA INT64 labelled ``deployed_model_id`` and
+# ``response_code``; prediction/online/prediction_latencies DELTA DISTRIBUTION in ms labelled
+# ``deployed_model_id`` and ``latency_type`` (``overhead``, ``model`` or ``total``);
+# prediction/online/memory/bytes_used GAUGE INT64 (bytes, not a share of the machine's memory),
+# replicas GAUGE INT64, cpu/utilization GAUGE DOUBLE. Memory is reported in bytes only, so
+# ``alerts.memory_utilization`` (a share) has no metric on this runtime.
+ENDPOINT_RESOURCE = "aiplatform.googleapis.com/Endpoint"
+ENDPOINT_RESPONSE_COUNT = "aiplatform.googleapis.com/prediction/online/response_count"
+ENDPOINT_LATENCIES = "aiplatform.googleapis.com/prediction/online/prediction_latencies"
+ENDPOINT_ID_LABEL = 'resource.label."endpoint_id"'
+DEPLOYED_MODEL_LABEL = 'metric.label."deployed_model_id"'
+
+#: runtime -> (monitored resource type, metric types the alerts read). The alerts of a runtime
+#: read its own metrics only.
+RUNTIME_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cloud-run": ("cloud_run_revision", (REQUEST_COUNT, REQUEST_LATENCIES, MEMORY_UTILIZATIONS, INSTANCE_COUNT)),
+    "agent-engine": (ENGINE_RESOURCE, (ENGINE_REQUEST_COUNT, ENGINE_REQUEST_LATENCIES)),
+    "vertex-endpoint": (ENDPOINT_RESOURCE, (ENDPOINT_RESPONSE_COUNT, ENDPOINT_LATENCIES)),
+}
+
 #: Incidents close by themselves this long after the condition stops being met.
 AUTO_CLOSE = "1800s"
 ALIGNMENT = "60s"
@@ -76,6 +138,49 @@ def agent_revisions(spec: AgentSpec, release_revision: str, stable_revision: str
 
 
 @dataclass(frozen=True)
+class RuntimeTarget:
+    """What the alerts of an agent on a managed runtime filter on.
+
+    ``runtime``: ``agent-engine`` or ``vertex-endpoint``; ``resource_id``: the value of the
+    monitored resource's id label (the engine's numeric id, Google-assigned, so known only once
+    the engine exists; the endpoint's id, derived at plan time); ``revisions``: the deployed
+    models of an endpoint (their ids label its metrics); empty for an engine, whose revision
+    ids are Google's and do not label its metrics."""
+
+    runtime: str
+    resource_id: pulumi.Input[str]
+    revisions: Sequence[RevisionRef] = ()
+
+
+def runtime_targets(
+    agents: Mapping[str, AgentSpec], engines: Mapping[str, Any], endpoints: Mapping[str, Any]
+) -> dict[str, RuntimeTarget]:
+    """The targets of the agents on Agent Engine (``AgentEngineAgent`` by agent: the id is the
+    last segment of the engine's generated name, ``projects/<p>/locations/<l>/reasoningEngines/<id>``,
+    pulumi-gcp ``AiReasoningEngine.name``) and on Vertex AI endpoints (``VertexEndpointAgent`` by
+    agent: the id ends its plan-time resource name; one revision per deployed model)."""
+    out = {
+        agent: RuntimeTarget(
+            "agent-engine",
+            eng.engine.name.apply(lambda n: n.rsplit("/", 1)[-1]),
+            agent_revisions(
+                agents[agent],
+                "LATEST",
+                agents[agent].agent_engine.stable_revision if agents[agent].agent_engine else None,
+            ),
+        )
+        for agent, eng in engines.items()
+    }
+    for agent, ep in endpoints.items():
+        out[agent] = RuntimeTarget(
+            "vertex-endpoint",
+            ep.endpoint_resource_name.rsplit("/", 1)[-1],
+            agent_revisions(agents[agent], ep.release_id, ep.stable_id),
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class MonitoringContext:
     """One agent as its monitoring sees it.
 
@@ -91,6 +196,8 @@ class MonitoringContext:
     revisions: Sequence[RevisionRef]
     channels: Sequence[pulumi.Input[str]]
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: None for Cloud Run; the managed runtime's target otherwise.
+    target: RuntimeTarget | None = None
 
     @property
     def canary(self) -> RevisionRef | None:
@@ -108,6 +215,24 @@ def run_filter(metric: str, service: str, *, revision: str | None = None, extra:
         parts.append(f'{REVISION_LABEL} = "{revision}"')
     parts.extend(extra)
     return " AND ".join(parts)
+
+
+def _managed_filter(metric: str, resource: str, id_label: str, resource_id: str, extra: Sequence[str]) -> str:
+    parts = [f'metric.type = "{metric}"', f'resource.type = "{resource}"', f'{id_label} = "{resource_id}"']
+    return " AND ".join([*parts, *extra])
+
+
+def engine_filter(metric: str, engine_id: str, *, extra: Sequence[str] = ()) -> str:
+    """A Monitoring filter on one Agent Engine's ``metric`` (``engine_id``: the numeric id)."""
+    return _managed_filter(metric, ENGINE_RESOURCE, ENGINE_ID_LABEL, engine_id, extra)
+
+
+def endpoint_filter(
+    metric: str, endpoint_id: str, *, deployed_model: str | None = None, extra: Sequence[str] = ()
+) -> str:
+    """A Monitoring filter on one Vertex AI endpoint's ``metric`` (and one deployed model)."""
+    more = [f'{DEPLOYED_MODEL_LABEL} = "{deployed_model}"'] if deployed_model else []
+    return _managed_filter(metric, ENDPOINT_RESOURCE, ENDPOINT_ID_LABEL, endpoint_id, [*more, *extra])
 
 
 def documentation(

@@ -3,7 +3,10 @@
 Composes, per environment, the :class:`~components.notifications.NotificationChannels` and
 the :class:`~components.dashboard.AgentDashboard`, and per agent its
 :class:`~components.alerts.AgentAlerts`, :class:`~components.slo.AgentSlos` and
-:class:`~components.signals.AgentSignals`. :func:`tracing_env` gives the OpenTelemetry env
+:class:`~components.signals.AgentSignals`. Agents on Agent Engine or a Vertex AI endpoint get
+their :class:`~components.alerts.AgentAlerts` from their runtime's own metrics; the SLOs,
+log-based signals and dashboard rows read Cloud Run metrics and logs, so they are built for
+Cloud Run agents only. :func:`tracing_env` gives the OpenTelemetry env
 vars an instrumented agent expects.
 """
 
@@ -16,14 +19,18 @@ import pulumi
 from components.alerts import AgentAlerts
 from components.contract import COMPONENT_TYPES
 from components.dashboard import AgentDashboard, DashboardRow
+from components.errors import ComponentError
 from components.labels import agent_labels, platform_labels
-from components.monitoring import MonitoringContext, RevisionRef
+from components.monitoring import MonitoringContext, RevisionRef, RuntimeTarget
 from components.notifications import NotificationChannels
 from components.signals import AgentSignals
 from components.slo import AgentSlos
 from components.spec import PlatformSpec
 
-__all__ = ["AgentObservability", "tracing_env"]
+__all__ = ["AgentObservability", "MANAGED_RUNTIMES", "tracing_env"]
+
+#: Runtimes whose agents are watched through their own metrics (a ``RuntimeTarget`` each).
+MANAGED_RUNTIMES = ("agent-engine", "vertex-endpoint")
 
 
 def tracing_env(spec: PlatformSpec, agent: str, service: str | None = None) -> dict[str, str]:
@@ -55,6 +62,8 @@ class AgentObservability(pulumi.ComponentResource):
 
     ``revisions``: agent -> its named revisions (the candidate the template deploys and,
     during a canary, the stable one), as the agent's ``CloudRunAgent`` names them.
+    ``targets``: agent -> what the alerts of an agent on ``agent-engine`` or
+    ``vertex-endpoint`` filter on; required for every such agent.
 
     With ``alerts.enabled: false`` only the notification channels are created (the budget
     still notifies them). ``channel_names`` and ``email_channel_names`` are lists of channel
@@ -74,6 +83,7 @@ class AgentObservability(pulumi.ComponentResource):
         *,
         stack: str,
         revisions: Mapping[str, list[RevisionRef]],
+        targets: Mapping[str, RuntimeTarget] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(COMPONENT_TYPES["AgentObservability"], name, None, opts)
@@ -92,8 +102,32 @@ class AgentObservability(pulumi.ComponentResource):
         self.slos: dict[str, AgentSlos] = {}
         self.signals: dict[str, AgentSignals] = {}
         self.dashboard: AgentDashboard | None = None
+        targets = dict(targets or {})
+        for agent, aspec in sorted(spec.agents.items()):
+            if aspec.runtime in MANAGED_RUNTIMES and (agent not in targets or targets[agent].runtime != aspec.runtime):
+                raise ComponentError(
+                    "AgentObservability",
+                    name,
+                    f"agent {agent} runs on {aspec.runtime} but has no {aspec.runtime} target",
+                )
         if alerts.enabled:
             for agent, aspec in sorted(spec.agents.items()):
+                if agent in targets:
+                    target = targets[agent]
+                    ctx = MonitoringContext(
+                        agent=agent,
+                        spec=alerts,
+                        service=spec.service_name(agent),
+                        project=spec.project,
+                        region=spec.region,
+                        stack=stack,
+                        revisions=target.revisions,
+                        channels=self.channels.names,
+                        labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
+                        target=target,
+                    )
+                    self.alerts[agent] = AgentAlerts(agent, ctx, scaling=aspec.scaling, opts=child)
+                    continue
                 ctx = MonitoringContext(
                     agent=agent,
                     spec=alerts,
@@ -113,7 +147,11 @@ class AgentObservability(pulumi.ComponentResource):
                 alerts=alerts,
                 project=spec.project,
                 environment=spec.environment,
-                rows=[DashboardRow(a, spec.service_name(a), s.scaling.max_instances) for a, s in spec.agents.items()],
+                rows=[
+                    DashboardRow(a, spec.service_name(a), s.scaling.max_instances)
+                    for a, s in spec.agents.items()
+                    if a not in targets
+                ],
                 labels=env_labels,
                 depends_on=[m for s in self.signals.values() for m in s.metrics.values()],
                 opts=child,
@@ -124,7 +162,8 @@ class AgentObservability(pulumi.ComponentResource):
         self.policies = pulumi.Output.from_input(
             {
                 agent: pulumi.Output.all(
-                    self.alerts[agent].policy_names, self.slos[agent].policy_names, self.signals[agent].policy_names
+                    self.alerts[agent].policy_names,
+                    *[part[agent].policy_names for part in (self.slos, self.signals) if agent in part],
                 ).apply(lambda parts: {k: v for part in parts for k, v in part.items()})
                 for agent in self.alerts
             }

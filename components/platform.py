@@ -10,10 +10,11 @@ from components.agent_engine import AgentEngineAgent
 from components.budget import AgentBudget
 from components.cloud_run import CloudRunAgent
 from components.contract import COMPONENT_TYPES, TEMPLATE_ENV
+from components.gke import GkeAgent
 from components.guardrails import AgentGuardrails
 from components.identity import AgentIdentity
 from components.labels import agent_labels, platform_labels
-from components.monitoring import agent_revisions
+from components.monitoring import agent_revisions, runtime_targets
 from components.observability import AgentObservability, tracing_env
 from components.spec import PlatformSpec, parse_secret_ref
 from components.vertex_endpoint import VertexEndpointAgent
@@ -50,6 +51,7 @@ class AgentPlatform(pulumi.ComponentResource):
         self.services: dict[str, CloudRunAgent] = {}
         self.engines: dict[str, AgentEngineAgent] = {}
         self.endpoints: dict[str, VertexEndpointAgent] = {}
+        self.gke_agents: dict[str, GkeAgent] = {}
         env_labels = platform_labels(spec.environment, spec.labels)
         self.guardrails: AgentGuardrails | None = None
         if spec.guardrails.model_armor:
@@ -83,6 +85,19 @@ class AgentPlatform(pulumi.ComponentResource):
                 identity.grants.append(self.guardrails.grant_user(agent, identity.member))
                 extra_env[TEMPLATE_ENV] = self.guardrails.template_resource_name
                 waits.append(self.guardrails.template)
+            if aspec.runtime == "gke":
+                self.gke_agents[agent] = GkeAgent(
+                    agent,
+                    spec=aspec,
+                    service_name=spec.service_name(agent),
+                    project=spec.project,
+                    identity=identity,
+                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
+                    extra_env=extra_env,
+                    depends_on=waits,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                continue
             if aspec.runtime == "vertex-endpoint":
                 self.endpoints[agent] = VertexEndpointAgent(
                     agent,
@@ -132,16 +147,20 @@ class AgentPlatform(pulumi.ComponentResource):
         }
         self.observability = AgentObservability(
             "observability",
-            # Agent Engine agents have no Cloud Run metrics: their alerts are not built yet.
+            # Agent Engine and Vertex endpoint agents are watched through their own metrics
+            # (targets); an agent on any other runtime has no alerts built yet.
             spec.model_copy(
                 update={
                     "agents": {
-                        a: s for a, s in spec.agents.items() if a not in self.engines and a not in self.endpoints
+                        a: s
+                        for a, s in spec.agents.items()
+                        if a in self.services or a in self.engines or a in self.endpoints
                     }
                 }
             ),
             stack=pulumi.get_stack(),
             revisions=revisions,
+            targets=runtime_targets(spec.agents, self.engines, self.endpoints),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.budget: AgentBudget | None = None
@@ -191,10 +210,23 @@ class AgentPlatform(pulumi.ComponentResource):
                 }
                 for agent, ep in self.endpoints.items()
             }
+            | {
+                agent: {
+                    "url": g.url,
+                    "service": g.service_name,
+                    "runtime": "gke",
+                    "namespace": g.namespace,
+                    "release_revision": g.release_revision,
+                    "stable_revision": g.stable_revision,
+                    "service_account": g.service_account_email,
+                }
+                for agent, g in self.gke_agents.items()
+            }
         )
         self.traffic = pulumi.Output.from_input(
             {spec.service_name(agent): svc.live_traffic for agent, svc in self.services.items()}
             | {spec.service_name(agent): eng.live_traffic for agent, eng in self.engines.items()}
             | {spec.service_name(agent): ep.live_traffic for agent, ep in self.endpoints.items()}
+            | {spec.service_name(agent): g.live_traffic for agent, g in self.gke_agents.items()}
         )
         self.register_outputs({"agents": self.agents, "traffic": self.traffic})

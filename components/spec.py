@@ -26,6 +26,7 @@ from components.contract import (
     TRACING_ENV,
 )
 from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
+from components.gke_spec import GkeSpec, check_gke_settings
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
@@ -139,7 +140,7 @@ INGRESS_VALUES: dict[str, str] = {
 RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
 #: Runtimes this release builds. The others are part of the config contract but are
 #: rejected with a clear message rather than silently deploying nothing.
-SUPPORTED_RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint")
+SUPPORTED_RUNTIMES = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
 
 
 def parse_secret_ref(ref: str) -> tuple[str, str]:
@@ -529,6 +530,11 @@ class AgentSpec(StrictModel):
         description="Vertex AI endpoint settings (model, versions, machine, replicas, privacy, CMEK), required with "
         "runtime vertex-endpoint and only there (see VertexEndpointSpec). Default: none.",
     )
+    gke: GkeSpec | None = Field(
+        default=None,
+        description="GKE settings (cluster, namespace, replicas, resources, probes, disruption budget, egress, "
+        "Gateway), required with runtime gke and only there (see GkeSpec). Default: none.",
+    )
     release: ReleaseSpec = Field(description="The release the service template runs. Required.")
     stable: ReleaseSpec | None = Field(
         default=None,
@@ -722,6 +728,7 @@ class AgentSpec(StrictModel):
             )
         check_runtime_settings(self)
         check_vertex_settings(self)
+        check_gke_settings(self)
         self._cloud_run_limits()
         return self
 

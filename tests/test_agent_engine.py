@@ -442,18 +442,25 @@ def test_rollback_moves_only_the_engine_traffic(engine_project):
     assert agent(load_stack_from(engine_project))["rollout"]["canary_percent"] == 0
 
 
-def test_rollout_of_an_engine_canary_is_refused_with_a_clear_message(engine_project):
+def test_rollout_of_an_engine_canary_reads_the_engine_traffic(engine_project):
+    """Issue 11: rollout works on agent-engine (it used to refuse: no Cloud Run service)."""
+    import datetime as dt
+
     from agentstage.release import flow
+    from agentstage.release.metrics import MetricsError
 
     class NoMetrics:
         name = "none"
 
         def now(self):
-            raise AssertionError("the flow must refuse before reading metrics")
+            return dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
-    with pytest.raises(flow.ReleaseError) as err:
-        flow.rollout_once(engine_project, "production", NoMetrics(), agents=[AGENT], assume_deployed=True)
-    assert f"no Cloud Run service of {AGENT} in the plan of stack 'production'" in str(err.value)
+        def fetch(self, *args):
+            raise MetricsError("no metrics offline")
+
+    change = flow.rollout_once(engine_project, "production", NoMetrics(), agents=[AGENT], assume_deployed=True)
+    (result,) = change.analyses
+    assert result.window["canary_revision"] == "LATEST" and result.verdict == "hold"
 
 
 def load_stack_from(project: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 from agentstage.config import ConfigError, config_key, platform_from_config
 from agentstage.engine import ProgramError, run_plan
-from components.spec import SUPPORTED_RUNTIMES, PlatformSpec
+from components.spec import PlatformSpec
 from tests.conftest import write_stack
 
 BOT = "agent-platform:agents.support-bot"
@@ -114,8 +114,8 @@ BAD_INPUTS = [
     ),
     (
         setter("runtime", value="gke"),
-        f'{BOT}.runtime: "gke" is not available in this version of agentstage; available: '
-        + ", ".join(SUPPORTED_RUNTIMES),
+        f"{BOT}.gke: null is not set; runtime gke needs the cluster and the Gateway: set gke.cluster (or "
+        "gke.context) and gke.gateway",
     ),
     (
         setter("runtime", value="lambda"),

@@ -117,10 +117,46 @@ EXTRAS = [
 # --- fixtures ---------------------------------------------------------------------------
 
 
+#: The extra agents' runtimes and the metrics their alerts read (components/monitoring.py).
+_RUNTIME_ALERTS = {
+    "planner": (
+        "reasoning_engine/request_latencies",
+        "reasoning_engine/request_count",
+        "aiplatform.googleapis.com/ReasoningEngine",
+    ),
+    "ranker": (
+        "prediction/online/prediction_latencies",
+        "prediction/online/response_count",
+        "aiplatform.googleapis.com/Endpoint",
+    ),
+}
+
+
+def _runtime_alerts(plan: Plan) -> list[PlannedResource]:
+    """Alert policies for the extra Agent Engine and endpoint agents: the reference stack's
+    support-bot policies, relabelled and pointed at each runtime's own metrics."""
+    out = []
+    for agent, (latency, requests, resource) in _RUNTIME_ALERTS.items():
+        for kind, metric in (("latency", latency), ("errors", requests)):
+            source = plan.find(ALERT, f"support-bot-{kind}")
+            inputs = json.loads(json.dumps(source.inputs).replace("support-bot", agent))
+            inputs.setdefault("userLabels", {})["agent"] = agent
+            condition = inputs["conditions"][0]
+            condition["displayName"] = f"{agent} {kind} of {metric}"
+            condition["conditionThreshold"]["filter"] = (
+                f'metric.type = "aiplatform.googleapis.com/{metric}" AND resource.type = "{resource}"'
+                + (' AND metric.label."response_code" = starts_with("5")' if kind == "errors" else "")
+            )
+            inputs["conditions"] = [condition]
+            out.append(_extra(ALERT, f"{agent}-{kind}", inputs))
+    return out
+
+
 @pytest.fixture(scope="module")
 def baseline() -> Plan:
     plan = run_plan(ROOT, STACK)
     plan.resources.extend(copy.deepcopy(EXTRAS))
+    plan.resources.extend(_runtime_alerts(plan))
     return plan
 
 

@@ -33,6 +33,14 @@ def promote(
     memory: MemoryOpt = None,
     cost_per_request: CostOpt = None,
     agent: AgentOpt = None,
+    observed_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--observed-file",
+            help="Read what each agent serves now from this JSON file (see docs/canary.md); needed offline to "
+            "record an Agent Engine's stable revision id.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Run the gates and show the change; write nothing.")
     ] = False,
@@ -52,7 +60,14 @@ def promote(
 
     console = Console(highlight=False)
     evidence = build_evidence(eval_, load_test, memory, cost_per_request)
-    change = run_promote(project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run)
+    from agentstage.release.observed import ObserverForRuntimes
+
+    def observer_for(_stack: str, spec):
+        return ObserverForRuntimes(spec.project, spec.region, observed_file=observed_file)
+
+    change = run_promote(
+        project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run, observer_for=observer_for
+    )
     if as_json:
         typer.echo(
             json.dumps(

@@ -25,7 +25,8 @@ from agentstage.release.ledger import Ledger, iso, now_utc
 from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
 from agentstage.release.metrics import MetricsError, MetricsSource
-from agentstage.release.observed import ObservedError, Observer
+from agentstage.release.observed import ObservedError, ObservedService, Observer
+from agentstage.release.runtimes import LATEST, DuplicateResource, TrafficTarget, runtime_of
 from agentstage.release.stackfile import StackFile, StackFileError, plain
 from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
 from components.contract import CLOUD_RUN_SERVICE as SERVICE
@@ -177,32 +178,54 @@ def _require_services(found: dict[str, str], agents: Iterable[str], stack: str) 
         )
 
 
-def _service_urns(plan: Any, agents: list[str]) -> dict[str, str]:
-    return {r.urn: agent for agent, r in _services(plan, agents).items()}
+def traffic_of(plan: Any, spec: PlatformSpec, agents: Iterable[str] | None = None) -> dict[str, TrafficTarget]:
+    """Agent -> the resource that carries its traffic in ``plan``, whatever its runtime
+    (:mod:`agentstage.release.runtimes`)."""
+    from agentstage.release.runtimes import traffic_targets
+
+    try:
+        return traffic_targets(plan, spec, agents)
+    except DuplicateResource as err:
+        raise ReleaseError(str(err), 1) from None
 
 
-#: An Agent Engine's traffic lives in its ``trafficConfig`` (components.agent_engine).
-AGENT_ENGINE = "gcp:vertex/aiReasoningEngine:AiReasoningEngine"
-_TRAFFIC_PATHS = ("traffics", "trafficConfig")
+def _require_targets(found: dict[str, TrafficTarget], agents: Iterable[str], spec: PlatformSpec, stack: str) -> None:
+    """Each of ``agents`` has its traffic-bearing resource in the plan."""
+    missing = [a for a in agents if a not in found]
+    if not missing:
+        return
+    if all(runtime_of(spec.agents[a]).runtime == "cloud-run" for a in missing):
+        _require_services({}, missing, stack)
+    runtime = runtime_of(spec.agents[missing[0]])
+    raise ReleaseError(
+        f"no {runtime.kind} of {', '.join(missing)} in the plan of stack {stack!r}: the release flow finds an "
+        f"agent's traffic by the labels {LABEL_AGENT}=<agent> and {LABEL_MANAGED_BY}={MANAGED_BY} of its resources; "
+        f"deploy it with {runtime.component} and labels from components.labels.agent_labels",
+        1,
+    )
 
 
-def _engine_urns(plan: Any, agents: list[str]) -> dict[str, str]:
-    """The Agent Engines of ``agents`` in ``plan``, found by their labels as services are."""
-    out = {}
-    for r in plan.by_type(AGENT_ENGINE):
-        labels = r.inputs.get("labels") or {}
-        if labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_AGENT) in agents:
-            out[r.urn] = labels[LABEL_AGENT]
-    return out
+def _traffic_urns(plan: Any, spec: PlatformSpec, agents: list[str]) -> dict[str, TrafficTarget]:
+    """URN -> the traffic target of each of ``agents`` in ``plan`` (``spec``: the stack's
+    config, for each agent's runtime)."""
+    return {t.urn: t for t in traffic_of(plan, spec, agents).values()}
 
 
-def _check_traffic_only(diff: Any, plan: Any, agents: list[str], what: str) -> None:
-    """The diff must update exactly the services (or Agent Engines) of ``agents``, and only
-    their traffic."""
-    urns = _service_urns(plan, agents) | _engine_urns(plan, agents)
+def _resource(plan: Any, urn: str) -> Any:
+    return next((r for r in plan.resources if r.urn == urn), None)
+
+
+def _check_traffic_only(diff: Any, plan: Any, spec: PlatformSpec, agents: list[str], what: str) -> None:
+    """The diff must update exactly the traffic-bearing resource of each of ``agents`` (a
+    Cloud Run service, an Agent Engine, an endpoint's deployment), and only its traffic."""
+    from agentstage.release.runtimes import RUNTIMES
+
+    urns = _traffic_urns(plan, spec, agents)
     wrong = list(diff.creates) + list(diff.deletes)
     for urn, paths in diff.updates.items():
-        if urn not in urns or any(not p.startswith(_TRAFFIC_PATHS) for p in paths):
+        target = urns.get(urn)
+        bad = paths if target is None else RUNTIMES[target.runtime].wrong_paths(paths, _resource(plan, urn))
+        if bad:
             wrong.append(f"{urn}: {', '.join(paths)}")
     if wrong or len(diff.updates) != len(agents):
         raise ReleaseError(
@@ -213,14 +236,18 @@ def _check_traffic_only(diff: Any, plan: Any, agents: list[str], what: str) -> N
         )
 
 
-def _check_no_new_revision(diff: Any, plan: Any, agents: list[str]) -> None:
-    """Advancing a step or completing a canary moves traffic only: no service is created,
-    deleted or given a new template (revision)."""
-    urns = _service_urns(plan, agents)
-    wrong = [u for u in list(diff.creates) + list(diff.deletes) if SERVICE in u]
-    for urn in urns:
+def _check_no_new_revision(diff: Any, plan: Any, spec: PlatformSpec, agents: list[str]) -> None:
+    """Advancing a step or completing a canary moves traffic only: no service (engine,
+    endpoint deployment) is created, deleted or given a new template (revision, model)."""
+    from agentstage.release.runtimes import AGENT_ENGINE, RUNTIMES
+    from components.vertex_deployment import DEPLOYMENT_TYPE
+
+    urns = _traffic_urns(plan, spec, agents)
+    kinds = (SERVICE, AGENT_ENGINE, DEPLOYMENT_TYPE)
+    wrong = [u for u in list(diff.creates) + list(diff.deletes) if any(k in u for k in kinds)]
+    for urn, target in urns.items():
         paths = diff.updates.get(urn, [])
-        if any(not p.startswith("traffics") for p in paths):
+        if RUNTIMES[target.runtime].wrong_paths(paths, _resource(plan, urn)):
             wrong.append(f"{urn}: {', '.join(paths)}")
     if wrong:
         raise ReleaseError(
@@ -295,7 +322,7 @@ def rollback(
         from agentstage.diff import diff_plans
 
         change.diff = diff_plans(before, after)
-        _check_traffic_only(change.diff, after, targets, "rollback")
+        _check_traffic_only(change.diff, after, state.spec, targets, "rollback")
         when = clock()
         txn = Transaction(state.project_dir, stack)
         txn.write_file(state.path, state.file.original, text)
@@ -345,8 +372,24 @@ def _select(state: StackState, agents: list[str] | None, *, need_stable: bool) -
 # --- rollout -------------------------------------------------------------------------------
 
 
+def observe_target(observer: Observer | None, target: TrafficTarget) -> ObservedService:
+    """What ``target`` really serves, read by ``observer`` (or, when it reads several runtimes,
+    by its observer of ``target.runtime``). ObservedError when it cannot be read."""
+    if observer is None:
+        raise ObservedError("no observer")
+    for_runtime = getattr(observer, "for_runtime", None)
+    if for_runtime is not None:
+        observer = for_runtime(target.runtime)
+        if observer is None:
+            raise ObservedError(f"no observer of runtime {target.runtime} ({target.kind} {target.name})")
+    try:
+        return observer.observe(target.name)
+    except ObservedError as err:
+        raise ObservedError(f"{observer.name}: {err}") from None
+
+
 def _observe(
-    observer: Observer | None, service: str, desired: dict[str, int], assume_deployed: bool
+    observer: Observer | None, target: TrafficTarget, desired: dict[str, int], assume_deployed: bool
 ) -> tuple[dict[str, int] | None, str, bool]:
     """(live split, where it was read, whether it matches ``desired``)."""
     if assume_deployed:
@@ -354,9 +397,9 @@ def _observe(
     if observer is None:
         return None, "no observer", False
     try:
-        live = observer.observe(service)
+        live = observe_target(observer, target)
     except ObservedError as err:
-        return None, f"{observer.name}: {err}", False
+        return None, str(err), False
     return live.split(), live.source, live.matches(desired)
 
 
@@ -387,20 +430,21 @@ def rollout_once(
             if a not in targets:
                 raise ReleaseError(f"--approve {a}: {a} has no canary in flight in stack {stack!r}", 2)
         before = _plan(state.project_dir, stack)
-        candidates, services = template_revisions(before, state.spec), service_names(before, state.spec)
-        _require_services(candidates, targets, stack)
+        found = traffic_of(before, state.spec, targets)
+        _require_targets(found, targets, state.spec, stack)
         now = source.now()
         states = load_states(state.project_dir, stack)
         for agent in targets:
             spec = state.spec.agents[agent]
-            service = services[agent]
-            canary_rev = candidates[agent]
-            stable_rev = spec.stable_revision_name(service)
+            target = found[agent]
+            service = target.name
+            canary_rev = target.candidate
+            stable_rev = target.stable or spec.stable_revision_name(service)
             current = _canary_state(states.get(agent), agent, spec, now)
             desired = {
                 r: p for r, p in ((stable_rev, 100 - spec.canary_percent), (canary_rev, spec.canary_percent)) if p
             }
-            live, live_source, matches = _observe(observer, service, desired, assume_deployed)
+            live, live_source, matches = _observe(observer, target, desired, assume_deployed)
             start = current.rollout_start or now - dt.timedelta(minutes=spec.rollout.bake_minutes)
             if skip_bake:
                 start = now - dt.timedelta(days=1)  # a replay: judge on every minute there is
@@ -433,9 +477,9 @@ def rollout_once(
             change.diff = diff_plans(before, after)
             rolled = [a.agent for a in change.analyses if a.verdict == ROLLBACK]
             if rolled == moved:
-                _check_traffic_only(change.diff, after, moved, "rollback")
+                _check_traffic_only(change.diff, after, state.spec, moved, "rollback")
             else:
-                _check_no_new_revision(change.diff, after, moved)
+                _check_no_new_revision(change.diff, after, state.spec, moved)
             txn.write_file(state.path, state.file.original, text)
             change.wrote, change.new_text = True, text
         when = clock()
@@ -623,15 +667,74 @@ def _secure_paths(node: Any, path: str = "release") -> list[str]:
     return []
 
 
+#: What a gate run records as an engine's stable revision when it cannot read the engine: the
+#: gate plans the promoted config and never writes it.
+UNREAD_ENGINE_REVISION = "not-read"
+
+
+def _running(
+    dst: StackState,
+    agents: list[str],
+    found: dict[str, TrafficTarget],
+    observer: Observer | None,
+    *,
+    for_gate: bool = False,
+) -> dict[str, str]:
+    """Agent -> what promote records as the revision of the new stable (the release the
+    destination runs now), for the agents that get a stable: on Cloud Run the revision its
+    template deploys (``stable_revision``); on Agent Engine the id of the revision that serves
+    it, read from the observed engine (``agent_engine.stable_revision``); nothing on a Vertex AI
+    endpoint, whose deployed-model ids are derived from the release."""
+    out: dict[str, str] = {}
+    refused: list[str] = []
+    for a in agents:
+        d, t = dst.spec.agents[a], found[a]
+        if d.stable is not None or t.runtime == "vertex-endpoint":
+            continue
+        if t.runtime != "agent-engine":
+            out[a] = t.candidate
+            continue
+        try:
+            seen = observe_target(observer, t)
+        except ObservedError as err:
+            why = str(err)
+        else:
+            split = seen.split()
+            serving = next(iter(split)) if len(split) == 1 else None
+            if serving == LATEST:
+                serving = seen.latest
+            if serving and seen.ready.get(serving, True):
+                out[a] = serving
+                continue
+            why = f"{seen.source} shows the split {split or 'empty'}, not one active revision serving all traffic"
+        if for_gate:
+            out[a] = UNREAD_ENGINE_REVISION
+            continue
+        refused.append(
+            f"{a}: runs on Agent Engine, whose revision ids Google assigns: promote records the id of the revision "
+            f"that serves {d.release.version} now in agent_engine.stable_revision, read from the observed engine, "
+            f"and the observed state is not available ({why}); give --observed-file with the engine's traffic "
+            f"(services.{t.name}), or Google credentials to read the Agent Engine API "
+            "(`gcloud auth application-default login`). --assume-deployed cannot stand in for it: only the deployed "
+            "engine knows the id"
+        )
+    if refused:
+        raise ReleaseError(f"refusing to promote into {dst.stack!r}; nothing was changed:", 1, details=refused)
+    return out
+
+
 def _edit_promotion(src: StackState, dst: StackState, agents: list[str], running: dict[str, str]) -> str:
     """Each agent's current release becomes ``stable`` (unless a stable is kept, after a
-    rollback), recorded with the revision it runs as (``running``: agent -> the revision its
-    template deploys now); the source's release becomes the candidate at the first step."""
+    rollback), recorded with the revision it runs as (``running``, from :func:`_running`); the
+    source's release becomes the candidate at the first step."""
     for a in agents:
         d = dst.spec.agents[a]
         if d.stable is None:
             dst.file.move_release_to_stable(a)
-            dst.file.set_stable_revision(a, running[a])
+            if d.runtime == "agent-engine":
+                dst.file.set_engine_stable_revision(a, running[a])
+            elif a in running:
+                dst.file.set_stable_revision(a, running[a])
         dst.file.set_release(a, plain(src.file.agent(a)["release"]))
         dst.file.set_canary_percent(a, d.rollout.steps[0])
     return dst.file.dumps()
@@ -669,8 +772,14 @@ def promote(
     agents: list[str] | None = None,
     clock: Clock = now_utc,
     dry_run: bool = False,
+    observer: Observer | None = None,
+    observer_for: Callable[[str, PlatformSpec], Observer | None] | None = None,
 ) -> Change:
-    """Copy ``src``'s release manifests into ``dst`` and start their canaries, behind the gates."""
+    """Copy ``src``'s release manifests into ``dst`` and start their canaries, behind the gates.
+
+    ``observer`` (or ``observer_for(dst_stack, its spec)``) reads the revision an Agent Engine
+    serves now (its id is Google's), recorded as the new stable's; promoting an engine agent
+    without observed state is refused."""
     if src_stack == dst_stack:
         raise ReleaseError("promote needs two different stacks, e.g. `agentstage promote staging production`", 2)
     # both stacks' ledgers are written: hold both locks (in name order; a busy lock fails at once)
@@ -691,8 +800,11 @@ def promote(
                 f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons
             )
         before = _plan(dst.project_dir, dst_stack)
-        running = template_revisions(before, dst.spec)
-        _require_services(running, candidates, dst_stack)
+        found = traffic_of(before, dst.spec, candidates)
+        _require_targets(found, candidates, dst.spec, dst_stack)
+        if observer_for is not None:
+            observer = observer_for(dst_stack, dst.spec)
+        running = _running(dst, candidates, found, observer)
         text = _edit_promotion(src, dst, candidates, running)
         with _edited_config(dst, text) as cfg:
             report, after = _gates_on(dst, text, cfg, candidates, evidence)
@@ -713,7 +825,12 @@ def promote(
             return change
         change.wrote = True
         for a in candidates:
-            if dst.spec.agents[a].stable is None:
+            if dst.spec.agents[a].stable is None and found[a].runtime == "agent-engine":
+                change.notes.append(
+                    f"{a}: recorded agent_engine.stable_revision {running[a]}, the Agent Engine revision that serves "
+                    f"{dst.spec.agents[a].release.version} now (observed)"
+                )
+            elif dst.spec.agents[a].stable is None and found[a].runtime == "cloud-run":
                 change.notes.append(
                     f"{a}: recorded stable_revision {running[a]}, the revision the current {dst_stack!r} config deploys; "
                     f"if that config was never applied with `pulumi up` (an agentstage 0.1 deployment, or a change not "
@@ -780,9 +897,9 @@ def gate(
         candidates = _candidates(src, dst, agents)
         if not candidates:
             raise ReleaseError(f"nothing to gate: {stack!r} already runs {from_stack!r}'s releases", 2)
-        running = template_revisions(_plan(dst.project_dir, stack), dst.spec)
-        _require_services(running, candidates, stack)
-        text = _edit_promotion(src, dst, candidates, running)
+        found = traffic_of(_plan(dst.project_dir, stack), dst.spec, candidates)
+        _require_targets(found, candidates, dst.spec, stack)
+        text = _edit_promotion(src, dst, candidates, _running(dst, candidates, found, None, for_gate=True))
     else:
         if agents:
             _select(dst, agents, need_stable=False)
@@ -794,6 +911,14 @@ def gate(
 
 
 # --- status --------------------------------------------------------------------------------
+
+
+def _desired(spec: AgentSpec, candidate: str, stable: str | None) -> dict[str, int]:
+    """The split the stack config asks for (revision -> percent; 0% entries left out)."""
+    if spec.stable is None or stable is None:
+        return {candidate: 100}
+    p = spec.canary_percent
+    return {r: q for r, q in ((stable, 100 - p), (candidate, p)) if q}
 
 
 def status(
@@ -821,27 +946,41 @@ def status(
         state = load_state(project_dir, stack)
         ledger = Ledger(state.project_dir, stack)
         try:
-            plan = _plan(state.project_dir, stack)
-            revisions, services = template_revisions(plan, state.spec), service_names(plan, state.spec)
+            found = traffic_of(_plan(state.project_dir, stack), state.spec)
         except ReleaseError:  # status reports what the stack file says; the revision names need a plan
-            revisions, services = {}, {}
+            found = {}
+        revisions = {a: t.candidate for a, t in found.items() if t.candidate}
+        services = {a: t.name for a, t in found.items()}
         agents = []
         observer = observer_for(stack, state.spec) if observer_for else None
         canaries = load_states(state.project_dir, stack)
         for name, spec in sorted(state.spec.agents.items()):
             conflict = ledger.conflict(name, spec.release)
             live: dict[str, Any] = {"split": None, "source": "not read"}
-            if observer is not None and services.get(name):
+            target = found.get(name)
+            if observer is not None and target is not None:
                 try:
-                    seen = observer.observe(services[name])
+                    seen = observe_target(observer, target)
                     live = {"split": seen.split(), "source": seen.source}
                 except ObservedError as err:
-                    live = {"split": None, "source": f"{observer.name}: {err}"}
-            # without a plan, the service is named as the platform names it
-            stable_revision = spec.stable_revision_name(services.get(name) or state.spec.service_name(name))
+                    live = {"split": None, "source": str(err)}
+            if spec.runtime in ("agent-engine", "vertex-endpoint"):
+                stable_revision = target.stable if target is not None else None
+                traffic = [
+                    {"revision": r, "percent": p, "tag": None}
+                    for r, p in _desired(spec, revisions.get(name, ""), stable_revision).items()
+                ]
+            else:
+                # without a plan, the service is named as the platform names it
+                stable_revision = spec.stable_revision_name(services.get(name) or state.spec.service_name(name))
+                traffic = [
+                    {"revision": t.revision, "percent": t.percent, "tag": t.tag}
+                    for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)
+                ]
             agents.append(
                 {
                     "agent": name,
+                    "runtime": spec.runtime,
                     "state": agent_state(spec),
                     "release": spec.release.version,
                     "release_digest": digest(spec.release),
@@ -851,10 +990,7 @@ def status(
                     "service": services.get(name),
                     "revision": revisions.get(name),
                     "stable_revision": stable_revision,
-                    "traffic": [
-                        {"revision": t.revision, "percent": t.percent, "tag": t.tag}
-                        for t in traffic_targets(spec, revisions.get(name, ""), stable_revision)
-                    ],
+                    "traffic": traffic,
                     "live": live,
                     "phase": (canaries.get(name) or {}).get("phase") if in_flight(spec) else None,
                     "ledger_conflict": conflict.message() if conflict else None,

@@ -658,15 +658,20 @@ def _cost_items(
 # --- rollback ---------------------------------------------------------------------------------
 
 
-def _traffic_only(diff: Any, plan: Any, agents: list[str]) -> str | None:
-    """What the rollback diff changes besides the traffic of one Cloud Run service per agent
-    (None: nothing), the check ``agentstage rollback`` makes before it writes."""
-    urns = {r.urn for r in plan.by_type(SERVICE)}
+def _traffic_only(diff: Any, plan: Any, agents: list[str], spec: PlatformSpec) -> str | None:
+    """What the rollback diff changes besides the traffic of one traffic-bearing resource per
+    agent (a Cloud Run service, an Agent Engine, an endpoint's deployment: see
+    :mod:`agentstage.release.runtimes`; None: nothing), the check ``agentstage rollback`` makes
+    before it writes."""
+    from agentstage.release.runtimes import RUNTIMES, traffic_targets
+
+    urns = {t.urn: t for t in traffic_targets(plan, spec, agents).values()}
+    resources = {r.urn: r for r in plan.resources}
     wrong = list(diff.creates) + list(diff.deletes)
     wrong += [
         f"{u}: {', '.join(p)}"
         for u, p in diff.updates.items()
-        if u not in urns or any(not x.startswith("traffics") for x in p)
+        if u not in urns or RUNTIMES[urns[u].runtime].wrong_paths(p, resources.get(u))
     ]
     if wrong or len(diff.updates) != len(agents):
         return f"the rollback would change more than the traffic ({diff.changed} resources changed: {'; '.join(wrong)})"
@@ -674,7 +679,7 @@ def _traffic_only(diff: Any, plan: Any, agents: list[str]) -> str | None:
 
 
 def _time_rollback(
-    project_dir: Path, stack: str, config_file: Path | None, agents: list[str]
+    project_dir: Path, stack: str, config_file: Path | None, agents: list[str], spec: PlatformSpec
 ) -> tuple[float, str | None]:
     """Seconds the offline part of ``agentstage rollback`` takes for ``agents``, done here the
     way it does it: edit the stack config (every canary at 0%), plan before and after, diff and
@@ -695,7 +700,7 @@ def _time_rollback(
             edited = Path(tmp) / Path(path).name
             edited.write_text(file.dumps(), encoding="utf-8")
             after = run_plan(project_dir, stack, edited)
-        problem = _traffic_only(diff_plans(before, after), after, agents)
+        problem = _traffic_only(diff_plans(before, after), after, agents, spec)
     except Exception as err:  # noqa: BLE001 - a rollback that cannot be planned is the finding
         return TIMER() - start, f"the rollback does not plan: {type(err).__name__}: {err}"
     return TIMER() - start, problem
@@ -735,7 +740,7 @@ def _rollback_items(
         if a not in targets
     }
     if targets:
-        offline, problem = _time_rollback(project_dir, stack, config_file, targets)
+        offline, problem = _time_rollback(project_dir, stack, config_file, targets, spec)
         try:
             applied, when = _applied_rollback(project_dir, stack)
         except ValueError as err:

@@ -31,7 +31,10 @@ Observed state file::
 
 Percents are 0..100 and sum to 100 per service. ``ready`` may be left out (every revision in
 the traffic block is then ready); when given, it names every revision that carries traffic.
-``reconciling`` defaults to false. Unknown keys are errors.
+``reconciling`` defaults to false. ``latest`` (optional) is an Agent Engine's newest revision id,
+which a desired ``LATEST`` target stands for. The keys of ``services`` are the Cloud Run service
+names and the display names of engines and endpoints; an engine's revisions are runtime revision
+ids, an endpoint's deployed-model ids. Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -57,9 +60,12 @@ __all__ = [
     "ObservedService",
     "Observer",
     "CloudRunObserver",
+    "AgentEngineObserver",
+    "VertexEndpointObserver",
     "OutputsObserver",
     "FileObserver",
     "default_observer",
+    "ObserverForRuntimes",
     "short_revision",
 ]
 
@@ -106,6 +112,8 @@ class ObservedService:
     read_at: dt.datetime
     reconciling: bool = False
     message: str = ""
+    #: The revision the keyword ``LATEST`` stands for (an Agent Engine's newest revision).
+    latest: str | None = None
 
     def percent_of(self, revision: str) -> int:
         """The revision's share of the traffic (0 when it has none)."""
@@ -123,13 +131,18 @@ class ObservedService:
         """The live split is ``desired`` (0% entries ignored), every revision carrying traffic
         is ready, and the service is not reconciling."""
         split = self.split()
-        return (
-            not self.reconciling
-            and split == {r: p for r, p in desired.items() if p > 0}
-            and all(self.ready.get(r, False) for r in split)
-        )
+        wanted: dict[str, int] = {}
+        for r, p in desired.items():
+            if p > 0 and r == "LATEST":
+                if not self.latest or self.latest in desired:
+                    return False  # no newer revision than the ones named: the release is not deployed
+                r = self.latest
+            if p > 0:
+                wanted[r] = p
+        return not self.reconciling and split == wanted and all(self.ready.get(r, False) for r in split)
 
     def to_json(self) -> dict[str, Any]:
+        extra = {"latest": self.latest} if self.latest is not None else {}
         return {
             "service": self.service,
             "source": self.source,
@@ -139,6 +152,7 @@ class ObservedService:
             "ready": dict(self.ready),
             "reconciling": self.reconciling,
             "message": self.message,
+            **extra,
         }
 
 
@@ -217,6 +231,15 @@ class CloudRunObserver:
 
     def service_name(self, service: str) -> str:
         return f"projects/{self.project}/locations/{self.region}/services/{service}"
+
+    def for_runtime(self, runtime: str) -> Any:
+        """The observer of an agent on ``runtime`` with the same credentials' reach: this one
+        for Cloud Run, the Vertex AI APIs for Agent Engine and Vertex AI endpoints."""
+        if runtime == "agent-engine":
+            return AgentEngineObserver(self.project, self.region, clock=self._clock)
+        if runtime == "vertex-endpoint":
+            return VertexEndpointObserver(self.project, self.region, clock=self._clock)
+        return self
 
     def _call(self, method: Callable[..., Any], name: str) -> Any:
         kwargs: dict[str, Any] = {"name": name}
@@ -301,6 +324,250 @@ class CloudRunObserver:
         return False, "it has no Ready condition yet"
 
 
+# --- Vertex AI: Agent Engine and endpoints ----------------------------------------------------
+
+
+def _vertex_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    from google.api_core import exceptions as gexc
+
+    return (gexc.GoogleAPICallError, gexc.RetryError, requests.exceptions.RequestException)
+
+
+def _vertex_options(region: str, api_endpoint: str | None) -> dict[str, str]:
+    return {"api_endpoint": api_endpoint or f"https://{region}-aiplatform.googleapis.com"}
+
+
+class _VertexObserver:
+    name = ""
+
+    def __init__(
+        self,
+        project: str,
+        region: str,
+        *,
+        client: Any = None,
+        api_endpoint: str | None = None,
+        credentials: Any = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        retry: Any = _DEFAULT,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self.project = project
+        self.region = region
+        self._client = client
+        self.api_endpoint = api_endpoint
+        self.credentials = credentials
+        self._clock = clock or _now
+        self._retry = retry
+        self._timeout = timeout
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        if self._retry is not _DEFAULT:
+            kwargs["retry"] = self._retry
+        if self._timeout is not None:
+            kwargs["timeout"] = self._timeout
+        return method(**kwargs)
+
+
+class VertexEndpointObserver(_VertexObserver):
+    """The live split of a Vertex AI endpoint (``google-cloud-aiplatform``,
+    ``aiplatform_v1.EndpointServiceClient``, REST transport, ``get_endpoint``).
+
+    Fields relied on (Vertex AI REST reference, ``projects.locations.endpoints``,
+    https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints):
+    ``Endpoint.traffic_split`` ("A map from a DeployedModel's ID to the percentage of this
+    Endpoint's traffic that should be forwarded to that DeployedModel") and
+    ``Endpoint.deployed_models[].id``. The revisions of the live split are deployed-model ids; a
+    deployed model is ready when the endpoint lists it (deployModel is a long-running operation
+    that adds it when done), and a split entry naming a model the endpoint does not list is not.
+
+    ``observe`` takes the endpoint's display name (its id is derived from the project, region
+    and display name: components.vertex_endpoint.endpoint_id) or its resource name."""
+
+    name = "Vertex AI endpoint API"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from google.cloud.aiplatform_v1 import EndpointServiceClient
+
+            self._client = EndpointServiceClient(
+                transport="rest",
+                credentials=self.credentials,
+                client_options=_vertex_options(self.region, self.api_endpoint),
+            )
+        return self._client
+
+    def endpoint_name(self, endpoint: str) -> str:
+        if endpoint.startswith("projects/"):
+            return endpoint
+        from components.vertex_endpoint import endpoint_id
+
+        return f"projects/{self.project}/locations/{self.region}/endpoints/{endpoint_id(self.project, self.region, endpoint)}"
+
+    def observe(self, service: str) -> ObservedService:
+        from google.api_core import exceptions as gexc
+
+        name = self.endpoint_name(service)
+        try:
+            endpoint = self._call(self.client.get_endpoint, name=name)
+        except gexc.NotFound as err:
+            raise ObservedError(
+                f"Vertex AI: endpoint {service} ({name}) does not exist yet ({err.message}); has the stack been "
+                "deployed with `pulumi up`?"
+            ) from None
+        except _vertex_errors() as err:
+            raise ObservedError(
+                f"Vertex AI: cannot read endpoint {service} ({name}): {err}; check that the credentials may read "
+                "Vertex AI endpoints (roles/aiplatform.viewer) and try again, or give an observed state file "
+                "(--observed-file)"
+            ) from None
+        deployed = {d.id for d in endpoint.deployed_models}
+        split = {str(k): int(v) for k, v in endpoint.traffic_split.items()}
+        targets = [LiveTarget(i, split.get(i, 0)) for i in sorted(deployed | set(split))]
+        ready = {i: i in deployed for i, p in split.items() if p > 0}
+        missing = sorted(i for i, ok in ready.items() if not ok)
+        message = f"the split names deployed models the endpoint does not list: {', '.join(missing)}" if missing else ""
+        if not split:
+            message = "the endpoint serves no traffic (its traffic split is empty)"
+        return ObservedService(service, targets, ready, f"{self.name} ({name})", self._clock(), message=message)
+
+
+class AgentEngineObserver(_VertexObserver):
+    """The live split of an Agent Engine (``google-cloud-aiplatform``, v1beta1
+    ``ReasoningEngineServiceClient`` and ``ReasoningEngineRuntimeRevisionServiceClient``, REST
+    transport).
+
+    Fields relied on (google-cloud-aiplatform 2.7.0, ``aiplatform_v1beta1.types``):
+    ``ReasoningEngine.traffic_config`` (``traffic_split_manual.targets[]``:
+    ``runtime_revision_name``, ``percent``; or ``traffic_split_always_latest``) and the engine's
+    runtime revisions (``ReasoningEngineRuntimeRevision``: ``name``, ``state`` ``ACTIVE``/``ARCHIVED``,
+    ``create_time``). The newest revision is what ``LATEST`` stands for (``latest``); a target
+    named ``LATEST`` is reported as that revision; a revision is ready when it is ``ACTIVE``.
+    Revision ids are the last segment of their resource names.
+
+    ``observe`` takes the engine's display name (the engine's id is Google's: it is looked up
+    with ``list_reasoning_engines`` and a display-name filter) or its resource name."""
+
+    name = "Vertex AI Agent Engine API"
+
+    def __init__(self, project: str, region: str, *, revisions_client: Any = None, **kwargs: Any) -> None:
+        super().__init__(project, region, **kwargs)
+        self._revisions_client = revisions_client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from google.cloud.aiplatform_v1beta1 import ReasoningEngineServiceClient
+
+            self._client = ReasoningEngineServiceClient(
+                transport="rest",
+                credentials=self.credentials,
+                client_options=_vertex_options(self.region, self.api_endpoint),
+            )
+        return self._client
+
+    @property
+    def revisions_client(self) -> Any:
+        if self._revisions_client is None:
+            from google.cloud.aiplatform_v1beta1 import ReasoningEngineRuntimeRevisionServiceClient
+
+            self._revisions_client = ReasoningEngineRuntimeRevisionServiceClient(
+                transport="rest",
+                credentials=self.credentials,
+                client_options=_vertex_options(self.region, self.api_endpoint),
+            )
+        return self._revisions_client
+
+    def _engine(self, service: str) -> Any:
+        from google.api_core import exceptions as gexc
+
+        parent = f"projects/{self.project}/locations/{self.region}"
+        try:
+            if service.startswith("projects/"):
+                return self._call(self.client.get_reasoning_engine, name=service)
+            found = [
+                e
+                for e in self._call(
+                    self.client.list_reasoning_engines,
+                    request={"parent": parent, "filter": f'display_name="{service}"'},
+                )
+                if e.display_name == service
+            ]
+        except gexc.NotFound as err:
+            raise ObservedError(
+                f"Agent Engine: engine {service} does not exist yet in {parent} ({err.message}); has the stack been "
+                "deployed with `pulumi up`?"
+            ) from None
+        except _vertex_errors() as err:
+            raise ObservedError(
+                f"Agent Engine: cannot read engine {service} in {parent}: {err}; check that the credentials may read "
+                "Vertex AI (roles/aiplatform.viewer) and try again, or give an observed state file (--observed-file)"
+            ) from None
+        if not found:
+            raise ObservedError(
+                f"Agent Engine: no engine with display name {service} in {parent}; has the stack been deployed with "
+                "`pulumi up`?"
+            )
+        if len(found) > 1:
+            raise ObservedError(
+                f"Agent Engine: {len(found)} engines have the display name {service} in {parent} "
+                f"({', '.join(e.name for e in found)}); an agent has one"
+            )
+        return found[0]
+
+    def observe(self, service: str) -> ObservedService:
+        from google.cloud.aiplatform_v1beta1 import ReasoningEngineRuntimeRevision
+
+        engine = self._engine(service)
+        try:
+            revisions = list(
+                self._call(self.revisions_client.list_reasoning_engine_runtime_revisions, parent=engine.name)
+            )
+        except _vertex_errors() as err:
+            raise ObservedError(
+                f"Agent Engine: cannot list the runtime revisions of {service} ({engine.name}): {err}; check that the "
+                "credentials may read Vertex AI (roles/aiplatform.viewer) and try again, or give an observed state "
+                "file (--observed-file)"
+            ) from None
+        active = ReasoningEngineRuntimeRevision.State.ACTIVE
+        state = {short_revision(r.name): r.state == active for r in revisions}
+        newest = sorted((r for r in revisions if r.state == active), key=lambda r: (r.create_time, r.name))
+        latest = short_revision(newest[-1].name) if newest else None
+        notes: list[str] = []
+        targets: list[LiveTarget] = []
+        manual = engine.traffic_config.traffic_split_manual
+        if manual.targets:
+            for t in manual.targets:
+                revision = short_revision(t.runtime_revision_name)
+                if revision.upper() == "LATEST":
+                    revision = latest or ""
+                if not revision:
+                    notes.append(f"{t.percent}% goes to the latest revision, and there is none yet")
+                    continue
+                targets.append(LiveTarget(revision, int(t.percent)))
+        elif latest:
+            targets.append(LiveTarget(latest, 100))  # always latest (the default)
+        else:
+            notes.append("all traffic goes to the latest revision, and there is no active one yet")
+        ready: dict[str, bool] = {}
+        for t in targets:
+            if t.percent > 0:
+                ready[t.revision] = state.get(t.revision, False)
+                if not ready[t.revision]:
+                    notes.append(f"revision {t.revision} is not active")
+        return ObservedService(
+            service,
+            targets,
+            ready,
+            f"{self.name} ({engine.name})",
+            self._clock(),
+            message="; ".join(notes),
+            latest=latest,
+        )
+
+
 # --- observed state file ---------------------------------------------------------------------
 
 
@@ -320,6 +587,10 @@ class _ServiceState(BaseModel):
         default=None, description="Revision -> ready; default: every revision in the traffic block is ready."
     )
     reconciling: bool = Field(default=False, description="Cloud Run is still reconciling; default: false.")
+    latest: str | None = Field(
+        default=None,
+        description="An Agent Engine's newest revision id, which the keyword LATEST stands for; default: none.",
+    )
 
     @field_validator("traffic")
     @classmethod
@@ -371,7 +642,13 @@ class FileObserver:
         targets = [LiveTarget(t.revision, t.percent, t.tag or None) for t in state.traffic]
         ready = dict(state.ready) if state.ready is not None else {t.revision: True for t in targets}
         return ObservedService(
-            service, targets, ready, f"{self.name} {self.path}", self._clock(), reconciling=state.reconciling
+            service,
+            targets,
+            ready,
+            f"{self.name} {self.path}",
+            self._clock(),
+            reconciling=state.reconciling,
+            latest=state.latest,
         )
 
 
@@ -502,6 +779,33 @@ def _has_google_credentials() -> bool:
     except DefaultCredentialsError:
         return False
     return True
+
+
+class ObserverForRuntimes:
+    """The observer of every runtime, chosen on first use: the observed state file if given,
+    else the Google APIs (Cloud Run, Agent Engine, Vertex AI endpoints) when Google
+    credentials are found. Without either, reading fails with what to give (the stack outputs
+    of the last ``pulumi up`` do not name an Agent Engine's revision ids)."""
+
+    name = "observed state"
+
+    def __init__(self, project: str, region: str, *, observed_file: Path | None = None) -> None:
+        self.project, self.region, self.observed_file = project, region, observed_file
+        self._chosen: Any = None
+
+    def for_runtime(self, runtime: str) -> Observer:
+        if self._chosen is None:
+            if self.observed_file is not None:
+                self._chosen = FileObserver(self.observed_file)
+            elif _has_google_credentials():
+                self._chosen = CloudRunObserver(self.project, self.region)
+            else:
+                raise ObservedError("no observed state file (--observed-file) and no Google credentials")
+        chosen = self._chosen
+        return chosen.for_runtime(runtime) if hasattr(chosen, "for_runtime") else chosen
+
+    def observe(self, service: str) -> ObservedService:
+        return self.for_runtime("cloud-run").observe(service)
 
 
 def default_observer(

@@ -162,6 +162,19 @@ class StackFile:
         for key in ("stable", "stable_revision"):
             if key in node:
                 del node[key]
+        engine = node.get("agent_engine")
+        if isinstance(engine, dict) and "stable_revision" in engine:
+            del engine["stable_revision"]
+
+    def set_engine_stable_revision(self, agent: str, revision: str) -> None:
+        """Record the id of the Agent Engine revision that serves ``stable``
+        (``agent_engine.stable_revision``)."""
+        node = self.agent(agent)
+        engine = node.get("agent_engine")
+        if not isinstance(engine, dict):
+            engine = CommentedMap()
+            self._put(node, "agent_engine", engine, after=None)
+        self._put(engine, "stable_revision", revision, after=None)
 
     def set_stable_revision(self, agent: str, revision: str) -> None:
         """Record the name of the revision that serves ``stable`` (after ``stable``)."""

@@ -4,6 +4,7 @@ Enforcement comes from the policy config (config/<stack>.json beside this file):
 policy is advisory unless the config says otherwise."""
 
 import cost
+import gke
 import identity
 import release
 import reliability
@@ -21,5 +22,6 @@ PolicyPack(
         *cost.POLICIES,
         *release.POLICIES,
         *vertex.POLICIES,
+        *gke.POLICIES,
     ],
 )

@@ -306,6 +306,11 @@ secret_accessor_per_secret = ResourceValidationPolicy(
 # --- allowed-member-domains -------------------------------------------------------------
 
 
+#: A Kubernetes ServiceAccount of a GKE Workload Identity pool, as IAM names it
+#: (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+_WORKLOAD_POOL_MEMBER = re.compile(r"^[a-z][-a-z0-9.:]*\.svc\.id\.goog\[[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*\]$")
+
+
 def _allowed_member_domains(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """An unknown member has an unknown domain (an account this update creates is a Google
     Cloud service account, but a group it creates may be in any domain): not judged."""
@@ -324,7 +329,9 @@ def _allowed_member_domains(args: ResourceValidationArgs, report: ReportViolatio
             continue
         kind, domain = found
         if kind == "serviceAccount":
-            if domain.endswith(".gserviceaccount.com"):
+            # Google Cloud service accounts, and Workload Identity Federation for GKE members
+            # (<project>.svc.id.goog[<namespace>/<ksa>]): identities of the project's own pool
+            if domain.endswith(".gserviceaccount.com") or _WORKLOAD_POOL_MEMBER.match(domain):
                 continue
         elif domain in allowed:
             continue

@@ -19,6 +19,7 @@ from helpers import (
     LABEL_AGENT,
     PRODUCTION,
     UNKNOWN,
+    VERTEX_ENDPOINT,
     cannot_judge,
     containers,
     containers_field,
@@ -315,6 +316,35 @@ def _watches(text: str) -> set[str]:
     return signals
 
 
+def _watches_engine(text: str) -> set[str]:
+    """Agent Engine's own metrics (aiplatform.googleapis.com/ReasoningEngine; agentstage
+    components/monitoring.py cites the metric list): ``reasoning_engine/request_latencies``;
+    ``reasoning_engine/request_count`` by 5xx response code."""
+    signals = set()
+    if "reasoning_engine/request_latencies" in text:
+        signals.add("latency")
+    if "reasoning_engine/request_count" in text and ("5xx" in text or "response_code" in text):
+        signals.add("errors")
+    return signals
+
+
+def _watches_endpoint(text: str) -> set[str]:
+    """Vertex AI online prediction metrics (aiplatform.googleapis.com/Endpoint):
+    ``prediction/online/prediction_latencies``; ``prediction/online/response_count`` by 5xx
+    response code, or ``prediction/online/error_count``."""
+    signals = set()
+    if "prediction/online/prediction_latencies" in text:
+        signals.add("latency")
+    if ("prediction/online/response_count" in text and ("5xx" in text or "response_code" in text)) or (
+        "prediction/online/error_count" in text
+    ):
+        signals.add("errors")
+    return signals
+
+
+#: The agent resources agent-alert-policies checks, and how it reads what an alert watches
+#: on each (an alert on Cloud Run metrics does not cover an engine, and the reverse).
+_AGENT_RUNTIMES = {CLOUD_RUN: _watches, AGENT_ENGINE: _watches_engine, VERTEX_ENDPOINT: _watches_endpoint}
 _SIGNALS = ("latency", "errors")
 _KNOWN_ALERTS = "compute them from inputs (stack config, names, ids) so that they are known at plan time"
 
@@ -358,6 +388,7 @@ class _Service:
     """An agent service as agent-alert-policies sees it."""
 
     urn: str
+    type: str  # its resource type
     shown: str  # how messages name it
     name: object  # its name input, or UNKNOWN
     agent: object  # its agent label: a string, None or UNKNOWN
@@ -365,12 +396,15 @@ class _Service:
 
     @staticmethod
     def read(r: PolicyResource) -> _Service:
-        raw = get(r.props, "name")
+        # a Cloud Run service's name is its input; an engine's or endpoint's is Google's, so
+        # conditions name it by display name (an endpoint's numeric name is not what they say)
+        field = "name" if r.resource_type == CLOUD_RUN else "displayName"
+        raw = get(r.props, field)
         name = raw if raw is UNKNOWN or (isinstance(raw, str) and raw) else r.name  # unset: the logical name
-        agent = label(CLOUD_RUN, r.props, LABEL_AGENT)
-        unknown = [f"name of {r.name}"] if name is UNKNOWN else []
+        agent = label(r.resource_type, r.props, LABEL_AGENT)
+        unknown = [f"{'name' if field == 'name' else 'display_name'} of {r.name}"] if name is UNKNOWN else []
         unknown += [f"labels.agent of {r.name}"] if agent is UNKNOWN else []
-        return _Service(r.urn, r.name if name is UNKNOWN else name, name, agent, unknown)
+        return _Service(r.urn, r.resource_type, r.name if name is UNKNOWN else name, name, agent, unknown)
 
 
 def _coverage(alerts: list[_Alert], service: _Service) -> tuple[set[str], dict[str, list[_Alert]]]:
@@ -381,7 +415,7 @@ def _coverage(alerts: list[_Alert], service: _Service) -> tuple[set[str], dict[s
         mine = a.covers(service)
         if mine is False or a.channels is False:
             continue
-        watched = _watches(a.text)
+        watched = _AGENT_RUNTIMES[service.type](a.text)
         for signal in _SIGNALS:
             if signal in watched and mine is True and a.channels is True:
                 covered.add(signal)
@@ -408,15 +442,19 @@ def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> 
 
     An alert policy covers an agent service when its ``agent`` user label is the service's
     ``agent`` label, or when one of its conditions names the service (``"<service name>"``).
-    It counts only with at least one notification channel. Latency means a condition on
-    ``request_latencies``; errors, a condition on ``request_count`` by 5xx response code.
+    It counts only with at least one notification channel. On a Cloud Run service, latency
+    means a condition on ``request_latencies``, errors a condition on ``request_count`` by 5xx
+    response code; on an Agent Engine (``AiReasoningEngine``) and a Vertex AI endpoint
+    (``AiEndpoint``) the same two signals from the runtime's own metrics
+    (``reasoning_engine/request_latencies`` and ``request_count``;
+    ``prediction/online/prediction_latencies`` and ``response_count`` or ``error_count``).
 
     Unknown values: a channel list of known length counts by its length. A signal that no
     policy certainly covers, but that a policy with unknown channels, labels or conditions
     might cover, is reported as not judged, naming those fields."""
     alerts = [_Alert.read(r) for r in args.resources if r.resource_type == ALERT_POLICY]
     for r in args.resources:
-        if r.resource_type != CLOUD_RUN:
+        if r.resource_type not in _AGENT_RUNTIMES:
             continue
         service = _Service.read(r)
         covered, maybe = _coverage(alerts, service)
