@@ -1,6 +1,6 @@
 """Benchmark of ``agentstage check``: prints figures, asserts nothing.
 
-    .venv/bin/python bench/check.py [--sizes 10,50,100] [--repeat 3]
+    .venv/bin/python bench/check.py [--sizes 10,50,100] [--repeat 3] [--mix]
 
 1. ``agentstage check production`` on the reference stack, the whole CLI process from a cold
    start (a new Python process each time, as CI runs it). Target: <= 1.5 s. And the same with
@@ -77,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,50,100", help="agent counts of the generated stacks")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is printed)")
+    parser.add_argument("--mix", action="store_true", help="generated stacks mix the four runtimes (stackgen.MIXED)")
     parser.add_argument("--inner", nargs=2, metavar=("PROJECT", "STACK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -113,7 +114,7 @@ def main() -> None:
     )
     print()
 
-    from bench.stackgen import write_project
+    from bench.stackgen import CLOUD_RUN, MIXED, write_project
 
     print(
         f"{'agents':>6} {'resources':>9} {'wall s':>7} {'plan s':>7} {'pack wait s':>11} {'analysis s':>10} "
@@ -121,7 +122,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(s) for s in args.sizes.split(",") if s]:
-            project, stack = write_project(Path(tmp) / f"p{n}", n)
+            project, stack = write_project(Path(tmp) / f"p{n}", n, MIXED if args.mix else CLOUD_RUN)
             walls = []
             for _ in range(args.repeat):
                 wall, _ = run(

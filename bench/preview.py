@@ -1,6 +1,6 @@
 """Benchmark of ``agentstage preview``: prints figures, asserts nothing.
 
-    .venv/bin/python bench/preview.py [--sizes 1,10,50,100] [--repeat 3]
+    .venv/bin/python bench/preview.py [--sizes 1,10,50,100] [--repeat 3] [--mix]
 
 1. The reference production stack, the whole CLI process from a cold start (a new Python
    process each time, as a user or CI runs it): wall time and peak RSS.
@@ -97,13 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,10,50,100")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mix", action="store_true", help="generated stacks mix the four runtimes (stackgen.MIXED)")
     parser.add_argument("--inner", nargs=3, metavar=("MODE", "PROJECT", "STACK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         inner(*args.inner, repeat=args.repeat)
         return
 
-    from bench.stackgen import write_project
+    from bench.stackgen import CLOUD_RUN, MIXED, write_project
 
     cli = str(BIN / "agentstage")
     print("agentstage preview benchmark")
@@ -125,7 +126,7 @@ def main() -> None:
     overhead_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            project, stack = write_project(Path(tmp) / f"p{n}", n)
+            project, stack = write_project(Path(tmp) / f"p{n}", n, MIXED if args.mix else CLOUD_RUN)
             runs = [run_measured([cli, "preview", stack, "-C", str(project), "--json"]) for _ in range(args.repeat)]
             wall = statistics.median(w for w, _, _ in runs)
             peak = max(m for _, m, _ in runs)

@@ -25,8 +25,9 @@ Tracks. The ``stable`` Deployment runs the stable release while a canary is on (
 set), else the release itself (first deploy, promoted); the ``canary`` Deployment runs the
 release and exists only while ``stable`` is set. The HTTPRoute splits between their Services:
 no stable: ``[stable 100]``; stable + canary_percent p: ``[stable 100-p, canary p]`` (both refs
-kept, 0 included, so a rollback is one weight change); p = 0 is the rolled-back state, whose
-canary Deployment is scaled to 0 pods.
+kept, 0 included, so a rollback is one weight change); p = 0 is the rolled-back state: only the
+route changes (the canary Deployment keeps its pods until the release is replaced or the stable
+is promoted, so rolling back is one resource update and rolling forward again is instant).
 """
 
 from __future__ import annotations
@@ -291,8 +292,6 @@ class GkeAgent(pulumi.ComponentResource):
                     },
                 },
             }
-            if weight == 0 and track == CANARY:
-                deployment_spec["replicas"] = 0  # rolled back: no canary pods, no autoscaler
             self.deployments[track] = k8s.apps.v1.Deployment(
                 f"{name}-{track}",
                 metadata=meta(f"{service_name}-{track}", track_labels),
@@ -312,30 +311,30 @@ class GkeAgent(pulumi.ComponentResource):
                 },
                 opts=ns_opts,
             )
-            if not (weight == 0 and track == CANARY):
-                self.autoscalers[track] = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                    f"{name}-{track}-hpa",
-                    metadata=meta(f"{service_name}-{track}", {TRACK_LABEL: track}),
-                    spec={
-                        "scaleTargetRef": {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "name": f"{service_name}-{track}",
-                        },
-                        "minReplicas": gke.min_replicas,
-                        "maxReplicas": gke.max_replicas,
-                        "metrics": [
-                            {
-                                "type": "Resource",
-                                "resource": {
-                                    "name": "cpu",
-                                    "target": {"type": "Utilization", "averageUtilization": gke.target_cpu_utilization},
-                                },
-                            }
-                        ],
+            # every track keeps its autoscaler: a rollback changes the route's weights only
+            self.autoscalers[track] = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-{track}-hpa",
+                metadata=meta(f"{service_name}-{track}", {TRACK_LABEL: track}),
+                spec={
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": f"{service_name}-{track}",
                     },
-                    opts=ns_opts,
-                )
+                    "minReplicas": gke.min_replicas,
+                    "maxReplicas": gke.max_replicas,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {"type": "Utilization", "averageUtilization": gke.target_cpu_utilization},
+                            },
+                        }
+                    ],
+                },
+                opts=ns_opts,
+            )
 
         self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",

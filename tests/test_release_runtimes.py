@@ -220,3 +220,34 @@ def test_agent_engine_observer_reads_traffic_and_revisions():
     down = AgentEngineObserver(PROJECT, REGION, api_endpoint=closed_port(), credentials=AnonymousCredentials())
     with pytest.raises(ObservedError, match="Agent Engine: cannot read engine research-agent"):
         down.observe("research-agent")
+
+
+# --- gke: the HTTPRoute adapter (the example has no GKE agent yet: see README "Other runtimes") ---
+
+
+def test_gke_adapter_finds_the_httproute_and_its_tracks(tmp_path):
+    from agentstage.config import platform_from_config
+    from agentstage.diff import diff_plans
+    from agentstage.release.observed import GkeRouteObserver
+    from agentstage.release.runtimes import RUNTIMES, traffic_targets
+    from tests.test_gke import AGENT, ROUTE, gke_config, plan, with_canary
+
+    cfg = with_canary(gke_config(), 5)
+    spec = platform_from_config(cfg, namespace="agent-platform")
+    at5 = plan(tmp_path, cfg)
+    target = traffic_targets(at5, spec, [AGENT])[AGENT]
+    assert (target.runtime, target.name, target.candidate, target.stable) == (
+        "gke",
+        AGENT,
+        f"{AGENT}-canary",
+        f"{AGENT}-stable",
+    )
+    assert target.urn == at5.find(ROUTE, f"{AGENT}-route").urn
+    cfg["agent-platform:agents"][AGENT]["rollout"]["canary_percent"] = 50
+    at50 = plan(tmp_path, cfg)
+    diff = diff_plans(at5, at50)
+    assert list(diff.updates) == [target.urn] and not diff.creates and not diff.deletes
+    assert RUNTIMES["gke"].wrong_paths(diff.updates[target.urn], None) == []
+    assert RUNTIMES["gke"].wrong_paths(["spec.parentRefs[0].name"], None) == ["spec.parentRefs[0].name"]
+    with pytest.raises(ObservedError, match=r"not read from the cluster .*\(--observed-file\)"):
+        GkeRouteObserver().observe(AGENT)

@@ -684,13 +684,14 @@ def _running(
     destination runs now), for the agents that get a stable: on Cloud Run the revision its
     template deploys (``stable_revision``); on Agent Engine the id of the revision that serves
     it, read from the observed engine (``agent_engine.stable_revision``); nothing on a Vertex AI
-    endpoint, whose deployed-model ids are derived from the release."""
+    endpoint, whose deployed-model ids are derived from the release, nor on GKE, whose stable
+    track's Deployment agentstage names."""
     out: dict[str, str] = {}
     refused: list[str] = []
     for a in agents:
         d, t = dst.spec.agents[a], found[a]
-        if d.stable is not None or t.runtime == "vertex-endpoint":
-            continue
+        if d.stable is not None or t.runtime in ("vertex-endpoint", "gke"):
+            continue  # endpoint: derived deployed-model ids; gke: the stable track's Deployment
         if t.runtime != "agent-engine":
             out[a] = t.candidate
             continue
@@ -964,7 +965,7 @@ def status(
                     live = {"split": seen.split(), "source": seen.source}
                 except ObservedError as err:
                     live = {"split": None, "source": str(err)}
-            if spec.runtime in ("agent-engine", "vertex-endpoint"):
+            if spec.runtime in ("agent-engine", "vertex-endpoint", "gke"):
                 stable_revision = target.stable if target is not None else None
                 traffic = [
                     {"revision": r, "percent": p, "tag": None}

@@ -33,8 +33,17 @@ Percents are 0..100 and sum to 100 per service. ``ready`` may be left out (every
 the traffic block is then ready); when given, it names every revision that carries traffic.
 ``reconciling`` defaults to false. ``latest`` (optional) is an Agent Engine's newest revision id,
 which a desired ``LATEST`` target stands for. The keys of ``services`` are the Cloud Run service
-names and the display names of engines and endpoints; an engine's revisions are runtime revision
-ids, an endpoint's deployed-model ids. Unknown keys are errors.
+names, the display names of engines and endpoints and the names of GKE agents' HTTPRoutes; an
+engine's revisions are runtime revision ids, an endpoint's deployed-model ids, an HTTPRoute's
+the Services of its backendRefs (``<service>-stable``, ``<service>-canary``) with their weights
+as percents, e.g.::
+
+    {"services": {"summarizer": {
+        "traffic": [{"revision": "summarizer-stable", "percent": 90},
+                    {"revision": "summarizer-canary", "percent": 10}]}}}
+
+Unknown keys are errors. A GKE agent's live HTTPRoute is read from this file only: reading it
+from the cluster's API (Kubernetes, Gateway API) is not implemented (:class:`GkeRouteObserver`).
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ __all__ = [
     "FileObserver",
     "default_observer",
     "ObserverForRuntimes",
+    "GkeRouteObserver",
     "short_revision",
 ]
 
@@ -239,6 +249,8 @@ class CloudRunObserver:
             return AgentEngineObserver(self.project, self.region, clock=self._clock)
         if runtime == "vertex-endpoint":
             return VertexEndpointObserver(self.project, self.region, clock=self._clock)
+        if runtime == "gke":
+            return GkeRouteObserver()
         return self
 
     def _call(self, method: Callable[..., Any], name: str) -> Any:
@@ -734,6 +746,10 @@ class OutputsObserver:
             raise ObservedError(f"{shown}: expected a JSON object of stack outputs, got {type(outputs).__name__}")
         return outputs
 
+    def for_runtime(self, runtime: str) -> Any:
+        """This observer; a GKE agent's HTTPRoute has no ``traffic`` output: :class:`GkeRouteObserver`."""
+        return GkeRouteObserver() if runtime == "gke" else self
+
     def observe(self, service: str) -> ObservedService:
         outputs = self.outputs()
         shown = f"stack {self.stack}"
@@ -767,6 +783,26 @@ class OutputsObserver:
         )
 
 
+# --- GKE ---------------------------------------------------------------------------------------
+
+
+class GkeRouteObserver:
+    """The live weights of a GKE agent's HTTPRoute: not read from the cluster. Reading the
+    route from the cluster's API (the Kubernetes API server, Gateway API ``HTTPRoute``
+    ``spec.rules[].backendRefs[].weight``) is out of scope of agentstage for now; the observed
+    state file (:class:`FileObserver`, ``services.<route name>``) is the way to give them."""
+
+    name = "GKE HTTPRoute"
+
+    def observe(self, service: str) -> ObservedService:
+        raise ObservedError(
+            f"the live weights of HTTPRoute {service} are not read from the cluster (reading HTTPRoutes from the "
+            "Kubernetes API is not implemented); give an observed state file (--observed-file) with "
+            f"services.{service}: the route's backendRefs as revisions ({service}-stable, {service}-canary) and "
+            "their weights as percents, or --assume-deployed for an offline replay"
+        )
+
+
 # --- choice ----------------------------------------------------------------------------------
 
 
@@ -797,6 +833,8 @@ class ObserverForRuntimes:
         if self._chosen is None:
             if self.observed_file is not None:
                 self._chosen = FileObserver(self.observed_file)
+            elif runtime == "gke":
+                return GkeRouteObserver()
             elif _has_google_credentials():
                 self._chosen = CloudRunObserver(self.project, self.region)
             else:

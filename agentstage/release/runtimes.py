@@ -14,15 +14,22 @@ the resource that carries the traffic and how its revisions are named:
 - ``vertex-endpoint``: the agent's ``VertexModelDeployment`` (``traffic_split``, and
   ``models``: a rollback or a completed canary undeploys a model, never adds or changes one);
   revisions are deployed-model ids derived from the endpoint and the model
-  (components.vertex_endpoint, components.vertex_deployment).
+  (components.vertex_endpoint, components.vertex_deployment);
+- ``gke``: the agent's Gateway API ``HTTPRoute`` (``spec.rules[].backendRefs[].weight``);
+  revisions are the tracks' Deployments (and Services), named by agentstage
+  ``<service>-stable`` and ``<service>-canary`` (components.gke): the candidate is the canary
+  track while a stable is set, else the stable track. A rollback moves the weights only (the
+  canary Deployment's ``spec.replicas`` and its autoscaler are not part of the traffic: see
+  :meth:`Gke.wrong_paths`).
 
 Every resource is found by the labels the components put on it (``agent: <agent>``,
 ``managed-by: agentstage``), whatever name the program gave it; the deployment of an endpoint
-by the endpoint's resource name.
+by the endpoint's resource name; Kubernetes objects by their ``metadata.labels``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +40,7 @@ from components.spec import AgentSpec, PlatformSpec
 __all__ = [
     "AGENT_ENGINE",
     "VERTEX_ENDPOINT",
+    "HTTPROUTE",
     "LATEST",
     "TrafficTarget",
     "Runtime",
@@ -44,6 +52,7 @@ __all__ = [
 
 AGENT_ENGINE = "gcp:vertex/aiReasoningEngine:AiReasoningEngine"
 VERTEX_ENDPOINT = "gcp:vertex/aiEndpoint:AiEndpoint"
+HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 #: The keyword an engine's manual split names its newest revision by.
 LATEST = "LATEST"
 
@@ -70,15 +79,22 @@ class TrafficTarget:
     stable: str | None
 
 
+def _labels(r: Any) -> dict[str, Any]:
+    """A resource's labels: ``labels`` on Google resources, ``metadata.labels`` on Kubernetes objects."""
+    if r.type.startswith("kubernetes:"):
+        return (r.inputs.get("metadata") or {}).get("labels") or {}
+    return r.inputs.get("labels") or {}
+
+
 def _labelled(plan: Any, type_: str, agents: set[str], kind: str, noun: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in plan.by_type(type_):
-        labels = r.inputs.get("labels") or {}
+        labels = _labels(r)
         agent = labels.get(LABEL_AGENT)
         if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or agent not in agents:
             continue
         if agent in out:
-            first, second = (x.inputs.get("name") or x.name for x in (out[agent], r))
+            first, second = (x.inputs.get("name") or _k8s_name(x) or x.name for x in (out[agent], r))
             raise DuplicateResource(
                 f"two {kind}s carry the label {LABEL_AGENT}={agent} in the plan of stack {plan.stack!r}: "
                 f"{first} and {second}; an agent has one {noun}"
@@ -183,6 +199,38 @@ class VertexEndpoint(Runtime):
         return wrong
 
 
+def _k8s_name(r: Any) -> str | None:
+    return (r.inputs.get("metadata") or {}).get("name")
+
+
+class Gke(Runtime):
+    runtime, kind, component = "gke", "Gateway API HTTPRoute", "GkeAgent"
+    traffic_paths = ("spec.rules",)
+
+    def find(self, plan: Any, spec: PlatformSpec, agents: Iterable[str]) -> dict[str, TrafficTarget]:
+        from components.gke import CANARY, STABLE
+
+        out = {}
+        for agent, r in _labelled(plan, HTTPROUTE, set(agents), "HTTPRoute", "route").items():
+            name = _k8s_name(r) or spec.service_name(agent)
+            a = spec.agents[agent]
+            stable = f"{name}-{STABLE}" if a.stable is not None else None
+            candidate = f"{name}-{CANARY}" if a.stable is not None else f"{name}-{STABLE}"
+            out[agent] = TrafficTarget(agent, self.runtime, self.kind, r.urn, name, candidate, stable)
+        return out
+
+    def wrong_paths(self, paths: list[str], after: Any) -> list[str]:
+        """The weights of the route's backendRefs only: not its matches, parents or backends."""
+        return [p for p in paths if not _is_weight(p)]
+
+
+_WEIGHT = re.compile(r"spec\.rules\[\d+\]\.backendRefs\[\d+\]\.weight")
+
+
+def _is_weight(path: str) -> bool:
+    return _WEIGHT.fullmatch(path) is not None
+
+
 def _model_id(spec: AgentSpec, version: str, endpoint: str, display: str, account: Any) -> str:
     from components.revision import version_slug
     from components.vertex_deployment import deployed_model_id
@@ -197,7 +245,7 @@ def _model_id(spec: AgentSpec, version: str, endpoint: str, display: str, accoun
     return deployed_model_id(endpoint, model)
 
 
-RUNTIMES: dict[str, Runtime] = {r.runtime: r for r in (CloudRun(), AgentEngine(), VertexEndpoint())}
+RUNTIMES: dict[str, Runtime] = {r.runtime: r for r in (CloudRun(), AgentEngine(), VertexEndpoint(), Gke())}
 
 
 def runtime_of(spec: AgentSpec) -> Runtime:
