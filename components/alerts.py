@@ -26,9 +26,16 @@ and their sources), with the same ``alerts`` thresholds:
   endpoint-wide plus one condition per deployed model (``deployed_model_id``), canary-aware
   like Cloud Run's revisions.
 
+- ``gke``: ``<agent>-errors`` (5xx ratio of the Gateway load balancer's
+  ``https/internal/request_count`` by ``response_code_class``) and ``<agent>-latency`` (p99 of
+  ``https/internal/total_latencies``), on the backend services of the agent's track Services:
+  both tracks together plus one condition per track (``<service>-stable``, ``<service>-canary``),
+  canary-aware like Cloud Run's revisions.
+
 Thresholds without a metric there: ``memory_utilization`` on both (Agent Engine reports memory
 allocation time, Vertex AI memory bytes used: neither is a share of the limit) and
-``saturation`` on both (its ``max_instances`` is a Cloud Run scaling setting).
+``saturation`` on both (its ``max_instances`` is a Cloud Run scaling setting); neither on GKE
+(the load balancer reports requests, not pods' memory or replicas).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ from components.monitoring import (
     ENDPOINT_RESPONSE_COUNT,
     ENGINE_REQUEST_COUNT,
     ENGINE_REQUEST_LATENCIES,
+    GKE_LB_LATENCIES,
+    GKE_LB_REQUEST_COUNT,
     INSTANCE_COUNT,
     MEMORY_UTILIZATIONS,
     REQUEST_COUNT,
@@ -71,6 +80,7 @@ from components.monitoring import (
     alert_policy,
     endpoint_filter,
     engine_filter,
+    gke_lb_filter,
     run_filter,
 )
 from components.spec import ScalingSpec
@@ -87,6 +97,9 @@ def _seconds(minutes: int) -> str:
 CODE_5XX = 'metric.label."response_code" = starts_with("5")'
 #: The end-to-end latency of a Vertex AI prediction (``latency_type``: overhead, model or total).
 TOTAL_LATENCY = 'metric.label."latency_type" = "total"'
+#: A 5xx response of the GKE Gateway's load balancer (``response_code_class``: INT64, e.g. 500;
+#: see :mod:`components.monitoring` on what is not confirmed).
+CLASS_5XX = 'metric.label."response_code_class" = 500'
 
 
 def _ratio_condition(
@@ -164,6 +177,8 @@ def _managed_conditions(
             )
         ]
         return errors, latency
+    if target.runtime == "gke":
+        return _gke_conditions(ctx)
     endpoint = target.resource_id
     assert isinstance(endpoint, str), "a Vertex AI endpoint's id is derived at plan time"
     models: list[RevisionRef | None] = [None, *target.revisions]
@@ -197,6 +212,49 @@ def _managed_conditions(
             d,
         )
         for r in models
+    ]
+    return errors, latency
+
+
+def _gke_conditions(
+    ctx: MonitoringContext,
+) -> tuple[list[AlertPolicyConditionArgs], list[AlertPolicyConditionArgs]]:
+    """(error conditions, latency conditions) of a GKE agent: both tracks' Services together,
+    then one condition per track (the backend service of each Service)."""
+    target, spec, service, d = ctx.target, ctx.spec, ctx.service, ctx.spec.duration_minutes
+    assert target is not None and target.port is not None
+    namespace = target.resource_id
+    assert isinstance(namespace, str), "a GKE agent's namespace is known at plan time"
+    rate, ms, port = spec.error_rate, spec.latency_p99_ms, target.port
+    tracks: list[RevisionRef | None] = [None, *target.revisions]
+    every = [r.revision for r in target.revisions]
+
+    def who(r: RevisionRef | None) -> str:
+        return service if r is None else f"{r.revision} ({r.role} {r.version})"
+
+    def services(r: RevisionRef | None) -> list[str]:
+        return every if r is None else [r.revision]
+
+    errors = [
+        _ratio_condition(
+            f"{who(r)} 5xx ratio of https/internal/request_count > {rate:g}",
+            gke_lb_filter(GKE_LB_REQUEST_COUNT, namespace, services(r), port, extra=[CLASS_5XX]),
+            gke_lb_filter(GKE_LB_REQUEST_COUNT, namespace, services(r), port),
+            [],
+            rate,
+            d,
+        )
+        for r in tracks
+    ]
+    latency = [
+        _p99_condition(
+            f"{who(r)} p99 of https/internal/total_latencies > {ms} ms",
+            gke_lb_filter(GKE_LB_LATENCIES, namespace, services(r), port),
+            [],
+            ms,
+            d,
+        )
+        for r in tracks
     ]
     return errors, latency
 
@@ -407,23 +465,35 @@ class AgentAlerts(pulumi.ComponentResource):
         """The error and latency policies of an agent on a managed runtime (module docstring)."""
         spec, service, d = ctx.spec, ctx.service, ctx.spec.duration_minutes
         assert ctx.target is not None
-        engine = ctx.target.runtime == "agent-engine"
+        runtime = ctx.target.runtime
+        engine = runtime == "agent-engine"
         errors, latency = _managed_conditions(ctx)
-        logs = (
-            '`resource.type="aiplatform.googleapis.com/ReasoningEngine" '
-            'resource.labels.reasoning_engine_id="<id>" severity>=ERROR` (the id ends the engine\'s name)'
-            if engine
-            else f'`resource.type="aiplatform.googleapis.com/Endpoint" '
-            f'resource.labels.endpoint_id="{ctx.target.resource_id}" severity>=ERROR`'
+        if engine:
+            logs = (
+                '`resource.type="aiplatform.googleapis.com/ReasoningEngine" '
+                'resource.labels.reasoning_engine_id="<id>" severity>=ERROR` (the id ends the engine\'s name)'
+            )
+        elif runtime == "gke":
+            logs = (
+                f'`resource.type="k8s_container" resource.labels.namespace_name="{ctx.target.resource_id}" '
+                "severity>=ERROR`"
+            )
+        else:
+            logs = (
+                f'`resource.type="aiplatform.googleapis.com/Endpoint" '
+                f'resource.labels.endpoint_id="{ctx.target.resource_id}" severity>=ERROR`'
+            )
+        what = {"agent-engine": "Agent Engine", "gke": "GKE agent"}.get(runtime, "Vertex AI endpoint")
+        where = {"agent-engine": ".", "gke": ", across its tracks or on one of them."}.get(
+            runtime, ", across the endpoint or on one of its deployed models."
         )
-        what = "Agent Engine" if engine else "Vertex AI endpoint"
         policy(
             "errors",
             title=f"{name}: 5xx ratio above {spec.error_rate * 100:g}%",
             severity="CRITICAL",
             conditions=errors,
             means=f"More than {spec.error_rate:.2%} of the requests to the {what} {service} failed with a 5xx "
-            f"status for {d} minutes" + ("." if engine else ", across the endpoint or on one of its deployed models."),
+            f"status for {d} minutes" + where,
             steps=[
                 "Open the incident: it names the condition whose ratio crossed the threshold.",
                 f"Read the agent's error logs: {logs}.",

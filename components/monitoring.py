@@ -50,6 +50,11 @@ __all__ = [
     "ENDPOINT_LATENCIES",
     "ENDPOINT_ID_LABEL",
     "DEPLOYED_MODEL_LABEL",
+    "GKE_LB_RESOURCE",
+    "GKE_LB_REQUEST_COUNT",
+    "GKE_LB_LATENCIES",
+    "GKE_BACKEND_LABEL",
+    "gke_lb_filter",
     "AUTO_CLOSE",
     "ALIGNMENT",
     "MIN_MISSING_DATA_DURATION",
@@ -99,12 +104,37 @@ ENDPOINT_LATENCIES = "aiplatform.googleapis.com/prediction/online/prediction_lat
 ENDPOINT_ID_LABEL = 'resource.label."endpoint_id"'
 DEPLOYED_MODEL_LABEL = 'metric.label."deployed_model_id"'
 
+# GKE (runtime ``gke``): the agent's traffic enters through the GKE Gateway, which provisions an
+# internal Application Load Balancer (regional, ``gke-l7-rilb`` class); its request metrics are
+# the agent's request metrics. Metrics of the monitored resource ``internal_http_lb_rule``:
+# ``loadbalancing.googleapis.com/https/internal/request_count`` (DELTA INT64, metric labels
+# ``response_code`` and ``response_code_class``, the INT64 class: 200, 300, 400, 500) and ``.../https/internal/total_latencies``
+# (DELTA DISTRIBUTION in ms); resource labels include ``backend_target_name`` (the backend
+# service) and ``backend_name`` (the NEG). Sources: "Cloud Load Balancing metrics"
+# (https://cloud.google.com/load-balancing/docs/metrics) and the ``loadbalancing`` table of Google
+# Cloud metrics (https://cloud.google.com/monitoring/api/metrics_gcp_i_o#gcp-loadbalancing); the
+# internal/* metric list is confirmed by a third-party copy of that table
+# (https://docs.observeinc.com/en/latest/content/integrations/gcp/cloud-load-balancing-metrics.html).
+# NOT confirmed from a source read here (2026-11): the exact label set of
+# ``internal_http_lb_rule``, the type of ``response_code_class`` (INT64, ``500``, as recalled
+# from the load balancer metrics table: Cloud Run's label of the same name is a string ``"5xx"``)
+# and the name the GKE Gateway controller gives the backend service of a Kubernetes Service
+# (``gkegw1-<hash>-<namespace>-<service>-<port>-<hash>`` assumed, which is why the filter matches
+# ``-<namespace>-<service>-<port>-`` inside ``backend_target_name`` rather than a full name).
+# There is no memory utilization or instance-count metric on the load balancer, so
+# ``memory_utilization`` and ``saturation`` have no alert on this runtime.
+GKE_LB_RESOURCE = "internal_http_lb_rule"
+GKE_LB_REQUEST_COUNT = "loadbalancing.googleapis.com/https/internal/request_count"
+GKE_LB_LATENCIES = "loadbalancing.googleapis.com/https/internal/total_latencies"
+GKE_BACKEND_LABEL = 'resource.label."backend_target_name"'
+
 #: runtime -> (monitored resource type, metric types the alerts read). The alerts of a runtime
 #: read its own metrics only.
 RUNTIME_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cloud-run": ("cloud_run_revision", (REQUEST_COUNT, REQUEST_LATENCIES, MEMORY_UTILIZATIONS, INSTANCE_COUNT)),
     "agent-engine": (ENGINE_RESOURCE, (ENGINE_REQUEST_COUNT, ENGINE_REQUEST_LATENCIES)),
     "vertex-endpoint": (ENDPOINT_RESOURCE, (ENDPOINT_RESPONSE_COUNT, ENDPOINT_LATENCIES)),
+    "gke": (GKE_LB_RESOURCE, (GKE_LB_REQUEST_COUNT, GKE_LB_LATENCIES)),
 }
 
 #: Incidents close by themselves this long after the condition stops being met.
@@ -141,24 +171,31 @@ def agent_revisions(spec: AgentSpec, release_revision: str, stable_revision: str
 class RuntimeTarget:
     """What the alerts of an agent on a managed runtime filter on.
 
-    ``runtime``: ``agent-engine`` or ``vertex-endpoint``; ``resource_id``: the value of the
+    ``runtime``: ``agent-engine``, ``vertex-endpoint`` or ``gke``; ``resource_id``: the value of the
     monitored resource's id label (the engine's numeric id, Google-assigned, so known only once
-    the engine exists; the endpoint's id, derived at plan time); ``revisions``: the deployed
-    models of an endpoint (their ids label its metrics); empty for an engine, whose revision
-    ids are Google's and do not label its metrics."""
+    the engine exists; the endpoint's id, derived at plan time; for GKE the agent's namespace);
+    ``revisions``: the deployed models of an endpoint (their ids label its metrics) or the GKE
+    tracks' Services (``<service>-stable`` / ``<service>-canary``); empty for an engine, whose
+    revision ids are Google's and do not label its metrics. ``port``: the GKE Services' port."""
 
     runtime: str
     resource_id: pulumi.Input[str]
     revisions: Sequence[RevisionRef] = ()
+    port: int | None = None
 
 
 def runtime_targets(
-    agents: Mapping[str, AgentSpec], engines: Mapping[str, Any], endpoints: Mapping[str, Any]
+    agents: Mapping[str, AgentSpec],
+    engines: Mapping[str, Any],
+    endpoints: Mapping[str, Any],
+    gke_agents: Mapping[str, str] | None = None,
 ) -> dict[str, RuntimeTarget]:
     """The targets of the agents on Agent Engine (``AgentEngineAgent`` by agent: the id is the
     last segment of the engine's generated name, ``projects/<p>/locations/<l>/reasoningEngines/<id>``,
     pulumi-gcp ``AiReasoningEngine.name``) and on Vertex AI endpoints (``VertexEndpointAgent`` by
-    agent: the id ends its plan-time resource name; one revision per deployed model)."""
+    agent: the id ends its plan-time resource name; one revision per deployed model) and on GKE
+    (``gke_agents``: agent -> its service name; the namespace and port come from its spec, one
+    revision per track's Service, as ``GkeAgent`` names them)."""
     out = {
         agent: RuntimeTarget(
             "agent-engine",
@@ -176,6 +213,16 @@ def runtime_targets(
             "vertex-endpoint",
             ep.endpoint_resource_name.rsplit("/", 1)[-1],
             agent_revisions(agents[agent], ep.release_id, ep.stable_id),
+        )
+    for agent, service in (gke_agents or {}).items():
+        spec = agents[agent]
+        assert spec.gke is not None
+        stable = f"{service}-stable"
+        out[agent] = RuntimeTarget(
+            "gke",
+            spec.gke.namespace or agent,
+            agent_revisions(spec, f"{service}-canary" if spec.stable else stable, stable if spec.stable else None),
+            port=spec.gke.service_port,
         )
     return out
 
@@ -218,7 +265,9 @@ def run_filter(metric: str, service: str, *, revision: str | None = None, extra:
 
 
 def _managed_filter(metric: str, resource: str, id_label: str, resource_id: str, extra: Sequence[str]) -> str:
-    parts = [f'metric.type = "{metric}"', f'resource.type = "{resource}"', f'{id_label} = "{resource_id}"']
+    parts = [f'metric.type = "{metric}"', f'resource.type = "{resource}"']
+    if id_label:
+        parts.append(f'{id_label} = "{resource_id}"')
     return " AND ".join([*parts, *extra])
 
 
@@ -233,6 +282,15 @@ def endpoint_filter(
     """A Monitoring filter on one Vertex AI endpoint's ``metric`` (and one deployed model)."""
     more = [f'{DEPLOYED_MODEL_LABEL} = "{deployed_model}"'] if deployed_model else []
     return _managed_filter(metric, ENDPOINT_RESOURCE, ENDPOINT_ID_LABEL, endpoint_id, [*more, *extra])
+
+
+def gke_lb_filter(metric: str, namespace: str, services: Sequence[str], port: int, *, extra: Sequence[str] = ()) -> str:
+    """A Monitoring filter on the GKE Gateway load balancer's ``metric`` for the backend services
+    of the Kubernetes ``services`` (in ``namespace``, on ``port``); see the source note above on
+    the assumed backend service name."""
+    alt = services[0] if len(services) == 1 else "(" + "|".join(services) + ")"
+    backend = f'{GKE_BACKEND_LABEL} = monitoring.regex.full_match(".*-{namespace}-{alt}-{port}-.*")'
+    return _managed_filter(metric, GKE_LB_RESOURCE, "", "", [backend, *extra])
 
 
 def documentation(

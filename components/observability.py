@@ -3,7 +3,7 @@
 Composes, per environment, the :class:`~components.notifications.NotificationChannels` and
 the :class:`~components.dashboard.AgentDashboard`, and per agent its
 :class:`~components.alerts.AgentAlerts`, :class:`~components.slo.AgentSlos` and
-:class:`~components.signals.AgentSignals`. Agents on Agent Engine or a Vertex AI endpoint get
+:class:`~components.signals.AgentSignals`. Agents on Agent Engine, a Vertex AI endpoint or GKE get
 their :class:`~components.alerts.AgentAlerts` from their runtime's own metrics; the SLOs,
 log-based signals and dashboard rows read Cloud Run metrics and logs, so they are built for
 Cloud Run agents only. :func:`tracing_env` gives the OpenTelemetry env
@@ -30,7 +30,7 @@ from components.spec import PlatformSpec
 __all__ = ["AgentObservability", "MANAGED_RUNTIMES", "tracing_env"]
 
 #: Runtimes whose agents are watched through their own metrics (a ``RuntimeTarget`` each).
-MANAGED_RUNTIMES = ("agent-engine", "vertex-endpoint")
+MANAGED_RUNTIMES = ("agent-engine", "vertex-endpoint", "gke")
 
 
 def tracing_env(spec: PlatformSpec, agent: str, service: str | None = None) -> dict[str, str]:
@@ -62,8 +62,8 @@ class AgentObservability(pulumi.ComponentResource):
 
     ``revisions``: agent -> its named revisions (the candidate the template deploys and,
     during a canary, the stable one), as the agent's ``CloudRunAgent`` names them.
-    ``targets``: agent -> what the alerts of an agent on ``agent-engine`` or
-    ``vertex-endpoint`` filter on; required for every such agent.
+    ``targets``: agent -> what the alerts of an agent on ``agent-engine``,
+    ``vertex-endpoint`` or ``gke`` filter on; required for every such agent.
 
     With ``alerts.enabled: false`` only the notification channels are created (the budget
     still notifies them). ``channel_names`` and ``email_channel_names`` are lists of channel

@@ -147,20 +147,22 @@ class AgentPlatform(pulumi.ComponentResource):
         }
         self.observability = AgentObservability(
             "observability",
-            # Agent Engine and Vertex endpoint agents are watched through their own metrics
-            # (targets); an agent on any other runtime has no alerts built yet.
+            # Agent Engine, Vertex endpoint and GKE agents are watched through their own
+            # metrics (targets); an agent on any other runtime has no alerts built yet.
             spec.model_copy(
                 update={
                     "agents": {
                         a: s
                         for a, s in spec.agents.items()
-                        if a in self.services or a in self.engines or a in self.endpoints
+                        if a in self.services or a in self.engines or a in self.endpoints or a in self.gke_agents
                     }
                 }
             ),
             stack=pulumi.get_stack(),
             revisions=revisions,
-            targets=runtime_targets(spec.agents, self.engines, self.endpoints),
+            targets=runtime_targets(
+                spec.agents, self.engines, self.endpoints, {a: spec.service_name(a) for a in self.gke_agents}
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.budget: AgentBudget | None = None

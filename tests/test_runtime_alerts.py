@@ -346,3 +346,101 @@ def test_a_cloud_run_alert_does_not_cover_an_engine(pack, engine_plan):
     plan.resources.append(fake)
     [(resource, message)] = alert_violations(pack, plan)
     assert resource == f"{AGENT}-engine" and "on latency;" in message
+
+
+# --- gke ------------------------------------------------------------------------------------
+# A GKE agent's alerts read its Gateway's internal Application Load Balancer (components/monitoring.py
+# cites the metrics and says what is not confirmed), on the backend services of its track Services.
+
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+
+
+@pytest.fixture(scope="module")
+def gke_plan(tmp_path_factory) -> Plan:
+    from tests.test_gke import gke_config, with_canary
+
+    return _plan(tmp_path_factory.mktemp("gke"), with_canary(gke_config()))
+
+
+def _gke_backend(alt: str) -> str:
+    return (
+        'resource.type = "internal_http_lb_rule" AND resource.label."backend_target_name" = '
+        f'monitoring.regex.full_match(".*-{AGENT}-{alt}-80-.*")'
+    )
+
+
+GKE_TRACKS = [
+    (AGENT, f"({AGENT}-canary|{AGENT}-stable)"),
+    (f"{AGENT}-canary (candidate 2.1.0)", f"{AGENT}-canary"),
+    (f"{AGENT}-stable (stable 2.0.3)", f"{AGENT}-stable"),
+]
+
+
+def test_gke_errors_are_the_5xx_ratio_of_the_gateway_lb_request_count(gke_plan):
+    conds = conditions(gke_plan, f"{AGENT}-errors")
+    assert [c["displayName"] for c in conds] == [
+        f"{who} 5xx ratio of https/internal/request_count > 0.01" for who, _ in GKE_TRACKS
+    ]
+    for c, (_, alt) in zip(conds, GKE_TRACKS):
+        t = c["conditionThreshold"]
+        base = f'metric.type = "loadbalancing.googleapis.com/https/internal/request_count" AND {_gke_backend(alt)}'
+        assert t["filter"] == base + ' AND metric.label."response_code_class" = 500'
+        assert t["denominatorFilter"] == base
+        assert t["aggregations"] == t["denominatorAggregations"] == agg("ALIGN_RATE", "REDUCE_SUM", [])
+        assert (t["comparison"], t["thresholdValue"], t["duration"]) == ("COMPARISON_GT", 0.01, "300s")
+    assert gke_plan.find(POLICY, f"{AGENT}-errors").inputs["severity"] == "CRITICAL"
+
+
+def test_gke_latency_is_the_p99_of_the_gateway_lb_total_latencies(gke_plan):
+    conds = conditions(gke_plan, f"{AGENT}-latency")
+    assert [c["displayName"] for c in conds] == [
+        f"{who} p99 of https/internal/total_latencies > 2000 ms" for who, _ in GKE_TRACKS
+    ]
+    for c, (_, alt) in zip(conds, GKE_TRACKS):
+        t = c["conditionThreshold"]
+        assert t["filter"] == (
+            f'metric.type = "loadbalancing.googleapis.com/https/internal/total_latencies" AND {_gke_backend(alt)}'
+        )
+        assert "denominatorFilter" not in t
+        assert t["aggregations"] == agg("ALIGN_DELTA", "REDUCE_PERCENTILE_99", [])
+        assert (t["thresholdValue"], t["duration"]) == (2000, "300s")
+
+
+def test_gke_has_only_error_and_latency_alerts_and_cloud_run_keeps_its_own(gke_plan):
+    mine = sorted(r.name for r in gke_plan.by_type(POLICY) if r.inputs["userLabels"]["agent"] == AGENT)
+    assert mine == [f"{AGENT}-errors", f"{AGENT}-latency"]
+    assert len([r for r in gke_plan.by_type(POLICY) if r.inputs["userLabels"]["agent"] == "support-bot"]) == 8
+
+
+def test_gke_alert_plan_conforms_to_the_monitoring_api(gke_plan):
+    plan = copy.deepcopy(gke_plan)
+    plan.resources = plan.by_type(POLICY)
+    result = check_plan(plan)
+    assert result.errors == []
+
+
+def test_gke_stack_passes_agent_alert_policies(pack, gke_plan):
+    assert alert_violations(pack, gke_plan) == []
+
+
+@pytest.mark.parametrize("missing", ["latency", "errors"])
+def test_a_missing_gke_alert_is_a_violation(pack, gke_plan, missing):
+    plan = without(gke_plan, f"{AGENT}-{missing}")
+    assert gke_plan.find(ROUTE, f"{AGENT}-route") is not None
+    assert alert_violations(pack, plan) == [
+        (
+            f"{AGENT}-route",
+            f"the agent service {AGENT} has no alert policy with a notification channel on {missing}; add them so "
+            "on-call hears about a slow or failing agent (agentstage: agent-platform:alerts).",
+        )
+    ]
+
+
+def test_a_cloud_run_alert_does_not_cover_a_gke_agent(pack, gke_plan):
+    plan = without(gke_plan, f"{AGENT}-latency")
+    fake = copy.deepcopy(plan.find(POLICY, "support-bot-latency"))
+    fake.name, fake.urn = f"{AGENT}-fake", fake.urn.replace("support-bot-latency", f"{AGENT}-fake")
+    fake.inputs["userLabels"] = {**fake.inputs["userLabels"], "agent": AGENT}
+    plan.resources.append(fake)
+    [(resource, message)] = alert_violations(pack, plan)
+    assert resource == f"{AGENT}-route" and "on latency;" in message

@@ -342,9 +342,31 @@ def _watches_endpoint(text: str) -> set[str]:
     return signals
 
 
+def _watches_gke(text: str) -> set[str]:
+    """A GKE agent's traffic through its Gateway's internal Application Load Balancer
+    (monitored resource ``internal_http_lb_rule``; agentstage components/monitoring.py cites the
+    metric list): ``https/internal/total_latencies``; ``https/internal/request_count`` by 5xx
+    response code (class)."""
+    signals = set()
+    if "https/internal/total_latencies" in text:
+        signals.add("latency")
+    if "https/internal/request_count" in text and ("5xx" in text or "response_code" in text):
+        signals.add("errors")
+    return signals
+
+
+#: A GKE agent is its Gateway API HTTPRoute (the resource type token of pulumi-kubernetes'
+#: CustomResource in a plan): the route is what serves its traffic, whatever its tracks.
+HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+
 #: The agent resources agent-alert-policies checks, and how it reads what an alert watches
 #: on each (an alert on Cloud Run metrics does not cover an engine, and the reverse).
-_AGENT_RUNTIMES = {CLOUD_RUN: _watches, AGENT_ENGINE: _watches_engine, VERTEX_ENDPOINT: _watches_endpoint}
+_AGENT_RUNTIMES = {
+    CLOUD_RUN: _watches,
+    AGENT_ENGINE: _watches_engine,
+    VERTEX_ENDPOINT: _watches_endpoint,
+    HTTPROUTE: _watches_gke,
+}
 _SIGNALS = ("latency", "errors")
 _KNOWN_ALERTS = "compute them from inputs (stack config, names, ids) so that they are known at plan time"
 
@@ -398,11 +420,17 @@ class _Service:
     def read(r: PolicyResource) -> _Service:
         # a Cloud Run service's name is its input; an engine's or endpoint's is Google's, so
         # conditions name it by display name (an endpoint's numeric name is not what they say)
+        # an HTTPRoute's name and labels are in its metadata
+        route = r.resource_type == HTTPROUTE
         field = "name" if r.resource_type == CLOUD_RUN else "displayName"
-        raw = get(r.props, field)
+        raw = get(r.props, "metadata", "name") if route else get(r.props, field)
         name = raw if raw is UNKNOWN or (isinstance(raw, str) and raw) else r.name  # unset: the logical name
         agent = label(r.resource_type, r.props, LABEL_AGENT)
-        unknown = [f"{'name' if field == 'name' else 'display_name'} of {r.name}"] if name is UNKNOWN else []
+        if route:
+            found = get(r.props, "metadata", "labels")
+            agent = found if found is UNKNOWN else (get(found, LABEL_AGENT) if is_map(found) else None)
+        shown_field = "metadata.name" if route else ("name" if field == "name" else "display_name")
+        unknown = [f"{shown_field} of {r.name}"] if name is UNKNOWN else []
         unknown += [f"labels.agent of {r.name}"] if agent is UNKNOWN else []
         return _Service(r.urn, r.resource_type, r.name if name is UNKNOWN else name, name, agent, unknown)
 
@@ -447,7 +475,9 @@ def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> 
     response code; on an Agent Engine (``AiReasoningEngine``) and a Vertex AI endpoint
     (``AiEndpoint``) the same two signals from the runtime's own metrics
     (``reasoning_engine/request_latencies`` and ``request_count``;
-    ``prediction/online/prediction_latencies`` and ``response_count`` or ``error_count``).
+    ``prediction/online/prediction_latencies`` and ``response_count`` or ``error_count``); on a GKE
+    agent's HTTPRoute the same two from its Gateway's internal load balancer
+    (``https/internal/total_latencies`` and ``https/internal/request_count``).
 
     Unknown values: a channel list of known length counts by its length. A signal that no
     policy certainly covers, but that a policy with unknown channels, labels or conditions
