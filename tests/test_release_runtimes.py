@@ -1,5 +1,5 @@
 """Issue 11: promote, rollout, rollback and status on every runtime. The mixed stack of
-examples/runtimes (one agent each on cloud-run, agent-engine and vertex-endpoint) run through
+examples/runtimes (one agent each on cloud-run, agent-engine, vertex-endpoint and gke) run through
 the CLI on a copy, and the observers of Agent Engine and Vertex AI endpoints read with the real
 client library from local REST servers on 127.0.0.1."""
 
@@ -20,7 +20,8 @@ EXAMPLE = ROOT / "examples" / "runtimes"
 runner = CliRunner()
 EVIDENCE = (
     "--eval evidence/eval-support-bot-1.5.0.json --eval evidence/eval-research-agent-2.2.0.json "
-    "--eval evidence/eval-triage-model-3.1.0.json --load-test evidence/locust"
+    "--eval evidence/eval-triage-model-3.1.0.json --eval evidence/eval-summarizer-1.3.0.json "
+    "--load-test evidence/locust"
 )
 PROMOTE = f"promote staging production {EVIDENCE} --observed-file evidence/observed-production.json"
 ROLLOUT = "rollout production --metrics-file evidence/metrics-healthy.json --skip-bake --assume-deployed"
@@ -61,16 +62,21 @@ def test_readme_shows_the_commands():
 
 def test_mixed_stack_promotes_rolls_out_rolls_back_and_shows_status(demo):
     out = run(PROMOTE)
-    assert "research-agent 2.2.0 at 10%, support-bot 1.5.0 at 5%, triage-model 3.1.0 at 10%" in " ".join(out.split())
+    assert (
+        "research-agent 2.2.0 at 10%, summarizer 1.3.0 at 10%, support-bot 1.5.0 at 5%, triage-model 3.1.0 at 10%"
+        in " ".join(out.split())
+    )
     a = agents(demo)
     assert a["research-agent"]["agent_engine"]["stable_revision"] == ENGINE_ID  # read from observed state
     assert a["support-bot"]["stable_revision"].startswith("support-bot-1-4-0-")
     assert "stable_revision" not in a["triage-model"]  # deployed-model ids are derived
-    assert [a[n]["stable"]["version"] for n in sorted(a)] == ["2.1.0", "1.4.0", "3.0.0"]
+    assert "stable_revision" not in a["summarizer"]  # the tracks are the Services <agent>-stable/-canary
+    assert [a[n]["stable"]["version"] for n in sorted(a)] == ["2.1.0", "1.2.0", "1.4.0", "3.0.0"]
 
     before = status()
     assert {n: s["runtime"] for n, s in before.items()} == {
         "research-agent": "agent-engine",
+        "summarizer": "gke",
         "support-bot": "cloud-run",
         "triage-model": "vertex-endpoint",
     }
@@ -82,31 +88,43 @@ def test_mixed_stack_promotes_rolls_out_rolls_back_and_shows_status(demo):
     assert [t["percent"] for t in endpoint["traffic"]] == [90, 10]
     assert endpoint["traffic"][1]["revision"] == endpoint["revision"] and endpoint["revision"].isdigit()
 
+    assert before["summarizer"]["traffic"] == [
+        {"revision": "summarizer-stable", "percent": 90, "tag": None},
+        {"revision": "summarizer-canary", "percent": 10, "tag": None},
+    ]
+
     out = run(ROLLOUT)
-    assert "3 to update" in out
+    assert "4 to update" in out
     for resource in (
         "research-agent-engine: trafficConfig",
         "support-bot-service: traffics",
+        "summarizer-route: spec.rules[0].backendRefs[0].weight",
         "triage-model-deployment: traffic_split",
     ):
         assert resource in out
     a = agents(demo)
-    assert [a[n]["rollout"]["canary_percent"] for n in sorted(a)] == [100, 50, 100]
+    assert [a[n]["rollout"]["canary_percent"] for n in sorted(a)] == [100, 50, 50, 100]
 
     out = run("rollback production")
-    assert "plan diff: 0 to create, 3 to update, 0 to delete" in out
+    assert "plan diff: 0 to create, 4 to update, 0 to delete" in out
     assert "research-agent-engine: trafficConfig.trafficSplitManual.targets[0].runtimeRevisionName" in out
     assert "support-bot-service: traffics" in out
+    # GKE: the HTTPRoute's backendRef weights only, no other resource of the agent
+    route = "summarizer-route: spec.rules[0].backendRefs[0].weight, spec.rules[0].backendRefs[1].weight"
+    assert route in out
+    assert [w for w in out.split() if w.startswith("summarizer-")] == ["summarizer-route:"]
     assert f"triage-model-deployment: models.{endpoint['revision']}, traffic_split" in out  # the release undeployed
     after = status()
     assert {n: (s["state"], s["canary_percent"]) for n, s in after.items()} == {n: ("rolled back", 0) for n in after}
     assert after["research-agent"]["traffic"] == [{"revision": ENGINE_ID, "percent": 100, "tag": None}]
+    assert after["summarizer"]["traffic"] == [{"revision": "summarizer-stable", "percent": 100, "tag": None}]
     assert after["triage-model"]["traffic"] == [
         {"revision": endpoint["traffic"][0]["revision"], "percent": 100, "tag": None}
     ]
     live = json.loads(run("status production --json --observed-file evidence/observed-production.json"))
     seen = {x["agent"]: x["live"] for x in live["stacks"][0]["agents"]}
     assert seen["research-agent"]["split"] == {ENGINE_ID: 100}
+    assert seen["summarizer"]["split"] == {"summarizer-stable": 100}
 
 
 def test_promoting_an_engine_without_observed_state_is_refused(demo, monkeypatch):

@@ -518,6 +518,12 @@ TRANSLATIONS: dict[str, Translation] = {
         _iam_member(project=PROJECT, topic=IAM_RESOURCE),
         "pulumi_gcp/pubsub/topic_iam_member.py",
     ),
+    "gcp:serviceaccount/iAMMember:IAMMember": Translation(
+        "iam.v1",
+        "Binding",
+        _iam_member(serviceAccountId=IAM_RESOURCE),
+        "pulumi_gcp/serviceaccount/iam_member.py",
+    ),
     "gcp:serviceaccount/account:Account": Translation(
         "iam.v1",
         "CreateServiceAccountRequest",
@@ -572,6 +578,7 @@ TRANSLATIONS: dict[str, Translation] = {
 NOT_GOOGLE_APIS: dict[str, str] = {
     "pulumi:providers:": "a provider instance, not a cloud resource",
     "time:": "pulumiverse-time (e.g. time:index/sleep:Sleep): local to the engine",
+    "kubernetes:": "a Kubernetes object (a GKE agent's): sent to the cluster's API server, not a Google API",
     # The dynamic provider builds its requests (DeployModelRequest, the endpoint's traffic split)
     # as google-cloud-aiplatform's own proto-plus messages, which refuse an unknown field or a
     # wrong type at construction; tests/test_vertex_deployment.py sends them to a local server.
