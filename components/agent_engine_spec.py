@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from components.specbase import SpecIssue, StrictModel
+from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys
 
 __all__ = ["AgentEngineSpec", "check_runtime_settings", "CLOUD_RUN_ONLY", "AGENT_ENGINE"]
 
@@ -179,15 +179,6 @@ CLOUD_RUN_ONLY: dict[str, str] = {
 }
 
 
-def _first_change(value: Any, default: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any]:
-    """The path and value of the first field where ``value`` differs from ``default``."""
-    if isinstance(value, StrictModel) and isinstance(default, StrictModel):
-        for key in type(value).model_fields:
-            if getattr(value, key) != getattr(default, key):
-                return _first_change(getattr(value, key), getattr(default, key), (*path, key))
-    return path, value
-
-
 def check_runtime_settings(spec: Any) -> None:
     """Refuse what does not apply to ``spec.runtime`` (``spec`` is an ``AgentSpec``): the
     ``agent_engine`` section off agent-engine, Cloud Run-only keys set to a non-default value
@@ -204,18 +195,7 @@ def check_runtime_settings(spec: Any) -> None:
                 has_value=True,
             )
         return
-    fields = type(spec).model_fields
-    for key, instead in CLOUD_RUN_ONLY.items():
-        value = getattr(spec, key)
-        default = fields[key].get_default(call_default_factory=True)
-        if value != default:
-            path, shown = _first_change(value, default, (key,))
-            raise SpecIssue(
-                f"is a Cloud Run setting, and runtime agent-engine does not use it: {instead}; remove it",
-                path=path,
-                value=shown,
-                has_value=True,
-            )
+    refuse_cloud_run_keys(spec, CLOUD_RUN_ONLY, "agent-engine")
     recorded = engine.stable_revision if engine is not None else None
     if spec.stable is not None and recorded is None:
         raise SpecIssue(

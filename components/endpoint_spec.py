@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from components.specbase import SpecIssue, StrictModel
+from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys
 
 __all__ = [
     "VertexEndpointSpec",
@@ -242,14 +242,6 @@ VERTEX_CLOUD_RUN_ONLY: dict[str, str] = {
 }
 
 
-def _first_change(value: Any, default: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any]:
-    if isinstance(value, StrictModel) and isinstance(default, StrictModel):
-        for key in type(value).model_fields:
-            if getattr(value, key) != getattr(default, key):
-                return _first_change(getattr(value, key), getattr(default, key), (*path, key))
-    return path, value
-
-
 def check_vertex_settings(spec: Any) -> None:
     """Refuse what does not apply to ``spec.runtime`` (``spec`` is an ``AgentSpec``): the
     ``vertex_endpoint`` section off vertex-endpoint; on vertex-endpoint a missing section,
@@ -274,18 +266,7 @@ def check_vertex_settings(spec: Any) -> None:
             value=None,
             has_value=True,
         )
-    fields = type(spec).model_fields
-    for key, instead in VERTEX_CLOUD_RUN_ONLY.items():
-        value = getattr(spec, key)
-        default = fields[key].get_default(call_default_factory=True)
-        if value != default:
-            path, shown = _first_change(value, default, (key,))
-            raise SpecIssue(
-                f"is a Cloud Run setting, and runtime vertex-endpoint does not use it: {instead}; remove it",
-                path=path,
-                value=shown,
-                has_value=True,
-            )
+    refuse_cloud_run_keys(spec, VERTEX_CLOUD_RUN_ONLY, "vertex-endpoint")
     for which, release in (("release", spec.release), ("stable", spec.stable)):
         if release is not None and release.version not in vertex.versions:
             raise SpecIssue(

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value"]
+__all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value", "refuse_cloud_run_keys"]
 
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -82,3 +82,29 @@ def check_label_key(key: str) -> bool:
 
 def check_label_value(value: str) -> bool:
     return bool(_LABEL_VALUE.match(value))
+
+
+def _first_change(value: Any, default: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], Any]:
+    """The path and value of the first field where ``value`` differs from ``default``."""
+    if isinstance(value, StrictModel) and isinstance(default, StrictModel):
+        for key in type(value).model_fields:
+            if getattr(value, key) != getattr(default, key):
+                return _first_change(getattr(value, key), getattr(default, key), (*path, key))
+    return path, value
+
+
+def refuse_cloud_run_keys(spec: Any, keys: dict[str, str], runtime: str) -> None:
+    """Refuse an ``AgentSpec`` key of ``keys`` (Cloud Run-only key -> what to use instead) set to
+    a non-default value on ``runtime``, naming the first sub-key that differs."""
+    fields = type(spec).model_fields
+    for key, instead in keys.items():
+        value = getattr(spec, key)
+        default = fields[key].get_default(call_default_factory=True)
+        if value != default:
+            path, shown = _first_change(value, default, (key,))
+            raise SpecIssue(
+                f"is a Cloud Run setting, and runtime {runtime} does not use it: {instead}; remove it",
+                path=path,
+                value=shown,
+                has_value=True,
+            )
