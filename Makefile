@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,vertex,gke]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,vertex,gke,loadtest,enforcer]'
 	touch $(STAMP)
 
 preview: $(STAMP)
