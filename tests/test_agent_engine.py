@@ -455,7 +455,7 @@ def test_rollout_of_an_engine_canary_reads_the_engine_traffic(engine_project):
         def now(self):
             return dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
-        def fetch(self, *args):
+        def fetch(self, *args, **kwargs):
             raise MetricsError("no metrics offline")
 
     change = flow.rollout_once(engine_project, "production", NoMetrics(), agents=[AGENT], assume_deployed=True)

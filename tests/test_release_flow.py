@@ -660,7 +660,7 @@ class FlakySource:
     def now(self):
         return self.inner.now()
 
-    def fetch(self, *args):
+    def fetch(self, *args, **kwargs):
         from agentstage.release.metrics import MetricsError
 
         if self.failures:

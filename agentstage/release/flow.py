@@ -24,7 +24,7 @@ from agentstage.release.journal import Transaction, load_states, recover
 from agentstage.release.ledger import Ledger, iso, now_utc
 from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
-from agentstage.release.metrics import MetricsError, MetricsSource
+from agentstage.release.metrics import MetricsError, MetricsScope, MetricsSource
 from agentstage.release.observed import ObservedError, ObservedService, Observer
 from agentstage.release.runtimes import LATEST, DuplicateResource, TrafficTarget, runtime_of
 from agentstage.release.stackfile import StackFile, StackFileError, plain
@@ -450,7 +450,7 @@ def rollout_once(
                 start = now - dt.timedelta(days=1)  # a replay: judge on every minute there is
             error = None
             try:
-                series = source.fetch(service, [canary_rev, stable_rev], start, now)
+                series = source.fetch(service, [canary_rev, stable_rev], start, now, scope=MetricsScope.for_agent(spec))
             except MetricsError as err:
                 series, error = {}, str(err)
             obs = Observation(now, matches, live, live_source, series.get(canary_rev), series.get(stable_rev), error)

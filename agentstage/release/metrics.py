@@ -50,6 +50,7 @@ __all__ = [
     "MetricsSource",
     "FileSource",
     "MonitoringSource",
+    "MetricsScope",
     "DEFAULT_BOUNDS_MS",
     "histogram",
     "quantile",
@@ -200,7 +201,15 @@ class MetricsSource(Protocol):
 
     def now(self) -> dt.datetime: ...
 
-    def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]: ...
+    def fetch(
+        self,
+        service: str,
+        revisions: list[str],
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        scope: MetricsScope | None = None,
+    ) -> dict[str, Series]: ...
 
 
 # --- metrics file ----------------------------------------------------------------------------
@@ -322,7 +331,16 @@ class FileSource:
             )
         return end
 
-    def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]:
+    def fetch(
+        self,
+        service: str,
+        revisions: list[str],
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        scope: MetricsScope | None = None,
+    ) -> dict[str, Series]:
+        """The file's series of ``revisions`` (whatever the runtime: ``scope`` is not needed)."""
         last = self.now()
         step = dt.timedelta(seconds=self.data.interval_seconds)
         bounds = self.data.latency_bounds_ms or list(DEFAULT_BOUNDS_MS)
@@ -396,8 +414,71 @@ def signal_metric_type(service: str, signal: str) -> str:
     return f"logging.googleapis.com/user/{signal_metric_name(service, signal)}"
 
 
+@dataclass(frozen=True)
+class MetricsScope:
+    """Where an agent's per-revision series live in Cloud Monitoring: its runtime, and for GKE
+    the namespace and port of the tracks' Services. ``for_agent`` builds it from the stack config."""
+
+    runtime: str = "cloud-run"
+    namespace: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def for_agent(cls, spec: Any) -> MetricsScope:
+        if spec.runtime == "gke" and spec.gke is not None:
+            return cls("gke", spec.gke.namespace, spec.gke.service_port)
+        return cls(spec.runtime)
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One list_time_series call: what to ask for and how a returned series names its revision."""
+
+    metric: str
+    filter: str
+    aligner: str
+    reducer: str
+    group_by: list[str]
+    revision_of: Callable[[Any], str]
+
+
+def _resource_label(name: str) -> Callable[[Any], str]:
+    return lambda ts: ts.resource.labels.get(name, "")
+
+
+def _metric_label(name: str) -> Callable[[Any], str]:
+    return lambda ts: ts.metric.labels.get(name, "")
+
+
+def _is_5xx(ts: Any) -> bool:
+    """A 5xx series: Cloud Run labels its class ``"5xx"``; Vertex AI and the load balancer give
+    the code itself (``response_code``: ``"503"``; the balancer's class is the integer ``500``)."""
+    labels = ts.metric.labels
+    code_class = str(labels.get("response_code_class", ""))
+    return code_class in ("5xx", "500") or str(labels.get("response_code", "")).startswith("5")
+
+
+def _is_429(ts: Any) -> bool:
+    return str(ts.metric.labels.get("response_code", "")) == "429"
+
+
 class MonitoringSource:
-    """Series from Cloud Monitoring (``google-cloud-monitoring``)."""
+    """Series from Cloud Monitoring (``google-cloud-monitoring``), per runtime (:class:`MetricsScope`):
+
+    - ``cloud-run``: the ``cloud_run_revision`` metrics named in the module docstring, grouped by
+      ``revision_name``;
+    - ``vertex-endpoint``: ``aiplatform.googleapis.com/prediction/online/response_count`` and
+      ``prediction_latencies`` (``latency_type = "total"``) of the ``aiplatform.googleapis.com/Endpoint``
+      resource, grouped by the metric label ``deployed_model_id`` (the endpoint's revisions); no
+      memory share exists on that runtime (``memory/bytes_used`` is bytes);
+    - ``gke``: the GKE Gateway's internal load balancer metrics
+      (``loadbalancing.googleapis.com/https/internal/request_count`` and ``total_latencies``),
+      grouped by the backend service, each matched to the track's Service it serves
+      (``<service>-stable`` / ``<service>-canary``); no memory metric;
+    - ``agent-engine``: refused with a MetricsError — the engine's built-in metrics are labelled by
+      engine, not by runtime revision, so Monitoring cannot tell the canary from the stable.
+
+    Metric names and labels: components/monitoring.py, with their sources."""
 
     name = "Cloud Monitoring"
 
@@ -431,17 +512,7 @@ class MonitoringSource:
     def now(self) -> dt.datetime:
         return self._clock()
 
-    def _list(
-        self,
-        metric: str,
-        service: str,
-        revisions: list[str],
-        start: dt.datetime,
-        end: dt.datetime,
-        aligner: Any,
-        reducer: Any,
-        group_by: list[str],
-    ) -> list[Any]:
+    def _list(self, query: _Query, service: str, start: dt.datetime, end: dt.datetime) -> list[Any]:
         from google.api_core import exceptions as gexc
         from google.cloud import monitoring_v3
         from google.protobuf import duration_pb2
@@ -449,69 +520,122 @@ class MonitoringSource:
         Agg = monitoring_v3.Aggregation
         request = monitoring_v3.ListTimeSeriesRequest(
             name=f"projects/{self.project}",
-            filter=revision_filter(metric, self.project, self.region, service, revisions),
+            filter=query.filter,
             interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
             aggregation=Agg(
                 alignment_period=duration_pb2.Duration(seconds=self.alignment_seconds),
-                per_series_aligner=aligner,
-                cross_series_reducer=reducer,
-                group_by_fields=group_by,
+                per_series_aligner=Agg.Aligner[query.aligner],
+                cross_series_reducer=Agg.Reducer[query.reducer],
+                group_by_fields=query.group_by,
             ),
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
         try:
             return list(self.client.list_time_series(request=request))
         except gexc.GoogleAPICallError as err:
-            raise MetricsError(f"Cloud Monitoring: {metric} for service {service}: {err}") from None
+            raise MetricsError(f"Cloud Monitoring: {query.metric} for service {service}: {err}") from None
 
-    def fetch(self, service: str, revisions: list[str], start: dt.datetime, end: dt.datetime) -> dict[str, Series]:
-        from google.cloud import monitoring_v3
+    def _queries(
+        self, service: str, revisions: list[str], scope: MetricsScope
+    ) -> tuple[_Query, _Query, _Query | None, dict[str, _Query]]:
+        """The count, latency, memory and signal queries of ``scope``'s runtime."""
+        from components import monitoring as mon
 
-        Agg = monitoring_v3.Aggregation
-        by_revision = "resource.label.revision_name"
-        counts = self._list(
-            REQUEST_COUNT,
-            service,
-            revisions,
-            start,
-            end,
-            Agg.Aligner.ALIGN_DELTA,
-            Agg.Reducer.REDUCE_SUM,
-            [by_revision, "metric.label.response_code_class", "metric.label.response_code"],
-        )
-        latencies = self._list(
-            REQUEST_LATENCIES,
-            service,
-            revisions,
-            start,
-            end,
-            Agg.Aligner.ALIGN_DELTA,
-            Agg.Reducer.REDUCE_SUM,
-            [by_revision],
-        )
-        memory = self._list(
-            MEMORY_UTILIZATIONS,
-            service,
-            revisions,
-            start,
-            end,
-            Agg.Aligner.ALIGN_PERCENTILE_99,
-            Agg.Reducer.REDUCE_MAX,
-            [by_revision],
-        )
-        signals = {
-            s: self._list(
-                signal_metric_type(service, s),
-                service,
-                revisions,
-                start,
-                end,
-                Agg.Aligner.ALIGN_DELTA,
-                Agg.Reducer.REDUCE_SUM,
-                [by_revision],
+        if scope.runtime == "cloud-run":
+            by = "resource.label.revision_name"
+            rev = _resource_label("revision_name")
+
+            def q(metric: str, aligner: str, reducer: str, extra: Sequence[str] = ()) -> _Query:
+                flt = revision_filter(metric, self.project, self.region, service, revisions)
+                return _Query(metric, flt, aligner, reducer, [by, *extra], rev)
+
+            count = q(
+                REQUEST_COUNT,
+                "ALIGN_DELTA",
+                "REDUCE_SUM",
+                ["metric.label.response_code_class", "metric.label.response_code"],
             )
-            for s in self.signals
-        }
+            return (
+                count,
+                q(REQUEST_LATENCIES, "ALIGN_DELTA", "REDUCE_SUM"),
+                q(MEMORY_UTILIZATIONS, "ALIGN_PERCENTILE_99", "REDUCE_MAX"),
+                {s: q(signal_metric_type(service, s), "ALIGN_DELTA", "REDUCE_SUM") for s in self.signals},
+            )
+        if scope.runtime == "vertex-endpoint":
+            names = ", ".join(f'"{r}"' for r in revisions)
+            models = f"{mon.DEPLOYED_MODEL_LABEL} = one_of({names})"
+            where = [models] + ([f'resource.label."location" = "{self.region}"'] if self.region else [])
+            by = "metric.label.deployed_model_id"
+            rev = _metric_label("deployed_model_id")
+
+            def flt(metric: str, extra: Sequence[str] = ()) -> str:
+                return " AND ".join(
+                    [f'metric.type = "{metric}"', f'resource.type = "{mon.ENDPOINT_RESOURCE}"', *where, *extra]
+                )
+
+            return (
+                _Query(
+                    mon.ENDPOINT_RESPONSE_COUNT,
+                    flt(mon.ENDPOINT_RESPONSE_COUNT),
+                    "ALIGN_DELTA",
+                    "REDUCE_SUM",
+                    [by, "metric.label.response_code"],
+                    rev,
+                ),
+                _Query(
+                    mon.ENDPOINT_LATENCIES,
+                    flt(mon.ENDPOINT_LATENCIES, ['metric.label."latency_type" = "total"']),
+                    "ALIGN_DELTA",
+                    "REDUCE_SUM",
+                    [by],
+                    rev,
+                ),
+                None,
+                {},
+            )
+        if scope.runtime == "gke":
+            if scope.namespace is None or scope.port is None:
+                raise MetricsError(f"Cloud Monitoring: GKE agent {service}: its namespace and service port are unknown")
+            by = "resource.label.backend_target_name"
+            tracks = {r: re.compile(rf"-{re.escape(scope.namespace)}-{re.escape(r)}-{scope.port}-") for r in revisions}
+
+            def track(ts: Any) -> str:
+                backend = ts.resource.labels.get("backend_target_name", "")
+                return next((r for r, pattern in tracks.items() if pattern.search(backend)), "")
+
+            def gq(metric: str, extra: Sequence[str] = ()) -> _Query:
+                flt = mon.gke_lb_filter(metric, scope.namespace or "", revisions, scope.port or 0)
+                return _Query(metric, flt, "ALIGN_DELTA", "REDUCE_SUM", [by, *extra], track)
+
+            return (
+                gq(mon.GKE_LB_REQUEST_COUNT, ["metric.label.response_code", "metric.label.response_code_class"]),
+                gq(mon.GKE_LB_LATENCIES),
+                None,
+                {},
+            )
+        if scope.runtime == "agent-engine":
+            raise MetricsError(
+                f"Cloud Monitoring: Agent Engine {service}: its built-in metrics "
+                f"({mon.ENGINE_REQUEST_COUNT}, request_latencies) are labelled by engine, not by runtime revision, "
+                "so the canary cannot be told from the stable; give --metrics-file with per-revision series "
+                "from the agent's own telemetry (docs/canary.md, 'Runtimes')"
+            )
+        raise MetricsError(f"Cloud Monitoring: no metrics known for runtime {scope.runtime!r} of {service}")
+
+    def fetch(
+        self,
+        service: str,
+        revisions: list[str],
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        scope: MetricsScope | None = None,
+    ) -> dict[str, Series]:
+        count_q, latency_q, memory_q, signal_qs = self._queries(service, revisions, scope or MetricsScope())
+        counts = self._list(count_q, service, start, end)
+        latencies = self._list(latency_q, service, start, end)
+        memory = self._list(memory_q, service, start, end) if memory_q is not None else []
+        signals = {s: self._list(q, service, start, end) for s, q in signal_qs.items()}
 
         cols: dict[str, dict[str, dict[dt.datetime, float]]] = {}
 
@@ -520,18 +644,17 @@ class MonitoringSource:
             bucket[t] = bucket.get(t, 0.0) + value
 
         for ts in counts:
-            revision = ts.resource.labels.get("revision_name", "")
-            code_class = ts.metric.labels.get("response_code_class", "")
-            code = ts.metric.labels.get("response_code", "")
+            revision = count_q.revision_of(ts)
+            failed, throttled = _is_5xx(ts), _is_429(ts)
             for p in ts.points:
                 t, value = _time(p.interval.end_time), float(p.value.int64_value or p.value.double_value)
                 add(revision, "requests", t, value)
-                add(revision, "errors", t, value if code_class == "5xx" else 0.0)
-                add(revision, "throttled", t, value if code == "429" else 0.0)
+                add(revision, "errors", t, value if failed else 0.0)
+                add(revision, "throttled", t, value if throttled else 0.0)
         bounds: list[float] | None = None
         rows: dict[str, dict[dt.datetime, np.ndarray]] = {}
         for ts in latencies:
-            revision = ts.resource.labels.get("revision_name", "")
+            revision = latency_q.revision_of(ts)
             for p in ts.points:
                 d = p.value.distribution_value
                 raw = type(d).pb(d) if hasattr(type(d), "pb") else d  # google.api.Distribution is plain protobuf
@@ -540,22 +663,24 @@ class MonitoringSource:
                     bounds = b
                 elif not np.allclose(bounds, b):
                     raise MetricsError(
-                        f"Cloud Monitoring: {REQUEST_LATENCIES} for service {service}: "
+                        f"Cloud Monitoring: {latency_q.metric} for service {service}: "
                         "the revisions' latency buckets differ; they cannot be compared"
                     )
                 row = np.zeros(len(b) + 1)
                 given = np.asarray(list(d.bucket_counts), dtype=float)[: len(row)]
                 row[: len(given)] = given  # trailing empty buckets may be left out
-                rows.setdefault(revision, {})[_time(p.interval.end_time)] = row
+                t = _time(p.interval.end_time)
+                # two backends of one track (GKE) add up, as their requests do
+                rows.setdefault(revision, {})[t] = rows.get(revision, {}).get(t, 0) + row
         for ts in memory:
-            revision = ts.resource.labels.get("revision_name", "")
+            revision = memory_q.revision_of(ts) if memory_q is not None else ""
             for p in ts.points:
                 cols.setdefault(revision, {}).setdefault("memory", {})[_time(p.interval.end_time)] = float(
                     p.value.double_value
                 )
         for signal, series_list in signals.items():
             for ts in series_list:
-                revision = ts.resource.labels.get("revision_name", "")
+                revision = signal_qs[signal].revision_of(ts)
                 for p in ts.points:
                     add(
                         revision,
