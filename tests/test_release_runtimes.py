@@ -267,5 +267,5 @@ def test_gke_adapter_finds_the_httproute_and_its_tracks(tmp_path):
     assert list(diff.updates) == [target.urn] and not diff.creates and not diff.deletes
     assert RUNTIMES["gke"].wrong_paths(diff.updates[target.urn], None) == []
     assert RUNTIMES["gke"].wrong_paths(["spec.parentRefs[0].name"], None) == ["spec.parentRefs[0].name"]
-    with pytest.raises(ObservedError, match=r"not read from the cluster .*\(--observed-file\)"):
+    with pytest.raises(ObservedError, match=r"not read here .*\(--observed-file\)"):
         GkeRouteObserver().observe(AGENT)

@@ -63,7 +63,7 @@ def promote(
     from agentstage.release.observed import ObserverForRuntimes
 
     def observer_for(_stack: str, spec):
-        return ObserverForRuntimes(spec.project, spec.region, observed_file=observed_file)
+        return ObserverForRuntimes(spec.project, spec.region, observed_file=observed_file, spec=spec)
 
     change = run_promote(
         project, from_stack, to_stack, evidence, agents=agent, dry_run=dry_run, observer_for=observer_for

@@ -44,7 +44,7 @@ def _observer(project: Path, stack: str, observed_file: Path | None, assume_depl
     from agentstage.release.observed import default_observer
 
     spec = load_state(project, stack).spec
-    return default_observer(project, stack, spec.project, spec.region, observed_file=observed_file)
+    return default_observer(project, stack, spec.project, spec.region, observed_file=observed_file, spec=spec)
 
 
 def rollout(

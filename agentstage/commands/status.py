@@ -43,7 +43,7 @@ def status(
     def observer_for(name: str, spec):
         from agentstage.release.observed import default_observer
 
-        return default_observer(project, name, spec.project, spec.region, observed_file=observed_file)
+        return default_observer(project, name, spec.project, spec.region, observed_file=observed_file, spec=spec)
 
     stacks = run_status(
         project,

@@ -42,8 +42,8 @@ as percents, e.g.::
         "traffic": [{"revision": "summarizer-stable", "percent": 90},
                     {"revision": "summarizer-canary", "percent": 10}]}}}
 
-Unknown keys are errors. A GKE agent's live HTTPRoute is read from this file only: reading it
-from the cluster's API (Kubernetes, Gateway API) is not implemented (:class:`GkeRouteObserver`).
+Unknown keys are errors. Without the file, a GKE agent's live HTTPRoute is read from its cluster's
+API server (:class:`GkeClusterObserver`, through the kubeconfig).
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ __all__ = [
     "FileObserver",
     "default_observer",
     "ObserverForRuntimes",
+    "GkeClusterObserver",
+    "GkeRoute",
+    "gke_routes",
     "GkeRouteObserver",
     "short_revision",
 ]
@@ -787,19 +790,169 @@ class OutputsObserver:
 
 
 class GkeRouteObserver:
-    """The live weights of a GKE agent's HTTPRoute: not read from the cluster. Reading the
-    route from the cluster's API (the Kubernetes API server, Gateway API ``HTTPRoute``
-    ``spec.rules[].backendRefs[].weight``) is out of scope of agentstage for now; the observed
-    state file (:class:`FileObserver`, ``services.<route name>``) is the way to give them."""
+    """Stands in for the cluster when it cannot be read: without the stack config (an observer
+    of Cloud Run or of the stack outputs asked about a GKE agent) the cluster, namespace and
+    context of the route are unknown. :class:`GkeClusterObserver` reads the route itself."""
 
     name = "GKE HTTPRoute"
 
     def observe(self, service: str) -> ObservedService:
         raise ObservedError(
-            f"the live weights of HTTPRoute {service} are not read from the cluster (reading HTTPRoutes from the "
-            "Kubernetes API is not implemented); give an observed state file (--observed-file) with "
+            f"the live weights of HTTPRoute {service} are not read here (its cluster is not known to this "
+            "observer); give an observed state file (--observed-file) with "
             f"services.{service}: the route's backendRefs as revisions ({service}-stable, {service}-canary) and "
             "their weights as percents, or --assume-deployed for an offline replay"
+        )
+
+
+@dataclass(frozen=True)
+class GkeRoute:
+    """Where a GKE agent's HTTPRoute lives: the kubeconfig context of its cluster, its namespace."""
+
+    context: str
+    namespace: str
+    #: What to run when the context is missing from the kubeconfig.
+    credentials_hint: str
+
+
+def gke_routes(spec: Any) -> dict[str, GkeRoute]:
+    """Route name (the agent's service name) -> where it lives, for every GKE agent of a
+    PlatformSpec. A cluster given by project/location/name is reached through the context
+    ``gcloud container clusters get-credentials`` writes, ``gke_<project>_<location>_<name>``
+    (the same name components.gke gives it)."""
+    out: dict[str, GkeRoute] = {}
+    for agent, a in spec.agents.items():
+        if a.runtime != "gke" or a.gke is None:
+            continue
+        namespace = a.gke.namespace or agent
+        if a.gke.context is not None:
+            route = GkeRoute(a.gke.context, namespace, f"add the context {a.gke.context} to the kubeconfig")
+        else:
+            c = a.gke.cluster
+            project = c.project or spec.project
+            route = GkeRoute(
+                f"gke_{project}_{c.location}_{c.name}",
+                namespace,
+                f"run `gcloud container clusters get-credentials {c.name} --location {c.location} --project {project}`",
+            )
+        out[spec.service_name(agent)] = route
+    return out
+
+
+class GkeClusterObserver:
+    """The live weights of a GKE agent's HTTPRoute, read from its cluster's API server with the
+    Kubernetes client (``kubernetes``, the ``gke`` extra) through the kubeconfig
+    (``KUBECONFIG`` or ``~/.kube/config``).
+
+    Fields relied on (Gateway API v1, https://gateway-api.sigs.k8s.io/reference/spec/#httproute):
+    ``spec.rules[].backendRefs[]`` (``name``, ``weight``; weights are relative, default 1, so a
+    share is ``weight / sum``), ``metadata.generation`` and ``status.parents[].conditions[]``
+    (``Accepted`` and ``ResolvedRefs``, with ``observedGeneration``: a route whose Gateway has not
+    accepted its current generation is *reconciling*). A track (the Service ``<route>-<track>``
+    and its Deployment of the same name, as components.gke names them) is ready when its
+    Deployment has an available replica (``status.availableReplicas``, apps/v1)."""
+
+    name = "Kubernetes API (HTTPRoute)"
+
+    def __init__(
+        self,
+        routes: Mapping[str, GkeRoute],
+        *,
+        api_client_for: Callable[[str], Any] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.routes = dict(routes)
+        #: seconds an API server may take to connect and to answer one request (a silent server
+        #: never hangs a watch); the client takes an int or a (connect, read) pair, not a float
+        self.timeout = timeout
+        self._timeouts = (timeout, timeout)
+        self._api_client_for = api_client_for
+        self._clock = clock or _now
+        self._clients: dict[str, Any] = {}
+
+    def _client(self, route: GkeRoute) -> Any:
+        if route.context not in self._clients:
+            if self._api_client_for is not None:
+                self._clients[route.context] = self._api_client_for(route.context)
+            else:
+                try:
+                    from kubernetes import config
+                    from kubernetes.config.config_exception import ConfigException
+                except ImportError:
+                    raise ObservedError(
+                        "reading a GKE agent's HTTPRoute needs the Kubernetes client: pip install 'agentstage[gke]'"
+                    ) from None
+                try:
+                    # KUBECONFIG is read here, not when the client library was imported
+                    self._clients[route.context] = config.new_client_from_config(
+                        config_file=os.environ.get("KUBECONFIG") or None, context=route.context
+                    )
+                except (ConfigException, OSError) as err:
+                    raise ObservedError(
+                        f"kubeconfig: context {route.context} cannot be used ({err}); {route.credentials_hint}"
+                    ) from None
+        return self._clients[route.context]
+
+    def observe(self, service: str) -> ObservedService:
+        route = self.routes.get(service)
+        if route is None:
+            raise ObservedError(f"{service} is not a GKE agent's route of this stack")
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        api = self._client(route)
+        where = f"HTTPRoute {route.namespace}/{service} (context {route.context})"
+        try:
+            obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "gateway.networking.k8s.io",
+                "v1",
+                route.namespace,
+                "httproutes",
+                service,
+                _request_timeout=self._timeouts,
+            )
+        except ApiException as err:
+            what = "not found" if err.status == 404 else f"{err.status} {err.reason}"
+            raise ObservedError(f"{where}: {what}") from None
+        except HTTPError as err:
+            raise ObservedError(f"{where}: the API server cannot be reached ({err})") from None
+        refs = [
+            (str(ref.get("name", "")), int(ref.get("weight", 1)))
+            for rule in (obj.get("spec") or {}).get("rules") or []
+            for ref in rule.get("backendRefs") or []
+        ]
+        total = sum(w for _, w in refs)
+        targets = [LiveTarget(name, round(100 * w / total) if total else 0) for name, w in refs]
+        generation = (obj.get("metadata") or {}).get("generation")
+        reconciling, message = False, ""
+        parents = ((obj.get("status") or {}).get("parents")) or []
+        if not parents:
+            reconciling, message = True, "no Gateway has reported on the route yet"
+        for parent in parents:
+            for cond in parent.get("conditions") or []:
+                if cond.get("type") not in ("Accepted", "ResolvedRefs"):
+                    continue
+                if generation is not None and cond.get("observedGeneration") not in (None, generation):
+                    reconciling = True
+                elif cond.get("status") != "True":
+                    reconciling, message = (
+                        True,
+                        f"{cond.get('type')}: {cond.get('reason', '')} {cond.get('message', '')}".strip(),
+                    )
+        apps = client.AppsV1Api(api)
+        ready: dict[str, bool] = {}
+        for name, _ in refs:
+            try:
+                dep = apps.read_namespaced_deployment(name, route.namespace, _request_timeout=self._timeouts)
+                ready[name] = bool((dep.status and dep.status.available_replicas) or 0)
+            except ApiException:
+                ready[name] = False
+            except HTTPError as err:
+                raise ObservedError(f"{where}: the API server cannot be reached ({err})") from None
+        return ObservedService(
+            service, targets, ready, f"{self.name} {where}", self._clock(), reconciling=reconciling, message=message
         )
 
 
@@ -817,16 +970,35 @@ def _has_google_credentials() -> bool:
     return True
 
 
+class _WithGke:
+    """An observer of the Google runtimes, with the GKE agents' routes read from their clusters."""
+
+    def __init__(self, inner: Any, gke: GkeClusterObserver) -> None:
+        self.inner, self.gke = inner, gke
+        self.name = inner.name
+
+    def for_runtime(self, runtime: str) -> Any:
+        if runtime == "gke":
+            return self.gke
+        pick = getattr(self.inner, "for_runtime", None)
+        return pick(runtime) if pick is not None else self.inner
+
+    def observe(self, service: str) -> ObservedService:
+        return self.inner.observe(service)
+
+
 class ObserverForRuntimes:
     """The observer of every runtime, chosen on first use: the observed state file if given,
     else the Google APIs (Cloud Run, Agent Engine, Vertex AI endpoints) when Google
-    credentials are found. Without either, reading fails with what to give (the stack outputs
-    of the last ``pulumi up`` do not name an Agent Engine's revision ids)."""
+    credentials are found, and a GKE agent's route from its cluster (with ``spec``, the
+    PlatformSpec naming the clusters). Without either, reading fails with what to give (the
+    stack outputs of the last ``pulumi up`` do not name an Agent Engine's revision ids)."""
 
     name = "observed state"
 
-    def __init__(self, project: str, region: str, *, observed_file: Path | None = None) -> None:
+    def __init__(self, project: str, region: str, *, observed_file: Path | None = None, spec: Any = None) -> None:
         self.project, self.region, self.observed_file = project, region, observed_file
+        self.gke: Observer = GkeClusterObserver(gke_routes(spec)) if spec is not None else GkeRouteObserver()
         self._chosen: Any = None
 
     def for_runtime(self, runtime: str) -> Observer:
@@ -834,9 +1006,9 @@ class ObserverForRuntimes:
             if self.observed_file is not None:
                 self._chosen = FileObserver(self.observed_file)
             elif runtime == "gke":
-                return GkeRouteObserver()
+                return self.gke
             elif _has_google_credentials():
-                self._chosen = CloudRunObserver(self.project, self.region)
+                self._chosen = _WithGke(CloudRunObserver(self.project, self.region), self.gke)
             else:
                 raise ObservedError("no observed state file (--observed-file) and no Google credentials")
         chosen = self._chosen
@@ -847,12 +1019,20 @@ class ObserverForRuntimes:
 
 
 def default_observer(
-    project_dir: Path, stack: str, project: str, region: str, *, observed_file: Path | None = None
+    project_dir: Path,
+    stack: str,
+    project: str,
+    region: str,
+    *,
+    observed_file: Path | None = None,
+    spec: Any = None,
 ) -> Observer:
     """The observed state file if given; else the Cloud Run Admin API when Google credentials
-    are found; else the stack outputs of the last ``pulumi up``."""
+    are found; else the stack outputs of the last ``pulumi up``. With ``spec`` (the stack's
+    PlatformSpec), its GKE agents' routes are read from their clusters."""
     if observed_file is not None:
         return FileObserver(observed_file)
-    if _has_google_credentials():
-        return CloudRunObserver(project, region)
-    return OutputsObserver(project_dir, stack)
+    inner: Any = CloudRunObserver(project, region) if _has_google_credentials() else OutputsObserver(project_dir, stack)
+    if spec is not None and gke_routes(spec):
+        return _WithGke(inner, GkeClusterObserver(gke_routes(spec)))
+    return inner
