@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/release.py
 	$(BIN)/python bench/canary.py
+	$(BIN)/python bench/loadtest.py
+	$(BIN)/python bench/enforcer.py
+	$(BIN)/python bench/incident.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -21,6 +21,10 @@ Outputs are computed the way Google Cloud computes them, from the inputs and sta
   the dynamic ``pulumi-python:dynamic/agentstage:VertexModelDeployment``: planned without calling
   its provider (no Vertex AI API call offline), ``deployed_models`` = its ``models`` and
   ``live_traffic_split`` = its ``traffic_split`` without 0% entries, as the provider leaves them;
+- Compute Engine load balancer resources and Cloud Armor security policies (``gcp:compute/*``
+  of an agent's load balancer): ``id`` = ``projects/<p>/global/<collection>/<name>`` (regional:
+  ``projects/<p>/regions/<r>/...``), ``selfLink`` that path under the compute v1 URL; a global
+  address's ``address`` is a placeholder from TEST-NET-3 (203.0.113.0/24), derived from its name;
 - Kubernetes objects (``kubernetes:*``, GKE agents) and providers (``pulumi:providers:*``):
   their inputs, with ``id`` = ``<metadata.namespace>/<metadata.name>`` as pulumi-kubernetes
   forms it (a provider's: ``<logical name>-id``);
@@ -105,8 +109,24 @@ class FixtureMocks(Mocks):
             return self._iam_member(args, state), state
         if args.typ.startswith(("kubernetes:", "pulumi:providers:")):
             return _kubernetes_id(args, state), state
+        if args.typ in _COMPUTE:
+            return self._compute(args, state), state
         name = state.get("name")
         return (name if isinstance(name, str) and name else f"{args.name}-id"), state
+
+    def _compute(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
+        """A Compute Engine resource: ``id`` and ``selfLink`` as the provider forms them; a global
+        address gets a placeholder IPv4 address from TEST-NET-3 (203.0.113.0/24, RFC 5737),
+        derived from its name."""
+        collection, regional = _COMPUTE[args.typ]
+        project = state.get("project") or self.project
+        name = state.get("name") or args.name
+        scope = f"regions/{state.get('region') or self.region}" if regional else "global"
+        path = f"projects/{project}/{scope}/{collection}/{name}"
+        state.update(project=project, selfLink=f"https://www.googleapis.com/compute/v1/{path}")
+        if collection == "addresses" and not state.get("address"):
+            state["address"] = f"203.0.113.{int(_digits(path, 6)) % 254 + 1}"
+        return path
 
     def _service_account(self, args: MockResourceArgs, state: dict[str, Any]) -> str:
         project = state.get("project") or self.project
@@ -289,6 +309,21 @@ class NewStackMocks(FixtureMocks):
         if args.resource_id:
             return super().new_resource(args)
         return "", dict(args.inputs)
+
+
+#: Compute Engine resource type -> its collection, and whether it is regional: the provider's id
+#: is ``projects/<p>/global/<collection>/<name>`` (or ``.../regions/<r>/...``), its ``selfLink``
+#: that path under ``https://www.googleapis.com/compute/v1/``.
+_COMPUTE: dict[str, tuple[str, bool]] = {
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": ("networkEndpointGroups", True),
+    "gcp:compute/securityPolicy:SecurityPolicy": ("securityPolicies", False),
+    "gcp:compute/backendService:BackendService": ("backendServices", False),
+    "gcp:compute/uRLMap:URLMap": ("urlMaps", False),
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": ("sslCertificates", False),
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": ("targetHttpsProxies", False),
+    "gcp:compute/globalAddress:GlobalAddress": ("addresses", False),
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("forwardingRules", False),
+}
 
 
 def _kubernetes_id(args: MockResourceArgs, state: dict[str, Any]) -> str:

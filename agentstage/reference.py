@@ -84,8 +84,8 @@ CLOUD_RULES = [
         "[environment variables](https://cloud.google.com/run/docs/configuring/services/environment-variables)",
     ),
     (
-        "MODEL_ARMOR_TEMPLATE and names starting AGENT_, OTEL_, FEATURE_ are set by agentstage: a user env var or "
-        "secret with such a name would be a duplicate env name",
+        "MODEL_ARMOR_TEMPLATE and names starting AGENT_, AGENTSTAGE_, OTEL_, FEATURE_ are set by agentstage: a user "
+        "env var or secret with such a name would be a duplicate env name",
         "env, secrets",
         "agentstage (duplicate env names)",
     ),
@@ -111,6 +111,21 @@ CLOUD_RULES = [
         "Model Armor runs in us, eu and its regions only",
         "guardrails.location (or gcp:region)",
         "[Model Armor locations](https://cloud.google.com/model-armor/locations)",
+    ),
+    (
+        "Cloud Armor rate limits: intervals of 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600 s; "
+        "ban durations of 60..3600 s from the same steps; at most 1,000,000 requests per interval for a throttle rule "
+        "and 10,000 for a rate-based ban; deny with 403, 404, 429 or 502; keys IP, XFF_IP, HTTP_HEADER, ALL",
+        "rate_limit.*",
+        "[Cloud Armor: rate limiting](https://cloud.google.com/armor/docs/rate-limiting-overview), compute v1 "
+        "`SecurityPolicyRuleRateLimitOptions`",
+    ),
+    (
+        "A Google-managed certificate covers 1..100 domains, no wildcard; a serverless NEG reaches Cloud Run from "
+        "outside only with ingress internal-and-cloud-load-balancing",
+        "load_balancer.domains, ingress",
+        "[Google-managed SSL certificates](https://cloud.google.com/load-balancing/docs/ssl-certificates/google-managed-certs), "
+        "[Cloud Run: ingress](https://cloud.google.com/run/docs/securing/ingress)",
     ),
 ]
 

@@ -45,8 +45,9 @@ from components.agent_engine_spec import AgentEngineSpec
 from components.cloud_run import release_env
 from components.contract import COMPONENT_TYPES
 from components.errors import ComponentError
+from components.flags import require_flags_env
 from components.identity import AgentIdentity
-from components.spec import AgentSpec, feature_env, parse_secret_ref
+from components.spec import AgentSpec, parse_secret_ref
 
 __all__ = ["AgentEngineAgent", "LATEST", "QUERY_ROLE", "engine_traffic", "live_engine_traffic", "engine_spec"]
 
@@ -154,9 +155,8 @@ class AgentEngineAgent(pulumi.ComponentResource):
                 "requires the key in the engine's region (pulumi-gcp AiReasoningEngineEncryptionSpec)",
             )
 
+        require_flags_env("AgentEngineAgent", name, spec.features, extra)
         plain: dict[str, pulumi.Input[str]] = {**release_env(spec), **extra, **spec.env}
-        for feature, enabled in spec.features.items():
-            plain[feature_env(feature)] = "true" if enabled else "false"
         envs = [
             vertex.AiReasoningEngineSpecDeploymentSpecEnvArgs(
                 name=key,

@@ -11,9 +11,10 @@ from pulumi_gcp import cloudrunv2 as run
 
 from components.contract import COMPONENT_TYPES
 from components.errors import ComponentError
+from components.flags import require_flags_env
 from components.identity import AgentIdentity
 from components.revision import revision_name, template_digest
-from components.spec import AgentSpec, ProbeSpec, feature_env, parse_secret_ref
+from components.spec import AgentSpec, ProbeSpec, parse_secret_ref
 from components.traffic import traffic_targets
 
 __all__ = ["CloudRunAgent", "live_traffic", "release_env", "revision_template"]
@@ -82,9 +83,9 @@ def revision_template(
     below 1 vCPU, request-based billing and the first generation execution environment are
     required). Minimum instances are not part of the template: they are set on the service
     (see :class:`CloudRunAgent`)."""
+    # feature flags are not env vars: the agent reads them from its flags parameter, whose name
+    # (extra_env[FLAGS_ENV]) never changes, so a flag flip leaves the template and revision alone
     plain: dict[str, str] = {**release_env(spec), **extra_env, **spec.env}
-    for feature, enabled in spec.features.items():
-        plain[feature_env(feature)] = "true" if enabled else "false"
     envs: list[dict[str, Any]] = [{"name": key, "value": plain[key]} for key in sorted(plain)]
     for key, ref in sorted(spec.secrets.items()):
         secret, version = parse_secret_ref(ref)
@@ -177,6 +178,7 @@ class CloudRunAgent(pulumi.ComponentResource):
             raise ComponentError(
                 "CloudRunAgent", name, f"extra_env sets {clash[0]}, which the agent's env or secrets set too"
             )
+        require_flags_env("CloudRunAgent", name, spec.features, extra)
 
         template = revision_template(spec, service_account=identity.email_address, labels=labels, extra_env=extra)
         self.revision = revision_name(service_name, spec.release.version, template_digest(template))

@@ -64,6 +64,9 @@ COMPONENT_TYPES = {
     "AgentSignals": "agentstage:signals:AgentSignals",
     "AgentDashboard": "agentstage:dashboard:AgentDashboard",
     "AgentBudget": "agentstage:budget:AgentBudget",
+    "AgentFlags": "agentstage:flags:AgentFlags",
+    "AgentLoadBalancer": "agentstage:loadbalancer:AgentLoadBalancer",
+    "AgentSpendCaps": "agentstage:spendcap:AgentSpendCaps",
 }
 
 # Resource type tokens of pulumi-gcp that agentstage reads back from plans.
@@ -78,10 +81,11 @@ LOG_METRIC = "gcp:logging/metric:Metric"
 
 #: The env var through which each agent receives its Model Armor template's resource name.
 TEMPLATE_ENV = "MODEL_ARMOR_TEMPLATE"
-#: Env var name prefixes agentstage injects itself (release identity, feature flags): a user
-#: env var or secret with one of them could collide with one agentstage sets now or in a
-#: later version.
-RESERVED_ENV_PREFIXES = ("AGENT_", "FEATURE_")
+#: Env var name prefixes agentstage injects itself (release identity; AGENTSTAGE_FLAGS_PARAMETER,
+#: where the agent reads its feature flags; FEATURE_*, the flag env vars of earlier versions,
+#: kept reserved so an old flag name never becomes a user variable): a user env var or secret
+#: with one of them could collide with one agentstage sets now or in a later version.
+RESERVED_ENV_PREFIXES = ("AGENT_", "FEATURE_", "AGENTSTAGE_")
 #: The OpenTelemetry variables agentstage sets (agent-platform:tracing). Other OTEL_* names
 #: (OTEL_EXPORTER_OTLP_HEADERS, OTEL_LOG_LEVEL...) are the agent's own to set.
 TRACING_ENV = (

@@ -42,10 +42,11 @@ import pulumi_gcp as gcp
 from components.cloud_run import release_env
 from components.contract import COMPONENT_TYPES, MANAGED_BY
 from components.errors import ComponentError
+from components.flags import require_flags_env
 from components.gke_spec import GkeProbe, GkeSpec
 from components.identity import AgentIdentity
 from components.known import known_after
-from components.spec import AgentSpec, feature_env
+from components.spec import AgentSpec
 
 __all__ = [
     "GkeAgent",
@@ -246,9 +247,8 @@ class GkeAgent(pulumi.ComponentResource):
         )
 
         # --- workloads ----------------------------------------------------------------------
+        require_flags_env("GkeAgent", name, spec.features, extra)
         plain: dict[str, pulumi.Input[str]] = {**release_env(spec), **extra, **spec.env}
-        for feature, enabled in spec.features.items():
-            plain[feature_env(feature)] = "true" if enabled else "false"
         traffic = gke_traffic(spec)
         images = {STABLE: (spec.stable or spec.release), CANARY: spec.release}
         self.deployments: dict[str, Any] = {}

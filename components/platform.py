@@ -6,27 +6,36 @@ from collections.abc import Mapping
 
 import pulumi
 
+from agentstage.flags import FLAGS_ENV, parameter_name
 from components.agent_engine import AgentEngineAgent
 from components.budget import AgentBudget
 from components.cloud_run import CloudRunAgent
-from components.contract import COMPONENT_TYPES, TEMPLATE_ENV
+from components.contract import COMPONENT_TYPES, LABEL_AGENT, TEMPLATE_ENV
+from components.flags import AgentFlags
 from components.gke import GkeAgent
 from components.guardrails import AgentGuardrails
 from components.identity import AgentIdentity
 from components.labels import agent_labels, platform_labels
+from components.load_balancer import AgentLoadBalancer
 from components.monitoring import agent_revisions, runtime_targets
 from components.observability import AgentObservability, tracing_env
 from components.spec import PlatformSpec, parse_secret_ref
+from components.spend_cap import AgentSpendCaps, CappedAgent
 from components.vertex_endpoint import VertexEndpointAgent
 
-__all__ = ["AgentPlatform"]
+__all__ = ["AgentPlatform", "FLAG_RUNTIMES"]
+
+#: Runtimes whose agent reads feature flags at run time (a Vertex AI model endpoint serves a
+#: model's own container and has no features: see endpoint_spec).
+FLAG_RUNTIMES = ("cloud-run", "agent-engine", "gke")
 
 
 class AgentPlatform(pulumi.ComponentResource):
     """One environment: per agent an ``AgentIdentity`` and a ``CloudRunAgent``; per
     environment the ``AgentGuardrails`` (Model Armor template, whose name and the OTEL_* env
     vars reach every agent), ``AgentObservability`` (alerts, SLOs, signals, dashboard,
-    notification channels) and ``AgentBudget``, each from its section of the spec.
+    notification channels) and ``AgentBudget``, each from its section of the spec; with any
+    agent's ``spend_cap``, ``AgentSpendCaps`` (per-agent budgets and the enforcer function).
 
     ``secret_env`` marks plain env values secret (set when the agents config holds
     ``secure:`` values). Outputs: ``agents`` (agent -> url, service, revisions, identity) and
@@ -52,6 +61,8 @@ class AgentPlatform(pulumi.ComponentResource):
         self.engines: dict[str, AgentEngineAgent] = {}
         self.endpoints: dict[str, VertexEndpointAgent] = {}
         self.gke_agents: dict[str, GkeAgent] = {}
+        self.flags: dict[str, AgentFlags] = {}
+        self.load_balancers: dict[str, AgentLoadBalancer] = {}
         env_labels = platform_labels(spec.environment, spec.labels)
         self.guardrails: AgentGuardrails | None = None
         if spec.guardrails.model_armor:
@@ -85,6 +96,23 @@ class AgentPlatform(pulumi.ComponentResource):
                 identity.grants.append(self.guardrails.grant_user(agent, identity.member))
                 extra_env[TEMPLATE_ENV] = self.guardrails.template_resource_name
                 waits.append(self.guardrails.template)
+            if aspec.runtime in FLAG_RUNTIMES:
+                # every agent that can have flags gets its parameter (also with none yet), so a
+                # first flag, like every later flip, is a new parameter version and no new revision
+                flags = AgentFlags(
+                    f"{agent}-flags",
+                    flags=aspec.features,
+                    service_name=spec.service_name(agent),
+                    project=spec.project,
+                    environment=spec.environment,
+                    member=identity.member,
+                    labels={**env_labels, LABEL_AGENT: agent},
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                self.flags[agent] = flags
+                identity.grants.append(flags.grant)
+                extra_env[FLAGS_ENV] = parameter_name(spec.project, spec.service_name(agent), spec.environment)
+                waits.append(flags.version)
             if aspec.runtime == "gke":
                 self.gke_agents[agent] = GkeAgent(
                     agent,
@@ -141,6 +169,18 @@ class AgentPlatform(pulumi.ComponentResource):
                 depends_on=waits,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            if aspec.load_balancer is not None:
+                # not the release label: a release must not touch the load balancer path
+                self.load_balancers[agent] = AgentLoadBalancer(
+                    agent,
+                    spec=aspec,
+                    service=self.services[agent].service,
+                    service_name=spec.service_name(agent),
+                    project=spec.project,
+                    region=spec.region,
+                    labels={**env_labels, LABEL_AGENT: agent},
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
         revisions = {
             agent: agent_revisions(spec.agents[agent], svc.revision, svc.stable_revision_name)
             for agent, svc in self.services.items()
@@ -177,6 +217,31 @@ class AgentPlatform(pulumi.ComponentResource):
                 labels=env_labels,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        # hard spend caps: the spec allows them on Cloud Run agents with a billing account only
+        capped = {
+            agent: CappedAgent(
+                aspec.spend_cap,
+                service=self.services[agent].service,
+                service_name=spec.service_name(agent),
+                identity_account=self.identities[agent].account,
+            )
+            for agent, aspec in sorted(spec.agents.items())
+            if aspec.spend_cap is not None and agent in self.services
+        }
+        self.spend_caps: AgentSpendCaps | None = None
+        if capped:
+            self.spend_caps = AgentSpendCaps(
+                "spend-caps",
+                agents=capped,
+                budget=spec.budget,
+                project=spec.project,
+                region=spec.region,
+                environment=spec.environment,
+                prefix=spec.prefix,
+                email_channels=self.observability.email_channel_names,
+                labels=env_labels,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.agents = pulumi.Output.from_input(
             {
                 agent: {
@@ -186,6 +251,11 @@ class AgentPlatform(pulumi.ComponentResource):
                     "stable_revision": svc.stable_revision,
                     "service_account": svc.service_account_email,
                 }
+                | (
+                    {"load_balancer": {"url": lb.url, "ip_address": lb.ip_address}}
+                    if (lb := self.load_balancers.get(agent)) is not None
+                    else {}
+                )
                 for agent, svc in self.services.items()
             }
             | {

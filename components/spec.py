@@ -27,10 +27,12 @@ from components.contract import (
 )
 from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
 from components.gke_spec import GkeSpec, check_gke_settings
+from components.load_balancer_spec import LoadBalancerSpec, RateLimitSpec, check_load_balancer_settings
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
 from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
+from components.spend_cap_spec import SpendCapSpec, check_agent_spend_cap, check_platform_spend_caps
 
 __all__ = [
     "SpecIssue",
@@ -126,7 +128,8 @@ MAX_ENV = 1000
 MAX_ENV_VALUE_BYTES = 32768
 #: Cloud Run: a traffic tag and the service name together at most 46 characters.
 TAG_AND_SERVICE_MAX = 46
-#: Most env vars agentstage injects itself (release identity, tracing, Model Armor template).
+#: Most env vars agentstage injects itself (release identity, tracing, Model Armor template,
+#: the feature flags parameter).
 INJECTED_ENV_MAX = 16
 #: Labels one resource may carry (Google Cloud labels limit), and so what user labels may add
 #: to the base labels agentstage sets on every agent resource.
@@ -569,13 +572,34 @@ class AgentSpec(StrictModel):
     env: dict[str, str] = Field(default_factory=dict, description="Plain env vars (never credentials). Default: {}.")
     features: dict[str, bool] = Field(
         default_factory=dict,
-        description="Feature flags, exposed as FEATURE_<NAME>=true|false env vars. Default: {}.",
+        description=(
+            "Feature flags (name: true|false), kept in the agent's Parameter Manager parameter "
+            "<service>-<environment>-flags and read at run time (its name is the env var AGENTSTAGE_FLAGS_PARAMETER): "
+            "changing one creates a new parameter version and no new revision. Default: {}."
+        ),
+    )
+    spend_cap: SpendCapSpec | None = Field(
+        default=None,
+        description="Hard monthly spend cap: the agent's own budget and what the enforcer does past it "
+        "(see SpendCapSpec; needs budget.billing_account). Default: none.",
     )
     port: int = Field(default=8080, description="Container port the agent listens on, 1..65535. Default: 8080.")
     health_path: str = Field(
         default="/healthz", description="HTTP path of the startup and liveness probes. Default: /healthz."
     )
     probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Probe timing. Default: see ProbesSpec.")
+    load_balancer: LoadBalancerSpec | None = Field(
+        default=None,
+        description="An external Application Load Balancer in front of the agent (serverless NEG, backend service, "
+        "URL map, managed certificate, HTTPS forwarding rule), cloud-run agents with ingress "
+        "internal-and-cloud-load-balancing only (see LoadBalancerSpec). Default: none.",
+    )
+    rate_limit: RateLimitSpec | None = Field(
+        default=None,
+        description="A per-client Cloud Armor rate limit on the load balancer (throttle or ban, keyed by IP, header "
+        "or API key; see RateLimitSpec); needs load_balancer. Production agents behind a load balancer need one "
+        "(policy agent-rate-limit). Default: none.",
+    )
 
     @field_validator("port")
     @classmethod
@@ -729,15 +753,18 @@ class AgentSpec(StrictModel):
         check_runtime_settings(self)
         check_vertex_settings(self)
         check_gke_settings(self)
+        check_load_balancer_settings(self)
+        check_agent_spend_cap(self)
         self._cloud_run_limits()
         return self
 
     def _cloud_run_limits(self) -> None:
         """The combinations Cloud Run refuses (docs/config.md cites each rule)."""
-        count = len(self.env) + len(self.secrets) + len(self.features)
+        # feature flags are not env vars (they live in Parameter Manager): they do not count
+        count = len(self.env) + len(self.secrets)
         if count > MAX_ENV - INJECTED_ENV_MAX:
             raise SpecIssue(
-                f"with secrets and features makes {count} env vars; Cloud Run allows {MAX_ENV} per container and "
+                f"with secrets makes {count} env vars; Cloud Run allows {MAX_ENV} per container and "
                 f"agentstage injects up to {INJECTED_ENV_MAX}: keep at most {MAX_ENV - INJECTED_ENV_MAX}",
                 path=("env",),
                 value=f"<{len(self.env)} vars>",
@@ -769,11 +796,6 @@ class AgentSpec(StrictModel):
         if self.stable is None:
             return None
         return self.stable_revision or legacy_revision_name(service, self.stable.version)
-
-
-def feature_env(name: str) -> str:
-    """Env var name of a feature flag: ``web_search_tool`` -> ``FEATURE_WEB_SEARCH_TOOL``."""
-    return f"FEATURE_{name.upper()}"
 
 
 def _check_env_name(name: str, where: str) -> None:
@@ -996,6 +1018,11 @@ class PlatformSpec(StrictModel):
                         value=agent,
                         has_value=True,
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _spend_caps(self) -> PlatformSpec:
+        check_platform_spend_caps(self)
         return self
 
     @model_validator(mode="after")

@@ -111,7 +111,11 @@ def test_engine_runs_the_release_image_as_the_agents_own_account(tmp_path):
     assert d["resourceLimits"] == {"cpu": "2", "memory": "4Gi"}
     assert d["secretEnvs"] == [{"name": "SEARCH_API_KEY", "secretRef": {"secret": "search-api-key", "version": "3"}}]
     envs = {env["name"]: env["value"] for env in d["envs"]}
-    assert envs["AGENT_RELEASE"] == "2.1.0" and envs["MAX_SOURCES"] == "8" and envs["FEATURE_CITATIONS"] == "true"
+    assert envs["AGENT_RELEASE"] == "2.1.0" and envs["MAX_SOURCES"] == "8" and "FEATURE_CITATIONS" not in envs
+    # the flags are read at run time from the agent's parameter (docs/flags.md)
+    assert envs["AGENTSTAGE_FLAGS_PARAMETER"] == (
+        "projects/acme-agents-prod/locations/global/parameters/research-agent-production-flags"
+    )
     assert e["labels"]["agent"] == AGENT and e["labels"]["release"] == "2-1-0"
     assert e["deletionPolicy"] == "PREVENT"
     assert "encryptionSpec" not in e and "contextSpec" not in e

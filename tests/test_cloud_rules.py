@@ -155,7 +155,7 @@ CONFIG_RULES = [
     (
         ENV,
         _set("env", {f"V{i}": "1" for i in range(990)}),
-        f'{BOT}.env: "<990 vars>" with secrets and features makes 992 env vars; Cloud Run allows 1000 per container '
+        f'{BOT}.env: "<990 vars>" with secrets makes 991 env vars; Cloud Run allows 1000 per container '
         "and agentstage injects up to 16: keep at most 984",
     ),
     (
@@ -231,7 +231,7 @@ COLLISIONS = [
         (
             _set(f"{where}.{name}", value),
             f'{BOT}.{where}.{name}: "{name}" is reserved by agentstage, which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, '
-            "FEATURE_* variables and the tracing variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, "
+            "FEATURE_*, AGENTSTAGE_* variables and the tracing variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, "
             "OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, OTEL_EXPORTER_OTLP_ENDPOINT) itself; rename it (feature "
             "flags: agents.<name>.features; tracing: agent-platform:tracing)",
         )

@@ -122,7 +122,11 @@ def test_service_settings_follow_the_spec(project, production):
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     envs = {e["name"]: e for e in container["envs"]}
     assert envs["LOG_SAMPLE_RATE"] == {"name": "LOG_SAMPLE_RATE", "value": "0.1"}
-    assert envs["FEATURE_WEB_SEARCH_TOOL"]["value"] == "false"
+    # flags are read from the agent's parameter, whose name never changes (docs/flags.md)
+    assert "FEATURE_WEB_SEARCH_TOOL" not in envs
+    assert envs["AGENTSTAGE_FLAGS_PARAMETER"]["value"] == (
+        "projects/acme-agents-prod/locations/global/parameters/support-bot-production-flags"
+    )
     assert envs["AGENT_RELEASE"]["value"] == "1.4.0"
     assert envs["AGENT_MODEL"]["value"] == "gemini-2.5-flash"
     assert envs["CRM_TOKEN"] == {
@@ -175,8 +179,9 @@ def test_project_grants_are_additive_baseline_plus_extra_roles(project, producti
         r.inputs for r in plan.by_type("gcp:projects/iAMMember:IAMMember") if r.inputs["member"] == member
     ]
     guardrails = ["roles/modelarmor.user"]  # Model Armor has no template-level IAM in the provider
+    flags = ["roles/parametermanager.parameterAccessor"]  # conditioned on its own parameter (test_flags)
     assert sorted(g["role"] for g in project_grants) == sorted(
-        [*BASELINE_ROLES, *guardrails, "roles/bigquery.dataViewer"]
+        [*BASELINE_ROLES, *guardrails, *flags, "roles/bigquery.dataViewer"]
     )
     assert {g["project"] for g in project_grants} == {"acme-agents-prod"}
     # additive members only: never an authoritative binding or policy on the project
@@ -230,7 +235,7 @@ def test_service_waits_for_the_identity_grants(project, production):
         if r.type in ("gcp:projects/iAMMember:IAMMember", "gcp:secretmanager/secretIamMember:SecretIamMember")
         and r.name.startswith("support-bot-")
     }
-    assert len(grants) == 5
+    assert len(grants) == 6  # with the reader grant of its flags parameter
     assert grants <= set(svc.dependencies)
     url = plan.outputs["agents"]["support-bot"]["url"]
     assert re.fullmatch(r"https://support-bot-\d{12}\.us-central1\.run\.app", url)

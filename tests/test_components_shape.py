@@ -46,9 +46,12 @@ def _resources(output: Any) -> set[Any]:
 
 def test_every_component_uses_its_token_from_the_contract(prod):
     components = {r.type.rsplit("$", 1)[-1] for r in prod.resources if not r.custom and r.type != "pulumi:pulumi:Stack"}
-    # runtimes the reference stacks do not use are held to it by their own tests (test_agent_engine)
+    # runtimes the reference stacks do not use are held to it by their own tests (test_agent_engine),
+    # and so are spend caps (test_spend_cap)
     runtimes = {
-        COMPONENT_TYPES[c] for c in ("AgentEngineAgent", "VertexEndpointAgent", "GkeAgent") if c in COMPONENT_TYPES
+        COMPONENT_TYPES[c]
+        for c in ("AgentEngineAgent", "VertexEndpointAgent", "GkeAgent", "AgentSpendCaps")
+        if c in COMPONENT_TYPES
     }
     assert components == set(COMPONENT_TYPES.values()) - runtimes
     for cls, token in COMPONENT_TYPES.items():

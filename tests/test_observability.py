@@ -474,7 +474,7 @@ def test_tracing_config_and_user_env_that_would_collide(tmp_path):
         platform_from_config(cfg)
     assert err.value.issues == [
         'agent-platform:agents.research-agent.env.OTEL_SERVICE_NAME: "OTEL_SERVICE_NAME" is reserved by agentstage, '
-        "which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, FEATURE_* variables and the tracing variables "
+        "which sets MODEL_ARMOR_TEMPLATE, the AGENT_*, FEATURE_*, AGENTSTAGE_* variables and the tracing variables "
         "(OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, "
         "OTEL_EXPORTER_OTLP_ENDPOINT) itself; rename it (feature flags: agents.<name>.features; tracing: "
         "agent-platform:tracing)"

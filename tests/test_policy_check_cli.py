@@ -73,7 +73,8 @@ RISKY = {
         "support-bot-service",
     ),
     "ingress from the internet": (
-        lambda a: a.update(ingress="all"),
+        # the load balancer and its rate limit need ingress internal-and-cloud-load-balancing: drop them too
+        lambda a: (a.update(ingress="all"), a.pop("load_balancer"), a.pop("rate_limit")),
         "cloud-run-ingress-restricted",
         "support-bot-service",
     ),

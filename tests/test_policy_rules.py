@@ -995,6 +995,7 @@ def test_unknown_grants_are_not_judged_by_any_iam_rule(pack, baseline, type_, na
         ("no-admin-roles-for-service-accounts", "whether a service account gets an admin role on the project"),
         ("no-default-service-account-grants", "whether a default service account gets a role at project level"),
         ("no-project-impersonation-roles", "whether an impersonation role is granted at project level"),
+        ("parameter-reader-own-parameter", "whether a Parameter Manager read role is granted at project level"),
         ("secret-accessor-per-secret", "whether roles/secretmanager.secretAccessor is granted at project level"),
     ]
     assert violations(pack, mutate(baseline, type_, name, change)) == [

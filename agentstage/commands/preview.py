@@ -105,6 +105,25 @@ def iam_rows(plan: Any) -> list[tuple[str, str, str]]:
     return sorted(rows)
 
 
+def rate_limit_rows(plan: Any) -> list[tuple[str, str, str, str, str]]:
+    """The rate-based rules of each Cloud Armor security policy: (policy, action, limit, per
+    client key, what a client over the limit gets)."""
+    rows = []
+    for r in plan.by_type("gcp:compute/securityPolicy:SecurityPolicy"):
+        for rule in r.inputs.get("rules") or []:
+            options = rule.get("rateLimitOptions") or {}
+            threshold = options.get("rateLimitThreshold") or {}
+            if not threshold:
+                continue
+            key = " ".join(str(k) for k in (options.get("enforceOnKey"), options.get("enforceOnKeyName")) if k)
+            then = str(options.get("exceedAction"))
+            if options.get("banDurationSec"):
+                then += f", banned {options['banDurationSec']} s"
+            limit = f"{threshold.get('count')} requests / {threshold.get('intervalSec')} s"
+            rows.append((str(r.inputs.get("name", r.name)), str(rule.get("action")), limit, key or "ALL", then))
+    return sorted(rows)
+
+
 def short_type(token: str) -> str:
     """``gcp:cloudrunv2/service:Service`` -> ``gcp.cloudrunv2.Service``."""
     pkg, module, cls = (token.split(":") + ["", ""])[:3]
@@ -178,6 +197,15 @@ def render(plan: Any, console: Console) -> None:
         )
     if guards.row_count:
         console.print(guards)
+
+    limits = rate_limit_rows(plan)
+    if limits:
+        table = Table(title="Rate limits (Cloud Armor, on each agent's load balancer)", title_justify="left")
+        for col in ("security policy", "action", "limit", "per client key", "over the limit"):
+            table.add_column(col)
+        for row in limits:
+            table.add_row(*row)
+        console.print(table)
 
     agents = (plan.outputs or {}).get("agents") or {}
     if agents:

@@ -196,6 +196,16 @@ class StackFile:
         else:
             rollout.insert(0, "canary_percent", percent)
 
+    def set_feature(self, agent: str, name: str, enabled: bool) -> None:
+        """Set the feature flag ``features.<name>`` of ``agent`` (``features`` is added after
+        ``env`` when the agent has none yet)."""
+        node = self.agent(agent)
+        features = node.get("features")
+        if not isinstance(features, dict):
+            features = CommentedMap()
+            self._put(node, "features", features, after="env")
+        features[name] = enabled
+
     @staticmethod
     def _put(node: CommentedMap, key: str, value: Any, *, after: str | None) -> None:
         if key in node:

@@ -4,6 +4,7 @@ Enforcement comes from the policy config (config/<stack>.json beside this file):
 policy is advisory unless the config says otherwise."""
 
 import cost
+import edge
 import gke
 import identity
 import release
@@ -17,6 +18,7 @@ PolicyPack(
     enforcement_level=EnforcementLevel.ADVISORY,
     policies=[
         *security.POLICIES,
+        *edge.POLICIES,
         *identity.POLICIES,
         *reliability.POLICIES,
         *cost.POLICIES,

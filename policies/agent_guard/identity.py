@@ -28,6 +28,7 @@ from helpers import (
     cannot_judge,
     default_account_kind,
     get,
+    grants,
     iam_scope,
     iam_target,
     is_service_account,
@@ -364,6 +365,114 @@ allowed_member_domains = ResourceValidationPolicy(
 )
 
 
+# --- parameter-reader-own-parameter ----------------------------------------------------
+
+#: Predefined Parameter Manager roles that read a parameter's payload (render, or get in the
+#: default FULL view). Source: Parameter Manager "Access control with IAM",
+#: https://cloud.google.com/secret-manager/parameter-manager/docs/access-control
+PARAMETER_READ_ROLES = (
+    "roles/parametermanager.admin",
+    "roles/parametermanager.parameterAccessor",
+    "roles/parametermanager.parameterViewer",
+    "roles/parametermanager.parameterVersionManager",
+)
+#: A condition clause that names one parameter: ``.../parameters/<id>"`` or, after
+#: ``resource.name.extract("/parameters/{x}/...")``, ``== "<id>"``.
+_NAMES_ONE_PARAMETER = re.compile(r'/parameters/[A-Za-z0-9_-]+"|==\s*"[A-Za-z0-9_-]+"')
+
+
+def _limited_to_parameters(expression: str) -> bool:
+    """Whether every alternative of a condition names one parameter by ``resource.name``
+    (Parameter Manager has no per-parameter IAM: a project grant limited by a condition on
+    ``resource.name`` is how one parameter is shared; see components/flags.py)."""
+    clauses = [c for c in expression.split("||") if c.strip()]
+    return bool(clauses) and all("resource.name" in c and _NAMES_ONE_PARAMETER.search(c) for c in clauses)
+
+
+def _parameter_reader_own_parameter(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Only service accounts (agent identities; an unknown member is an account this update
+    creates) are judged: people reading flags are not what this rule is about."""
+    scope = iam_scope(args.resource_type)
+    if scope is None:
+        return
+    question = f"whether a Parameter Manager read role is granted at {scope} level"
+    for g in readable_grants(args.resource_type, args.props, report, question):
+        if g.role not in PARAMETER_READ_ROLES or is_service_account(g.member) is False:
+            continue
+        expression = get(args.props, "condition", "expression")
+        if expression is UNKNOWN:
+            about = f"whether the {g.role} grant to {member_text(g.member)} is limited to one parameter"
+            report(cannot_judge(about, "condition.expression"))
+            continue
+        if isinstance(expression, str) and _limited_to_parameters(expression):
+            continue
+        report(
+            f"grants {g.role} to {member_text(g.member)} at {scope} level without a condition that limits it to "
+            f"one parameter, so the identity reads every parameter in the {scope} (other agents' flags too); add a "
+            "condition on resource.name naming its own parameter, as AgentFlags does "
+            '(resource.name.endsWith("/parameters/<id>")).'
+        )
+
+
+parameter_reader_own_parameter = ResourceValidationPolicy(
+    name="parameter-reader-own-parameter",
+    description="Checks that a service account granted a Parameter Manager read role at project, folder or organization level is limited by an IAM condition to named parameters.",
+    validate=_parameter_reader_own_parameter,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(
+        name="Google Cloud Parameter Manager access control", reference="least privilege"
+    ),
+    tags=["identity", "flags"],
+    remediation_steps="Let AgentFlags grant the agent its own flags parameter; remove project-wide Parameter Manager roles.",
+)
+
+
+# --- spend-cap-enforcer-least-privilege ------------------------------------------------
+
+#: The spend-cap enforcer's service account id: ``[<prefix>-]agentstage-caps-<environment>``
+#: (components.spend_cap.ENFORCER_ACCOUNT; tests/test_spend_cap_policy.py keeps the two in step).
+ENFORCER_ACCOUNT = "agentstage-caps"
+_ENFORCER = re.compile(rf"^serviceAccount:(?:[a-z0-9-]+-)?{ENFORCER_ACCOUNT}-[a-z0-9-]+@")
+
+
+def _enforcer_least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The enforcer acts on capped agents' services and flags; it must never be able to touch
+    billing (disable it, move the project, change budgets) nor anything else in the project.
+    Unknown members are not judged (no cannot-judge report either): the enforcer's email is
+    computed from its account id and always known at plan time, so an unknown one is not it."""
+    if iam_target(args.resource_type) == "billing":
+        scope = "billing account"
+    else:
+        scope = iam_scope(args.resource_type)
+    found = grants(args.resource_type, args.props)
+    for g in found if isinstance(found, list) else []:
+        if not (isinstance(g.member, str) and _ENFORCER.match(g.member)):
+            continue
+        role = role_text(g.role)
+        if scope == "billing account" or (isinstance(g.role, str) and g.role.startswith("roles/billing.")):
+            report(
+                f"grants {role} to the spend-cap enforcer {g.member} on billing; the enforcer caps agents "
+                "(traffic, instances, flags) and must never be able to change or disable billing: remove the grant."
+            )
+        elif scope is not None and not get(args.props, "condition", "expression"):
+            report(
+                f"grants {role} to the spend-cap enforcer {g.member} at {scope} level without a condition; it "
+                "needs roles on the capped services, their identities and flags parameters only: grant on those "
+                "resources (or limit the grant with a condition on resource.name)."
+            )
+
+
+spend_cap_enforcer_least_privilege = ResourceValidationPolicy(
+    name="spend-cap-enforcer-least-privilege",
+    description="Checks that the spend-cap enforcer's service account holds no billing role and no unconditioned project, folder or organization grant.",
+    validate=_enforcer_least_privilege,
+    severity=Severity.HIGH,
+    framework=PolicyComplianceFramework(name="Google Cloud IAM", reference="least privilege"),
+    tags=["identity", "cost"],
+    remediation_steps="Let AgentSpendCaps grant the enforcer its roles; remove other grants to it.",
+)
+
+
 POLICIES = [
     dedicated_service_account,
     no_default_service_account_grants,
@@ -372,5 +481,7 @@ POLICIES = [
     no_admin_roles_for_service_accounts,
     no_service_account_keys,
     secret_accessor_per_secret,
+    parameter_reader_own_parameter,
     allowed_member_domains,
+    spend_cap_enforcer_least_privilege,
 ]

@@ -63,7 +63,7 @@ def _generated(tmp: pytest.TempPathFactory) -> Plan:
 def _all_options(tmp: pytest.TempPathFactory) -> Plan:
     """Production with the optional features on that add resources or fields: Pub/Sub and
     webhook channels (a topic IAM member), a runbook link, a budget label filter and an amount
-    with cents, a secret env value, an OTLP endpoint, non-default guardrails."""
+    with cents, a secret env value, an OTLP endpoint, non-default guardrails, spend caps on both agents."""
     yaml = YAML(typ="safe", pure=True)
     with (ROOT / "stacks" / "Pulumi.production.yaml").open() as fh:
         config: dict[str, Any] = yaml.load(fh)["config"]
@@ -85,6 +85,9 @@ def _all_options(tmp: pytest.TempPathFactory) -> Plan:
         "startup": {"initial_delay_seconds": 5, "period_seconds": 10, "failure_threshold": 20},
         "liveness": {"period_seconds": 30, "timeout_seconds": 10},
     }
+    # hard spend caps: the per-agent budgets and the enforcer (topic, bucket, archive, function, IAM)
+    config["agent-platform:agents"]["support-bot"]["spend_cap"] = {"monthly_amount": 300, "action": "canary-to-zero"}
+    research["spend_cap"] = {"monthly_amount": 200.5, "threshold": 0.9, "action": "flags-off", "flags": ["citations"]}
     path = tmp.mktemp("all-options") / "Pulumi.production.yaml"
     with path.open("w") as fh:
         YAML().dump({"config": config}, fh)
@@ -168,6 +171,7 @@ APIS = [
     "pubsub.v1",
     "aiplatform.v1",
     "parametermanager.v1",
+    "compute.v1",
 ]
 
 
@@ -345,9 +349,9 @@ def test_an_input_field_without_translation_fails(prod: Plan) -> None:
 
 def test_a_type_without_translation_fails() -> None:
     with pytest.raises(TranslationError) as err:
-        translate.to_requests(_resource("gcp:storage/bucket:Bucket", {"name": "b"}))
+        translate.to_requests(_resource("gcp:bigquery/dataset:Dataset", {"datasetId": "d"}))
     assert str(err.value) == (
-        "gcp:storage/bucket:Bucket: no translation to a Google API request; add one to TRANSLATIONS in "
+        "gcp:bigquery/dataset:Dataset: no translation to a Google API request; add one to TRANSLATIONS in "
         "tests/conformance/translate.py (or to NOT_GOOGLE_APIS if it makes no Google API request)"
     )
 

@@ -28,6 +28,7 @@ encoders; the handwritten ``resource_google_service_account.go``,
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -476,8 +477,204 @@ _VERTEX_ENDPOINT = obj(
     deletionPolicy=DELETION_POLICY,
 )
 
+# Compute Engine v1 (the load balancer path and Cloud Armor of components/load_balancer.py):
+# every insert takes the resource's name in the body and the project (and region) in the URL;
+# magic-modules mmv1/products/compute/<Resource>.yaml renames the forwarding rule's ipAddress and
+# ipProtocol (api_name IPAddress, IPProtocol). The security policy is the handwritten
+# resource_compute_security_policy.go, which sends its rules in the insert body, field for field.
+REGION = Consumed("URL path parameter (projects/{project}/regions/{region}/...)")
+_NEG = obj(
+    "name",
+    "description",
+    "networkEndpointType",
+    cloudRun=obj("service", "tag", "urlMask"),
+    project=PROJECT,
+    region=REGION,
+    deletionPolicy=DELETION_POLICY,
+)
+_THRESHOLD = obj("count", "intervalSec")
+_SECURITY_POLICY = obj(
+    "name",
+    "description",
+    "type",
+    "labels",
+    rules=ListOf(
+        obj(
+            "action",
+            "priority",
+            "description",
+            "preview",
+            match=obj("versionedExpr", config=obj("srcIpRanges"), expr=obj("expression")),
+            rateLimitOptions=obj(
+                "conformAction",
+                "exceedAction",
+                "enforceOnKey",
+                "enforceOnKeyName",
+                "banDurationSec",
+                rateLimitThreshold=_THRESHOLD,
+                banThreshold=_THRESHOLD,
+            ),
+        )
+    ),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+_BACKEND_SERVICE = obj(
+    "name",
+    "description",
+    "loadBalancingScheme",
+    "protocol",
+    backends=ListOf(obj("group", "balancingMode", "capacityScaler", "description")),
+    logConfig=obj("enable", "sampleRate"),
+    # output only in BackendService: the provider attaches the policy with a separate
+    # backendServices.setSecurityPolicy call (body SecurityPolicyReference) after the insert
+    securityPolicy=Consumed("a separate setSecurityPolicy call (SecurityPolicyReference), output only in the body"),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+_URL_MAP = obj("name", "description", "defaultService", project=PROJECT, deletionPolicy=DELETION_POLICY)
+_MANAGED_CERTIFICATE = obj(
+    "name", "description", "type", managed=obj("domains"), project=PROJECT, deletionPolicy=DELETION_POLICY
+)
+_HTTPS_PROXY = obj("name", "description", "urlMap", "sslCertificates", project=PROJECT, deletionPolicy=DELETION_POLICY)
+_GLOBAL_ADDRESS = obj(
+    "name", "description", "addressType", "ipVersion", "labels", project=PROJECT, deletionPolicy=DELETION_POLICY
+)
+_FORWARDING_RULE = obj(
+    "name",
+    "description",
+    "loadBalancingScheme",
+    "portRange",
+    "target",
+    "labels",
+    ipAddress=Field("IPAddress"),
+    ipProtocol=Field("IPProtocol"),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+
+# Cloud Storage JSON API v1 Bucket (the spend-cap enforcer's source bucket): magic-modules
+# handwritten resource_storage_bucket.go: `project` is the ?project= query parameter of
+# buckets.insert, `uniformBucketLevelAccess` and `publicAccessPrevention` go under
+# iamConfiguration, `forceDestroy` only lets the provider empty the bucket before deleting it.
+_BUCKET = obj(
+    "name",
+    "location",
+    "labels",
+    uniformBucketLevelAccess=Field("iamConfiguration.uniformBucketLevelAccess", Convert(lambda v: {"enabled": v})),
+    publicAccessPrevention=Field("iamConfiguration.publicAccessPrevention"),
+    forceDestroy=Consumed("provider-only: delete the objects before the bucket"),
+    project=Consumed("query parameter of buckets.insert (?project=)"),
+)
+
+# Cloud Storage object (the enforcer's source archive): handwritten resource_storage_bucket_object.go
+# sends objects.insert with the object metadata {name, bucket} and the archive as the media body.
+_BUCKET_OBJECT = obj(
+    "name",
+    "bucket",
+    source=Consumed("the media upload of objects.insert: the archive's bytes, not the JSON metadata"),
+)
+
+# Cloud Functions v2 Function (the spend-cap enforcer): magic-modules
+# mmv1/products/cloudfunctions2/Function.yaml: created with
+# POST projects/{project}/locations/{location}/functions?functionId={name}; the nested objects
+# keep their API names.
+_FUNCTION = obj(
+    "description",
+    "labels",
+    buildConfig=obj("runtime", "entryPoint", source=obj(storageSource=obj("bucket", "object"))),
+    serviceConfig=obj(
+        "serviceAccountEmail",
+        "maxInstanceCount",
+        "minInstanceCount",
+        "maxInstanceRequestConcurrency",
+        "availableMemory",
+        "timeoutSeconds",
+        "ingressSettings",
+        "allTrafficOnLatestRevision",
+        "environmentVariables",
+    ),
+    eventTrigger=obj("triggerRegion", "eventType", "pubsubTopic", "retryPolicy", "serviceAccountEmail"),
+    name=Consumed("query parameter of the create call (?functionId=)"),
+    project=PROJECT,
+    location=LOCATION,
+)
+
+# Parameter Manager v1 Parameter and ParameterVersion (feature flags): magic-modules
+# mmv1/products/parametermanager/Parameter.yaml and ParameterVersion.yaml. A parameter is created
+# with POST {parent}/parameters?parameter_id=...; a version with
+# POST {parameter}/versions?parameter_version_id=... and the body {payload: {data}, disabled},
+# where ``parameter_data`` is ``payload.data`` base64-encoded (custom_expand/base64.go.tmpl).
+_PARAMETER = obj(
+    "format",
+    "labels",
+    "kmsKey",
+    parameterId=Consumed("query parameter of the create call (?parameter_id=)"),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+
+
+def _base64(text: Any) -> Any:
+    """``parameter_data`` -> ``payload.data`` (a ``byte`` field: base64 of the UTF-8 text). The
+    provider marks the data sensitive, so a plan carries it as ``[secret]``: kept as it is."""
+    if not isinstance(text, str) or text in ("[secret]", "[unknown]"):
+        return text
+    return base64.b64encode(text.encode()).decode()
+
+
+_PARAMETER_VERSION = obj(
+    "disabled",
+    parameterData=Field("payload.data", Convert(_base64)),
+    parameter=Consumed("URL path parameter ({parameter}/versions)"),
+    parameterVersionId=Consumed("query parameter of the create call (?parameter_version_id=)"),
+    deletionPolicy=DELETION_POLICY,
+)
+
 #: Pulumi resource type -> its translation.
 TRANSLATIONS: dict[str, Translation] = {
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": Translation(
+        "compute.v1",
+        "NetworkEndpointGroup",
+        _NEG,
+        "pulumi_gcp/compute/region_network_endpoint_group.py, compute/RegionNetworkEndpointGroup.yaml",
+    ),
+    "gcp:compute/securityPolicy:SecurityPolicy": Translation(
+        "compute.v1",
+        "SecurityPolicy",
+        _SECURITY_POLICY,
+        "pulumi_gcp/compute/security_policy.py, resource_compute_security_policy.go",
+    ),
+    "gcp:compute/backendService:BackendService": Translation(
+        "compute.v1",
+        "BackendService",
+        _BACKEND_SERVICE,
+        "pulumi_gcp/compute/backend_service.py, compute/BackendService.yaml",
+    ),
+    "gcp:compute/uRLMap:URLMap": Translation(
+        "compute.v1", "UrlMap", _URL_MAP, "pulumi_gcp/compute/url_map.py, compute/UrlMap.yaml"
+    ),
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": Translation(
+        "compute.v1",
+        "SslCertificate",
+        _MANAGED_CERTIFICATE,
+        "pulumi_gcp/compute/managed_ssl_certificate.py, compute/ManagedSslCertificate.yaml",
+    ),
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": Translation(
+        "compute.v1",
+        "TargetHttpsProxy",
+        _HTTPS_PROXY,
+        "pulumi_gcp/compute/target_https_proxy.py, compute/TargetHttpsProxy.yaml",
+    ),
+    "gcp:compute/globalAddress:GlobalAddress": Translation(
+        "compute.v1", "Address", _GLOBAL_ADDRESS, "pulumi_gcp/compute/global_address.py, compute/GlobalAddress.yaml"
+    ),
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": Translation(
+        "compute.v1",
+        "ForwardingRule",
+        _FORWARDING_RULE,
+        "pulumi_gcp/compute/global_forwarding_rule.py, compute/GlobalForwardingRule.yaml",
+    ),
     "gcp:vertex/aiReasoningEngine:AiReasoningEngine": Translation(
         "aiplatform.v1beta1",
         "GoogleCloudAiplatformV1beta1ReasoningEngine",
@@ -566,11 +763,38 @@ TRANSLATIONS: dict[str, Translation] = {
     "gcp:pubsub/topic:Topic": Translation(
         "pubsub.v1", "Topic", _TOPIC, "pulumi_gcp/pubsub/topic.py, pubsub/Topic.yaml"
     ),
+    "gcp:parametermanager/parameter:Parameter": Translation(
+        "parametermanager.v1",
+        "Parameter",
+        _PARAMETER,
+        "pulumi_gcp/parametermanager/parameter.py, parametermanager/Parameter.yaml",
+    ),
+    "gcp:parametermanager/parameterVersion:ParameterVersion": Translation(
+        "parametermanager.v1",
+        "ParameterVersion",
+        _PARAMETER_VERSION,
+        "pulumi_gcp/parametermanager/parameter_version.py, parametermanager/ParameterVersion.yaml",
+    ),
     "gcp:modelarmor/template:Template": Translation(
         "modelarmor.v1",
         "Template",
         _MODEL_ARMOR_TEMPLATE,
         "pulumi_gcp/modelarmor/template.py, modelarmor/Template.yaml",
+    ),
+    "gcp:storage/bucket:Bucket": Translation(
+        "storage.v1", "Bucket", _BUCKET, "pulumi_gcp/storage/bucket.py, storage/resource_storage_bucket.go"
+    ),
+    "gcp:storage/bucketObject:BucketObject": Translation(
+        "storage.v1",
+        "Object",
+        _BUCKET_OBJECT,
+        "pulumi_gcp/storage/bucket_object.py, storage/resource_storage_bucket_object.go",
+    ),
+    "gcp:cloudfunctionsv2/function:Function": Translation(
+        "cloudfunctions.v2",
+        "Function",
+        _FUNCTION,
+        "pulumi_gcp/cloudfunctionsv2/function.py, cloudfunctions2/Function.yaml",
     ),
 }
 

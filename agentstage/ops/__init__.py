@@ -1,0 +1,1 @@
+"""Operations commands: load tests and incident response over what is deployed."""
