@@ -40,7 +40,12 @@ FLAGS_ENV = "AGENTSTAGE_FLAGS_PARAMETER"
 #: Parameters are global (``projects/P/locations/global/parameters/ID``).
 FLAGS_LOCATION = "global"
 #: The version alias that names the most recent version of a parameter (Parameter Manager
-#: ``RenderParameterVersion`` accepts it in place of a version id).
+#: ``RenderParameterVersion`` accepts it in place of a version id: Google's sample
+#: https://github.com/GoogleCloudPlatform/python-docs-samples/blob/main/parametermanager/snippets/render_param_version.py
+#: "The ID of the version or alias (e.g. "latest")"). Whether it skips disabled versions is not
+#: documented; rendering a disabled version "fails with an error"
+#: (https://cloud.google.com/secret-manager/parameter-manager/docs/reference/rest/v1/projects.locations.parameters.versions),
+#: so nothing here disables a version (the stack deletes a superseded one).
 LATEST = "latest"
 #: Prefix of the version ids the stack writes (:func:`version_id`); versions written by other
 #: tools (the spend-cap enforcer) use their own prefix, so the two never collide.

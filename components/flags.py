@@ -19,9 +19,10 @@ from components.known import known_after
 __all__ = ["AgentFlags", "FLAGS_ENV", "FLAGS_READER_ROLE", "reader_condition", "require_flags_env"]
 
 #: The narrowest predefined role that reads a parameter's versions: only
-#: ``parametermanager.parameterVersions.render`` (plus project get/list). Source: Parameter
-#: Manager "Access control with IAM",
-#: https://cloud.google.com/secret-manager/parameter-manager/docs/access-control
+#: ``parametermanager.parameterVersions.render`` (plus ``parametermanager.locations.get/list``
+#: and ``resourcemanager.projects.get/list``; no ``parameterVersions.get``). Source: IAM
+#: "Parameter Manager roles and permissions",
+#: https://docs.cloud.google.com/iam/docs/roles-permissions/parametermanager#parametermanager.parameterAccessor
 FLAGS_READER_ROLE = "roles/parametermanager.parameterAccessor"
 
 
@@ -32,8 +33,12 @@ def reader_condition(parameter_id_: str) -> str:
     ``getIamPolicy``/``setIamPolicy`` on parameters, and pulumi-gcp has no parameter IAM
     resource), so the grant is made on the project with a condition on ``resource.name``
     (https://cloud.google.com/iam/docs/conditions-attribute-reference#resource-name).
-    The project part of the name is not compared: a service may name the project by number
-    (Secret Manager does), and the binding only ever applies inside its own project. ``extract``
+    Parameter Manager is on IAM's list of services that recognise resource attributes, with
+    resource types ``parametermanager.googleapis.com/Parameter`` and ``.../ParameterVersion``
+    and names ``projects/<project-number>/locations/<location>/parameters/<id>[/versions/<v>]``
+    (https://docs.cloud.google.com/iam/docs/conditions-resource-attributes).
+    The project part of the name is not compared: it is the project number there, and the
+    binding only ever applies inside its own project. ``extract``
     returns the parameter id of a version name and ``""`` when the template does not match."""
     return (
         f'resource.name.endsWith("/locations/global/parameters/{parameter_id_}") || '

@@ -35,9 +35,12 @@ __all__ = ["AgentLoadBalancer", "DEFAULT_RULE_PRIORITY", "RATE_LIMIT_PRIORITY", 
 #: priority"); Cloud Armor requires one.
 DEFAULT_RULE_PRIORITY = 2147483647
 #: The rate-based rule, by action: evaluated before the default rule, with room for rules a team
-#: adds first. Cloud Armor refuses to turn a rate_based_ban rule into a throttle rule (rate
-#: limiting overview), so each action has its own priority: switching actions replaces the rule
-#: (the provider removes one priority and adds the other) instead of patching it.
+#: adds first. Cloud Armor refuses to turn a rate_based_ban rule into a throttle rule, though it
+#: allows the reverse ("When you configure a rule with a rate-based ban action, you can't change it
+#: to a throttle action later. However, ... with a throttle action, you can change it to a
+#: rate-based ban action later", https://cloud.google.com/armor/docs/rate-limiting-overview), so
+#: each action has its own priority: switching actions either way replaces the rule (the provider
+#: removes one priority and adds the other) instead of patching it.
 RATE_LIMIT_PRIORITY = {"throttle": 1000, "rate_based_ban": 1001}
 #: Every client address (the basic match ``SRC_IPS_V1`` with ``srcIpRanges: ["*"]``).
 _EVERY_CLIENT = {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}}
@@ -161,6 +164,17 @@ class AgentLoadBalancer(pulumi.ComponentResource):
                 rules=security_policy_rules(spec),
                 opts=child,
             )
+        # A backend service with a serverless NEG takes no health checks, no timeout_sec ("Timeout
+        # sec is not supported for a backend service with Serverless network endpoint groups"; the
+        # timeout is a fixed 60 minutes) and no balancing mode (RATE, UTILIZATION, CONNECTION "have
+        # no effect"), and the NEG has no port (compute.v1.json, BackendService.portName: "no
+        # meaning if the backends are NEGs"): none is set here
+        # (https://cloud.google.com/load-balancing/docs/negs/serverless-neg-concepts, "Limitations
+        # with backend services"). That page sets no protocol rule; Google's gcloud example for a
+        # serverless NEG backend leaves --protocol at its default
+        # (https://cloud.google.com/load-balancing/docs/https/setting-up-https-serverless, classic LB):
+        # HTTPS is one of BackendService.protocol's values (compute.v1.json); that a serverless NEG
+        # needs it (or any one protocol) is unconfirmed in Google's docs.
         self.backend = compute.BackendService(
             f"{name}-backend",
             name=f"{service_name}-backend",

@@ -5,9 +5,11 @@ Every limit below is one Google Cloud enforces; each cites where Google publishe
 - the compute v1 discovery document shipped with google-api-python-client
   (``googleapiclient/discovery_cache/documents/compute.v1.json``): the ``enforceOnKey`` enum and
   the ``exceedAction`` statuses of ``SecurityPolicyRuleRateLimitOptions``;
-- Cloud Armor's rate limiting overview (https://cloud.google.com/armor/docs/rate-limiting-overview)
-  and the ``gcloud compute security-policies rules create`` reference: the threshold intervals,
-  the ban durations and the threshold counts per action;
+- Cloud Armor's rate limiting overview (https://cloud.google.com/armor/docs/rate-limiting-overview,
+  sections "Throttling traffic" and "Banning clients based on request rates"): the threshold
+  intervals, the ban durations, the threshold counts per action and the deny statuses. The
+  ``gcloud compute security-policies rules create`` reference lists none of these values (its
+  flags take any integer), so it is not a source for them;
 - Google-managed SSL certificates (https://cloud.google.com/load-balancing/docs/ssl-certificates/google-managed-certs):
   at most 100 domains per certificate, no wildcard domains.
 """
@@ -31,18 +33,22 @@ __all__ = [
     "check_load_balancer_settings",
 ]
 
-#: Cloud Armor counts requests over one of these windows, in seconds (rate limiting overview,
-#: "rate_limit_threshold_interval_sec"; gcloud ``--rate-limit-threshold-interval-sec``).
+#: Cloud Armor counts requests over one of these windows, in seconds: "interval_sec ... The value
+#: must be 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, or 3600 seconds", the same
+#: list for throttle and rate_based_ban (https://cloud.google.com/armor/docs/rate-limiting-overview).
 RATE_LIMIT_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
-#: How long a rate-based ban lasts, in seconds (rate limiting overview, "ban_duration_sec";
-#: gcloud ``--ban-duration-sec``).
+#: How long a rate-based ban lasts after the interval, in seconds: "The ban_duration_sec value must
+#: be 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, or 3600 seconds"
+#: (https://cloud.google.com/armor/docs/rate-limiting-overview).
 BAN_DURATIONS = (60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
 #: The statuses ``exceedAction: deny(STATUS)`` allows (compute.v1.json,
-#: SecurityPolicyRuleRateLimitOptions.exceedAction: "valid values for STATUS are 403, 404, 429, and 502").
+#: SecurityPolicyRuleRateLimitOptions.exceedAction: "valid values for STATUS are 403, 404, 429, and 502";
+#: the same four in https://cloud.google.com/armor/docs/rate-limiting-overview, which recommends 429).
 EXCEED_STATUSES = (403, 404, 429, 502)
-#: Most requests per interval a throttle rule may count, and a rate-based ban rule (rate
-#: limiting overview: "The minimum value is 1 and the maximum value is 1,000,000" for throttle;
-#: "The minimum value is 1 request and the maximum value is 10,000 requests" for rate-based ban).
+#: Most requests per interval a throttle rule may count, and a rate-based ban rule
+#: (https://cloud.google.com/armor/docs/rate-limiting-overview: "The minimum value is 1 and the
+#: maximum value is 1,000,000" for throttle; "The minimum value is 1 request and the maximum value
+#: is 10,000 requests" for rate_based_ban).
 MAX_REQUESTS = {"throttle": 1_000_000, "ban": 10_000}
 #: The header ``key: api-key`` counts by.
 API_KEY_HEADER = "x-api-key"
@@ -54,7 +60,10 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z
 MAX_DOMAINS = 100
 
 #: ``key`` -> Cloud Armor ``enforceOnKey`` (compute.v1.json, SecurityPolicyRuleRateLimitOptions
-#: enum): who shares one request budget.
+#: enum: ALL, ASN, HTTP_COOKIE, HTTP_HEADER, HTTP_PATH, IP, REGION_CODE, SNI, TLS_JA3_FINGERPRINT,
+#: TLS_JA4_FINGERPRINT, USER_IP, XFF_IP; agentstage offers four): who shares one request budget.
+#: Without the header, an HTTP_HEADER key "defaults to ALL" (same enum's description, and
+#: https://cloud.google.com/armor/docs/rate-limiting-overview).
 KEYS = {"ip": "IP", "xff-ip": "XFF_IP", "all": "ALL", "api-key": "HTTP_HEADER"}
 
 

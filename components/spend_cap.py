@@ -68,9 +68,10 @@ INVOKER_ROLE = "roles/run.invoker"
 #: Read the flags in force (parametermanager.parameterVersions.render), the role the agents get
 #: (components.flags), conditioned to the agent's flags parameter the same way.
 FLAGS_READ_ROLE = "roles/parametermanager.parameterAccessor"
-#: Write a new flags version (parametermanager.parameterVersions.create), conditioned to the
-#: agent's flags parameter. Source: Parameter Manager "Access control with IAM",
-#: https://cloud.google.com/secret-manager/parameter-manager/docs/access-control
+#: Write a new flags version (parametermanager.parameterVersions.create, plus parameters.get/list,
+#: locations.get/list and projects.get/list; no read of version payloads), conditioned to the
+#: agent's flags parameter. Source: IAM "Parameter Manager roles and permissions",
+#: https://docs.cloud.google.com/iam/docs/roles-permissions/parametermanager#parametermanager.parameterVersionAdder
 FLAGS_WRITE_ROLE = "roles/parametermanager.parameterVersionAdder"
 #: The enforcer identity's name in account_id(): ``[<prefix>-]agentstage-caps-<environment>``.
 ENFORCER_ACCOUNT = "agentstage-caps"
@@ -147,8 +148,9 @@ class AgentSpendCaps(pulumi.ComponentResource):
     Per capped agent: a ``billing.Budget`` for ``spend_cap.monthly_amount`` filtered to the
     project and to the agent's ``agent`` label (the Budget API filters on a single label pair:
     ``Filter.labels``, "Currently, multiple entries or multiple values per entry are not
-    allowed", billingbudgets v1 discovery document), with one actual-spend threshold at
-    ``spend_cap.threshold`` and every update published to the topic
+    allowed", billingbudgets v1 discovery document rev. 20261011, schema
+    ``GoogleCloudBillingBudgetsV1Filter``, https://cloud.google.com/billing/docs/how-to/budget-api-overview),
+    with one actual-spend threshold at ``spend_cap.threshold`` and every update published to the topic
     ``[<prefix>-]agentstage-spend-caps-<environment>``.
 
     Per environment: the enforcer, a Cloud Run function built from the package's enforcer code

@@ -4,7 +4,11 @@ Cloud Billing publishes one Pub/Sub message per budget update (several times a d
 every threshold crossed). The format, schema version 1.0, is documented in "Manage programmatic
 budget alert notifications", section "Notification format"
 (https://cloud.google.com/billing/docs/how-to/budgets-programmatic-notifications#notification_format;
-the Budget API's ``NotificationsRule.schema_version`` points there and accepts only "1.0"):
+the Budget API's ``NotificationsRule.schema_version`` points there, now as
+https://docs.cloud.google.com/billing/docs/how-to/budgets-programmatic-notifications#notification-format,
+and accepts only "1.0"; its ``pubsubTopic`` says the JSON carries ``alertThresholdExceeded`` only
+if the budget has at least one alert threshold rule: billingbudgets v1 discovery document,
+rev. 20261011):
 
 - message attributes: ``billingAccountId``, ``budgetId``, ``schemaVersion`` ("1.0");
 - message data, base64 of a JSON object: ``budgetDisplayName``, ``costAmount`` (spend of the

@@ -2,7 +2,10 @@
 
 Cloud Run bills instance time by its vCPU and memory limits (Cloud Run pricing,
 https://cloud.google.com/run/pricing, list prices in USD for Tier 1 regions such as
-us-central1; the free tier is left out, a production project uses it up):
+us-central1; the free tier is left out, a production project uses it up. It is per billing
+account and month: request-based, the first 180,000 vCPU-seconds, 360,000 GiB-seconds and 2
+million requests, confirmed on that page; instance-based, 240,000 vCPU-seconds and 450,000
+GiB-seconds, unconfirmed, as the page copies read here break off at "First 24"):
 
 - **request-based billing** (CPU allocated only during requests, ``cpu_idle``: the service
   scales to zero or has fractional CPU — how :mod:`components.cloud_run` sets it): an instance
@@ -38,13 +41,18 @@ class Prices:
     gib_second: float
 
 
-#: Cloud Run pricing, "CPU allocated only during request processing" (request-based), Tier 1:
-#: $0.00002400 per vCPU-second, $0.00000250 per GiB-second (https://cloud.google.com/run/pricing).
+#: Cloud Run pricing, request-based billing (formerly "CPU only allocated during request
+#: processing"), Tier 1: $0.00002400 per vCPU-second (confirmed on
+#: https://cloud.google.com/run/pricing); $0.00000250 per GiB-second (unconfirmed: the copies of
+#: that page read here break off before the memory column).
 REQUEST_BASED = Prices(vcpu_second=0.000024, gib_second=0.0000025)
-#: Cloud Run pricing, "CPU always allocated" (instance-based), Tier 1: $0.00001800 per
-#: vCPU-second, $0.00000200 per GiB-second (https://cloud.google.com/run/pricing).
+#: Cloud Run pricing, instance-based billing (formerly "CPU always allocated"; jobs too), Tier 1:
+#: $0.00001800 per vCPU-second (confirmed on https://cloud.google.com/run/pricing); $0.00000200
+#: per GiB-second (unconfirmed: the page copies read here break off before the memory column).
 INSTANCE_BASED = Prices(vcpu_second=0.000018, gib_second=0.000002)
-#: Cloud Run pricing, request-based billing: $0.40 per million requests.
+#: Cloud Run pricing, request-based billing: $0.40 per million requests beyond the free tier
+#: (unconfirmed: https://cloud.google.com/run/pricing's copies read here break off before it).
+#: Instance-based billing has no request fee.
 PRICE_PER_MILLION_REQUESTS = 0.40
 #: The month of a projection: 30 days (the month of ``gates.monthly_requests``).
 SECONDS_PER_MONTH = 30 * 24 * 3600

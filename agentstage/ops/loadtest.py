@@ -225,9 +225,12 @@ def check_url(url: str, option: str = "--url") -> str:
 
 
 def tag_url(service_url: str, tag: str) -> str:
-    """The URL of a traffic tag of a Cloud Run service: ``https://TAG---HOST`` (Cloud Run docs,
-    "Testing, rolling back, and gradual rollouts": a tagged revision is reached at
-    ``https://TAG---SERVICE_IDENTIFIER.run.app``)."""
+    """The URL of a traffic tag of a Cloud Run service: ``https://TAG---HOST``, the tag and three
+    dashes before the service URL's host (Cloud Run docs, "Rollbacks, gradual rollouts, and traffic
+    migration", https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration: a tagged
+    revision is reached at ``https://TAG---SERVICE-HASH.a.run.app``; that page's own text was not
+    readable here, only quotations of it, so the form is unconfirmed at the source). The Admin
+    API's ``traffic_statuses[].uri`` (:func:`cloud_run_url`) is the authoritative tag URL."""
     parts = urlsplit(service_url)
     return f"{parts.scheme}://{tag}---{parts.netloc}"
 

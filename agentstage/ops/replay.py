@@ -186,8 +186,11 @@ def logged_request(entries: list[Any], trace: str, agent: str) -> LoggedRequest:
 
 def tag_url(service_url: str, tag: str) -> str:
     """The URL of a Cloud Run traffic tag: ``https://TAG---SERVICE-HASH-REGION.a.run.app`` for the
-    service URL ``https://SERVICE-HASH-REGION.a.run.app``
-    (https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration#tags)."""
+    service URL ``https://SERVICE-HASH-REGION.a.run.app``: the tag and three dashes before the
+    host, whatever the host's form (https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration,
+    "Rollbacks, gradual rollouts, and traffic migration"; that page's text was not readable here,
+    only quotations of it giving ``https://TAG---SERVICE-HASH.a.run.app``, so the form is unconfirmed
+    at the source)."""
     parts = urlsplit(service_url)
     if not parts.hostname or not parts.hostname.endswith(".run.app"):
         raise BadInput(
