@@ -6,11 +6,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 
 from agentstage.boundary import command
 from agentstage.commands import COMMANDS
+
+# Google's client libraries warn on every import, on any Python older than their next floor, that
+# future releases will need a newer one: a note for whoever pins the dependencies, not for a
+# person reading a command's output.
+warnings.filterwarnings("ignore", message=r"You are using a Python version", category=FutureWarning)
 
 app = typer.Typer(
     name="agentstage",
