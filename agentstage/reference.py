@@ -130,6 +130,15 @@ CLOUD_RULES = [
 ]
 
 
+def key_anchor(key: str) -> str:
+    """The HTML id of a key's row, so other pages link to one key
+    (``config.md#agents.name.scaling``): the key without the project namespace, ``<name>``
+    as ``name``, and ``gcp:project`` as ``gcp-project`` (a colon is not usable in a link)."""
+    namespace, _, rest = key.partition(":")
+    rest = rest.replace("<name>", "name")
+    return f"gcp-{rest}" if namespace == "gcp" else rest
+
+
 def render() -> str:
     lines = [
         "# Stack config reference",
@@ -142,7 +151,7 @@ def render() -> str:
         "|---|---|---|",
     ]
     for key, type_, desc in _rows(PlatformSpec, "", True):
-        lines.append(f"| `{key}` | {type_} | {desc} |")
+        lines.append(f'| <a id="{key_anchor(key)}"></a>`{key}` | {type_} | {desc} |')
     lines += [
         "",
         "## Rules Google Cloud enforces, checked before any resource exists",

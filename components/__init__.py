@@ -14,6 +14,8 @@ from typing import Any
 #: name -> the module that defines it
 _EXPORTS = {
     "AgentIdentity": "identity",
+    "DeployerIdentity": "deployer",
+    "DeployerSpec": "deployer_spec",
     "AgentPlatform": "platform",
     "CloudRunAgent": "cloud_run",
     "AgentSpec": "spec",
@@ -35,6 +37,9 @@ _EXPORTS = {
     "AgentSignals": "signals",
     "AgentSlos": "slo",
     "MonitoringContext": "monitoring",
+    "AgentRegistry": "registry",
+    "RegisteredAgent": "registry",
+    "AgentCardSpec": "registry_spec",
 }
 
 __all__ = sorted(_EXPORTS)

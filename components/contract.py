@@ -67,6 +67,8 @@ COMPONENT_TYPES = {
     "AgentFlags": "agentstage:flags:AgentFlags",
     "AgentLoadBalancer": "agentstage:loadbalancer:AgentLoadBalancer",
     "AgentSpendCaps": "agentstage:spendcap:AgentSpendCaps",
+    "AgentRegistry": "agentstage:registry:AgentRegistry",
+    "DeployerIdentity": "agentstage:deployer:DeployerIdentity",
 }
 
 # Resource type tokens of pulumi-gcp that agentstage reads back from plans.

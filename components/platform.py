@@ -19,6 +19,7 @@ from components.labels import agent_labels, platform_labels
 from components.load_balancer import AgentLoadBalancer
 from components.monitoring import agent_revisions, runtime_targets
 from components.observability import AgentObservability, tracing_env
+from components.registry import AgentRegistry, RegisteredAgent
 from components.spec import PlatformSpec, parse_secret_ref
 from components.spend_cap import AgentSpendCaps, CappedAgent
 from components.vertex_endpoint import VertexEndpointAgent
@@ -40,11 +41,14 @@ class AgentPlatform(pulumi.ComponentResource):
     ``secret_env`` marks plain env values secret (set when the agents config holds
     ``secure:`` values). Outputs: ``agents`` (agent -> url, service, revisions, identity) and
     ``traffic`` (service name -> the traffic it serves, ``[{revision, percent, tag}]`` from its
-    ``traffic_statuses``: what the release flow reads as observed state without credentials).
+    ``traffic_statuses``: what the release flow reads as observed state without credentials)
+    and ``registry`` (agent -> A2A agent card; with any agent's ``calls`` or ``card``,
+    ``AgentRegistry`` grants the A2A edges and publishes the cards).
     """
 
     agents: pulumi.Output[Mapping[str, Mapping[str, object]]]
     traffic: pulumi.Output[Mapping[str, list[Mapping[str, object]]]]
+    registry: Mapping[str, Mapping[str, object]]
 
     def __init__(
         self,
@@ -242,6 +246,24 @@ class AgentPlatform(pulumi.ComponentResource):
                 labels=env_labels,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        # A2A: the invoker edges of `calls` and the agent cards, only in stacks that use them
+        self.agent_registry: AgentRegistry | None = None
+        if any(a.calls or a.card is not None for a in spec.agents.values()):
+            self.agent_registry = AgentRegistry(
+                "registry",
+                agents={
+                    agent: RegisteredAgent(spec.agents[agent], svc.service, svc.url, self.identities[agent].member)
+                    for agent, svc in self.services.items()
+                },
+                project=spec.project,
+                region=spec.region,
+                environment=spec.environment,
+                prefix=spec.prefix,
+                labels=env_labels,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        # plain data with only each card's URL an output, so a first preview shows the rest
+        self.registry = self.agent_registry.documents if self.agent_registry is not None else {}
         self.agents = pulumi.Output.from_input(
             {
                 agent: {
@@ -301,4 +323,4 @@ class AgentPlatform(pulumi.ComponentResource):
             | {spec.service_name(agent): ep.live_traffic for agent, ep in self.endpoints.items()}
             | {spec.service_name(agent): g.live_traffic for agent, g in self.gke_agents.items()}
         )
-        self.register_outputs({"agents": self.agents, "traffic": self.traffic})
+        self.register_outputs({"agents": self.agents, "traffic": self.traffic, "registry": self.registry})

@@ -29,6 +29,7 @@ from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
 from components.gke_spec import GkeSpec, check_gke_settings
 from components.load_balancer_spec import LoadBalancerSpec, RateLimitSpec, check_load_balancer_settings
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
+from components.registry_spec import AgentCardSpec, check_agent_calls, check_calls
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
 from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
@@ -600,6 +601,17 @@ class AgentSpec(StrictModel):
         "or API key; see RateLimitSpec); needs load_balancer. Production agents behind a load balancer need one "
         "(policy agent-rate-limit). Default: none.",
     )
+    calls: list[str] = Field(
+        default_factory=list,
+        description="Agents of this stack it calls over A2A (cloud-run agents, not itself): its identity gets "
+        "roles/run.invoker on exactly their Cloud Run services. Default: [] (calls none).",
+    )
+    card: AgentCardSpec | None = Field(
+        default=None,
+        description="Its A2A agent card in the stack's agent registry (description, skills, streaming; see "
+        "AgentCardSpec), cloud-run agents only. Production agents that other agents call need one (policy "
+        "a2a-agent-card). Default: none (no card published).",
+    )
 
     @field_validator("port")
     @classmethod
@@ -755,6 +767,7 @@ class AgentSpec(StrictModel):
         check_gke_settings(self)
         check_load_balancer_settings(self)
         check_agent_spend_cap(self)
+        check_agent_calls(self)
         self._cloud_run_limits()
         return self
 
@@ -1018,6 +1031,11 @@ class PlatformSpec(StrictModel):
                         value=agent,
                         has_value=True,
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _a2a_calls(self) -> PlatformSpec:
+        check_calls(self)
         return self
 
     @model_validator(mode="after")

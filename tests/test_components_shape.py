@@ -47,10 +47,18 @@ def _resources(output: Any) -> set[Any]:
 def test_every_component_uses_its_token_from_the_contract(prod):
     components = {r.type.rsplit("$", 1)[-1] for r in prod.resources if not r.custom and r.type != "pulumi:pulumi:Stack"}
     # runtimes the reference stacks do not use are held to it by their own tests (test_agent_engine),
-    # and so are spend caps (test_spend_cap)
+    # and so are spend caps (test_spend_cap), the A2A registry (test_multi_agent) and the CI
+    # deployer, which lives in a bootstrap project of its own (test_deployer)
     runtimes = {
         COMPONENT_TYPES[c]
-        for c in ("AgentEngineAgent", "VertexEndpointAgent", "GkeAgent", "AgentSpendCaps")
+        for c in (
+            "AgentEngineAgent",
+            "VertexEndpointAgent",
+            "GkeAgent",
+            "AgentSpendCaps",
+            "AgentRegistry",
+            "DeployerIdentity",
+        )
         if c in COMPONENT_TYPES
     }
     assert components == set(COMPONENT_TYPES.values()) - runtimes

@@ -36,7 +36,7 @@ def test_team_stack_inventory_and_values(stack, project, version, min_instances)
     inventory = Counter(r.type for r in plan.resources if r.custom)
     assert inventory == {
         "gcp:serviceaccount/account:Account": 1,
-        "gcp:projects/iAMMember:IAMMember": 5,  # the four base roles and modelarmor.user
+        "gcp:projects/iAMMember:IAMMember": 6,  # the four base roles, modelarmor.user, its flags' reader
         "gcp:secretmanager/secretIamMember:SecretIamMember": 1,
         "gcp:cloudrunv2/service:Service": 1,
         "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 1,
@@ -44,7 +44,11 @@ def test_team_stack_inventory_and_values(stack, project, version, min_instances)
         "gcp:monitoring/notificationChannel:NotificationChannel": 1,
         "gcp:monitoring/alertPolicy:AlertPolicy": 4,
         "gcp:billing/budget:Budget": 1,
-        "gcp:pubsub/topic:Topic": 1,
+        "gcp:pubsub/topic:Topic": 2,  # the budget's and the team's own tickets topic
+        "gcp:pubsub/subscription:Subscription": 1,
+        "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 1,
+        "gcp:parametermanager/parameter:Parameter": 1,
+        "gcp:parametermanager/parameterVersion:ParameterVersion": 1,
     }
     svc = plan.find(SERVICE, "triage-service").inputs
     assert svc["name"] == "triage-agent" and svc["location"] == "europe-west4"

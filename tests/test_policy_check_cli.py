@@ -217,7 +217,10 @@ def test_unreadable_policy_config(tmp_path, data, message) -> None:
 @pytest.mark.parametrize(
     "data, issue",
     [
-        ({"no-public-invokers": "mandatory"}, "no-public-invokers: unknown policy; policies: agent-alert-policies,"),
+        (
+            {"no-public-invokers": "mandatory"},
+            "no-public-invokers: unknown policy; policies: a2a-agent-card, agent-alert-policies,",
+        ),
         (
             {"max-instances-capped": {"maxInstances": "many"}},
             "max-instances-capped: maxInstances: 'many' is not of type 'integer'",

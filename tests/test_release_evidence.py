@@ -48,7 +48,8 @@ def test_binding_must_match_the_report():
         ("[]", "expected a JSON object"),
         (
             '{"scores": {}}',
-            "neither an agentstage report (a 'metrics' object) nor Vertex AI evaluation output (a 'summary_metrics' object or list)",
+            "neither an agentstage report (a 'metrics' object), Vertex AI evaluation output (a 'summary_metrics' "
+            "object or list) nor an ADK eval set result (an 'eval_case_results' list)",
         ),
         ('{"metrics": {}}', "'metrics' must be a non-empty object of metric -> score"),
         ('{"metrics": {"safety": "high"}}', 'metrics.safety: "high" is not a number'),

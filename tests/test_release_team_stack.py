@@ -34,7 +34,7 @@ RELEASE_091 = """\
         tools:
           ticket-search: 1.2.0
         memory_schema: "2"
-        eval_dataset: triage-golden@4
+        eval_dataset: triage_golden_v4
 """
 RELEASE_100 = """\
       release:
@@ -45,7 +45,7 @@ RELEASE_100 = """\
         tools:
           ticket-search: 1.3.0
         memory_schema: "2"
-        eval_dataset: triage-golden@5
+        eval_dataset: triage_golden_v5
 """
 
 

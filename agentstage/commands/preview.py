@@ -100,7 +100,7 @@ def iam_rows(plan: Any) -> list[tuple[str, str, str]]:
         if not r.custom or not r.type.endswith(("IAMMember", "IamMember")):
             continue
         kind = r.type.split(":")[1].split("/")[0]
-        target = r.inputs.get("secretId") or r.inputs.get("name") or r.inputs.get("project")
+        target = r.inputs.get("secretId") or r.inputs.get("bucket") or r.inputs.get("name") or r.inputs.get("project")
         rows.append((str(r.inputs.get("member")), str(r.inputs.get("role")), f"{kind} {target}"))
     return sorted(rows)
 

@@ -20,8 +20,9 @@ EvalOpt = Annotated[
     typer.Option(
         "--eval",
         metavar="[AGENT[@VERSION]=]FILE",
-        help="Evaluation report (agentstage JSON or Vertex AI evaluation output). Repeat per agent; a report of "
-        "the stable version is compared with the release's, one of a running agent counts its cost.",
+        help="Evaluation report (agentstage JSON, Vertex AI evaluation output or an ADK eval set result). Repeat "
+        "per agent; a report of the stable version is compared with the release's, one of a running agent counts "
+        "its cost.",
     ),
 ]
 LoadTestOpt = Annotated[

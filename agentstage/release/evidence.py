@@ -1,7 +1,7 @@
 """Readers of release evidence: evaluation reports, Locust ``--csv`` output with its manifest,
 memory series. Every number is checked finite and in range before a gate sees it.
 
-Evaluation reports come in two shapes (documented in ``docs/release.md``):
+Evaluation reports come in three shapes (documented in ``docs/release.md``):
 
 - the plain agentstage report: ``{"agent", "version", "dataset", "metrics": {name: score},
   "cost_per_request_usd"?}``;
@@ -9,6 +9,9 @@ Evaluation reports come in two shapes (documented in ``docs/release.md``):
   (``"<metric>/mean": score``, ``"row_count": n``) or as a list of aggregated results
   (``{"metric_name", "mean_score"}``). It does not name the release, so bind it on the command
   line: ``--eval support-bot@1.5.0=vertex-summary.json``.
+- an ADK evaluation run: the ``EvalSetResult`` that ``adk eval`` writes under
+  ``<agent>/.adk/eval_history/*.evalset_result.json`` (per eval case, each metric's overall
+  score), averaged per metric over the eval cases; bound on the command line like Vertex output.
 
 A Locust run is bound to the release it measured by a manifest beside its CSV files,
 ``PREFIX_manifest.json`` (or ``manifest.json`` in a directory holding one run):
@@ -28,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentstage.errors import BadInput
-from agentstage.inputs import load_json, reported_as, text_stream
+from agentstage.inputs import load_json, parse_json, reported_as, text_stream
 
 __all__ = [
     "EvidenceError",
@@ -113,16 +116,21 @@ def read_eval(text: str) -> EvalReport:
     agent, version, raw = parse_binding(text)
     path = Path(raw)
     data = _load_json(path, "evaluation report")
+    if isinstance(data, str):
+        data = _adk_unwrap(path, data)
     if not isinstance(data, dict):
         raise EvidenceError(f"evaluation report {path}: expected a JSON object")
     if "summary_metrics" in data:
         report = _vertex(path, data)
     elif "metrics" in data:
         report = _plain(path, data)
+    elif _adk_key(data, "eval_case_results") is not None:
+        report = _adk(path, data)
     else:
         raise EvidenceError(
-            f"evaluation report {path}: neither an agentstage report (a 'metrics' object) nor Vertex AI "
-            "evaluation output (a 'summary_metrics' object or list)"
+            f"evaluation report {path}: neither an agentstage report (a 'metrics' object), Vertex AI "
+            "evaluation output (a 'summary_metrics' object or list) nor an ADK eval set result "
+            "(an 'eval_case_results' list)"
         )
     if agent:
         if report.agent and report.agent != agent:
@@ -190,6 +198,102 @@ def _vertex(path: Path, data: dict[str, Any]) -> EvalReport:
     if not scores:
         raise EvidenceError(f"evaluation report {path}: summary_metrics has no mean scores")
     return EvalReport(str(path), "vertex-ai", *_names(path, data), scores, None, rows)
+
+
+# --- ADK ---------------------------------------------------------------------------------------
+# The shape of an ADK eval set result, read from the google/adk-python source at commit
+# 7c670f638bc17374ceb08740bdd057e55c9c2e12 (google-adk 1.4.2):
+# - src/google/adk/evaluation/eval_result.py: ``EvalSetResult`` {eval_set_result_id,
+#   eval_set_result_name, eval_set_id, eval_case_results: [EvalCaseResult], creation_timestamp};
+#   ``EvalCaseResult`` {eval_set_id, eval_id, final_eval_status, overall_eval_metric_results:
+#   [EvalMetricResult], eval_metric_result_per_invocation, session_id, session_details?, user_id?}.
+# - src/google/adk/evaluation/eval_metrics.py: ``EvalMetricResult`` {metric_name, threshold,
+#   score: float | None, eval_status}.
+# - src/google/adk/evaluation/evaluator.py: ``EvalStatus`` is an Enum PASSED = 1, FAILED = 2,
+#   NOT_EVALUATED = 3 (pydantic writes an Enum as its value).
+# - src/google/adk/evaluation/local_eval_set_results_manager.py (used by ``adk eval``,
+#   src/google/adk/cli/cli_tools_click.py ``cli_eval``) saves
+#   ``json.dumps(eval_set_result.model_dump_json(), indent=2)`` to
+#   ``<agents dir>/<app>/.adk/eval_history/<eval_set_result_name>.evalset_result.json``: the file
+#   holds a JSON *string* whose content is the result (``get_eval_set_result`` reads it back with
+#   ``json.load`` then ``model_validate_json``); the GCS manager
+#   (gcs_eval_set_results_manager.py) stores the object itself. Both are read here.
+# ``model_dump_json`` writes the field names (snake_case); the models also accept their camelCase
+# aliases (``alias_generator=to_camel, populate_by_name=True``), so both spellings are read.
+
+#: ADK's EvalStatus values (evaluator.py).
+ADK_STATUS = {1: "PASSED", 2: "FAILED", 3: "NOT_EVALUATED"}
+
+#: The metric added to an ADK report: the share of eval cases whose ``final_eval_status`` is
+#: PASSED, ADK's own verdict per case (``adk eval`` counts every other case as failed).
+ADK_PASS_RATE = "case_pass_rate"
+
+
+def _adk_key(data: dict[str, Any], key: str) -> Any:
+    """``data[key]`` under its field name or its camelCase alias (None when absent)."""
+    if key in data:
+        return data[key]
+    head, *rest = key.split("_")
+    return data.get(head + "".join(w.title() for w in rest))
+
+
+def _adk_unwrap(path: Path, text: str) -> Any:
+    """The result inside the JSON string ``adk eval`` writes (see above)."""
+    with reported_as(EvidenceError):
+        return parse_json(text, f"evaluation report {path}: the JSON string it holds (as adk eval writes it)")
+
+
+def _adk(path: Path, data: dict[str, Any]) -> EvalReport:
+    """Each metric's score averaged over the eval cases that scored it, plus ``case_pass_rate``.
+
+    A case's ``overall_eval_metric_results`` already averages its invocations (ADK); a metric a
+    case did not evaluate (``score`` null) is left out of that metric's mean (a metric no case
+    scored is absent), and the case counts as not passed in ``case_pass_rate``: gate the pass
+    rate and a run that skipped cases cannot pass on the cases it did score alone."""
+    where = f"evaluation report {path}"
+    cases = _adk_key(data, "eval_case_results")
+    if not isinstance(cases, list):
+        raise EvidenceError(f"{where}: eval_case_results: expected a list of eval case results")
+    if not cases:
+        raise EvidenceError(f"{where}: eval_case_results is empty: the ADK run evaluated no eval case")
+    dataset = _adk_key(data, "eval_set_id")
+    if dataset is not None and (not isinstance(dataset, str) or not dataset.strip()):
+        raise EvidenceError(f"{where}: eval_set_id: {json.dumps(dataset)} is not a name (a non-empty string)")
+    sums: dict[str, list[float]] = {}
+    passed = 0
+    for i, case in enumerate(cases):
+        at = f"{where}: eval_case_results[{i}]"
+        if not isinstance(case, dict):
+            raise EvidenceError(f"{at}: expected an object (an ADK EvalCaseResult)")
+        status = _adk_key(case, "final_eval_status")
+        if isinstance(status, bool) or status not in ADK_STATUS:
+            raise EvidenceError(
+                f"{at}.final_eval_status: {json.dumps(status)} is not an ADK EvalStatus "
+                "(1 PASSED, 2 FAILED, 3 NOT_EVALUATED)"
+            )
+        passed += status == 1
+        results = _adk_key(case, "overall_eval_metric_results")
+        if not isinstance(results, list):
+            raise EvidenceError(f"{at}: needs 'overall_eval_metric_results' (a list of metric results)")
+        seen: set[str] = set()
+        for j, result in enumerate(results):
+            at_j = f"{at}.overall_eval_metric_results[{j}]"
+            name = _adk_key(result, "metric_name") if isinstance(result, dict) else None
+            if not isinstance(name, str) or not name.strip():
+                raise EvidenceError(f"{at_j} needs 'metric_name' (a non-empty string)")
+            if name in seen:
+                raise EvidenceError(f"{at_j}: metric {name} is given twice for this eval case")
+            seen.add(name)
+            if name == ADK_PASS_RATE:
+                raise EvidenceError(f"{at_j}: metric {name} is the name agentstage gives the cases' pass rate")
+            score = _adk_key(result, "score")
+            scores = sums.setdefault(name, [])
+            if score is not None:
+                scores.append(_number(score, f"{at_j}.score"))
+    # a metric no case scored is absent, as from any report: a gate on it fails ("missing from")
+    metrics = {name: sum(scores) / len(scores) for name, scores in sorted(sums.items()) if scores}
+    metrics[ADK_PASS_RATE] = passed / len(cases)
+    return EvalReport(str(path), "adk", None, None, dataset, metrics, None, len(cases))
 
 
 # --- Locust ------------------------------------------------------------------------------------

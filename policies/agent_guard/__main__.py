@@ -3,6 +3,7 @@
 Enforcement comes from the policy config (config/<stack>.json beside this file): every
 policy is advisory unless the config says otherwise."""
 
+import a2a
 import cost
 import edge
 import gke
@@ -25,5 +26,6 @@ PolicyPack(
         *release.POLICIES,
         *vertex.POLICIES,
         *gke.POLICIES,
+        *a2a.POLICIES,
     ],
 )

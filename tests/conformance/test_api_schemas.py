@@ -172,6 +172,7 @@ APIS = [
     "aiplatform.v1",
     "parametermanager.v1",
     "compute.v1",
+    "cloudbilling.v1",
 ]
 
 

@@ -388,6 +388,25 @@ _TOPIC = obj(
     deletionPolicy=DELETION_POLICY,
 )
 
+# Pub/Sub v1 Subscription: magic-modules mmv1/products/pubsub/Subscription.yaml: created with
+# PUT projects/{project}/subscriptions/{name} (its encoder drops name from the body); ``topic``
+# is expanded to projects/{project}/topics/{topic} (custom_expand computed_subscription_topic);
+# an empty ``expirationPolicy.ttl`` is sent as an empty ExpirationPolicy (the API: "If ttl is not
+# set, the associated resource never expires").
+_SUBSCRIPTION = obj(
+    "topic",
+    "labels",
+    "ackDeadlineSeconds",
+    "messageRetentionDuration",
+    "retainAckedMessages",
+    "enableMessageOrdering",
+    "enableExactlyOnceDelivery",
+    "filter",
+    expirationPolicy=Convert(lambda policy: {k: v for k, v in policy.items() if v != ""}),
+    name=Consumed("URL path parameter (projects/{project}/subscriptions/{name})"),
+    project=PROJECT,
+)
+
 # IAM v1 service account: the handwritten resource_google_service_account.go sends
 # CreateServiceAccountRequest{AccountId, ServiceAccount{DisplayName, Description}}.
 _SERVICE_ACCOUNT = obj(
@@ -396,6 +415,32 @@ _SERVICE_ACCOUNT = obj(
     description=Field("serviceAccount.description"),
     disabled=Consumed("a separate :disable / :enable call, no body"),
     createIgnoreAlreadyExists=Consumed("provider-only: adopt an existing account"),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+
+
+# IAM v1 workload identity federation (magic-modules mmv1/products/iambeta/WorkloadIdentityPool.yaml
+# and WorkloadIdentityPoolProvider.yaml): the ids are query parameters of the create calls
+# (?workloadIdentityPoolId=, ?workloadIdentityPoolProviderId=), the pool id of a provider is in
+# its URL path; every other field keeps its name.
+_WORKLOAD_IDENTITY_POOL = obj(
+    "displayName",
+    "description",
+    "disabled",
+    workloadIdentityPoolId=Consumed("query parameter of the create call (?workloadIdentityPoolId=)"),
+    project=PROJECT,
+    deletionPolicy=DELETION_POLICY,
+)
+_WORKLOAD_IDENTITY_POOL_PROVIDER = obj(
+    "displayName",
+    "description",
+    "disabled",
+    "attributeMapping",
+    "attributeCondition",
+    oidc=obj("issuerUri", "allowedAudiences", "jwksJson"),
+    workloadIdentityPoolId=Consumed("URL path parameter (.../workloadIdentityPools/{pool}/providers)"),
+    workloadIdentityPoolProviderId=Consumed("query parameter of the create call (?workloadIdentityPoolProviderId=)"),
     project=PROJECT,
     deletionPolicy=DELETION_POLICY,
 )
@@ -567,12 +612,17 @@ _BUCKET = obj(
     project=Consumed("query parameter of buckets.insert (?project=)"),
 )
 
-# Cloud Storage object (the enforcer's source archive): handwritten resource_storage_bucket_object.go
-# sends objects.insert with the object metadata {name, bucket} and the archive as the media body.
+# Cloud Storage object (the enforcer's source archive, an A2A agent card): handwritten
+# resource_storage_bucket_object.go sends objects.insert with the object metadata {name, bucket,
+# contentType, cacheControl} and the archive or the text as the media body.
 _BUCKET_OBJECT = obj(
     "name",
     "bucket",
+    "contentType",
+    "cacheControl",
+    "metadata",
     source=Consumed("the media upload of objects.insert: the archive's bytes, not the JSON metadata"),
+    content=Consumed("the media upload of objects.insert: the text's bytes, not the JSON metadata"),
 )
 
 # Cloud Functions v2 Function (the spend-cap enforcer): magic-modules
@@ -715,6 +765,12 @@ TRANSLATIONS: dict[str, Translation] = {
         _iam_member(project=PROJECT, topic=IAM_RESOURCE),
         "pulumi_gcp/pubsub/topic_iam_member.py",
     ),
+    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": Translation(
+        "pubsub.v1",
+        "Binding",
+        _iam_member(project=PROJECT, subscription=IAM_RESOURCE),
+        "pulumi_gcp/pubsub/subscription_iam_member.py",
+    ),
     "gcp:serviceaccount/iAMMember:IAMMember": Translation(
         "iam.v1",
         "Binding",
@@ -726,6 +782,25 @@ TRANSLATIONS: dict[str, Translation] = {
         "CreateServiceAccountRequest",
         _SERVICE_ACCOUNT,
         "pulumi_gcp/serviceaccount/account.py, resourcemanager/resource_google_service_account.go",
+    ),
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": Translation(
+        "iam.v1",
+        "WorkloadIdentityPool",
+        _WORKLOAD_IDENTITY_POOL,
+        "pulumi_gcp/iam/workload_identity_pool.py, iambeta/WorkloadIdentityPool.yaml",
+    ),
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": Translation(
+        "iam.v1",
+        "WorkloadIdentityPoolProvider",
+        _WORKLOAD_IDENTITY_POOL_PROVIDER,
+        "pulumi_gcp/iam/workload_identity_pool_provider.py, iambeta/WorkloadIdentityPoolProvider.yaml",
+    ),
+    "gcp:billing/accountIamMember:AccountIamMember": Translation(
+        # tpgiamresource iam_billing_account.go: google.golang.org/api/cloudbilling/v1
+        "cloudbilling.v1",
+        "Binding",
+        _iam_member(billingAccountId=IAM_RESOURCE),
+        "pulumi_gcp/billing/account_iam_member.py, resourcemanager/iam_billing_account.go",
     ),
     "gcp:monitoring/alertPolicy:AlertPolicy": Translation(
         "monitoring.v3",
@@ -763,6 +838,9 @@ TRANSLATIONS: dict[str, Translation] = {
     "gcp:pubsub/topic:Topic": Translation(
         "pubsub.v1", "Topic", _TOPIC, "pulumi_gcp/pubsub/topic.py, pubsub/Topic.yaml"
     ),
+    "gcp:pubsub/subscription:Subscription": Translation(
+        "pubsub.v1", "Subscription", _SUBSCRIPTION, "pulumi_gcp/pubsub/subscription.py, pubsub/Subscription.yaml"
+    ),
     "gcp:parametermanager/parameter:Parameter": Translation(
         "parametermanager.v1",
         "Parameter",
@@ -783,6 +861,15 @@ TRANSLATIONS: dict[str, Translation] = {
     ),
     "gcp:storage/bucket:Bucket": Translation(
         "storage.v1", "Bucket", _BUCKET, "pulumi_gcp/storage/bucket.py, storage/resource_storage_bucket.go"
+    ),
+    # storage v1 declares a binding inline in Policy.bindings, without a schema id of its own; its
+    # fields {role, members, condition} are IAM v1's Binding, checked here as cloudresourcemanager's
+    # (the same message). tpgiamresource iam_storage_bucket.go: buckets.getIamPolicy/setIamPolicy.
+    "gcp:storage/bucketIAMMember:BucketIAMMember": Translation(
+        "cloudresourcemanager.v1",
+        "Binding",
+        _iam_member(bucket=IAM_RESOURCE),
+        "pulumi_gcp/storage/bucket_iam_member.py, storage/iam_storage_bucket.go",
     ),
     "gcp:storage/bucketObject:BucketObject": Translation(
         "storage.v1",
