@@ -82,7 +82,8 @@ def revision_template(
     generation execution environment (Cloud Run docs, "Configure CPU limits for services":
     below 1 vCPU, request-based billing and the first generation execution environment are
     required). Minimum instances are not part of the template: they are set on the service
-    (see :class:`CloudRunAgent`)."""
+    (see :class:`CloudRunAgent`). ``vpc_access`` (Direct VPC egress) is present only with
+    ``spec.vpc_egress``."""
     # feature flags are not env vars: the agent reads them from its flags parameter, whose name
     # (extra_env[FLAGS_ENV]) never changes, so a flag flip leaves the template and revision alone
     plain: dict[str, str] = {**release_env(spec), **extra_env, **spec.env}
@@ -112,6 +113,11 @@ def revision_template(
     }
     if spec.resources.fractional:
         template["execution_environment"] = GEN1
+    if spec.vpc_egress is not None:
+        # part of the template, so of the revision name: a new network or egress is a new revision
+        # (Cloud Run sets VPC access per revision). Left out when unset, so the templates, and the
+        # revision names, of agents without it stay what earlier releases planned.
+        template["vpc_access"] = spec.vpc_egress.vpc_access()
     return template
 
 

@@ -28,6 +28,7 @@ from components.contract import (
 from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
 from components.gke_spec import GkeSpec, check_gke_settings
 from components.load_balancer_spec import LoadBalancerSpec, RateLimitSpec, check_load_balancer_settings
+from components.network_spec import VpcEgressSpec, check_call_paths, check_vpc_egress
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
 from components.registry_spec import AgentCardSpec, check_agent_calls, check_calls
 from components.release_spec import AnalysisSpec, GatesSpec
@@ -612,6 +613,13 @@ class AgentSpec(StrictModel):
         "AgentCardSpec), cloud-run agents only. Production agents that other agents call need one (policy "
         "a2a-agent-card). Default: none (no card published).",
     )
+    vpc_egress: VpcEgressSpec | None = Field(
+        default=None,
+        description="Direct VPC egress of its Cloud Run revisions (network, subnetwork, egress, network_tags; see "
+        "VpcEgressSpec), cloud-run agents only. An agent that calls an agent with ingress internal or "
+        "internal-and-cloud-load-balancing needs it with egress: all-traffic, or Cloud Run refuses the call as "
+        "external. Default: none (no VPC; outbound traffic leaves directly).",
+    )
 
     @field_validator("port")
     @classmethod
@@ -768,6 +776,7 @@ class AgentSpec(StrictModel):
         check_load_balancer_settings(self)
         check_agent_spend_cap(self)
         check_agent_calls(self)
+        check_vpc_egress(self)
         self._cloud_run_limits()
         return self
 
@@ -1036,6 +1045,7 @@ class PlatformSpec(StrictModel):
     @model_validator(mode="after")
     def _a2a_calls(self) -> PlatformSpec:
         check_calls(self)
+        check_call_paths(self)
         return self
 
     @model_validator(mode="after")

@@ -256,6 +256,8 @@ def test_an_agent_invoked_through_invokers_counts_as_called(copy_of_example):
     agents = config["agent-platform:agents"]
     agents["trip-planner"]["calls"] = ["flight-search"]
     agents["hotel-search"]["invokers"] = [f"serviceAccount:{email('flight-search', 'production')}"]
+    # and a network path for that call (policy agent-calls-through-vpc; tests/test_vpc_egress.py)
+    agents["flight-search"]["vpc_egress"] = {"network": "travel-agents", "egress": "all-traffic"}
     report = run_check(copy_of_example, "production", config_file=write_stack(copy_of_example / "inv.yaml", config))
     assert [(v.policy, v.resource_name) for v in report.violations] == [("a2a-agent-card", "hotel-search-service")]
     assert "called by other agents (flight-search-production@" in report.violations[0].message

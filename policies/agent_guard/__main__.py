@@ -4,6 +4,7 @@ Enforcement comes from the policy config (config/<stack>.json beside this file):
 policy is advisory unless the config says otherwise."""
 
 import a2a
+import a2a_network
 import cost
 import edge
 import gke
@@ -27,5 +28,6 @@ PolicyPack(
         *vertex.POLICIES,
         *gke.POLICIES,
         *a2a.POLICIES,
+        *a2a_network.POLICIES,
     ],
 )

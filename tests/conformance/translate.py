@@ -222,6 +222,9 @@ _RUN_SERVICE = obj(
         "sessionAffinity",
         scaling=obj("minInstanceCount", "maxInstanceCount"),
         containers=ListOf(_CONTAINER),
+        # ServiceTemplateVpcAccessArgs: Direct VPC egress (networkInterfaces) or a connector; run v2
+        # GoogleCloudRunV2VpcAccess and GoogleCloudRunV2NetworkInterface, no field renamed
+        vpcAccess=obj("connector", "egress", networkInterfaces=ListOf(obj("network", "subnetwork", "tags"))),
     ),
     traffics=Field("traffic", ListOf(obj("type", "revision", "percent", "tag"))),
     # Service.yaml: name is url_param_only; create_url .../services?serviceId={{name}}
