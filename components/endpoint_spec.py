@@ -36,6 +36,7 @@ __all__ = [
     "VERTEX_ENDPOINT",
     "ACCELERATOR_TYPES",
     "VERTEX_CLOUD_RUN_ONLY",
+    "check_release_image",
 ]
 
 VERTEX_ENDPOINT = "vertex-endpoint"
@@ -110,6 +111,26 @@ class VertexEndpointSpec(StrictModel):
         description="Cloud KMS key (CMEK) of the endpoint: projects/<p>/locations/<region>/keyRings/<r>/cryptoKeys/<k>, "
         "in the stack's region. Default: none (Google-managed encryption).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _what_it_serves(cls, data: Any) -> Any:
+        """The model and its versions are what an endpoint release runs (there is no image to
+        fall back on): say so rather than only that a key is missing."""
+        if isinstance(data, dict):
+            for key, example in (
+                ("model", "projects/<p>/locations/<region>/models/<id>"),
+                ("versions", "{1.0.0: '1'}"),
+            ):
+                if key not in data:
+                    raise SpecIssue(
+                        f"is not set; runtime vertex-endpoint serves the Model Registry model version each release "
+                        f"names, not release.image: set vertex_endpoint.{key}, e.g. {example}",
+                        path=(key,),
+                        value=None,
+                        has_value=True,
+                    )
+        return data
 
     @field_validator("model")
     @classmethod
@@ -274,5 +295,25 @@ def check_vertex_settings(spec: Any) -> None:
                 f"{release.version}: <model version id> to vertex_endpoint.versions",
                 path=("vertex_endpoint", "versions"),
                 value=sorted(vertex.versions),
+                has_value=True,
+            )
+
+
+def check_release_image(spec: Any) -> None:
+    """Require the container image of the release (and of the stable) on every runtime that runs
+    it: Cloud Run, Agent Engine and GKE start ``release.image``. A Vertex AI endpoint serves a
+    Model Registry model, whose serving container the registry records with the model version
+    (``Model.container_spec``, https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models),
+    so there the image may be left out: the release is ``vertex_endpoint.versions[release.version]``."""
+    if spec.runtime == VERTEX_ENDPOINT:
+        return
+    for which, release, what in (("release", spec.release, "release"), ("stable", spec.stable, "stable release")):
+        if release is not None and release.image is None:
+            raise SpecIssue(
+                f"is not set; runtime {spec.runtime} runs the container image of the {what}: set it to "
+                "<repo>/<image>@sha256:<64 hex> (only runtime vertex-endpoint, which serves a Model Registry "
+                "model, does without)",
+                path=(which, "image"),
+                value=None,
                 has_value=True,
             )

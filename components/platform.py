@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
@@ -31,8 +33,60 @@ __all__ = ["AgentPlatform", "FLAG_RUNTIMES"]
 FLAG_RUNTIMES = ("cloud-run", "agent-engine", "gke")
 
 
+@dataclass(frozen=True)
+class _Runtime:
+    """How the platform builds and reports an agent on one runtime, so one loop and one output
+    builder serve every runtime. Each component exposes the same attributes (``url``,
+    ``service_name``, ``release_revision``, ``stable_revision``, ``service_account_email``,
+    ``live_traffic``); only these differences are per runtime."""
+
+    component: type
+    #: the keyword the component takes the agent's physical name as (a Cloud Run service or a
+    #: Kubernetes object name vs a Vertex AI display name)
+    name_kwarg: str
+    #: which of the platform-wide inputs the component takes (not every runtime has env vars,
+    #: deletion protection or a region)
+    takes: frozenset[str]
+    #: the runtime-specific entry of the ``agents`` output: (key, component attribute); none for
+    #: Cloud Run, whose entries predate the ``runtime`` key and keep their shape
+    extra: tuple[str, str] | None
+
+
+_ALL_INPUTS = frozenset({"region", "deletion_protection", "secret_env", "extra_env"})
+
+#: runtime -> how its agents are built; the order is the order of the ``agents`` and ``traffic``
+#: outputs
+_RUNTIMES: dict[str, _Runtime] = {
+    "cloud-run": _Runtime(CloudRunAgent, "service_name", _ALL_INPUTS, None),
+    "agent-engine": _Runtime(AgentEngineAgent, "display_name", _ALL_INPUTS, ("engine", "engine_id")),
+    # a model endpoint serves the model's own container: VertexEndpointAgent takes no env vars
+    # and no deletion protection
+    "vertex-endpoint": _Runtime(
+        VertexEndpointAgent, "display_name", frozenset({"region"}), ("endpoint", "endpoint_name")
+    ),
+    # GkeAgent runs on the cluster its spec names (no region) and takes no deletion protection
+    "gke": _Runtime(GkeAgent, "service_name", frozenset({"extra_env"}), ("namespace", "namespace")),
+}
+
+
+def _agent_output(runtime: str, component: Any) -> dict[str, object]:
+    """The ``agents`` output entry of one agent, from the attributes every runtime component
+    exposes plus its runtime's own key."""
+    extra = _RUNTIMES[runtime].extra
+    tagged: dict[str, object] = {} if extra is None else {"runtime": runtime, extra[0]: getattr(component, extra[1])}
+    return {
+        "url": component.url,
+        "service": component.service_name,
+        **tagged,
+        "release_revision": component.release_revision,
+        "stable_revision": component.stable_revision,
+        "service_account": component.service_account_email,
+    }
+
+
 class AgentPlatform(pulumi.ComponentResource):
-    """One environment: per agent an ``AgentIdentity`` and a ``CloudRunAgent``; per
+    """One environment: per agent an ``AgentIdentity`` and the component of its runtime
+    (``CloudRunAgent``, ``AgentEngineAgent``, ``VertexEndpointAgent`` or ``GkeAgent``); per
     environment the ``AgentGuardrails`` (Model Armor template, whose name and the OTEL_* env
     vars reach every agent), ``AgentObservability`` (alerts, SLOs, signals, dashboard,
     notification channels) and ``AgentBudget``, each from its section of the spec; with any
@@ -61,10 +115,12 @@ class AgentPlatform(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPES["AgentPlatform"], name, None, opts)
         self.spec = spec
         self.identities: dict[str, AgentIdentity] = {}
-        self.services: dict[str, CloudRunAgent] = {}
-        self.engines: dict[str, AgentEngineAgent] = {}
-        self.endpoints: dict[str, VertexEndpointAgent] = {}
-        self.gke_agents: dict[str, GkeAgent] = {}
+        #: runtime -> agent -> its component; the per-runtime attributes below are views of it
+        self.runtime_agents: dict[str, dict[str, Any]] = {runtime: {} for runtime in _RUNTIMES}
+        self.services: dict[str, CloudRunAgent] = self.runtime_agents["cloud-run"]
+        self.engines: dict[str, AgentEngineAgent] = self.runtime_agents["agent-engine"]
+        self.endpoints: dict[str, VertexEndpointAgent] = self.runtime_agents["vertex-endpoint"]
+        self.gke_agents: dict[str, GkeAgent] = self.runtime_agents["gke"]
         self.flags: dict[str, AgentFlags] = {}
         self.load_balancers: dict[str, AgentLoadBalancer] = {}
         env_labels = platform_labels(spec.environment, spec.labels)
@@ -117,59 +173,21 @@ class AgentPlatform(pulumi.ComponentResource):
                 identity.grants.append(flags.grant)
                 extra_env[FLAGS_ENV] = parameter_name(spec.project, spec.service_name(agent), spec.environment)
                 waits.append(flags.version)
-            if aspec.runtime == "gke":
-                self.gke_agents[agent] = GkeAgent(
-                    agent,
-                    spec=aspec,
-                    service_name=spec.service_name(agent),
-                    project=spec.project,
-                    identity=identity,
-                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
-                    extra_env=extra_env,
-                    depends_on=waits,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                continue
-            if aspec.runtime == "vertex-endpoint":
-                self.endpoints[agent] = VertexEndpointAgent(
-                    agent,
-                    spec=aspec,
-                    display_name=spec.service_name(agent),
-                    project=spec.project,
-                    region=spec.region,
-                    identity=identity,
-                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
-                    depends_on=waits,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                continue
-            if aspec.runtime == "agent-engine":
-                self.engines[agent] = AgentEngineAgent(
-                    agent,
-                    spec=aspec,
-                    display_name=spec.service_name(agent),
-                    project=spec.project,
-                    region=spec.region,
-                    identity=identity,
-                    labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
-                    deletion_protection=spec.is_production,
-                    secret_env=secret_env,
-                    extra_env=extra_env,
-                    depends_on=waits,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-                continue
-            self.services[agent] = CloudRunAgent(
+            runtime = _RUNTIMES[aspec.runtime]
+            inputs = {
+                "region": spec.region,
+                "deletion_protection": spec.is_production,
+                "secret_env": secret_env,
+                "extra_env": extra_env,
+            }
+            self.runtime_agents[aspec.runtime][agent] = runtime.component(
                 agent,
                 spec=aspec,
-                service_name=spec.service_name(agent),
+                **{runtime.name_kwarg: spec.service_name(agent)},
                 project=spec.project,
-                region=spec.region,
                 identity=identity,
                 labels=agent_labels(spec.environment, agent, aspec.release.version, spec.labels),
-                deletion_protection=spec.is_production,
-                secret_env=secret_env,
-                extra_env=extra_env,
+                **{key: value for key, value in inputs.items() if key in runtime.takes},
                 depends_on=waits,
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -198,7 +216,7 @@ class AgentPlatform(pulumi.ComponentResource):
                     "agents": {
                         a: s
                         for a, s in spec.agents.items()
-                        if a in self.services or a in self.engines or a in self.endpoints or a in self.gke_agents
+                        if any(a in components for components in self.runtime_agents.values())
                     }
                 }
             ),
@@ -266,61 +284,21 @@ class AgentPlatform(pulumi.ComponentResource):
         self.registry = self.agent_registry.documents if self.agent_registry is not None else {}
         self.agents = pulumi.Output.from_input(
             {
-                agent: {
-                    "url": svc.url,
-                    "service": svc.service_name,
-                    "release_revision": svc.release_revision,
-                    "stable_revision": svc.stable_revision,
-                    "service_account": svc.service_account_email,
-                }
+                agent: _agent_output(runtime, component)
                 | (
                     {"load_balancer": {"url": lb.url, "ip_address": lb.ip_address}}
                     if (lb := self.load_balancers.get(agent)) is not None
                     else {}
                 )
-                for agent, svc in self.services.items()
-            }
-            | {
-                agent: {
-                    "url": eng.url,
-                    "service": eng.service_name,
-                    "runtime": "agent-engine",
-                    "engine": eng.engine_id,
-                    "release_revision": eng.release_revision,
-                    "stable_revision": eng.stable_revision,
-                    "service_account": eng.service_account_email,
-                }
-                for agent, eng in self.engines.items()
-            }
-            | {
-                agent: {
-                    "url": ep.url,
-                    "service": ep.service_name,
-                    "runtime": "vertex-endpoint",
-                    "endpoint": ep.endpoint_name,
-                    "release_revision": ep.release_revision,
-                    "stable_revision": ep.stable_revision,
-                    "service_account": ep.service_account_email,
-                }
-                for agent, ep in self.endpoints.items()
-            }
-            | {
-                agent: {
-                    "url": g.url,
-                    "service": g.service_name,
-                    "runtime": "gke",
-                    "namespace": g.namespace,
-                    "release_revision": g.release_revision,
-                    "stable_revision": g.stable_revision,
-                    "service_account": g.service_account_email,
-                }
-                for agent, g in self.gke_agents.items()
+                for runtime, components in self.runtime_agents.items()
+                for agent, component in components.items()
             }
         )
         self.traffic = pulumi.Output.from_input(
-            {spec.service_name(agent): svc.live_traffic for agent, svc in self.services.items()}
-            | {spec.service_name(agent): eng.live_traffic for agent, eng in self.engines.items()}
-            | {spec.service_name(agent): ep.live_traffic for agent, ep in self.endpoints.items()}
-            | {spec.service_name(agent): g.live_traffic for agent, g in self.gke_agents.items()}
+            {
+                spec.service_name(agent): component.live_traffic
+                for components in self.runtime_agents.values()
+                for agent, component in components.items()
+            }
         )
         self.register_outputs({"agents": self.agents, "traffic": self.traffic, "registry": self.registry})

@@ -25,7 +25,7 @@ from components.contract import (
     TEMPLATE_ENV,
     TRACING_ENV,
 )
-from components.endpoint_spec import VertexEndpointSpec, check_vertex_settings
+from components.endpoint_spec import VertexEndpointSpec, check_release_image, check_vertex_settings
 from components.gke_spec import GkeSpec, check_gke_settings
 from components.load_balancer_spec import LoadBalancerSpec, RateLimitSpec, check_load_balancer_settings
 from components.network_spec import VpcEgressSpec, check_call_paths, check_vpc_egress
@@ -181,7 +181,11 @@ class ReleaseSpec(StrictModel):
         "(<service>-<version slug>-<template digest>), so it must map to a DNS label (letters, digits, '.', '-', "
         "'_', '+')."
     )
-    image: str = Field(description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required.")
+    image: str | None = Field(
+        default=None,
+        description="Container image pinned by digest: <repo>/<image>@sha256:<64 hex>. Required on every runtime but "
+        "vertex-endpoint, whose serving container the Model Registry records with the model. Default: none.",
+    )
     model: str | None = Field(default=None, description="Model the agent calls, e.g. gemini-2.5-flash. Default: none.")
     prompts: str | None = Field(
         default=None, description="Digest of the prompt bundle, sha256:<64 hex>. Default: none."
@@ -211,8 +215,8 @@ class ReleaseSpec(StrictModel):
 
     @field_validator("image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not _DIGEST_IMAGE.match(v):
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not _DIGEST_IMAGE.match(v):
             raise SpecIssue("is not pinned by digest; use <repo>/<image>@sha256:<64 hex>")
         return v
 
@@ -770,6 +774,7 @@ class AgentSpec(StrictModel):
                 value=self.rollout.canary_percent,
                 has_value=True,
             )
+        check_release_image(self)
         check_runtime_settings(self)
         check_vertex_settings(self)
         check_gke_settings(self)

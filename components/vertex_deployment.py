@@ -30,6 +30,14 @@ https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.end
   so an update after an interrupted ``pulumi up`` (a deploy that started, whose result Pulumi
   never recorded) does not deploy the model twice.
 - **delete**: undeploys the models it deployed, the ones without traffic first.
+- **read** (``pulumi refresh``, import): reads the endpoint (``GET endpoints/*``, the same
+  client as create) and records what it serves: its ``deployedModels`` (a model recorded before
+  keeps its recorded fields, with the live replica counts; one found on the endpoint only is
+  recorded from the live fields) and its ``trafficSplit``. A recorded model that is gone from
+  the endpoint (undeployed out of band) is dropped, and ``models``/``traffic_split`` are
+  rewritten to what is live, so the next update sees the difference and deploys it again
+  instead of undeploying a model that no longer exists. An endpoint that is gone reads as a
+  deleted resource (an empty id, the dynamic provider's convention).
 
 Deployed-model ids are chosen by agentstage (``DeployedModel.id``: "This value should be
 1-10 characters, and valid characters are ``/[0-9]/``"): :func:`deployed_model_id` derives one
@@ -226,6 +234,35 @@ class VertexDeploymentProvider(pulumi.dynamic.ResourceProvider):
             "live_traffic_split": actual,
         }
 
+    def _read(self, endpoint: str, props: Mapping[str, Any]) -> dict[str, Any] | None:
+        from google.api_core import exceptions
+
+        client = self._client(endpoint)
+        try:
+            live = client.get_endpoint(name=endpoint)
+        except exceptions.NotFound:
+            return None
+        except exceptions.GoogleAPICallError as err:
+            raise DeploymentFailed(f"reading model (all) on endpoint {endpoint} failed: {err.message}") from err
+        recorded: Mapping[str, Mapping[str, Any]] = props.get("deployed_models") or {}
+        deployed: dict[str, dict[str, Any]] = {}
+        for d in sorted(live.deployed_models, key=lambda d: d.id):
+            seen = _live_model(d)
+            if d.id in recorded:  # ours: the recorded fields, the replica counts as they are now
+                deployed[d.id] = {**recorded[d.id], **{k: seen[k] for k in _MUTABLE}}
+            else:  # deployed out of band, or imported: recorded under its own id
+                deployed[d.id] = {**seen, "wanted_id": d.id}
+        split = {k: int(v) for k, v in sorted(live.traffic_split.items()) if v}
+        wanted = {i: e["wanted_id"] for i, e in deployed.items()}
+        return {
+            **props,
+            "endpoint": endpoint,
+            "models": {e["wanted_id"]: {k: v for k, v in e.items() if k != "wanted_id"} for e in deployed.values()},
+            "traffic_split": {wanted[i]: v for i, v in split.items() if i in wanted},
+            "deployed_models": deployed,
+            "live_traffic_split": split,
+        }
+
     # --- ResourceProvider -----------------------------------------------------------------
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
@@ -241,6 +278,14 @@ class VertexDeploymentProvider(pulumi.dynamic.ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
         return pulumi.dynamic.UpdateResult(outs=self._converge(news, olds))
+
+    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+        # on import there are no recorded properties: the id names the endpoint (see create)
+        endpoint: str = props.get("endpoint") or id_.removesuffix("/deployments")
+        outs = self._read(endpoint, props)
+        if outs is None:  # the endpoint is gone, and the models with it: an empty id says so
+            return pulumi.dynamic.ReadResult(id_="", outs={})
+        return pulumi.dynamic.ReadResult(id_=id_, outs=outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         endpoint: str = props["endpoint"]
@@ -278,6 +323,24 @@ def _resources(types: Any, model: Mapping[str, Any]) -> Any:
         min_replica_count=int(model["min_replica_count"]),
         max_replica_count=int(model["max_replica_count"]),
     )
+
+
+def _live_model(d: Any) -> dict[str, Any]:
+    """A deployed model as the endpoint reports it, in the shape of a ``models`` entry (the
+    accelerator by its enum name, as the spec gives it)."""
+    res = d.dedicated_resources
+    model: dict[str, Any] = {
+        "model": d.model,
+        "display_name": d.display_name,
+        "machine_type": res.machine_spec.machine_type,
+        "min_replica_count": res.min_replica_count,
+        "max_replica_count": res.max_replica_count,
+        "service_account": d.service_account,
+    }
+    if res.machine_spec.accelerator_type:
+        model["accelerator_type"] = res.machine_spec.accelerator_type.name
+        model["accelerator_count"] = res.machine_spec.accelerator_count
+    return model
 
 
 class VertexModelDeployment(pulumi.dynamic.Resource, module="agentstage", name="VertexModelDeployment"):

@@ -219,3 +219,104 @@ def test_the_library_is_not_imported_with_the_components():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- read (pulumi refresh, import) ---------------------------------------------------------
+
+
+def canary_on(fake) -> tuple[VertexDeploymentProvider, str, str, dict, dict]:
+    p = provider(fake)
+    a, b = deployed_model_id(ENDPOINT, model("1")), deployed_model_id(ENDPOINT, model("2"))
+    wanted = props({a: model("1"), b: model("2")}, {a: 95, b: 5})
+    outs = p.create(props({a: model("1")}, {a: 100})).outs
+    outs = p.update("x", outs, wanted).outs
+    return p, a, b, wanted, outs
+
+
+def test_read_reports_what_the_endpoint_serves_through_one_get(fake):
+    p, a, b, wanted, outs = canary_on(fake)
+    live_a = next(d for d in fake.endpoints[ENDPOINT]["deployedModels"] if d["id"] == a)
+    live_a["dedicatedResources"]["maxReplicaCount"] = 5  # changed by hand in the console
+    fake.calls.clear()
+    result = p.read(f"{ENDPOINT}/deployments", outs)
+    assert verbs(fake) == ["endpoint"]
+    assert result.id == f"{ENDPOINT}/deployments"
+    assert result.outs["live_traffic_split"] == {a: 95, b: 5}
+    assert result.outs["traffic_split"] == {a: 95, b: 5}
+    assert result.outs["deployed_models"] == {
+        a: {**model("1", max_replica_count=5), "wanted_id": a},
+        b: {**model("2"), "wanted_id": b},
+    }
+    assert result.outs["models"] == {a: model("1", max_replica_count=5), b: model("2")}
+    # the drift shows in the next diff, and the update puts the replicas back in place
+    assert p.diff("x", result.outs, wanted).changes
+    fake.calls.clear()
+    p.update("x", result.outs, wanted)
+    assert verbs(fake) == ["endpoint", "mutateDeployedModel", "endpoint"]
+    assert live_a["dedicatedResources"]["maxReplicaCount"] == 3
+
+
+def test_read_drops_a_model_undeployed_out_of_band_and_the_update_deploys_it_again(fake):
+    p, a, b, wanted, outs = canary_on(fake)
+    ep = fake.endpoints[ENDPOINT]
+    ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != b]  # undeployed by hand
+    ep["trafficSplit"] = {a: 100}
+    assert not p.diff("x", outs, wanted).changes  # without a refresh nothing would notice
+    refreshed = p.read(f"{ENDPOINT}/deployments", outs).outs
+    assert set(refreshed["deployed_models"]) == {a}
+    assert refreshed["models"] == {a: model("1")}
+    assert refreshed["traffic_split"] == refreshed["live_traffic_split"] == {a: 100}
+    assert p.diff("x", refreshed, wanted).changes
+    fake.calls.clear()
+    done = p.update("x", refreshed, wanted).outs
+    assert verbs(fake) == ["endpoint", "deployModel", "endpoint"]  # no undeploy of the vanished model
+    assert done["live_traffic_split"] == ep["trafficSplit"] == {a: 95, b: 5}
+    assert sorted(d["id"] for d in ep["deployedModels"]) == sorted([a, b])
+
+
+def test_rolling_back_after_the_canary_vanished_needs_the_refresh(fake):
+    """Without read, rolling back would undeploy a model the endpoint no longer has (404)."""
+    p, a, b, _, outs = canary_on(fake)
+    ep = fake.endpoints[ENDPOINT]
+    ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != b]
+    ep["trafficSplit"] = {a: 100}
+    back = props({a: model("1")}, {a: 100})
+    with pytest.raises(DeploymentFailed, match=f"undeploying model {model('2')['model']} on endpoint .* not found"):
+        p.update("x", outs, back)
+    done = p.update("x", p.read("x", outs).outs, back).outs
+    assert done["deployed_models"] == {a: {**model("1"), "wanted_id": a}}
+
+
+def test_import_records_the_models_found_on_the_endpoint(fake):
+    fake.endpoints[ENDPOINT]["deployedModels"].append(
+        {
+            "id": "42",
+            "model": model("1")["model"],
+            "displayName": "support-bot-1",
+            "serviceAccount": SA,
+            "dedicatedResources": {
+                "machineSpec": {
+                    "machineType": "n1-standard-4",
+                    "acceleratorType": "NVIDIA_TESLA_T4",
+                    "acceleratorCount": 1,
+                },
+                "minReplicaCount": 1,
+                "maxReplicaCount": 3,
+            },
+        }
+    )
+    fake.endpoints[ENDPOINT]["trafficSplit"] = {"42": 100}
+    result = provider(fake).read(f"{ENDPOINT}/deployments", {})
+    assert result.outs == {
+        "endpoint": ENDPOINT,
+        "models": {"42": model("1")},
+        "traffic_split": {"42": 100},
+        "deployed_models": {"42": {**model("1"), "wanted_id": "42"}},
+        "live_traffic_split": {"42": 100},
+    }
+
+
+def test_read_of_a_deleted_endpoint_is_a_deleted_resource(fake):
+    gone = ENDPOINT.replace("1234567890", "999")
+    result = provider(fake).read(f"{gone}/deployments", {**props({}, {}), "endpoint": gone})
+    assert (result.id, result.outs) == ("", {})

@@ -415,3 +415,115 @@ def test_stable_without_a_model_version_is_refused():
         f"{KEY}.vertex_endpoint.versions: [\"2.1.0\"] has no model version for the stable release '2.0.3'; add "
         "2.0.3: <model version id> to vertex_endpoint.versions"
     ]
+
+
+# --- release.image is optional on vertex-endpoint only ----------------------------------------
+
+
+def without_images(cfg: dict[str, Any]) -> dict[str, Any]:
+    for release in ("release", "stable"):
+        agent(cfg).get(release, {}).pop("image", None)
+    return cfg
+
+
+def test_an_endpoint_release_without_an_image_plans_the_same_deployment(tmp_path):
+    """The model version is the release: leaving the image out changes no deployed model, id
+    or split."""
+    with_image = deployment(plan(tmp_path, with_canary(vertex_config())))
+    cfg = without_images(with_canary(vertex_config()))
+    assert "image" not in agent(cfg)["release"] and "image" not in agent(cfg)["stable"]
+    assert deployment(plan(tmp_path, cfg)) == with_image
+    assert with_image["traffic_split"] == {STABLE_ID: 95, RELEASE_ID: 5}
+
+
+def test_the_manifest_digest_without_an_image_is_stable():
+    from agentstage.release.manifest import digest
+
+    release = {"version": "2.1.0", "model": "research", "tools": {"search": "2"}}
+    assert digest(release) == digest({**release, "image": None}) == digest(dict(reversed(list(release.items()))))
+    assert digest(release) != digest({**release, "version": "2.1.1"})
+
+
+@pytest.mark.parametrize(
+    "agent_name, which, message",
+    [
+        ("support-bot", "release", "runtime cloud-run runs the container image of the release"),
+        ("research-agent", "stable", "runtime cloud-run runs the container image of the stable release"),
+    ],
+)
+def test_other_runtimes_still_need_the_image(agent_name, which, message):
+    cfg = load_stack("production")
+    a = cfg["agent-platform:agents"][agent_name]
+    if which == "stable":
+        a["stable"] = {**a["release"], "version": "2.0.3"}
+    del a[which]["image"]
+    with pytest.raises(ConfigError) as err:
+        platform_from_config(cfg)
+    assert err.value.issues == [
+        f"agent-platform:agents.{agent_name}.{which}.image: null is not set; {message}: set it to "
+        "<repo>/<image>@sha256:<64 hex> (only runtime vertex-endpoint, which serves a Model Registry model, "
+        "does without)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "key, example", [("model", "projects/<p>/locations/<region>/models/<id>"), ("versions", "{1.0.0: '1'}")]
+)
+def test_an_endpoint_without_its_model_is_refused(key, example):
+    cfg = without_images(vertex_config())
+    del agent(cfg)["vertex_endpoint"][key]
+    with pytest.raises(ConfigError) as err:
+        platform_from_config(cfg)
+    assert err.value.issues == [
+        f"{KEY}.vertex_endpoint.{key}: null is not set; runtime vertex-endpoint serves the Model Registry model "
+        f"version each release names, not release.image: set vertex_endpoint.{key}, e.g. {example}"
+    ]
+
+
+def test_the_release_flow_runs_an_endpoint_without_images(tmp_path, monkeypatch):
+    """examples/runtimes with the vertex-endpoint agent's images left out: promote, rollout and
+    rollback through the CLI move its split as with them."""
+    import shutil
+
+    from ruamel.yaml import YAML
+    from typer.testing import CliRunner
+
+    from agentstage.cli import app
+
+    shutil.copytree(ROOT / "examples" / "runtimes", tmp_path / "demo")
+    yaml = YAML()
+    for stack in ("staging", "production"):
+        path = tmp_path / "demo" / "stacks" / f"Pulumi.{stack}.yaml"
+        doc = yaml.load(path.read_text())
+        triage = doc["config"]["agent-platform:agents"]["triage-model"]
+        assert triage["runtime"] == "vertex-endpoint"
+        for release in ("release", "stable"):
+            if release in triage:
+                del triage[release]["image"]
+        with path.open("w") as out:
+            yaml.dump(doc, out)
+    monkeypatch.chdir(tmp_path / "demo")
+    evidence = " ".join(
+        f"--eval evidence/eval-{a}.json"
+        for a in ("support-bot-1.5.0", "research-agent-2.2.0", "triage-model-3.1.0", "summarizer-1.3.0")
+    )
+    runner = CliRunner()
+
+    def run(command: str) -> str:
+        result = runner.invoke(app, command.split(), catch_exceptions=False, terminal_width=200)
+        assert result.exit_code == 0, f"{command}\n{result.output}"
+        return " ".join(result.output.split())
+
+    assert "triage-model 3.1.0 at 10%" in run(
+        f"promote staging production {evidence} --load-test evidence/locust "
+        "--observed-file evidence/observed-production.json"
+    )
+    triage = YAML(typ="safe").load((tmp_path / "demo" / "stacks" / "Pulumi.production.yaml").read_text())["config"][
+        "agent-platform:agents"
+    ]["triage-model"]
+    assert triage["stable"] == {"version": "3.0.0", "model": "triage"}
+    assert "image" not in triage["release"]
+    out = run("rollout production --metrics-file evidence/metrics-healthy.json --skip-bake --assume-deployed")
+    assert "triage-model-deployment: traffic_split" in out
+    out = run("rollback production")
+    assert "triage-model-deployment: models." in out

@@ -351,9 +351,9 @@ def resolve_target(
     if spec.runtime != "cloud-run":
         raise _no_url(agent, stack, f"it runs on {spec.runtime}, which has no traffic tag URL")
     if credentials is None:
-        from agentstage.release.observed import _has_google_credentials
+        from agentstage.release.observed import has_google_credentials
 
-        credentials = run_client is not None or _has_google_credentials()
+        credentials = run_client is not None or has_google_credentials()
     if credentials:
         if run_client is None:
             from google.cloud import run_v2
@@ -415,10 +415,10 @@ def identity_token(url: str, mode: bool | None, token_file: Path | None) -> tupl
     from google.auth import exceptions as gexc
     from google.oauth2 import id_token
 
-    from agentstage.release.observed import _has_google_credentials
+    from agentstage.release.observed import has_google_credentials
 
     audience = f"{parts.scheme}://{parts.netloc}"
-    if not _has_google_credentials():
+    if not has_google_credentials():
         if mode:
             raise Failed(
                 f"--id-token: no Google credentials to mint an identity token for {audience}; pass --token-file"
@@ -607,17 +607,17 @@ def memory_of_run(
 
     limit = memory_mib(target.spec.resources.memory) * 1024 * 1024
     if credentials is None:
-        from agentstage.release.observed import _has_google_credentials
+        from agentstage.release.observed import has_google_credentials
 
-        credentials = _has_google_credentials()
+        credentials = has_google_credentials()
     if not credentials:
         return memory_finding([], limit, "not available (no Google credentials to read Cloud Monitoring)")
     from agentstage.errors import AgentstageError
-    from agentstage.release.flow import _plan, traffic_of
+    from agentstage.release.flow import plan_stack, traffic_of
     from agentstage.release.metrics import MonitoringSource
 
     try:
-        found = traffic_of(_plan(project_dir, target.stack), target.platform, [target.agent])
+        found = traffic_of(plan_stack(project_dir, target.stack), target.platform, [target.agent])
         if target.agent not in found:
             return memory_finding([], limit, f"not available (no Cloud Run service of {target.agent} in the plan)")
         revision = found[target.agent].candidate

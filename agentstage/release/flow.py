@@ -120,7 +120,9 @@ def _edited_config(state: StackState, text: str) -> Iterator[Path]:
         yield path
 
 
-def _plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Any:
+def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -> Any:
+    """The offline plan of ``stack`` (or of ``config_file`` in its place); a config that does not
+    plan is a ReleaseError naming it, with the config issues as details."""
     from agentstage.engine import EngineError, ProgramError, run_plan
 
     try:
@@ -316,9 +318,9 @@ def rollback(
         for agent in targets:
             state.file.set_canary_percent(agent, 0)
         text = state.file.dumps()
-        before = _plan(state.project_dir, stack)
+        before = plan_stack(state.project_dir, stack)
         with _edited_config(state, text) as cfg:
-            after = _plan(state.project_dir, stack, cfg)
+            after = plan_stack(state.project_dir, stack, cfg)
         from agentstage.diff import diff_plans
 
         change.diff = diff_plans(before, after)
@@ -429,7 +431,7 @@ def rollout_once(
         for a in approve or []:
             if a not in targets:
                 raise ReleaseError(f"--approve {a}: {a} has no canary in flight in stack {stack!r}", 2)
-        before = _plan(state.project_dir, stack)
+        before = plan_stack(state.project_dir, stack)
         found = traffic_of(before, state.spec, targets)
         _require_targets(found, targets, state.spec, stack)
         now = source.now()
@@ -471,7 +473,7 @@ def rollout_once(
         if moved:
             text = state.file.dumps()
             with _edited_config(state, text) as cfg:
-                after = _plan(state.project_dir, stack, cfg)
+                after = plan_stack(state.project_dir, stack, cfg)
             from agentstage.diff import diff_plans
 
             change.diff = diff_plans(before, after)
@@ -747,7 +749,7 @@ def _gates_on(
     from agentstage.config import platform_from_config
     from agentstage.engine import load_project, load_stack_config
 
-    plan = _plan(state.project_dir, state.stack, cfg)
+    plan = plan_stack(state.project_dir, state.stack, cfg)
     values = load_stack_config(load_project(state.project_dir), state.stack, cfg).values
     spec = platform_from_config(values, namespace=state.file.namespace)
     budget = StackFile(cfg, text, state.file.namespace).value("budget")
@@ -800,7 +802,7 @@ def promote(
             raise ReleaseError(
                 f"refusing to promote {src_stack} -> {dst_stack}; nothing was changed:", 1, details=reasons
             )
-        before = _plan(dst.project_dir, dst_stack)
+        before = plan_stack(dst.project_dir, dst_stack)
         found = traffic_of(before, dst.spec, candidates)
         _require_targets(found, candidates, dst.spec, dst_stack)
         if observer_for is not None:
@@ -898,7 +900,7 @@ def gate(
         candidates = _candidates(src, dst, agents)
         if not candidates:
             raise ReleaseError(f"nothing to gate: {stack!r} already runs {from_stack!r}'s releases", 2)
-        found = traffic_of(_plan(dst.project_dir, stack), dst.spec, candidates)
+        found = traffic_of(plan_stack(dst.project_dir, stack), dst.spec, candidates)
         _require_targets(found, candidates, dst.spec, stack)
         text = _edit_promotion(src, dst, candidates, _running(dst, candidates, found, None, for_gate=True))
     else:
@@ -947,7 +949,7 @@ def status(
         state = load_state(project_dir, stack)
         ledger = Ledger(state.project_dir, stack)
         try:
-            found = traffic_of(_plan(state.project_dir, stack), state.spec)
+            found = traffic_of(plan_stack(state.project_dir, stack), state.spec)
         except ReleaseError:  # status reports what the stack file says; the revision names need a plan
             found = {}
         revisions = {a: t.candidate for a, t in found.items() if t.candidate}

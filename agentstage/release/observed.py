@@ -78,6 +78,7 @@ __all__ = [
     "GkeClusterObserver",
     "GkeRoute",
     "gke_routes",
+    "has_google_credentials",
     "GkeRouteObserver",
     "short_revision",
 ]
@@ -959,7 +960,7 @@ class GkeClusterObserver:
 # --- choice ----------------------------------------------------------------------------------
 
 
-def _has_google_credentials() -> bool:
+def has_google_credentials() -> bool:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -1007,7 +1008,7 @@ class ObserverForRuntimes:
                 self._chosen = FileObserver(self.observed_file)
             elif runtime == "gke":
                 return self.gke
-            elif _has_google_credentials():
+            elif has_google_credentials():
                 self._chosen = _WithGke(CloudRunObserver(self.project, self.region), self.gke)
             else:
                 raise ObservedError("no observed state file (--observed-file) and no Google credentials")
@@ -1032,7 +1033,7 @@ def default_observer(
     PlatformSpec), its GKE agents' routes are read from their clusters."""
     if observed_file is not None:
         return FileObserver(observed_file)
-    inner: Any = CloudRunObserver(project, region) if _has_google_credentials() else OutputsObserver(project_dir, stack)
+    inner: Any = CloudRunObserver(project, region) if has_google_credentials() else OutputsObserver(project_dir, stack)
     if spec is not None and gke_routes(spec):
         return _WithGke(inner, GkeClusterObserver(gke_routes(spec)))
     return inner
