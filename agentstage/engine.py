@@ -192,6 +192,14 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
         )
         hint = f"; stacks here: {', '.join(available)}" if available else ""
         raise EngineError(f"stack {stack!r} has no config file {path}{hint}", file=str(path))
+    try:
+        content: bytes | None = path.read_bytes()
+    except OSError:
+        content = None  # _read_yaml says why
+    cache_key = (str(path), bool(config_file), project.name, repr(project.config_defaults), content)
+    if content is not None and _last_stack_config and _last_stack_config[0] == cache_key:
+        done = _last_stack_config[1]
+        return StackConfig(done.path, dict(done.values), list(done.secret_keys))
     data = _read_yaml(path, "config file" if config_file else "stack config")
     if data is None:
         raise EngineError(f"{path} is empty; a stack config is a mapping with a config: key", file=str(path))
@@ -227,7 +235,16 @@ def load_stack_config(project: Project, stack: str, config_file: str | os.PathLi
         values[full] = _encode(value)
         if secret:
             secret_keys.append(full)
+    if content is not None:
+        _last_stack_config[:] = [cache_key, StackConfig(path, dict(values), list(secret_keys))]
     return StackConfig(path, values, secret_keys)
+
+
+#: The last stack config read: (what it was read from, byte for byte; the result). A command
+#: reads its stack's config more than once (``check`` for the pack and the program, then to
+#: warn about its size); parsing a 100-agent stack file is about a second, and the same bytes
+#: give the same result. Only the last one is kept, so memory stays flat.
+_last_stack_config: list[Any] = []
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -298,11 +315,24 @@ class Plan:
         }
 
 
-_SIG = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
-_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
-_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+@functools.cache
+def _wire_signatures() -> tuple[str, str, str, str, str]:
+    """The SDK's own wire markers (signature key; secret, resource-reference and output
+    signatures; the unknown sentinel), read from the installed ``pulumi.runtime.rpc`` rather
+    than copied, so an SDK that changes them changes them here too; the contract test
+    (tests/test_sdk_contract.py) fails loudly when it does. Imported on first use: loading
+    the SDK costs about 0.3 s, which commands that never plan should not pay."""
+    from pulumi.runtime import rpc
+
+    return (
+        rpc._special_sig_key,
+        rpc._special_secret_sig,
+        rpc._special_resource_sig,
+        rpc._special_output_value_sig,
+        rpc.UNKNOWN,
+    )
+
+
 #: How a value that cannot be known during a preview is shown (a computed output of a
 #: resource being created, or anything the program derived from one).
 UNKNOWN = "[unknown]"
@@ -312,20 +342,27 @@ def _plain(value: Any) -> Any:
     """Wire values (a ``Struct`` as a dict) -> JSON-able values. Unlike the SDK's
     deserializer, a secret stays where it is (``[secret]`` at its own leaf) instead of
     making its whole parent object secret."""
+    return _from_wire(value, _wire_signatures())
+
+
+def _from_wire(value: Any, sigs: tuple[str, str, str, str, str]) -> Any:
+    # The markers travel as an argument (not a closure, which would make a reference cycle
+    # per call while the engine has the cycle collector paused).
+    sig_key, secret_sig, resource_sig, output_sig, wire_unknown = sigs
     if isinstance(value, dict):
-        sig = value.get(_SIG)
-        if sig == _SECRET_SIG:
+        sig = value.get(sig_key)
+        if sig == secret_sig:
             return SECRET
-        if sig == _RESOURCE_SIG:
+        if sig == resource_sig:
             return value.get("urn")
-        if sig == _OUTPUT_SIG:
+        if sig == output_sig:
             if value.get("secret"):
                 return SECRET
-            return _plain(value["value"]) if "value" in value else UNKNOWN
-        return {k: _plain(v) for k, v in value.items()}
+            return _from_wire(value["value"], sigs) if "value" in value else UNKNOWN
+        return {k: _from_wire(v, sigs) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if value == _UNKNOWN:
+        return [_from_wire(v, sigs) for v in value]
+    if value == wire_unknown:
         return UNKNOWN
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire has only doubles; show 8080, not 8080.0
@@ -335,14 +372,18 @@ def _plain(value: Any) -> Any:
 def to_wire(value: Any) -> Any:
     """The inverse of the plan's form, for handing plan values back to Pulumi over gRPC:
     ``[secret]`` becomes a secret, ``[unknown]`` an unknown."""
+    return _to_wire(value, _wire_signatures())
+
+
+def _to_wire(value: Any, sigs: tuple[str, str, str, str, str]) -> Any:
     if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
+        return {k: _to_wire(v, sigs) for k, v in value.items()}
     if isinstance(value, list):
-        return [to_wire(v) for v in value]
+        return [_to_wire(v, sigs) for v in value]
     if value == SECRET:
-        return {_SIG: _SECRET_SIG, "value": SECRET}
+        return {sigs[0]: sigs[1], "value": SECRET}
     if value == UNKNOWN:
-        return _UNKNOWN
+        return sigs[4]
     return value
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from pulumi.runtime import rpc
 from typer.testing import CliRunner
 
 from agentstage.cli import app
@@ -32,8 +33,9 @@ from tests.test_policy_check_cli import RISKY
 
 runner = CliRunner(env={"COLUMNS": "250"})
 SARIF_SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-2.1.0.json").read_text())
-#: The unknown sentinel of the Pulumi wire protocol (a string in place of any value).
-SENTINEL = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+#: The unknown sentinel of the Pulumi wire protocol (a string in place of any value), the
+#: SDK's own; tests/test_sdk_contract.py pins its value.
+SENTINEL = rpc.UNKNOWN
 ACCOUNT = "gcp:serviceaccount/account:Account"
 MEMBER = "gcp:projects/iAMMember:IAMMember"
 BINDING = "gcp:projects/iAMBinding:IAMBinding"

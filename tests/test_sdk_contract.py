@@ -1,0 +1,201 @@
+"""What the offline engine and the policy runner rely on in the Pulumi SDKs.
+
+The engine runs programs under the SDK's mock runtime with its own recording monitor, reads
+the SDK's wire form (signatures, the unknown sentinel) and hands plan values back to an
+unmodified CrossGuard pack, whose SDK (pulumi-policy) decodes them with its own copies of
+those markers. None of that is a documented API of the SDK, so an upgrade could change it
+without notice; each test here names what changed, so a failed upgrade says what to adapt
+instead of failing somewhere in a plan.
+
+Tested with pulumi 3.272.0 and pulumi-policy 1.21.0 (see ``TESTED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from importlib.metadata import version
+
+import pytest
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _sync_await
+
+from agentstage import engine
+
+#: The SDK versions these tests last passed with; printed in every failure.
+TESTED = {"pulumi": "3.272.0", "pulumi-policy": "1.21.0"}
+INSTALLED = {name: version(name) for name in TESTED}
+UPGRADE = f"(installed {INSTALLED}, last passed with {TESTED})"
+
+#: The wire markers of the Pulumi resource protocol, as the engine (Go) defines them: the
+#: signature key and the signatures in pulumi/sdk/go/common/resource/sig/sig.go
+#: (``sig.Key``, ``sig.Secret``, ``sig.ResourceReference``, ``sig.OutputValue``,
+#: ``sig.AssetSig``, ``sig.ArchiveSig``) and the unknown sentinel in
+#: pulumi/sdk/go/common/resource/plugin/rpc.go (``UnknownStringValue``). They are part of
+#: the protocol between the CLI, language hosts and analyzers, so they should never change;
+#: the Python SDK keeps copies in ``pulumi.runtime.rpc``.
+PROTOCOL = {
+    "_special_sig_key": "4dabf18193072939515e22adb298388d",
+    "_special_secret_sig": "1b47061264138c4ac30d75fd1eb44270",
+    "_special_resource_sig": "5cf8f73096256a8f31e491e813e4eb8e",
+    "_special_output_value_sig": "d0e6a833031e9bbcd3f4e8bde6ca49a4",
+    "_special_asset_sig": "c44067f5952c0a294b673a41bacd8c17",
+    "_special_archive_sig": "0def7320c3a5731c473e5ecbe6d01bc7",
+    "UNKNOWN": "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL))
+def test_the_sdk_keeps_the_protocol_markers(name):
+    assert hasattr(rpc, name), f"pulumi.runtime.rpc.{name} is gone {UPGRADE}; the engine reads it"
+    assert getattr(rpc, name) == PROTOCOL[name], (
+        f"pulumi.runtime.rpc.{name} changed from {PROTOCOL[name]!r} to {getattr(rpc, name)!r} {UPGRADE}"
+    )
+
+
+def test_the_engine_uses_the_sdk_markers_not_copies():
+    assert engine._wire_signatures() == (
+        rpc._special_sig_key,
+        rpc._special_secret_sig,
+        rpc._special_resource_sig,
+        rpc._special_output_value_sig,
+        rpc.UNKNOWN,
+    )
+
+
+def test_the_policy_sdk_decodes_with_the_same_markers():
+    """The runner sends the plan's secrets and unknowns in the pulumi SDK's form; the pack's
+    SDK recognises them by its own copies, which must agree."""
+    from pulumi_policy import deserialize, proxy
+
+    assert deserialize.SPECIAL_SECRET_SIG == rpc._special_secret_sig, (
+        f"pulumi_policy.deserialize.SPECIAL_SECRET_SIG no longer matches pulumi's secret signature {UPGRADE}"
+    )
+    assert deserialize.SPECIAL_SIG_KEY == rpc._special_sig_key, (
+        f"pulumi_policy.deserialize.SPECIAL_SIG_KEY no longer matches pulumi's signature key {UPGRADE}"
+    )
+    assert proxy.UNKNOWN_STRING_VALUE == rpc.UNKNOWN, (
+        f"pulumi_policy.proxy.UNKNOWN_STRING_VALUE no longer matches pulumi's unknown sentinel {UPGRADE}"
+    )
+
+
+def _future(value):
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
+def _output(value, *, known=True, secret=False):
+    """An Output as a resource's computed output reaches the serializer."""
+
+    async def make():
+        from pulumi import Output
+
+        out = Output(set(), _future(value), _future(known), _future(secret))
+        return await rpc.serialize_property(out, [], "key")
+
+    return make
+
+
+def test_an_unknown_serializes_as_the_sentinel_and_the_plan_shows_it():
+    wire = _sync_await(_output(None, known=False)())
+    assert wire == PROTOCOL["UNKNOWN"], f"an unknown Output now serializes as {wire!r} {UPGRADE}"
+    assert engine._plain(wire) == engine.UNKNOWN
+    assert engine.to_wire(engine.UNKNOWN) == wire
+
+
+class _Echo(pmocks.Mocks):
+    def new_resource(self, args):
+        return "", args.inputs
+
+    def call(self, args):
+        return {}
+
+
+def test_a_secret_serializes_as_a_signed_map_and_the_plan_hides_it():
+    import pulumi
+
+    # The SDK signs a secret only for a monitor that supports secrets, as the mock runtime
+    # the engine installs does (a plan resets the runtime's settings when it starts).
+    pulumi.runtime.set_mocks(_Echo(), project="contract", stack="test", preview=True)
+    wire = _sync_await(_output("hunter2", secret=True)())
+    assert wire == {PROTOCOL["_special_sig_key"]: PROTOCOL["_special_secret_sig"], "value": "hunter2"}, (
+        f"a secret Output now serializes as {wire!r} {UPGRADE}"
+    )
+    assert engine._plain({"env": wire, "port": 8080.0}) == {"env": engine.SECRET, "port": 8080}
+    assert engine.to_wire(engine.SECRET) == {
+        PROTOCOL["_special_sig_key"]: PROTOCOL["_special_secret_sig"],
+        "value": "[secret]",
+    }
+
+
+def test_a_nested_unknown_stays_at_its_own_leaf():
+    """The SDK serializes a list with one unknown element element by element; the engine's
+    plan shows ``[unknown]`` there only, not for the whole list."""
+
+    async def make():
+        from pulumi import Output
+
+        unknown = Output(set(), _future(None), _future(False))
+        return await rpc.serialize_property(["a", unknown], [], "key")
+
+    wire = _sync_await(make())
+    assert wire == ["a", PROTOCOL["UNKNOWN"]], f"a list with an unknown element now serializes as {wire!r} {UPGRADE}"
+    assert engine._plain(wire) == ["a", engine.UNKNOWN]
+
+
+def test_mock_resource_args_has_the_fields_the_engine_sets_and_fixtures_read():
+    params = inspect.signature(pmocks.MockResourceArgs).parameters
+    for name in ("typ", "name", "inputs", "provider", "resource_id", "custom"):
+        assert name in params, f"MockResourceArgs no longer takes {name}= {UPGRADE}; the engine passes it"
+    args = pmocks.MockResourceArgs(
+        typ="gcp:storage/bucket:Bucket", name="b", inputs={"x": 1}, provider="p", resource_id="i", custom=True
+    )
+    assert (args.typ, args.name, args.inputs, args.provider, args.resource_id, args.custom) == (
+        "gcp:storage/bucket:Bucket",
+        "b",
+        {"x": 1},
+        "p",
+        "i",
+        True,
+    ), f"MockResourceArgs no longer keeps its arguments as attributes of the same names {UPGRADE}"
+
+
+def test_mocks_and_mock_monitor_keep_the_interface_the_recording_monitor_extends():
+    assert {"new_resource", "call"} <= set(pmocks.Mocks.__abstractmethods__), (
+        f"pulumi.runtime.Mocks changed its abstract methods to {sorted(pmocks.Mocks.__abstractmethods__)} {UPGRADE}"
+    )
+    assert list(inspect.signature(pmocks.MockMonitor.make_urn).parameters) == ["self", "parent", "type_", "name"], (
+        f"MockMonitor.make_urn changed its signature {UPGRADE}; the recording monitor overrides it"
+    )
+    assert callable(getattr(pmocks.MockMonitor, "RegisterResource", None)), (
+        f"MockMonitor.RegisterResource is gone {UPGRADE}; the recording monitor overrides it"
+    )
+    assert pmocks.MockMonitor.ResourceRegistration._fields == ("urn", "id", "state"), (
+        f"MockMonitor.ResourceRegistration fields are now {pmocks.MockMonitor.ResourceRegistration._fields} {UPGRADE}"
+    )
+
+    monitor = pmocks.MockMonitor(_Echo())
+    assert isinstance(monitor.mocks, _Echo) and monitor.resources == {}, (
+        f"MockMonitor no longer keeps .mocks and .resources {UPGRADE}"
+    )
+    assert "monitor" in inspect.signature(pmocks.set_mocks).parameters, (
+        f"pulumi.runtime.set_mocks no longer takes monitor= {UPGRADE}; the engine installs its own"
+    )
+
+
+def test_the_runtime_internals_the_engine_drives_are_there():
+    from pulumi.runtime import config, settings, stack, sync_await
+
+    for module, name in [
+        (stack, "run_pulumi_func"),
+        (sync_await, "_sync_await"),
+        (sync_await, "_ensure_event_loop"),
+        (config, "set_all_config"),
+        (config, "CONFIG"),
+        (config, "_SECRET_KEYS"),
+        (settings, "set_root_resource"),
+        (settings, "get_root_resource"),
+    ]:
+        assert hasattr(module, name), f"{module.__name__}.{name} is gone {UPGRADE}; agentstage/engine.py uses it"
