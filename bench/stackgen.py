@@ -28,10 +28,22 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOUD_RUN = ("cloud-run",)
 MIXED = ("cloud-run", "agent-engine", "vertex-endpoint", "gke")
 #: Cloud Run settings of the template each runtime refuses (components/*_spec.py *CLOUD_RUN_ONLY).
+#: The load balancer, its rate limit and the spend cap are Cloud Run only (load_balancer_spec,
+#: spend_cap_spec).
+_CLOUD_RUN_EDGE = ("load_balancer", "rate_limit", "spend_cap", "vpc_egress")
 _REFUSED = {
-    "agent-engine": ("scaling", "resources", "ingress", "stable_revision"),
-    "vertex-endpoint": ("scaling", "resources", "ingress", "stable_revision", "env", "secrets", "features"),
-    "gke": ("scaling", "resources", "ingress", "stable_revision", "invokers", "secrets"),
+    "agent-engine": ("scaling", "resources", "ingress", "stable_revision", *_CLOUD_RUN_EDGE),
+    "vertex-endpoint": (
+        "scaling",
+        "resources",
+        "ingress",
+        "stable_revision",
+        "env",
+        "secrets",
+        "features",
+        *_CLOUD_RUN_EDGE,
+    ),
+    "gke": ("scaling", "resources", "ingress", "stable_revision", "invokers", "secrets", *_CLOUD_RUN_EDGE),
 }
 
 
