@@ -19,7 +19,7 @@ from typing import Any
 
 from agentstage.errors import BadInput
 from agentstage.flags import parameter_name, render_flags, version_id
-from agentstage.release.flow import Change, ReleaseError, StackState, _edited_config, _plan, load_state
+from agentstage.release.flow import Change, ReleaseError, StackState, _edited_config, load_state, plan_stack
 from agentstage.release.journal import Transaction, recover
 from agentstage.release.ledger import iso, now_utc
 from agentstage.release.lock import stack_lock
@@ -141,9 +141,9 @@ def set_flags(
         for name, value in sorted(changed.items()):
             state.file.set_feature(agent, name, value)
         text = state.file.dumps()
-        before = _plan(state.project_dir, stack)
+        before = plan_stack(state.project_dir, stack)
         with _edited_config(state, text) as cfg:
-            after = _plan(state.project_dir, stack, cfg)
+            after = plan_stack(state.project_dir, stack, cfg)
         from agentstage.diff import diff_plans
 
         change.diff = diff_plans(before, after)
