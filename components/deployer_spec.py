@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from components.contract import PRODUCTION
-from components.specbase import SpecIssue, StrictModel
+from components.ops_spec import billing_account_id
+from components.specbase import SpecIssue, StrictModel, check_role
 
 __all__ = [
     "CiRepositorySpec",
@@ -44,8 +45,6 @@ _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _CI_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./-]{0,254}$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-_BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
-_ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$")
 # Oidc.issuerUri (iam.v1.json): "Must be an HTTPS endpoint."
 _HTTPS = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~/-]*)?$")
 
@@ -185,36 +184,20 @@ class DeployerSpec(StrictModel):
     @field_validator("billing_account", mode="before")
     @classmethod
     def _account(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.startswith("billingAccounts/"):
-            v = v[len("billingAccounts/") :]
-        if v is not None and (not isinstance(v, str) or not _BILLING_ACCOUNT.match(v)):
-            raise SpecIssue("is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)")
-        return v
+        return billing_account_id(v)
 
     @field_validator("grantable_roles")
     @classmethod
     def _grantable(cls, v: list[str]) -> list[str]:
         for i, role in enumerate(v):
-            if not _ROLE.match(role):
-                raise SpecIssue(
-                    "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
-                    path=(i,),
-                    value=role,
-                    has_value=True,
-                )
+            check_role(role, (i,))
         return v
 
     @field_validator("extra_roles")
     @classmethod
     def _extra(cls, v: dict[str, str]) -> dict[str, str]:
         for role, reason in v.items():
-            if not _ROLE.match(role):
-                raise SpecIssue(
-                    "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
-                    path=(role,),
-                    value=role,
-                    has_value=True,
-                )
+            check_role(role, (role,))
             if not reason.strip():
                 raise SpecIssue(
                     "has no reason; say what the deployer needs the role for",

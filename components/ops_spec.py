@@ -34,6 +34,18 @@ _EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 _TOPIC = re.compile(r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/topics/[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
 _WEBHOOK = re.compile(r"^https://[^\s/]+(/\S*)?$")
 _BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+
+
+def billing_account_id(v: Any) -> Any:
+    """A billing account id as the Budget and Billing APIs name it (``012345-6789AB-CDEF01``);
+    a ``billingAccounts/`` prefix is dropped. None stays None."""
+    if isinstance(v, str) and v.startswith("billingAccounts/"):
+        v = v[len("billingAccounts/") :]
+    if v is not None and (not isinstance(v, str) or not _BILLING_ACCOUNT.match(v)):
+        raise SpecIssue("is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)")
+    return v
+
+
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 #: Where Model Armor runs: its regions and the us / eu multi-regions (Model Armor docs,
@@ -309,11 +321,7 @@ class BudgetSpec(StrictModel):
     @field_validator("billing_account", mode="before")
     @classmethod
     def _account(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.startswith("billingAccounts/"):
-            v = v[len("billingAccounts/") :]
-        if v is not None and (not isinstance(v, str) or not _BILLING_ACCOUNT.match(v)):
-            raise SpecIssue("is not a billing account id; use the form 012345-6789AB-CDEF01 (uppercase hex)")
-        return v
+        return billing_account_id(v)
 
     @field_validator("monthly_amount")
     @classmethod

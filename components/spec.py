@@ -33,7 +33,7 @@ from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, G
 from components.registry_spec import AgentCardSpec, check_agent_calls, check_calls
 from components.release_spec import AnalysisSpec, GatesSpec
 from components.revision import REVISION_NAME_MAX, legacy_revision_name, version_slug
-from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value
+from components.specbase import SpecIssue, StrictModel, check_label_key, check_label_value, check_role
 from components.spend_cap_spec import SpendCapSpec, check_agent_spend_cap, check_platform_spend_caps
 
 __all__ = [
@@ -68,7 +68,6 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$")
-_ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$")
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*)$")
 
@@ -669,13 +668,7 @@ class AgentSpec(StrictModel):
     @classmethod
     def _roles(cls, v: list[str]) -> list[str]:
         for i, role in enumerate(v):
-            if not _ROLE.match(role):
-                raise SpecIssue(
-                    "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
-                    path=(i,),
-                    value=role,
-                    has_value=True,
-                )
+            check_role(role, (i,))
         return v
 
     @field_validator("secrets")

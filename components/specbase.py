@@ -8,10 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value", "refuse_cloud_run_keys"]
+__all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value", "check_role", "refuse_cloud_run_keys"]
 
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+#: A predefined role or a project's/organization's custom role (IAM role names).
+_ROLE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$")
 
 
 class SpecIssue(ValueError):
@@ -108,3 +110,14 @@ def refuse_cloud_run_keys(spec: Any, keys: dict[str, str], runtime: str) -> None
                 value=shown,
                 has_value=True,
             )
+
+
+def check_role(role: str, path: tuple[Any, ...]) -> None:
+    """Refuse what is not an IAM role name, naming it at ``path`` of the list or mapping."""
+    if not _ROLE.match(role):
+        raise SpecIssue(
+            "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
+            path=path,
+            value=role,
+            has_value=True,
+        )
