@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys
+from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys, refuse_section_of_other_runtime
 
 __all__ = [
     "VertexEndpointSpec",
@@ -270,14 +270,7 @@ def check_vertex_settings(spec: Any) -> None:
     version."""
     vertex: VertexEndpointSpec | None = spec.vertex_endpoint
     if spec.runtime != VERTEX_ENDPOINT:
-        if vertex is not None:
-            raise SpecIssue(
-                f"is set but runtime is {spec.runtime}; vertex_endpoint configures runtime vertex-endpoint only: "
-                "remove it, or set runtime: vertex-endpoint",
-                path=("vertex_endpoint",),
-                value=vertex.model_dump(exclude_defaults=True),
-                has_value=True,
-            )
+        refuse_section_of_other_runtime(spec, "vertex_endpoint", VERTEX_ENDPOINT)
         return
     if vertex is None:
         raise SpecIssue(

@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys
+from components.specbase import SpecIssue, StrictModel, refuse_cloud_run_keys, refuse_section_of_other_runtime
 
 __all__ = [
     "GKE",
@@ -375,13 +375,7 @@ def check_gke_settings(spec: Any) -> None:
     section off gke; on gke a missing section and Cloud Run-only keys set to a non-default value."""
     gke: GkeSpec | None = spec.gke
     if spec.runtime != GKE:
-        if gke is not None:
-            raise SpecIssue(
-                f"is set but runtime is {spec.runtime}; gke configures runtime gke only: remove it, or set runtime: gke",
-                path=("gke",),
-                value=gke.model_dump(exclude_defaults=True),
-                has_value=True,
-            )
+        refuse_section_of_other_runtime(spec, "gke", GKE)
         return
     if gke is None:
         raise SpecIssue(

@@ -8,7 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["SpecIssue", "StrictModel", "check_label_key", "check_label_value", "check_role", "refuse_cloud_run_keys"]
+__all__ = [
+    "SpecIssue",
+    "StrictModel",
+    "check_label_key",
+    "check_label_value",
+    "check_role",
+    "refuse_cloud_run_keys",
+    "refuse_section_of_other_runtime",
+]
 
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -119,5 +127,18 @@ def check_role(role: str, path: tuple[Any, ...]) -> None:
             "is not an IAM role; use roles/<name> or projects/<project>/roles/<name>",
             path=path,
             value=role,
+            has_value=True,
+        )
+
+
+def refuse_section_of_other_runtime(spec: Any, key: str, runtime: str) -> None:
+    """An agent whose runtime is not ``runtime`` must not set ``key``, that runtime's section."""
+    section = getattr(spec, key)
+    if spec.runtime != runtime and section is not None:
+        raise SpecIssue(
+            f"is set but runtime is {spec.runtime}; {key} configures runtime {runtime} only: "
+            f"remove it, or set runtime: {runtime}",
+            path=(key,),
+            value=section.model_dump(exclude_defaults=True),
             has_value=True,
         )
