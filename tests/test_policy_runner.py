@@ -221,7 +221,7 @@ def test_streamed_check_stops_cleanly_when_the_program_fails(tmp_path) -> None:
             runner.plan_and_check(failing_plan)
     finally:
         runner.close()
-    assert runner._proc is None
+    assert not runner.process.running
 
 
 def test_stack_analysis_on_a_second_pack_process_reports_the_same(tmp_path) -> None:

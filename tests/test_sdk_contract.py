@@ -199,3 +199,86 @@ def test_the_runtime_internals_the_engine_drives_are_there():
         (settings, "get_root_resource"),
     ]:
         assert hasattr(module, name), f"{module.__name__}.{name} is gone {UPGRADE}; agentstage/engine.py uses it"
+
+
+# --- what agentstage.policy.decode_once relies on in pulumi-policy ---------------------------
+
+
+def test_the_policy_analyzer_decodes_through_the_names_decode_once_wraps():
+    """decode_once replaces three module-level names of pulumi_policy.policy and wraps the
+    servicer's two analysis methods; if the SDK stops calling them the way it does now, the
+    patch would silently do nothing, or worse."""
+    from pulumi_policy import policy as sdk
+
+    for name in ("json_format", "deserialize_properties", "unknown_checking_proxy", "_PolicyAnalyzerServicer"):
+        assert hasattr(sdk, name), f"pulumi_policy.policy.{name} is gone {UPGRADE}; decode_once wraps it"
+    servicer = sdk._PolicyAnalyzerServicer
+    for method, call in (
+        ("Analyze", "deserialize_properties(json_format.MessageToDict(request.properties))"),
+        ("AnalyzeStack", "deserialize_properties(json_format.MessageToDict(r.properties))"),
+        ("_get_provider_resource", "deserialize_properties(json_format.MessageToDict(prov.properties))"),
+    ):
+        source = inspect.getsource(getattr(servicer, method))
+        assert call in source and "unknown_checking_proxy(deserialized)" in source, (
+            f"pulumi_policy's {method} no longer decodes with {call} and unknown_checking_proxy {UPGRADE}"
+        )
+
+
+def test_each_policy_gets_its_own_copy_of_the_decoded_properties():
+    """decode_once shares one decoded value among the policies of a request only because
+    the SDK's proxy copies every dict and list into the view a policy receives: a policy
+    that writes into its view changes neither the shared value nor another policy's view."""
+    from pulumi_policy.deserialize import deserialize_properties
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    shared = deserialize_properties({"template": {"containers": [{"image": "x"}]}})
+    first, second = unknown_checking_proxy(shared), unknown_checking_proxy(shared)
+    first["template"]["containers"][0]["image"] = "changed"
+    first["template"]["extra"] = 1
+    assert shared == {"template": {"containers": [{"image": "x"}]}}, f"the proxy now writes through {UPGRADE}"
+    assert second["template"]["containers"][0]["image"] == "x" and "extra" not in second["template"], (
+        f"two proxies of one value now share their containers {UPGRADE}"
+    )
+
+
+def test_a_sub_message_is_the_same_object_on_every_access():
+    """decode_once keys on identity: the protobuf runtime must hand out one wrapper object
+    per sub-message."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    request = analyzer_pb2.AnalyzeRequest.FromString(analyzer_pb2.AnalyzeRequest(type="t", urn="u").SerializeToString())
+    assert request.properties is request.properties, "protobuf now builds a new wrapper per access"
+    assert request.provider.properties is request.provider.properties
+
+
+def test_decode_once_decodes_each_request_once_and_only_within_it(tmp_path):
+    """In a separate interpreter (the patch is process-wide): within one Analyze call the
+    same properties decode once; outside any call, and in the next call, afresh."""
+    import subprocess
+    import sys
+
+    from agentstage.policy.process import DECODE_ONCE
+
+    script = f"""
+import importlib.util
+from pulumi_policy import policy as sdk
+spec = importlib.util.spec_from_file_location("d", {str(DECODE_ONCE)!r})
+d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d)
+d.install(); d.install()  # idempotent
+from pulumi.runtime.proto import analyzer_pb2
+req = analyzer_pb2.AnalyzeRequest(type="t")
+req.properties.update({{"a": {{"b": 1}}}})
+seen = []
+def body(self, request, context):
+    first = sdk.deserialize_properties(sdk.json_format.MessageToDict(request.properties))
+    again = sdk.deserialize_properties(sdk.json_format.MessageToDict(request.properties))
+    seen.append((first is again, first["a"]["b"]))
+wrapped = d._per_request(body)
+wrapped(None, req, None)
+wrapped(None, req, None)
+outside = sdk.deserialize_properties(sdk.json_format.MessageToDict(req.properties))
+print(seen, outside is sdk.deserialize_properties(sdk.json_format.MessageToDict(req.properties)))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[(True, 1.0), (True, 1.0)] False"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PolicyInfo", "Violation", "CheckReport", "render_text", "to_sarif", "JSON_VERSION"]
+__all__ = ["PolicyInfo", "Violation", "CheckReport", "render_text", "to_sarif", "JSON_VERSION", "locate_agents"]
 
 #: Version of the ``--format json`` document; bumped only on incompatible changes.
 JSON_VERSION = 1
@@ -318,3 +318,34 @@ def sort_violations(violations: Iterable[Violation], order: dict[str | None, int
             v.message,
         ),
     )
+
+
+def locate_agents(report: CheckReport, plan: Any) -> None:
+    """Map resources to agents and agents to their line in the stack config (SARIF)."""
+    from ruamel.yaml import YAML
+
+    try:
+        data = YAML(typ="rt").load(Path(report.stack_config).read_text()) or {}
+        config = data.get("config") or {}
+    except Exception:  # noqa: BLE001 - locations are a convenience; the report stands without them
+        return
+    for key in (f"{plan.project}:agents", "agents"):
+        agents = config.get(key)
+        if hasattr(agents, "lc"):
+            for name in agents:
+                report.agent_lines[str(name)] = agents.lc.key(name)[0] + 1
+            break
+    if not report.agent_lines:
+        return
+    by_urn = {r.urn: r for r in plan.resources}
+    for r in plan.resources:
+        node = r
+        while node is not None:
+            label = (
+                (node.inputs.get("labels") or {}).get("agent") if isinstance(node.inputs.get("labels"), dict) else None
+            )
+            name = label if label in report.agent_lines else node.name if node.name in report.agent_lines else None
+            if name:
+                report.resource_agents[r.urn] = name
+                break
+            node = by_urn.get(node.parent) if node.parent else None
