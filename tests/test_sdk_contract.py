@@ -282,3 +282,23 @@ print(seen, outside is sdk.deserialize_properties(sdk.json_format.MessageToDict(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[(True, 1.0), (True, 1.0)] False"
+
+
+def test_the_pins_in_pyproject_admit_only_the_tested_sdks():
+    """pyproject.toml pins the SDKs to the releases these tests last passed with, so a fresh
+    install never brings an SDK whose internals nobody checked."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    pins = {Requirement(line).name: Requirement(line).specifier for line in project["dependencies"]}
+    for name, tested in TESTED.items():
+        assert name in pins, f"pyproject.toml no longer depends on {name}"
+        assert tested in pins[name], f"pyproject.toml pins {name}{pins[name]}, which excludes the tested {tested}"
+        bigger = ".".join([*tested.split(".")[:-2], str(int(tested.split(".")[-2]) + 1), "0"])
+        assert bigger not in pins[name], (
+            f"pyproject.toml pins {name}{pins[name]}, which admits the untested {bigger}: run this file with it, "
+            "then update TESTED and the pin"
+        )
