@@ -6,7 +6,8 @@ per request in the pack (agentstage.policy.decode_once). The plain way is what t
 does: one process of the unpatched SDK, the complete plan analysed one resource after the
 other, then ``AnalyzeStack``. For every stack the tests use (the reference stacks, each
 example project's stacks, a generated stack mixing the four runtimes, and a production stack
-with every risky setting of the CLI tests at once), both give the same violations in the
+with every risky setting of the CLI tests at once; the production stack also as a new stack,
+where policies meet unknown values), both give the same violations in the
 same order, with the same messages, on the same resources.
 """
 
@@ -33,14 +34,15 @@ STACKS = [
         for path in sorted(EXAMPLES.glob("*/stacks/Pulumi.*.yaml"))
     ],
     (ROOT, "production", "risky"),
+    (ROOT, "production", "new-stack"),
     ("mixed", "bench8", None),
 ]
 
 
-def _plain(project_dir: Path, stack: str, config_file: Path | None, settings) -> tuple[list, int]:
+def _plain(project_dir: Path, stack: str, config_file: Path | None, settings, new_stack: bool) -> tuple[list, int]:
     """The verdict as under the Pulumi CLI: one unpatched process, one resource at a time."""
     stack_config = load_stack_config(load_project(project_dir), stack, config_file)
-    plan = run_plan(project_dir, stack, config_file, stack_config=stack_config)
+    plan = run_plan(project_dir, stack, config_file, stack_config=stack_config, new_stack=new_stack)
     with PolicyPackProcess(
         project=plan.project,
         stack=stack,
@@ -59,7 +61,7 @@ def _plain(project_dir: Path, stack: str, config_file: Path | None, settings) ->
     return [v.to_json() for v in sort_violations(found, order)], len(resources)
 
 
-def _fast(project_dir: Path, stack: str, config_file: Path | None, settings) -> tuple[list, int]:
+def _fast(project_dir: Path, stack: str, config_file: Path | None, settings, new_stack: bool) -> tuple[list, int]:
     """As ``agentstage check`` runs, with the extra process from the first resource on."""
     stack_config = load_stack_config(load_project(project_dir), stack, config_file)
     pack = PolicyPackProcess(
@@ -72,7 +74,7 @@ def _fast(project_dir: Path, stack: str, config_file: Path | None, settings) -> 
     try:
         _, report = pack.plan_and_check(
             lambda on_resource: run_plan(
-                project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config
+                project_dir, stack, config_file, on_resource=on_resource, stack_config=stack_config, new_stack=new_stack
             ),
             settings,
             large_plan=1,
@@ -106,8 +108,9 @@ def test_streamed_sharded_decoded_once_equals_plain_sequential(tmp_path, project
         project_dir, stack = write_project(tmp_path / "mixed", 8, MIXED)
     policy_config = default_policy_config("production" if stack.endswith("-mixed") else stack)
     settings = load_policy_config(policy_config) if policy_config else {}
-    plain, plain_count = _plain(Path(project_dir), stack, config_file, settings)
-    fast, fast_count = _fast(Path(project_dir), stack, config_file, settings)
+    new_stack = variant == "new-stack"  # computed outputs unknown: policies meet unknown values
+    plain, plain_count = _plain(Path(project_dir), stack, config_file, settings, new_stack)
+    fast, fast_count = _fast(Path(project_dir), stack, config_file, settings, new_stack)
     assert fast_count == plain_count
     assert fast == plain
     if variant == "risky":  # every risky setting is reported, each by its own policy
