@@ -7,6 +7,7 @@ on is reported as not judged."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -217,12 +218,20 @@ def _agents_config(namespace: str) -> dict | None:
     """The stack's ``<namespace>:agents`` config. The CLI hands a policy pack the stack
     config (PULUMI_CONFIG), exactly as it does a program; agentstage check does the same."""
     raw = pulumi.runtime.get_config(f"{namespace}:agents")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
-    return raw if isinstance(raw, dict) else None
+    return _parsed_agents(raw) if isinstance(raw, str) else raw if isinstance(raw, dict) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_agents(raw: str) -> dict | None:
+    """Parsed once per process, not once per service: the config of a platform of 1,000
+    agents is megabytes of JSON, and parsing it for each of 1,000 services took longer than
+    the rest of the check. The stack config is fixed for the life of a pack process (the
+    runtime's config is set once, before the pack loads); the dict is only read."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _first_step(spec: object) -> float | None:
