@@ -435,6 +435,39 @@ class _Service:
         return _Service(r.urn, r.resource_type, r.name if name is UNKNOWN else name, name, agent, unknown)
 
 
+class _AlertIndex:
+    """The alert policies by what can make one cover a service (its agent label, a quoted
+    name in its conditions, or unknown values), so that each service is compared with the few
+    alerts that may cover it instead of every alert of the stack: a platform of 1,000 agents
+    has 8,000 alert policies. :meth:`candidates` keeps the stack's order and leaves out only
+    alerts whose ``covers`` would answer False, so the verdicts are the same."""
+
+    def __init__(self, alerts: list[_Alert]) -> None:
+        self.alerts = alerts
+        self.always: list[int] = []  # an unknown label or condition: may cover any service
+        self.by_agent: dict[str, list[int]] = {}
+        self.by_name: dict[str, list[int]] = {}
+        for i, a in enumerate(alerts):
+            if a.agent is UNKNOWN or a.unknown_text:
+                self.always.append(i)
+            if isinstance(a.agent, str):
+                self.by_agent.setdefault(a.agent, []).append(i)
+            # '"<name>"' occurs in the text exactly when <name> (which holds no quote) is the
+            # whole stretch between two consecutive quotes
+            for quoted in set(a.text.split('"')[1:-1]):
+                self.by_name.setdefault(quoted, []).append(i)
+
+    def candidates(self, service: _Service) -> list[_Alert]:
+        name = service.name
+        if service.agent is UNKNOWN or not isinstance(name, str) or '"' in name:
+            return self.alerts
+        found = set(self.always)
+        if isinstance(service.agent, str):
+            found.update(self.by_agent.get(service.agent, ()))
+        found.update(self.by_name.get(name.lower(), ()))
+        return [self.alerts[i] for i in sorted(found)]
+
+
 def _coverage(alerts: list[_Alert], service: _Service) -> tuple[set[str], dict[str, list[_Alert]]]:
     """(the signals certainly covered, per signal the alerts whose unknown values might cover it)."""
     covered: set[str] = set()
@@ -482,12 +515,12 @@ def agent_alert_policies(args: StackValidationArgs, report: ReportViolation) -> 
     Unknown values: a channel list of known length counts by its length. A signal that no
     policy certainly covers, but that a policy with unknown channels, labels or conditions
     might cover, is reported as not judged, naming those fields."""
-    alerts = [_Alert.read(r) for r in args.resources if r.resource_type == ALERT_POLICY]
+    alerts = _AlertIndex([_Alert.read(r) for r in args.resources if r.resource_type == ALERT_POLICY])
     for r in args.resources:
         if r.resource_type not in _AGENT_RUNTIMES:
             continue
         service = _Service.read(r)
-        covered, maybe = _coverage(alerts, service)
+        covered, maybe = _coverage(alerts.candidates(service), service)
         missing = [s for s in _SIGNALS if s not in covered and not maybe[s]]
         undecided = [s for s in _SIGNALS if s not in covered and maybe[s]]
         if missing:
