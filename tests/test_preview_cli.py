@@ -46,6 +46,23 @@ def test_text_preview_shows_the_canary_split(tmp_path):
     )
 
 
+def test_a_large_plan_shows_the_first_rows_of_each_table_and_counts_the_rest(monkeypatch):
+    from agentstage.commands import preview
+    from agentstage.engine import run_plan
+
+    plan = run_plan(ROOT, "production")
+    monkeypatch.setattr(preview, "MAX_ROWS", 5)
+    result = invoke("preview", "production", "-C", str(ROOT))
+    custom = sum(r.custom for r in plan.resources)
+    lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
+    assert f"… and {custom - 5} more (agentstage preview --json lists all)" in lines
+    alerts = len(plan.by_type("gcp:monitoring/alertPolicy:AlertPolicy"))
+    assert f"… and {alerts - 5} more (agentstage preview --json lists all)" in lines
+    resources = lines.index(f"Resources ({custom} to create)")
+    shown = [line for line in lines[resources:] if line.startswith("gcp.")]
+    assert len(shown) >= 5 and result.exit_code == 0
+
+
 def test_text_preview_shows_alerts_budget_and_guardrails():
     result = runner.invoke(app, ["preview", "production", "-C", str(ROOT)])
     lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]

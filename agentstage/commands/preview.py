@@ -130,6 +130,19 @@ def short_type(token: str) -> str:
     return f"{pkg}.{module.split('/')[0]}.{cls}" if cls else token
 
 
+#: A table of a large platform shows this many rows, then says how many more ``--json`` has:
+#: thousands of rows are more than a person reads, and laying them out took longer than
+#: planning (4 s for the 100-agent bench stack).
+MAX_ROWS = 100
+
+
+def _add_rows(table: Table, rows: list[tuple[Any, ...]], **kwargs: Any) -> None:
+    for row in rows[:MAX_ROWS]:
+        table.add_row(*row, **kwargs)
+    if len(rows) > MAX_ROWS:
+        table.add_row(f"[dim]… and {len(rows) - MAX_ROWS} more (agentstage preview --json lists all)[/]")
+
+
 def render(plan: Any, console: Console) -> None:
     custom = [r for r in plan.resources if r.custom]
     console.print(f"[bold]Stack[/] {plan.stack}  [dim](project {plan.project}, config {plan.config_path})[/]")
@@ -138,8 +151,13 @@ def render(plan: Any, console: Console) -> None:
     table.add_column("type")
     table.add_column("name")
     table.add_column("parent", style="dim")
-    for r in sorted(custom, key=lambda r: (r.type, r.name)):
-        table.add_row(short_type(r.type), r.name, (r.parent or "").rsplit("::", 1)[-1])
+    _add_rows(
+        table,
+        [
+            (short_type(r.type), r.name, (r.parent or "").rsplit("::", 1)[-1])
+            for r in sorted(custom, key=lambda r: (r.type, r.name))
+        ],
+    )
     console.print(table)
 
     traffic = Table(title="Revisions and traffic (a template change deploys a new revision name)", title_justify="left")
@@ -148,15 +166,17 @@ def render(plan: Any, console: Console) -> None:
     traffic.add_column("percent", justify="right")
     traffic.add_column("tag")
     traffic.add_column("")
-    for agent, _service, revision, percent, tag, what in revision_rows(plan):
+    rows = revision_rows(plan)
+    for agent, _service, revision, percent, tag, what in rows[:MAX_ROWS]:
         traffic.add_row(agent, revision, f"{percent}%", tag, what, style=None if percent else "dim")
+    if len(rows) > MAX_ROWS:
+        traffic.add_row(f"[dim]… and {len(rows) - MAX_ROWS} more (agentstage preview --json lists all)[/]")
     console.print(traffic)
 
     grants = Table(title="IAM grants", title_justify="left")
     for col in ("member", "role", "on"):
         grants.add_column(col)
-    for row in iam_rows(plan):
-        grants.add_row(*row)
+    _add_rows(grants, list(iam_rows(plan)))
     console.print(grants)
 
     alerts = plan.by_type(ALERT)
@@ -164,14 +184,18 @@ def render(plan: Any, console: Console) -> None:
         table = Table(title=f"Alert policies ({len(alerts)})", title_justify="left")
         for col in ("name", "severity", "conditions", "channels"):
             table.add_column(col, justify="right" if col in ("conditions", "channels") else "left")
-        for r in sorted(alerts, key=lambda r: r.name):
-            i = r.inputs
-            table.add_row(
-                r.name,
-                str(i.get("severity") or ""),
-                str(len(i.get("conditions") or [])),
-                str(len(i.get("notificationChannels") or [])),
-            )
+        _add_rows(
+            table,
+            [
+                (
+                    r.name,
+                    str(r.inputs.get("severity") or ""),
+                    str(len(r.inputs.get("conditions") or [])),
+                    str(len(r.inputs.get("notificationChannels") or [])),
+                )
+                for r in sorted(alerts, key=lambda r: r.name)
+            ],
+        )
         console.print(table)
 
     guards = Table(title="Budget and guardrails", title_justify="left")
@@ -203,8 +227,7 @@ def render(plan: Any, console: Console) -> None:
         table = Table(title="Rate limits (Cloud Armor, on each agent's load balancer)", title_justify="left")
         for col in ("security policy", "action", "limit", "per client key", "over the limit"):
             table.add_column(col)
-        for row in limits:
-            table.add_row(*row)
+        _add_rows(table, list(limits))
         console.print(table)
 
     agents = (plan.outputs or {}).get("agents") or {}
@@ -212,8 +235,7 @@ def render(plan: Any, console: Console) -> None:
         out = Table(title="Agents", title_justify="left")
         for col in ("agent", "url", "identity"):
             out.add_column(col)
-        for name, a in sorted(agents.items()):
-            out.add_row(name, str(a.get("url")), str(a.get("service_account")))
+        _add_rows(out, [(name, str(a.get("url")), str(a.get("service_account"))) for name, a in sorted(agents.items())])
         console.print(out)
     counts = Counter(r.type.split(":")[-1] for r in custom)
     summary = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
