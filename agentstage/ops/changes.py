@@ -44,7 +44,7 @@ class Change:
     details: dict[str, Any] = field(default_factory=dict)
     #: orders changes of the same second (the ledger's resolution): a later decision first, then
     #: the releases it recorded, then the stack file edits
-    rank: int = 0
+    rank: float = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,8 +108,11 @@ def _changed_lines(diff: str) -> list[str]:
     return out[:MAX_DIFF_LINES] + ([f"… {len(out) - MAX_DIFF_LINES} more lines"] if len(out) > MAX_DIFF_LINES else [])
 
 
-def _config_changes(project: Path, stack_file: Path, since: dt.datetime) -> tuple[list[Change], str | None]:
-    """Commits to the stack file since ``since`` and its uncommitted edits; or a note why not."""
+def _config_changes(
+    project: Path, stack_file: Path, since: dt.datetime, uncommitted_rank: float = 0
+) -> tuple[list[Change], str | None]:
+    """Commits to the stack file since ``since`` and its uncommitted edits; or a note why not.
+    ``uncommitted_rank`` orders the edits among changes of the same second."""
     top = _git(project, "rev-parse", "--show-toplevel")
     if top is None or top.returncode != 0:
         return [], f"config history skipped: {project.resolve()} is not in a git repository (or git is not installed)"
@@ -139,6 +142,7 @@ def _config_changes(project: Path, stack_file: Path, since: dt.datetime) -> tupl
                     "config",
                     f"{stack_file.name}: uncommitted edits",
                     source="working tree",
+                    rank=uncommitted_rank,
                     details={"lines": _changed_lines(diff.stdout)},
                 )
             )
@@ -204,7 +208,10 @@ def changes(
         )
     notes: list[str] = []
     if with_git:
-        config, note = _config_changes(Path(project_dir), stack_file, since)
+        # Within one second (the ledger's resolution) the uncommitted edits come right after
+        # the last decision, which is what made them, and before the decisions before it.
+        last = max((c.rank for c in found if c.source == "decisions.jsonl"), default=1)
+        config, note = _config_changes(Path(project_dir), stack_file, since, uncommitted_rank=last - 0.5)
         found += config
         if note:
             notes.append(note)

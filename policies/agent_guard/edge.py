@@ -16,6 +16,7 @@ sends them. What neither a known value nor a dependency decides is reported as n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from helpers import (
@@ -164,13 +165,29 @@ def _backend_findings(
     return findings
 
 
-def _findings(service: PolicyResource, resources: list[PolicyResource]) -> list[Finding]:
+@dataclass(frozen=True)
+class _Edge:
+    """The stack's serverless NEGs, backend services and security policies, selected once
+    for all its services rather than once per service."""
+
+    negs: list[PolicyResource]
+    backends: list[PolicyResource]
+    policies: list[PolicyResource]
+
+    @staticmethod
+    def of(resources: list[PolicyResource]) -> _Edge:
+        return _Edge(
+            [r for r in resources if r.resource_type == SERVERLESS_NEG],
+            [r for r in resources if r.resource_type == BACKEND_SERVICE],
+            [r for r in resources if r.resource_type == SECURITY_POLICY],
+        )
+
+
+def _findings(service: PolicyResource, edge: _Edge) -> list[Finding]:
     """What keeps the clients of ``service``, reached through a load balancer, from being rate
     limited: empty when every backend service of the stack that serves it (through a serverless
     NEG) carries a security policy with an enforced rate-based rule."""
-    negs = [r for r in resources if r.resource_type == SERVERLESS_NEG]
-    backends = [r for r in resources if r.resource_type == BACKEND_SERVICE]
-    policies = [r for r in resources if r.resource_type == SECURITY_POLICY]
+    negs, backends, policies = edge.negs, edge.backends, edge.policies
     mine = [(n, _refers(n, "cloudRun", get(n.props, "cloudRun", "service"), service)) for n in negs]
     # A NEG that does not serve the service (m is False) makes _both False whatever the
     # backend: skip asking every backend about it, or the rule is cubic in the agents
@@ -206,6 +223,7 @@ def agent_rate_limit(args: StackValidationArgs, report: ReportViolation) -> None
     An unknown ingress or ``environment`` label matters only when the service is not rate
     limited: a rate-limited service passes whatever they turn out to be."""
     config = args.get_config()
+    edge = _Edge.of(args.resources)
     for service in args.resources:
         if service.resource_type != CLOUD_RUN:
             continue
@@ -215,7 +233,7 @@ def agent_rate_limit(args: StackValidationArgs, report: ReportViolation) -> None
         production = is_production(CLOUD_RUN, service.props, config)
         if production is False:
             continue
-        findings = _findings(service, args.resources)
+        findings = _findings(service, edge)
         if not findings:
             continue
         if production is UNKNOWN:
