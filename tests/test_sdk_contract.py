@@ -201,6 +201,92 @@ def test_the_runtime_internals_the_engine_drives_are_there():
         assert hasattr(module, name), f"{module.__name__}.{name} is gone {UPGRADE}; agentstage/engine.py uses it"
 
 
+def test_the_sdk_takes_each_resources_stack_trace_from_the_function_the_engine_replaces():
+    """The engine replaces ``pulumi.runtime.resource._get_stack_trace`` for a run (see
+    ``engine._without_stack_traces``): the SDK must look it up by that module-level name when
+    it registers or reads a resource, and an empty trace must mean "no source position"."""
+    from pulumi.runtime import resource as presource
+    from pulumi.runtime.proto import source_pb2
+
+    assert hasattr(presource, "_get_stack_trace"), f"pulumi.runtime.resource._get_stack_trace is gone {UPGRADE}"
+    for caller in (presource.register_resource, presource.read_resource):
+        assert "_get_stack_trace" in caller.__code__.co_names, (
+            f"pulumi.runtime.resource.{caller.__name__} no longer calls _get_stack_trace {UPGRADE}; "
+            "the engine's replacement would not take effect"
+        )
+    assert isinstance(presource._get_stack_trace(), source_pb2.StackTrace), (
+        f"pulumi.runtime.resource._get_stack_trace no longer returns a StackTrace {UPGRADE}"
+    )
+    assert presource._get_source_position(engine._no_stack_trace()) is None, (
+        f"pulumi.runtime.resource._get_source_position of an empty trace is no longer None {UPGRADE}"
+    )
+
+
+def test_a_plan_puts_the_sdks_stack_trace_function_back(tmp_path):
+    from pulumi.runtime import resource as presource
+
+    original = presource._get_stack_trace
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    (tmp_path / "__main__.py").write_text(
+        "import pulumi\nfrom pulumi.runtime import resource\n"
+        "pulumi.export('patched', resource._get_stack_trace.__name__)\n"
+    )
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    plan = engine.run_plan(tmp_path, "dev")
+    assert plan.outputs == {"patched": "_no_stack_trace"}
+    assert presource._get_stack_trace is original
+
+
+#: The pulumi_gcp services the components use; each must load lazily to the same objects.
+GCP_SERVICES = (
+    "billing cloudfunctionsv2 cloudrunv2 compute container iam logging modelarmor monitoring organizations "
+    "parametermanager projects pubsub secretmanager serviceaccount storage vertex"
+).split()
+
+
+def test_the_lazy_index_of_each_gcp_service_binds_what_its_init_binds():
+    """agentstage.lazy_gcp reads which submodule binds each name of a pulumi_gcp service from
+    the generated ``__init__`` and the ``__all__`` literals of its modules. Checked against the
+    eagerly imported packages, name by name, in a fresh process without the lazy loader."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import importlib, json, sys
+import agentstage.engine
+from agentstage import lazy_gcp
+lazy_gcp.uninstall()
+problems = {{}}
+for service in {GCP_SERVICES!r}:
+    package = importlib.import_module("pulumi_gcp." + service)
+    package._utilities  # the SDK's own lazy module runs the __init__ on first use
+    read = lazy_gcp._read_index(package.__file__)
+    if read is None:
+        problems[service] = "its __init__ is no longer the generated kind"
+        continue
+    index, _, _ = read
+    preamble = {{bound for bound, _ in lazy_gcp._PREAMBLE.values()}}
+    names = {{n for n in vars(package) if not n.startswith("__")}} - preamble
+    if names != set(index):
+        problems[service] = f"names differ: {{sorted(names ^ set(index))[:5]}}"
+        continue
+    for name, (submodule, exported) in index.items():
+        module = sys.modules[package.__name__ + "." + submodule]
+        expected = getattr(module, name) if exported else module
+        if getattr(package, name) is not expected:
+            problems[service] = f"{{name}} is not {{submodule}}{{'.' + name if exported else ''}}"
+            break
+print(json.dumps(problems))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {}, (
+        f"pulumi_gcp {version('pulumi_gcp')} changed how its services bind their names; "
+        "agentstage/lazy_gcp.py reads them (last passed with pulumi_gcp 10.2.0)"
+    )
+
+
 # --- what agentstage.policy.decode_once relies on in pulumi-policy ---------------------------
 
 
