@@ -70,3 +70,60 @@ def services(draw):
 def test_the_alert_index_gives_the_coverage_of_a_scan_of_every_alert(found, service) -> None:
     index = reliability._AlertIndex(found)
     assert reliability._coverage(index.candidates(service), service) == reliability._coverage(found, service)
+
+
+edge = _load("edge")
+a2a = _load("a2a")
+
+
+class Resource:
+    """A PolicyResource as the stack policies read it."""
+
+    def __init__(self, urn: str, name: str, props: dict, deps: dict) -> None:
+        self.urn, self.name, self.props, self.property_dependencies = urn, name, props, deps
+        self.resource_type = "t"
+
+
+SEGMENTS = st.sampled_from(["svc", "bot", "projects", "p", "services", "regions", "us", ""])
+VALUES = st.one_of(
+    st.none(),
+    st.just(UNKNOWN),
+    st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join),
+)
+
+
+@st.composite
+def stacks(draw):
+    targets = [
+        Resource(f"urn:target:{i}", draw(SEGMENTS) or "t", {"name": draw(st.one_of(st.none(), SEGMENTS))}, {})
+        for i in range(3)
+    ]
+    resources = []
+    for i in range(draw(st.integers(0, 8))):
+        deps = draw(st.lists(st.sampled_from(targets), max_size=2))
+        props = {"name": draw(VALUES)}
+        resources.append(Resource(f"urn:r:{i}", f"r{i}", props, {"name": deps} if deps else {}))
+    return targets, resources
+
+
+@settings(max_examples=400, deadline=None)
+@given(stacks())
+def test_a_reference_index_leaves_out_only_resources_that_do_not_name_the_target(drawn) -> None:
+    """The oracles are the policies' own questions: edge._refers (names or ``.../<name>``) and
+    a2a._names_service (names or ``.../services/<name>``)."""
+    targets, resources = drawn
+    helpers = sys.modules["helpers"]
+    values = lambda r: [r.props["name"]]  # noqa: E731
+    by_slash = helpers.RefIndex(resources, "name", values)
+    by_service = helpers.RefIndex(resources, "name", values, separator="/services/")
+    for target in targets:
+        names = edge._names(target)
+        found = by_slash.candidates(target, names)
+        assert found == [r for r in resources if r in found]  # stack order
+        assert [r for r in resources if edge._refers(r, "name", r.props["name"], target) is not False] == [
+            r for r in found if edge._refers(r, "name", r.props["name"], target) is not False
+        ]
+        found = by_service.candidates(target, a2a.service_names(target))
+        assert [r for r in resources if a2a._names_service(r, target) is not False] == [
+            r for r in found if a2a._names_service(r, target) is not False
+        ]

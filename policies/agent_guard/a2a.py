@@ -27,6 +27,7 @@ from helpers import (
     LABEL_AGENT,
     PRODUCTION,
     UNKNOWN,
+    RefIndex,
     cannot_judge,
     environment_unknown,
     get,
@@ -81,9 +82,15 @@ def _names_service(member: PolicyResource, service: PolicyResource) -> Any:
     value = get(member.props, "name")
     if value is UNKNOWN:
         return UNKNOWN
+    return isinstance(value, str) and any(
+        value == n or value.endswith(f"/services/{n}") for n in service_names(service)
+    )
+
+
+def service_names(service: PolicyResource) -> list[str]:
+    """How an IAM member may name the Cloud Run service: its name input and its logical name."""
     name = get(service.props, "name")
-    names = [n for n in (name if isinstance(name, str) else None, service.name) if n]
-    return isinstance(value, str) and any(value == n or value.endswith(f"/services/{n}") for n in names)
+    return [n for n in (name if isinstance(name, str) else None, service.name) if n]
 
 
 def _members(r: PolicyResource) -> list[Any]:
@@ -93,10 +100,16 @@ def _members(r: PolicyResource) -> list[Any]:
     return [UNKNOWN] if found is UNKNOWN else list(found)
 
 
-def invoker_grants(resources: list[PolicyResource]) -> list[PolicyResource]:
+def invoker_grants(resources: list[PolicyResource]) -> RefIndex:
     """The Cloud Run invoker members and bindings of the stack (what :func:`_agent_callers`
-    reads), in stack order."""
-    return [r for r in resources if r.resource_type in (RUN_INVOKER_MEMBER, RUN_INVOKER_BINDING)]
+    reads), indexed by the service they name: ``grants.candidates(service,
+    service_names(service))`` are those that may be on ``service``, in stack order."""
+    return RefIndex(
+        [r for r in resources if r.resource_type in (RUN_INVOKER_MEMBER, RUN_INVOKER_BINDING)],
+        "name",
+        lambda r: [get(r.props, "name")],
+        separator="/services/",
+    )
 
 
 def _agent_callers(
@@ -159,7 +172,7 @@ def a2a_agent_card(args: StackValidationArgs, report: ReportViolation) -> None:
         production = is_production(CLOUD_RUN, service.props, config)
         if production is False:
             continue
-        callers, open_ = _agent_callers(service, grants, emails)
+        callers, open_ = _agent_callers(service, grants.candidates(service, service_names(service)), emails)
         if not callers and not open_:
             continue
         agent = label(CLOUD_RUN, service.props, LABEL_AGENT)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from a2a import _agent_callers, _agent_emails, invoker_grants
+from a2a import _agent_callers, _agent_emails, invoker_grants, service_names
 from helpers import CLOUD_RUN, UNKNOWN, cannot_judge, get, items
 from pulumi_policy import (
     PolicyComplianceFramework,
@@ -71,7 +71,7 @@ def agent_calls_through_vpc(args: StackValidationArgs, report: ReportViolation) 
     for callee in args.resources:
         if callee.resource_type != CLOUD_RUN:
             continue
-        callers, _ = _agent_callers(callee, grants, emails)
+        callers, _ = _agent_callers(callee, grants.candidates(callee, service_names(callee)), emails)
         services = [s for email in callers for s in runs_as.get(email, []) if s.urn != callee.urn]
         if not services:
             continue  # no agent of the stack calls it: any ingress will do

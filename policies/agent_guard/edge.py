@@ -24,6 +24,7 @@ from helpers import (
     LABEL_AGENT,
     PRODUCTION,
     UNKNOWN,
+    RefIndex,
     cannot_judge,
     environment_unknown,
     get,
@@ -165,20 +166,30 @@ def _backend_findings(
     return findings
 
 
+def _neg_service(neg: PolicyResource) -> list[Any]:
+    return [get(neg.props, "cloudRun", "service")]
+
+
+def _backend_groups(backend: PolicyResource) -> Any:
+    groups = items(get(backend.props, "backends"))
+    return groups if groups is UNKNOWN else [get(g, "group") for g in groups]
+
+
 @dataclass(frozen=True)
 class _Edge:
-    """The stack's serverless NEGs, backend services and security policies, selected once
-    for all its services rather than once per service."""
+    """The stack's serverless NEGs, backend services and security policies, selected and
+    indexed once for all its services: which NEGs may name a service, which backends may name
+    a NEG (see :class:`RefIndex`; without it the rule is quadratic in the agents)."""
 
-    negs: list[PolicyResource]
-    backends: list[PolicyResource]
+    negs: RefIndex
+    backends: RefIndex
     policies: list[PolicyResource]
 
     @staticmethod
     def of(resources: list[PolicyResource]) -> _Edge:
         return _Edge(
-            [r for r in resources if r.resource_type == SERVERLESS_NEG],
-            [r for r in resources if r.resource_type == BACKEND_SERVICE],
+            RefIndex([r for r in resources if r.resource_type == SERVERLESS_NEG], "cloudRun", _neg_service),
+            RefIndex([r for r in resources if r.resource_type == BACKEND_SERVICE], "backends", _backend_groups),
             [r for r in resources if r.resource_type == SECURITY_POLICY],
         )
 
@@ -186,12 +197,20 @@ class _Edge:
 def _findings(service: PolicyResource, edge: _Edge) -> list[Finding]:
     """What keeps the clients of ``service``, reached through a load balancer, from being rate
     limited: empty when every backend service of the stack that serves it (through a serverless
-    NEG) carries a security policy with an enforced rate-based rule."""
-    negs, backends, policies = edge.negs, edge.backends, edge.policies
-    mine = [(n, _refers(n, "cloudRun", get(n.props, "cloudRun", "service"), service)) for n in negs]
-    # A NEG that does not serve the service (m is False) makes _both False whatever the
-    # backend: skip asking every backend about it, or the rule is cubic in the agents
-    # (services x backends x NEGs: a million _serves calls at 100 agents).
+    NEG) carries a security policy with an enforced rate-based rule.
+
+    Only the NEGs that may name the service, and the backends that may name one of those, are
+    asked: for every other one the answer is False, which decides nothing below."""
+    policies = edge.policies
+    mine = [
+        (n, _refers(n, "cloudRun", _neg_service(n)[0], service)) for n in edge.negs.candidates(service, _names(service))
+    ]
+    # A NEG that does not serve the service (m is False) makes _both False whatever the backend.
+    near: set[int] = set()
+    for n, m in mine:
+        if m is not False:
+            near |= edge.backends.indices(n, _names(n))
+    backends = [edge.backends.resources[i] for i in sorted(near)]
     serving = [(b, _any([_both(m, _serves(b, n)) for n, m in mine if m is not False])) for b in backends]
     certain = [b for b, s in serving if s is True]
     if certain:

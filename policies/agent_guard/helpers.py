@@ -543,3 +543,51 @@ def environment_unknown(resource_type: str) -> str:
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+class RefIndex:
+    """Which of ``resources`` may name a target through their input ``prop``, found without
+    asking each of them: stack policies that ask, for every service of the stack, which NEGs,
+    backends or IAM members name it would otherwise be quadratic in the number of agents.
+
+    A resource names a target when ``prop`` was computed from it (a property dependency), when
+    a value of ``prop`` is unknown (it may), or when a known string value is one of the target's
+    names or ends in ``separator`` + one of them. :meth:`candidates` returns, in stack order,
+    every resource for which one of these may hold: the policy then asks each candidate as it
+    asked every resource, and the others would have answered no. ``values(r)`` gives the
+    values of ``prop`` (a list, or UNKNOWN)."""
+
+    def __init__(self, resources: Sequence[Any], prop: str, values: Callable[[Any], Any], separator: str = "/") -> None:
+        self.resources = list(resources)
+        self.by_dependency: dict[str, list[int]] = {}
+        self.by_name: dict[str, list[int]] = {}
+        self.unknown: list[int] = []
+        for i, r in enumerate(self.resources):
+            for d in r.property_dependencies.get(prop) or []:
+                self.by_dependency.setdefault(d.urn, []).append(i)
+            found = values(r)
+            if found is UNKNOWN or any(v is UNKNOWN for v in found):
+                self.unknown.append(i)
+                continue
+            for v in found:
+                if not isinstance(v, str):
+                    continue
+                keys = {v}
+                at = v.find(separator)
+                while at != -1:
+                    keys.add(v[at + len(separator) :])
+                    at = v.find(separator, at + 1)
+                for key in keys:
+                    self.by_name.setdefault(key, []).append(i)
+
+    def indices(self, target: Any, names: Sequence[str]) -> set[int]:
+        """The positions of the resources that may name ``target``, whose names are ``names``."""
+        found = set(self.unknown)
+        found.update(self.by_dependency.get(target.urn, ()))
+        for name in names:
+            found.update(self.by_name.get(name, ()))
+        return found
+
+    def candidates(self, target: Any, names: Sequence[str]) -> list[Any]:
+        """The resources that may name ``target``, in stack order."""
+        return [self.resources[i] for i in sorted(self.indices(target, names))]
