@@ -287,6 +287,12 @@ class Shard:
     def failure(self, doing, err):
         return _failure(doing, err)
 
+    def stack_policy_names(self):
+        return ["stack-a", "stack-b", "stack-c"]
+
+    def share_stack_policies(self, names):
+        self.shares = [*getattr(self, "shares", []), names]
+
     def violations(self, response, urn, by_urn):
         return violations("fake", self.policies, response, urn, by_urn)
 
@@ -308,7 +314,11 @@ def test_calls_spread_over_the_shards_and_answers_come_back_in_plan_order(serve)
     assert len(analysed) == count == 7  # six resources and the default provider of package x
     assert any(c.startswith("Analyze ") for c in second.calls), "the second shard got no call"
     assert [v.urn.rsplit("::", 1)[1] for v in found] == ["b", "b2", "b3"]
-    assert sum(c.startswith("AnalyzeStack") for c in first.calls + second.calls) == 1
+    # the stack policies are shared out: each process answers AnalyzeStack for its share,
+    # and the first one gets all of them back afterwards
+    assert [c for c in first.calls + second.calls if c.startswith("AnalyzeStack")] == ["AnalyzeStack 7"] * 2
+    assert one.shares == [["stack-a", "stack-c"], ["stack-a", "stack-b", "stack-c"]]
+    assert two.shares == [["stack-b"]]
 
 
 def test_an_extra_process_that_cannot_start_is_left_out() -> None:

@@ -196,6 +196,23 @@ class PolicyPackProcess:
             p.config = dict(self.settings[p.name].properties)
         self.client.configure(self.settings)
 
+    def stack_policy_names(self) -> list[str]:
+        """The stack policies the current config enables, in the pack's order."""
+        return [p.name for p in self.policies if p.kind == "stack" and self.settings[p.name].enforcement != "disabled"]
+
+    def share_stack_policies(self, names: list[str]) -> None:
+        """Run only ``names`` of the stack policies in this process from now on (``Configure``
+        with the others disabled); resource policies and the report's view of the config stay
+        as configured."""
+        assert self.client is not None, "connect() first"
+        others = set(self.stack_policy_names()) - set(names)
+        self.client.configure(
+            {
+                name: PolicySetting("disabled", setting.properties) if name in others else setting
+                for name, setting in self.settings.items()
+            }
+        )
+
     def send_analyze(self, request: Any) -> Any:
         """``Analyze`` one resource: the call's future."""
         assert self.client is not None, "connect() first"

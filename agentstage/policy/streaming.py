@@ -42,6 +42,8 @@ class Analyzer(Protocol):
     def send_analyze(self, request: Any) -> Any: ...
     def send_analyze_stack(self, request: Any) -> Any: ...
     def failure(self, doing: str, err: Any) -> Exception: ...
+    def stack_policy_names(self) -> list[str]: ...
+    def share_stack_policies(self, names: list[str]) -> None: ...
     def violations(self, response: Any, urn: str | None, by_urn: Mapping[str, Any]) -> list[Violation]: ...
 
 
@@ -136,9 +138,14 @@ class AnalysisStream:
         self.busy += time.perf_counter() - t
 
     def finish(self, plan: Any) -> tuple[list[Violation], int, float]:
-        """Send ``AnalyzeStack`` to the least busy process and collect every answer:
-        (violations in report order, resources analysed, seconds of analysis not overlapped
-        with the plan, plus send time)."""
+        """Send ``AnalyzeStack`` and collect every answer: (violations in report order,
+        resources analysed, seconds of analysis not overlapped with the plan, plus send time).
+
+        With one process, it answers ``AnalyzeStack`` for all the stack policies. With
+        several, the stack policies are shared out among them (each process runs only its
+        share, the others' disabled for it): a stack policy looks at the whole stack and no
+        other policy, so each share's answer is what the one process would have said for
+        those policies, and the shares run at the same time."""
         import grpc
 
         started = time.perf_counter()
@@ -147,8 +154,16 @@ class AnalysisStream:
         by_urn = {r.urn: r for r in resources}
         with self.lock:
             shards = list(self.shards)
-        stack_shard = min(shards, key=_Shard.unanswered)
-        stack_future = stack_shard.pack.send_analyze_stack(stack_request(resources))
+        stack = stack_request(resources)
+        names = self.pack.stack_policy_names()
+        if len(shards) > 1 and len(names) > 1:
+            shares = [(shard, names[i :: len(shards)]) for i, shard in enumerate(shards)]
+            for shard, share in shares:
+                shard.pack.share_stack_policies(share)
+            stack_calls = [(shard, shard.pack.send_analyze_stack(stack)) for shard, share in shares if share]
+        else:
+            stack_shard = min(shards, key=_Shard.unanswered)
+            stack_calls = [(stack_shard, stack_shard.pack.send_analyze_stack(stack))]
 
         found: list[Violation] = []
         for r, shard, future in self.pending:
@@ -157,16 +172,20 @@ class AnalysisStream:
             except grpc.RpcError as err:
                 for _, _, other in self.pending:
                     other.cancel()
-                stack_future.cancel()
+                for _, call in stack_calls:
+                    call.cancel()
                 raise shard.pack.failure(f"while analysing {r.urn}", err) from None
             found += shard.pack.violations(response, r.urn, by_urn)
-        try:
-            response = stack_future.result()
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNIMPLEMENTED:
-                raise stack_shard.pack.failure("while analysing the stack (AnalyzeStack)", err) from None
-        else:
-            found += stack_shard.pack.violations(response, None, by_urn)
+        for shard, call in stack_calls:
+            try:
+                response = call.result()
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise shard.pack.failure("while analysing the stack (AnalyzeStack)", err) from None
+            else:
+                found += shard.pack.violations(response, None, by_urn)
+        if len(stack_calls) > 1:
+            self.pack.share_stack_policies(names)  # the first process may check more plans
         seconds = self.busy + time.perf_counter() - started
         return sort_violations(found, order), len(resources), seconds
 
