@@ -117,21 +117,15 @@ def main() -> None:
 
     from agentstage.engine import load_project, load_stack_config, run_plan
 
-    profile = cProfile.Profile()
-    started = time.perf_counter()
-    profile.enable()
-    plan = run_plan(project, stack)
-    profile.disable()
-    cold = time.perf_counter() - started
-    report(f"plan, cold ({len(plan.resources)} resources; {cold:.2f} s)", pstats.Stats(profile), args.top)
-
-    profile = cProfile.Profile()
-    started = time.perf_counter()
-    profile.enable()
-    plan = run_plan(project, stack)
-    profile.disable()
-    warm = time.perf_counter() - started
-    report(f"plan, warm ({warm:.2f} s)", pstats.Stats(profile), args.top)
+    for run in ("cold", "warm"):  # the first run pays the imports
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.enable()
+        plan = run_plan(project, stack)
+        profile.disable()
+        seconds = time.perf_counter() - started
+        title = f"plan, {run} ({len(plan.resources)} resources; {seconds:.2f} s)"
+        report(title, pstats.Stats(profile), args.top)
 
     from agentstage.policy import PolicyPackProcess, load_policy_config
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentstage.policy.analyzer import AnalyzerClient, reconcile_settings, violations
+from agentstage.policy.analyzer import AnalyzerClient, PackInfo, reconcile_settings, violations
 from agentstage.policy.config import PolicyConfigError, PolicySetting, load_policy_config
 from agentstage.policy.process import PackProcess, PolicyError
 from agentstage.policy.report import CheckReport, PolicyInfo, Violation, locate_agents
@@ -96,7 +96,7 @@ class PolicyPackProcess:
         self.settings: dict[str, PolicySetting] = {}
         self.policy_config_source: str | None = None
         self.client: AnalyzerClient | None = None
-        self._initial: dict[str, PolicySetting] = {}
+        self._info: PackInfo | None = None  # what GetAnalyzerInfo said
 
     # The process's settings, for callers and for starting more processes like this one.
     @property
@@ -159,7 +159,7 @@ class PolicyPackProcess:
         self.client = AnalyzerClient(port, self.failure, rpc_timeout=self.rpc_timeout)
         self.client.handshake(p.engine.address, str(p.pack_dir), timeout=p.start_timeout)
         info = self.client.info(default_name=self.name, manifest_version=self.version)
-        self.name, self.version, self.policies, self._initial = info.name, info.version, info.policies, info.initial
+        self.name, self.version, self.policies = info.name, info.version, info.policies
         self._info = info
         self.client.configure_stack(project=p.project, stack=p.stack, config=p.config, secret_keys=p.secret_keys)
 
@@ -188,7 +188,7 @@ class PolicyPackProcess:
 
     def configure(self, config: Mapping[str, PolicySetting] | None = None, *, source: str | None = None) -> None:
         """Reconcile ``config`` with the pack's policies and send it (``Configure``)."""
-        assert self.client is not None, "connect() first"
+        assert self.client is not None and self._info is not None, "connect() first"
         self.settings = reconcile_settings(self._info, config, source)
         self.policy_config_source = source
         for p in self.policies:
