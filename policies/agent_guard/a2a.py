@@ -25,7 +25,7 @@ from typing import Any
 from helpers import (
     CLOUD_RUN,
     LABEL_AGENT,
-    PRODUCTION,
+    PRODUCTION_ENVIRONMENTS,
     UNKNOWN,
     RefIndex,
     cannot_judge,
@@ -52,15 +52,6 @@ BUCKET_OBJECT = "gcp:storage/bucketObject:BucketObject"
 INVOKER = "roles/run.invoker"
 #: Where A2A clients find an agent's card, relative to its base URL.
 CARD_PATH = ".well-known/agent-card.json"
-
-_PRODUCTION_ENVIRONMENTS = {
-    "productionEnvironments": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": [PRODUCTION],
-        "description": "Values of the environment label that mark a resource as production.",
-    }
-}
 
 
 def _agent_emails(resources: list[PolicyResource]) -> set[str]:
@@ -202,7 +193,7 @@ a2a_agent_card_policy = StackValidationPolicy(
     description="Checks that every production agent that other agents of the stack may invoke has an A2A agent card in the agent registry.",
     validate=a2a_agent_card,
     severity=Severity.MEDIUM,
-    config_schema=PolicyConfigSchema(properties=dict(_PRODUCTION_ENVIRONMENTS)),
+    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_ENVIRONMENTS)),
     framework=PolicyComplianceFramework(name="A2A protocol", reference="Agent Discovery (agent cards)"),
     tags=["a2a", "discovery"],
     remediation_steps="Set agents.<name>.card (description and skills) for every agent that another agent calls.",

@@ -22,7 +22,7 @@ from typing import Any
 from helpers import (
     CLOUD_RUN,
     LABEL_AGENT,
-    PRODUCTION,
+    PRODUCTION_ENVIRONMENTS,
     UNKNOWN,
     RefIndex,
     cannot_judge,
@@ -49,15 +49,6 @@ SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
 LB_INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
 #: The rule actions that limit each client's rate (compute.v1.json, SecurityPolicyRule.action).
 RATE_ACTIONS = ("throttle", "rate_based_ban")
-
-_PRODUCTION_ENVIRONMENTS = {
-    "productionEnvironments": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": [PRODUCTION],
-        "description": "Values of the environment label that mark a resource as production.",
-    }
-}
 
 
 def _names(r: PolicyResource) -> list[str]:
@@ -270,7 +261,7 @@ agent_rate_limit_policy = StackValidationPolicy(
     description="Checks that every production agent reached through a load balancer is rate limited per client by a Cloud Armor throttle or rate-based ban rule on its backend service.",
     validate=agent_rate_limit,
     severity=Severity.HIGH,
-    config_schema=PolicyConfigSchema(properties=dict(_PRODUCTION_ENVIRONMENTS)),
+    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_ENVIRONMENTS)),
     framework=PolicyComplianceFramework(
         name="Google Cloud Armor rate limiting", reference="throttle and rate-based ban rules"
     ),

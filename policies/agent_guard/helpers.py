@@ -527,6 +527,18 @@ def label(resource_type: str, props: Mapping[str, Any], key: str) -> Any:
     return None if found is None else get(found, key)
 
 
+#: The config schema property of every policy that judges production resources only (read by
+#: :func:`is_production`).
+PRODUCTION_ENVIRONMENTS: Final = {
+    "productionEnvironments": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": [PRODUCTION],
+        "description": "Values of the environment label that mark a resource as production.",
+    }
+}
+
+
 def is_production(resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> bool | Unknown:
     """A resource is in production when its ``environment`` label is one of the policy's
     ``productionEnvironments`` (default: ``production``); :data:`UNKNOWN` when the label is."""

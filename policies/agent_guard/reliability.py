@@ -17,7 +17,7 @@ from helpers import (
     CLOUD_RUN_V1,
     GKE_CLUSTER,
     LABEL_AGENT,
-    PRODUCTION,
+    PRODUCTION_ENVIRONMENTS,
     UNKNOWN,
     VERTEX_ENDPOINT,
     cannot_judge,
@@ -46,15 +46,6 @@ from pulumi_policy import (
 )
 
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
-
-_PRODUCTION_ENVIRONMENTS = {
-    "productionEnvironments": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": [PRODUCTION],
-        "description": "Values of the environment label that mark a resource as production.",
-    }
-}
 
 
 def _scaling(resource_type: str, props: object, bound: str) -> tuple[str, object]:
@@ -161,7 +152,7 @@ min_instances_production = ResourceValidationPolicy(
                 "default": 1,
                 "description": "The least minimum instance count a production service may set.",
             },
-            **_PRODUCTION_ENVIRONMENTS,
+            **PRODUCTION_ENVIRONMENTS,
         }
     ),
     framework=PolicyComplianceFramework(name=GUIDANCE, reference="latency: cold starts"),
@@ -220,7 +211,7 @@ health_probes = ResourceValidationPolicy(
     description="Checks that every container of a production agent service has a startup probe and a liveness probe.",
     validate=_health_probes,
     severity=Severity.MEDIUM,
-    config_schema=PolicyConfigSchema(properties=dict(_PRODUCTION_ENVIRONMENTS)),
+    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_ENVIRONMENTS)),
     framework=PolicyComplianceFramework(name=GUIDANCE, reference="health checks"),
     tags=["reliability"],
     remediation_steps="Serve a health endpoint (agents.<name>.health_path) and probe it.",
@@ -256,7 +247,7 @@ deletion_protection = ResourceValidationPolicy(
     description="Checks that production agent services (and GKE clusters) keep deletion protection on.",
     validate=_deletion_protection,
     severity=Severity.MEDIUM,
-    config_schema=PolicyConfigSchema(properties=dict(_PRODUCTION_ENVIRONMENTS)),
+    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_ENVIRONMENTS)),
     framework=PolicyComplianceFramework(name=GUIDANCE, reference="safe operations"),
     tags=["reliability"],
     remediation_steps="Leave deletion_protection unset or true in production.",

@@ -18,6 +18,7 @@ endpoint is ``no-public-invoker`` (security.py), which covers every Vertex AI IA
 from __future__ import annotations
 
 from helpers import (
+    PRODUCTION_ENVIRONMENTS,
     UNKNOWN,
     VERTEX_ENDPOINT,
     cannot_judge,
@@ -40,16 +41,6 @@ from pulumi_policy import (
 #: The dynamic resource of components/vertex_deployment.py (``DEPLOYMENT_TYPE`` there).
 VERTEX_DEPLOYMENT = "pulumi-python:dynamic/agentstage:VertexModelDeployment"
 GUIDANCE = "Google Cloud prototype-to-production guidance for AI agents"
-_PRODUCTION_ENVIRONMENTS = {
-    "productionEnvironments": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": ["production"],
-        "description": "Values of the environment label that mark a resource as production.",
-    }
-}
-
-
 # --- vertex-endpoint-private ----------------------------------------------------------------
 
 
@@ -88,7 +79,7 @@ vertex_endpoint_private = ResourceValidationPolicy(
     description="Checks that production Vertex AI endpoints are private: Private Service Connect or a peered VPC network.",
     validate=_endpoint_private,
     severity=Severity.HIGH,
-    config_schema=PolicyConfigSchema(properties=dict(_PRODUCTION_ENVIRONMENTS)),
+    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_ENVIRONMENTS)),
     framework=PolicyComplianceFramework(name=GUIDANCE, reference="network isolation"),
     tags=["security", "network"],
     remediation_steps="Set agents.<name>.vertex_endpoint.private_service_connect: true (or network) in production.",
