@@ -335,3 +335,15 @@ def test_an_extra_process_that_cannot_start_is_left_out() -> None:
     extras.start(SimpleNamespace(add_shard=added.append))
     extras.close()
     assert added == [] and len(made) == 2 and all(getattr(m, "closed", False) for m in made)
+
+
+def test_an_explicit_provider_after_its_resources_in_plan_order_is_still_their_provider() -> None:
+    """A plan is in tree order, siblings by URN: ``pulumi:providers:kubernetes`` sorts after the
+    ``kubernetes:`` resources it manages, which the engine registered after it."""
+    provider = record("pulumi:providers:kubernetes", "cluster")
+    deployment = record("kubernetes:apps/v1:Deployment", "web", provider=f"{provider.urn}::id-1")
+    resources = analyzer_resources(plan_of(deployment, provider), {})
+    (mapped,) = [r for r in resources if r.urn == deployment.urn]
+    assert mapped.provider_message().urn == provider.urn
+    assert analyze_request(mapped).provider.name == "cluster"
+    assert stack_request(resources).resources[0].provider.urn == provider.urn

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from agentstage.policy.config import PolicySetting
 from agentstage.policy.report import Violation, sort_violations
-from agentstage.policy.wire import AnalyzerResource, ResourceMapper, analyze_request, analyzer_resources, stack_request
+from agentstage.policy.wire import AnalyzerResource, ResourceMapper, analyze_request, stack_request
 
 __all__ = ["LARGE_PLAN", "MAX_IN_FLIGHT", "AnalysisStream", "ExtraPacks"]
 
@@ -60,10 +60,9 @@ class _Shard:
     def send(self, request: Any) -> Any:
         future = self.pack.send_analyze(request)
         self.in_flight.append(future)
-        while self.in_flight and (self.in_flight[0].done() or len(self.in_flight) > MAX_IN_FLIGHT):
-            oldest = self.in_flight.popleft()
+        while self.unanswered() > MAX_IN_FLIGHT:
             try:
-                oldest.exception()  # waits for the answer; finish() reports an error
+                self.in_flight.popleft().exception()  # waits for the answer; finish() reports an error
             except Exception:  # noqa: BLE001 - cancelled: finish() reports it too
                 pass
         return future
@@ -98,6 +97,7 @@ class AnalysisStream:
         self.ready = False
         self.abandoned = False
         self.buffer: list[AnalyzerResource] = []
+        self.mapped: dict[str, AnalyzerResource] = {}  # URN -> as sent, for AnalyzeStack
         self.pending: list[tuple[AnalyzerResource, _Shard, Any]] = []
         self.busy = 0.0  # seconds spent building and sending requests
 
@@ -126,6 +126,7 @@ class AnalysisStream:
             if self.abandoned:
                 return
             for r in self.mapper.map(record):
+                self.mapped[r.urn] = r
                 if self.ready:
                     self._send(r)
                 else:
@@ -138,8 +139,9 @@ class AnalysisStream:
         self.busy += time.perf_counter() - t
 
     def finish(self, plan: Any) -> tuple[list[Violation], int, float]:
-        """Send ``AnalyzeStack`` and collect every answer: (violations in report order,
-        resources analysed, seconds of analysis not overlapped with the plan, plus send time).
+        """Send ``AnalyzeStack`` for ``plan`` (whose resources were all fed) and collect every
+        answer: (violations in report order, resources analysed, seconds of analysis not
+        overlapped with the plan, plus send time).
 
         With one process, it answers ``AnalyzeStack`` for all the stack policies. With
         several, the stack policies are shared out among them (each process runs only its
@@ -149,7 +151,8 @@ class AnalysisStream:
         import grpc
 
         started = time.perf_counter()
-        resources = analyzer_resources(plan, self.stack_config, self.use_wire)
+        # every resource of the plan was fed: the stack is told what Analyze was, in plan order
+        resources = [*self.mapper.defaults.values(), *(self.mapped[r.urn] for r in plan.resources)]
         order = {r.urn: i for i, r in enumerate(resources)}
         by_urn = {r.urn: r for r in resources}
         with self.lock:

@@ -173,6 +173,10 @@ def analyzer_resources(plan: Any, stack_config: Mapping[str, str], use_wire: boo
     """The plan's resources plus the default providers the CLI would register for them
     (providers first)."""
     mapper = ResourceMapper(plan.project, plan.stack, stack_config, use_wire)
+    # The plan is in tree order (siblings by URN), where an explicit provider may come after
+    # the resources it manages (``pulumi:providers:kubernetes`` sorts after ``kubernetes:``):
+    # know every resource before mapping, as the engine knew the provider when it registered.
+    mapper.seen.update((r.urn, r) for r in plan.resources)
     mapped = [m for r in plan.resources for m in mapper.map(r)]
     defaults = {d.urn for d in mapper.defaults.values()}
     return [*mapper.defaults.values(), *(m for m in mapped if m.urn not in defaults)]
