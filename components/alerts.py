@@ -92,13 +92,14 @@ def _seconds(minutes: int) -> str:
     return f"{minutes * 60}s"
 
 
-#: A 5xx response code: the managed runtimes label their counts by code, not by class
-#: (Monitoring filter syntax, https://cloud.google.com/monitoring/api/v3/filters: "starts_with").
+#: A 5xx response code on the managed runtimes (strings: Agent Engine's ``"503"``, Vertex AI's code
+#: or class, per components.monitoring; Monitoring filter syntax,
+#: https://cloud.google.com/monitoring/api/v3/filters: "starts_with").
 CODE_5XX = 'metric.label."response_code" = starts_with("5")'
 #: The end-to-end latency of a Vertex AI prediction (``latency_type``: overhead, model or total).
 TOTAL_LATENCY = 'metric.label."latency_type" = "total"'
-#: A 5xx response of the GKE Gateway's load balancer (``response_code_class``: INT64, e.g. 500;
-#: see :mod:`components.monitoring` on what is not confirmed).
+#: A 5xx response of the GKE Gateway's load balancer (``response_code_class``: INT64, 200, 300,
+#: 400, 500 or 0; https://cloud.google.com/monitoring/api/metrics_gcp_i_o).
 CLASS_5XX = 'metric.label."response_code_class" = 500'
 
 

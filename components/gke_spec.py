@@ -27,7 +27,16 @@ other runtimes. The rules checked here, with their sources (read 2026-11):
   (https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/);
 - GKE cluster names: "must start with a letter and end with an alphanumeric character, and be
   no longer than 40 characters", lowercase letters, digits and hyphens
-  (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters#Cluster).
+  (https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters#Cluster);
+- the backend service the GKE Gateway controller makes for a Service: its name is not documented
+  by Google. Every name seen in public Gateway deployments has the shape
+  ``gkegw1-<4>-<namespace>-<service>-<port>-<12>`` cut to 63 characters (a Compute Engine name's
+  limit), parts of the namespace and Service name dropped when they do not fit; Google's own
+  reference architecture matches ``-<namespace>-<service>-<port>-`` in it
+  (GoogleCloudPlatform/accelerated-platforms, platforms/gke/base/use-cases/inference-ref-arch/
+  terraform/comfyui/gateway.tf). The alerts and the canary judge match the same way
+  (:func:`components.monitoring.gke_lb_filter`), so namespace, Service name and port together
+  must fit in the 36 characters the fixed parts leave (:data:`GATEWAY_NAME_ROOM`).
 """
 
 from __future__ import annotations
@@ -269,7 +278,8 @@ class GkeSpec(StrictModel):
         "of cluster and context. Default: none.",
     )
     namespace: str | None = Field(
-        default=None, description="Namespace of the agent's objects. Default: the agent name."
+        default=None,
+        description="Namespace of the agent's objects; with the longer track Service name (<service>-canary) and service_port at most 36 characters (the GKE Gateway's backend service names). Default: the agent name.",
     )
     min_replicas: int = Field(default=2, description="Fewest pods of the serving track, >= 1. Default: 2.")
     max_replicas: int = Field(default=10, description="Most pods of a track, >= min_replicas. Default: 10.")
@@ -354,6 +364,39 @@ class GkeSpec(StrictModel):
                 has_value=True,
             )
         return self
+
+
+#: Characters a Gateway backend service name leaves for ``<namespace><service><port>``: 63 less
+#: ``gkegw1-`` (7), a 4-character hash and its dash (5), three dashes around the port and the
+#: trailing 12-character hash (15); see the module docstring.
+GATEWAY_NAME_ROOM = 36
+
+
+def check_gateway_names(agent: str, spec: Any, service_name: str) -> None:
+    """Refuse a GKE agent whose track Services' names would be cut in the Gateway's backend
+    service name: its alerts and canary metrics would then match no series, silently."""
+    gke: GkeSpec | None = spec.gke
+    if spec.runtime != GKE or gke is None:
+        return
+    namespace = gke.namespace or agent
+    longest = f"{service_name}-canary"
+    size = len(namespace) + len(longest) + len(str(gke.service_port))
+    if size > GATEWAY_NAME_ROOM:
+        start = (
+            f"with the Service {longest} and port {gke.service_port} makes {size} characters"
+            if gke.namespace is not None
+            else f"is not set, so the namespace is the agent's name ({namespace}); with the Service {longest} "
+            f"and port {gke.service_port} that makes {size} characters"
+        )
+        raise SpecIssue(
+            f"{start}: the GKE Gateway names a Service's backend service "
+            "gkegw1-<hash>-<namespace>-<service>-<port>-<hash> in at most 63 characters, which leaves "
+            f"{GATEWAY_NAME_ROOM} for those three, and cuts a longer one, so the agent's alerts and canary "
+            "metrics would match no series: set a shorter gke.namespace (or shorten the agent name or the prefix)",
+            path=("agents", agent, "gke", "namespace"),
+            value=gke.namespace,
+            has_value=True,
+        )
 
 
 #: AgentSpec keys that only Cloud Run reads, and what to use on gke instead.

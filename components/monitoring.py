@@ -55,6 +55,7 @@ __all__ = [
     "GKE_LB_LATENCIES",
     "GKE_BACKEND_LABEL",
     "gke_lb_filter",
+    "gateway_backend_pattern",
     "AUTO_CLOSE",
     "ALIGNMENT",
     "MIN_MISSING_DATA_DURATION",
@@ -67,36 +68,37 @@ INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 REVISION_LABEL = 'resource.label."revision_name"'
 
 # Agent Engine (runtime ``agent-engine``): the built-in metrics of the monitored resource
-# ``aiplatform.googleapis.com/ReasoningEngine`` (resource label ``reasoning_engine_id``, the
-# engine's numeric id): request count, request latencies, container CPU and memory *allocation
-# time*. Sources: "Monitor an agent", Vertex AI Agent Engine
-# (https://cloud.google.com/vertex-ai/generative-ai/docs/agent-engine/manage/monitoring: "Supported
-# built-in metrics ... associated with the Vertex AI Agent Engine monitored resource
-# aiplatform.googleapis.com/ReasoningEngine: Request count, Request latencies, Container CPU
-# allocation time, Container memory allocation time"; its PromQL example filters
-# ``reasoning_engine_request_count`` by ``reasoning_engine_id`` and ``response_code``), and the
-# ``aiplatform`` table of Google Cloud metrics
-# (https://cloud.google.com/monitoring/api/metrics_gcp_a_b#gcp-aiplatform): request_count DELTA
-# INT64 labelled ``response_code``; request_latencies DELTA DISTRIBUTION in ms.
-# No memory *utilization* metric exists (allocation time is GiB-seconds reserved, not a share of
-# the limit), so ``alerts.memory_utilization`` has no metric on this runtime.
+# ``aiplatform.googleapis.com/ReasoningEngine`` (resource labels ``resource_container``,
+# ``location`` and ``reasoning_engine_id``, the engine's numeric id). From the ``aiplatform``
+# table of Google Cloud metrics (https://cloud.google.com/monitoring/api/metrics_gcp_a_b,
+# read 2026-11; all BETA): ``reasoning_engine/request_count`` DELTA INT64 and
+# ``reasoning_engine/request_latencies`` DELTA DISTRIBUTION in ms, both labelled ``type``,
+# ``response_code`` and ``response_code_class`` (strings: the "Monitor an agent" page,
+# https://cloud.google.com/agent-builder/agent-engine/manage/monitoring, shows
+# ``"response_code": "200", "response_code_class": "2xx"``); ``reasoning_engine/cpu/allocation_time``
+# and ``memory/allocation_time`` DELTA DOUBLE (``s{CPU}``, ``GiBy.s``). No label names a
+# revision, so these metrics cannot tell a canary revision from the stable one, and no memory
+# *utilization* metric exists (allocation time is GiB-seconds reserved, not a share of the
+# limit), so ``alerts.memory_utilization`` has no metric on this runtime.
 ENGINE_RESOURCE = "aiplatform.googleapis.com/ReasoningEngine"
 ENGINE_REQUEST_COUNT = "aiplatform.googleapis.com/reasoning_engine/request_count"
 ENGINE_REQUEST_LATENCIES = "aiplatform.googleapis.com/reasoning_engine/request_latencies"
 ENGINE_ID_LABEL = 'resource.label."reasoning_engine_id"'
 
 # Vertex AI online prediction (runtime ``vertex-endpoint``): metrics of the monitored resource
-# ``aiplatform.googleapis.com/Endpoint`` (resource label ``endpoint_id``). Sources: "Monitoring
-# model performance and resource usage", Vertex AI
-# (https://cloud.google.com/ai-platform-unified/docs/general/model-monitoring-metrics: "the
-# monitored resource type for AI Platform endpoints is aiplatform.googleapis.com/Endpoint";
-# prediction error percentage, response codes, total latency) and the ``aiplatform`` table of Google Cloud metrics
-# (https://cloud.google.com/monitoring/api/metrics_gcp_a_b#gcp-aiplatform):
-# prediction/online/response_count DELTA INT64 labelled ``deployed_model_id`` and
-# ``response_code``; prediction/online/prediction_latencies DELTA DISTRIBUTION in ms labelled
-# ``deployed_model_id`` and ``latency_type`` (``overhead``, ``model`` or ``total``);
-# prediction/online/memory/bytes_used GAUGE INT64 (bytes, not a share of the machine's memory),
-# replicas GAUGE INT64, cpu/utilization GAUGE DOUBLE. Memory is reported in bytes only, so
+# ``aiplatform.googleapis.com/Endpoint`` (resource labels ``resource_container``, ``location``,
+# ``endpoint_id``). From the ``aiplatform`` table of Google Cloud metrics
+# (https://cloud.google.com/monitoring/api/metrics_gcp_a_b, read 2026-11; all BETA):
+# ``prediction/online/response_count`` DELTA INT64 labelled ``deployed_model_id``,
+# ``response_code`` (a string, described as "HTTP response code (1xx, 2xx, 3xx, 4xx, 5xx)"),
+# ``spot``, ``model_display_name`` and ``endpoint_display_name``;
+# ``prediction/online/prediction_latencies`` DELTA DISTRIBUTION in ms labelled
+# ``deployed_model_id`` and ``latency_type`` (``overhead``, ``model`` or ``total``; "total" is
+# always populated); ``prediction/online/memory/bytes_used`` GAUGE INT64 (bytes, not a share of
+# the machine's memory), ``replicas`` GAUGE INT64, ``cpu/utilization`` GAUGE DOUBLE. Whether
+# ``response_code`` holds the code (``"503"``) or its class (``"5xx"``) is not shown by any
+# example read here: the 5xx filters match ``starts_with("5")``, right either way, but a 429 can
+# only be told apart if it is the code. Memory is reported in bytes only, so
 # ``alerts.memory_utilization`` (a share) has no metric on this runtime.
 ENDPOINT_RESOURCE = "aiplatform.googleapis.com/Endpoint"
 ENDPOINT_RESPONSE_COUNT = "aiplatform.googleapis.com/prediction/online/response_count"
@@ -106,21 +108,18 @@ DEPLOYED_MODEL_LABEL = 'metric.label."deployed_model_id"'
 
 # GKE (runtime ``gke``): the agent's traffic enters through the GKE Gateway, which provisions an
 # internal Application Load Balancer (regional, ``gke-l7-rilb`` class); its request metrics are
-# the agent's request metrics. Metrics of the monitored resource ``internal_http_lb_rule``:
-# ``loadbalancing.googleapis.com/https/internal/request_count`` (DELTA INT64, metric labels
-# ``response_code`` and ``response_code_class``, the INT64 class: 200, 300, 400, 500) and ``.../https/internal/total_latencies``
-# (DELTA DISTRIBUTION in ms); resource labels include ``backend_target_name`` (the backend
-# service) and ``backend_name`` (the NEG). Sources: "Cloud Load Balancing metrics"
-# (https://cloud.google.com/load-balancing/docs/metrics) and the ``loadbalancing`` table of Google
-# Cloud metrics (https://cloud.google.com/monitoring/api/metrics_gcp_i_o#gcp-loadbalancing); the
-# internal/* metric list is confirmed by a third-party copy of that table
-# (https://docs.observeinc.com/en/latest/content/integrations/gcp/cloud-load-balancing-metrics.html).
-# NOT confirmed from a source read here (2026-11): the exact label set of
-# ``internal_http_lb_rule``, the type of ``response_code_class`` (INT64, ``500``, as recalled
-# from the load balancer metrics table: Cloud Run's label of the same name is a string ``"5xx"``)
-# and the name the GKE Gateway controller gives the backend service of a Kubernetes Service
-# (``gkegw1-<hash>-<namespace>-<service>-<port>-<hash>`` assumed, which is why the filter matches
-# ``-<namespace>-<service>-<port>-`` inside ``backend_target_name`` rather than a full name).
+# the agent's request metrics. From the ``loadbalancing`` table of Google Cloud metrics
+# (https://cloud.google.com/monitoring/api/metrics_gcp_i_o, read 2026-11; GA), on the monitored
+# resource ``internal_http_lb_rule``: ``https/internal/request_count`` DELTA INT64 and
+# ``https/internal/total_latencies`` DELTA DISTRIBUTION in ms, labelled ``protocol``,
+# ``response_code`` (INT64), ``response_code_class`` ("(INT64) HTTP response code class: 200, 300,
+# 400, 500 or 0 for none") and ``cache_result``; resource labels include ``url_map_name``,
+# ``forwarding_rule_name``, ``backend_target_name`` ("name of the backend target or service") and
+# ``backend_name`` (the backend group). The regional and cross-region internal balancers have the
+# same metrics (https://cloud.google.com/load-balancing/docs/l7-internal/monitoring).
+# The name the Gateway controller gives a Service's backend service is not documented; see
+# :mod:`components.gke_spec` (``GATEWAY_NAME_ROOM``) for the shape these filters match and why
+# the config keeps namespace, Service and port short enough that it is never cut.
 # There is no memory utilization or instance-count metric on the load balancer, so
 # ``memory_utilization`` and ``saturation`` have no alert on this runtime.
 GKE_LB_RESOURCE = "internal_http_lb_rule"
@@ -284,12 +283,21 @@ def endpoint_filter(
     return _managed_filter(metric, ENDPOINT_RESOURCE, ENDPOINT_ID_LABEL, endpoint_id, [*more, *extra])
 
 
+def gateway_backend_pattern(namespace: str, services: Sequence[str], port: int) -> str:
+    """The RE2 (and Python) pattern of the backend service names the GKE Gateway gives the
+    Kubernetes ``services`` of ``namespace`` on ``port`` (Kubernetes names need no escaping)."""
+    alt = services[0] if len(services) == 1 else "(" + "|".join(services) + ")"
+    return f"gkegw1-[a-z0-9]+-{namespace}-{alt}-{port}-[a-z0-9]+"
+
+
 def gke_lb_filter(metric: str, namespace: str, services: Sequence[str], port: int, *, extra: Sequence[str] = ()) -> str:
     """A Monitoring filter on the GKE Gateway load balancer's ``metric`` for the backend services
     of the Kubernetes ``services`` (in ``namespace``, on ``port``); see the source note above on
-    the assumed backend service name."""
-    alt = services[0] if len(services) == 1 else "(" + "|".join(services) + ")"
-    backend = f'{GKE_BACKEND_LABEL} = monitoring.regex.full_match(".*-{namespace}-{alt}-{port}-.*")'
+    the backend service name. The hashes around the names have no dash, so namespace ``x-ns``
+    never passes for ``ns``."""
+    backend = (
+        f'{GKE_BACKEND_LABEL} = monitoring.regex.full_match("{gateway_backend_pattern(namespace, services, port)}")'
+    )
     return _managed_filter(metric, GKE_LB_RESOURCE, "", "", [backend, *extra])
 
 

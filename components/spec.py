@@ -26,7 +26,7 @@ from components.contract import (
     TRACING_ENV,
 )
 from components.endpoint_spec import VertexEndpointSpec, check_release_image, check_vertex_settings
-from components.gke_spec import GkeSpec, check_gke_settings
+from components.gke_spec import GkeSpec, check_gateway_names, check_gke_settings
 from components.load_balancer_spec import LoadBalancerSpec, RateLimitSpec, check_load_balancer_settings
 from components.network_spec import VpcEgressSpec, check_call_paths, check_vpc_egress
 from components.ops_spec import MODEL_ARMOR_LOCATIONS, AlertsSpec, BudgetSpec, GuardrailsSpec, TracingSpec
@@ -1038,6 +1038,12 @@ class PlatformSpec(StrictModel):
                         value=agent,
                         has_value=True,
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _gateway_names(self) -> PlatformSpec:
+        for agent, spec in self.agents.items():
+            check_gateway_names(agent, spec, self.service_name(agent))
         return self
 
     @model_validator(mode="after")

@@ -25,7 +25,8 @@ from agentstage.policy import PACK_DIR, PolicyPackProcess, load_policy_config
 
 AGENT = "research-agent"
 KEY = f"agent-platform:agents.{AGENT}"
-NS = AGENT
+#: the agent name is too long to be its namespace as well (test_names_the_gateway_would_cut_are_refused)
+NS = "research"
 STABLE_IMAGE = "us-docker.pkg.dev/acme-agents/agents/research-agent@sha256:" + "ab" * 32
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -44,6 +45,7 @@ def gke_config(**gke: Any) -> dict[str, Any]:
     agent["runtime"] = "gke"
     agent["gke"] = {
         "cluster": {"location": "us-central1", "name": "agents"},
+        "namespace": NS,
         "gateway": {"name": "internal-gateway", "namespace": "gateways"},
         "egress": [{"cidr": "199.36.153.8/30", "ports": [443]}],
         **gke,
@@ -533,3 +535,32 @@ def test_workload_identity_member_is_not_a_foreign_domain_but_other_members_are(
 
     found = violations(pack, mutate(gke_plan, WI, f"{AGENT}-workload-identity", change))
     assert [(v[0], v[1]) for v in found] == [("allowed-member-domains", f"{AGENT}-workload-identity")]
+
+
+GATEWAY_NAME_TAIL = (
+    "the GKE Gateway names a Service's backend service gkegw1-<hash>-<namespace>-<service>-<port>-<hash> in at "
+    "most 63 characters, which leaves 36 for those three, and cuts a longer one, so the agent's alerts and canary "
+    "metrics would match no series: set a shorter gke.namespace (or shorten the agent name or the prefix)"
+)
+
+
+def test_names_the_gateway_would_cut_are_refused():
+    """The alerts and the judge find a track's metrics by ``-<namespace>-<service>-<port>-`` in the
+    Gateway's backend service name, which is cut to 63 characters: a longer set of names would
+    leave the agent with alerts that never fire."""
+    cfg = gke_config(namespace="customer-support-agents")
+    assert (
+        f'{KEY}.gke.namespace: "customer-support-agents" with the Service {AGENT}-canary and port 80 makes 46 '
+        f"characters: {GATEWAY_NAME_TAIL}" in _issue(cfg)
+    )
+    cfg = gke_config()
+    agents = cfg["agent-platform:agents"]
+    agents["customer-research-agent"] = agents.pop(AGENT)
+    del agents["customer-research-agent"]["gke"]["namespace"]
+    assert (
+        "agent-platform:agents.customer-research-agent.gke.namespace: null is not set, so the namespace is the "
+        "agent's name (customer-research-agent); with the Service customer-research-agent-canary and port 80 that "
+        f"makes 55 characters: {GATEWAY_NAME_TAIL}" in _issue(cfg)
+    )
+    # 36 characters fit: namespace 14 + research-agent-canary 21 + port 1
+    platform_from_config(gke_config(namespace="agents-0123456", service_port=8))

@@ -365,7 +365,7 @@ def gke_plan(tmp_path_factory) -> Plan:
 def _gke_backend(alt: str) -> str:
     return (
         'resource.type = "internal_http_lb_rule" AND resource.label."backend_target_name" = '
-        f'monitoring.regex.full_match(".*-{AGENT}-{alt}-80-.*")'
+        f'monitoring.regex.full_match("gkegw1-[a-z0-9]+-research-{alt}-80-[a-z0-9]+")'
     )
 
 

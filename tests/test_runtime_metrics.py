@@ -222,6 +222,15 @@ def test_gke_series_are_per_track_from_the_gateway_backends(fake):
                 {"response_code": "200", "response_code_class": "200"},
                 [_point(1, count=800)],
             ),
+            # namespace x-agents holds a Service of the same name: not this agent's, though the names
+            # contain "-agents-summarizer-canary-8080-"
+            _ts(
+                count,
+                res,
+                {"backend_target_name": "gkegw1-ab12-x-agents-summarizer-canary-8080-x3"},
+                {"response_code": "502", "response_code_class": "500"},
+                [_point(1, count=70)],
+            ),
         ],
         latency: [
             _ts(latency, res, backend("canary", 1), {}, [_point(1, bucket=3)]),
@@ -236,7 +245,7 @@ def test_gke_series_are_per_track_from_the_gateway_backends(fake):
         assert 'resource.type = "internal_http_lb_rule"' in req.filter
         assert (
             'resource.label."backend_target_name" = '
-            'monitoring.regex.full_match(".*-agents-(summarizer-canary|summarizer-stable)-8080-.*")'
+            'monitoring.regex.full_match("gkegw1-[a-z0-9]+-agents-(summarizer-canary|summarizer-stable)-8080-[a-z0-9]+")'
         ) in req.filter
     assert list(counts.aggregation.group_by_fields) == [
         "resource.label.backend_target_name",

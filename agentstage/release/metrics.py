@@ -451,8 +451,10 @@ def _metric_label(name: str) -> Callable[[Any], str]:
 
 
 def _is_5xx(ts: Any) -> bool:
-    """A 5xx series: Cloud Run labels its class ``"5xx"``; Vertex AI and the load balancer give
-    the code itself (``response_code``: ``"503"``; the balancer's class is the integer ``500``)."""
+    """A 5xx series: Cloud Run and Agent Engine label the class ``"5xx"``, the load balancer the
+    integer ``500`` (a string once read); the code itself starts with 5 (Vertex AI's
+    ``response_code`` may be a code or a class: either starts with 5). Sources in
+    :mod:`components.monitoring`."""
     labels = ts.metric.labels
     code_class = str(labels.get("response_code_class", ""))
     return code_class in ("5xx", "500") or str(labels.get("response_code", "")).startswith("5")
@@ -597,11 +599,11 @@ class MonitoringSource:
             if scope.namespace is None or scope.port is None:
                 raise MetricsError(f"Cloud Monitoring: GKE agent {service}: its namespace and service port are unknown")
             by = "resource.label.backend_target_name"
-            tracks = {r: re.compile(rf"-{re.escape(scope.namespace)}-{re.escape(r)}-{scope.port}-") for r in revisions}
+            tracks = {r: re.compile(mon.gateway_backend_pattern(scope.namespace, [r], scope.port)) for r in revisions}
 
             def track(ts: Any) -> str:
                 backend = ts.resource.labels.get("backend_target_name", "")
-                return next((r for r, pattern in tracks.items() if pattern.search(backend)), "")
+                return next((r for r, pattern in tracks.items() if pattern.fullmatch(backend)), "")
 
             def gq(metric: str, extra: Sequence[str] = ()) -> _Query:
                 flt = mon.gke_lb_filter(metric, scope.namespace or "", revisions, scope.port or 0)
