@@ -217,10 +217,11 @@ def test_only_a_one_shot_process_leaves_the_plans_heap_out_of_later_collections(
     root = make_project(tmp_path / "p", PROGRAM, "config:\n  topic: t\n  labels: {team: core}\n")
     monkeypatch.setattr(engine, "_ONE_SHOT", one_shot)
     gc.unfreeze()
+    collecting = gc.isenabled()
     try:
         run_plan(root, "dev")
         assert (gc.get_freeze_count() > 0) is one_shot
-        assert gc.isenabled()
+        assert gc.isenabled() is collecting
     finally:
         gc.unfreeze()
 

@@ -400,6 +400,10 @@ def test_set_with_apply_runs_pulumi_up_after_writing(project, fake_pulumi):  # n
     assert len(ups) == 1 and ups[0][:3] == ["up", "--yes", "--skip-preview"]
     assert ups[0][ups[0].index("--stack") + 1] == "staging"
     assert "applied: pulumi up --stack staging: succeeded" in result.output
+    # the deploy is recorded against the flag change it deployed
+    flags, applied = Ledger(project, "staging").decisions("support-bot")
+    assert (applied["action"], applied["deployed_txn"]) == ("applied", flags["txn"])
+    assert (flags["action"], applied["deployed_action"]) == ("flags", "flags")
 
 
 def test_set_with_apply_without_pulumi_says_so_and_keeps_the_edit(project, tmp_path, monkeypatch):

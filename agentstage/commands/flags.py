@@ -73,7 +73,7 @@ def set_(
             console.print(f"wrote {change.path}", markup=False)
             render_diff(change.diff, console)
     if apply:
-        apply_or_explain(project, stack, change.wrote)
+        apply_or_explain(project, stack, change.wrote, change.decisions)
 
 
 def show(

@@ -95,7 +95,7 @@ def promote(
             if change.wrote:
                 console.print(f"promoted {from_stack} -> {to_stack}: {change.message}")
     if apply and not dry_run:
-        apply_or_explain(project, to_stack, change.wrote)
+        apply_or_explain(project, to_stack, change.wrote, change.decisions)
 
 
 def register(app: typer.Typer) -> None:

@@ -45,7 +45,7 @@ def rollback(
     else:
         render_change(change, Console(highlight=False))
     if apply:
-        apply_or_explain(project, stack, change.wrote)
+        apply_or_explain(project, stack, change.wrote, change.decisions)
 
 
 def register(app: typer.Typer) -> None:

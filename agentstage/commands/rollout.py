@@ -144,7 +144,7 @@ def rollout(
                 console.print(f"[dim]{CLOCK().isoformat(timespec='seconds')}[/]")
             render_change(change, console)
         if apply:
-            apply_or_explain(project, stack, change.wrote)
+            apply_or_explain(project, stack, change.wrote, change.decisions)
 
     if watch:
         result = rollout_watch(

@@ -5,8 +5,9 @@ Sources, all in the project directory (nothing is read from the cloud):
 - the release ledger (``.agentstage/<stack>/releases.json``): each release version recorded, with
   its manifest digest and image;
 - the decision log (``.agentstage/<stack>/decisions.jsonl``): gates, promotions, canary steps,
-  holds, rollbacks and flag changes, each with its time, agent and reason (any action another
-  command records is shown too);
+  holds, rollbacks and flag changes, each with its time, agent and reason, and each ``--apply``
+  deploy of one (``applied``: the decision it deployed and the measured ``pulumi up`` seconds) —
+  any action another command records is shown too;
 - an interrupted release operation (``.agentstage/<stack>/journal.json``), which the next release
   command finishes;
 - the stack file's history in git: each commit that changed it since the window's start, with the
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentstage.release.apply import APPLIED
 from agentstage.release.ledger import LEDGER_DIR, Ledger, iso, parse_time
 
 __all__ = ["Change", "changes", "describe"]
@@ -78,6 +80,13 @@ def describe(d: dict[str, Any]) -> tuple[str, str]:
         return "rollback", f"rollback {release} -> 0%, all traffic to {stable}{tail}"
     if action == "gate":
         return "gate", f"gate {release}{tail}"
+    if action == APPLIED:
+        seconds = d.get("applied_seconds")
+        took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else ""
+        return "applied", (
+            f"applied the {d.get('deployed_action', '?')} of {d.get('deployed_time', '?')}: "
+            f"pulumi up {d.get('result', '?')}{took}"
+        )
     if action == "flags":
         before = d.get("previous") if isinstance(d.get("previous"), dict) else {}
         flags = d.get("flags") if isinstance(d.get("flags"), dict) else {}
@@ -209,8 +218,9 @@ def changes(
     notes: list[str] = []
     if with_git:
         # Within one second (the ledger's resolution) the uncommitted edits come right after
-        # the last decision, which is what made them, and before the decisions before it.
-        last = max((c.rank for c in found if c.source == "decisions.jsonl"), default=1)
+        # the last decision, which is what made them, and before the decisions before it; an
+        # `applied` record only deployed the edit, so it stays newer than both.
+        last = max((c.rank for c in found if c.source == "decisions.jsonl" and c.kind != APPLIED), default=1)
         config, note = _config_changes(Path(project_dir), stack_file, since, uncommitted_rank=last - 0.5)
         found += config
         if note:

@@ -95,14 +95,43 @@ def build_evidence(
     return ev
 
 
-def apply_or_explain(project: Path, stack: str, wrote: bool) -> None:
-    """``--apply``: run pulumi up, or explain why not; exit 1 when it could not deploy."""
-    from agentstage.release.apply import apply_stack
+def apply_or_explain(project: Path, stack: str, wrote: bool, deployed: list[dict[str, Any]] | None = None) -> None:
+    """``--apply``: run pulumi up, or explain why not; exit 1 when it could not deploy.
+
+    ``deployed`` are the decisions whose config this deploys: a successful ``pulumi up`` records
+    its measured seconds against each in the ledger (what the release gate's rollback item reads);
+    a failed one records nothing, since a partial deploy's time says nothing about a rollback's."""
+    from agentstage.release.apply import ApplyFailed, apply_stack, record_applied
+    from agentstage.release.lock import LockBusy
 
     if not wrote:
         err_console.print("--apply: no config change, nothing to deploy")
         return
-    result = apply_stack(project, stack, on_output=lambda line: err_console.print(clean(line.rstrip()), markup=False))
+    try:
+        result = apply_stack(
+            project, stack, on_output=lambda line: err_console.print(clean(line.rstrip()), markup=False)
+        )
+    except ApplyFailed as err:
+        if not deployed:
+            raise
+        raise ApplyFailed(f"{err.message}; the deploy time was not recorded in the ledger") from None
     err_console.print(
-        f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)}", markup=False
+        f"applied: pulumi up --stack {stack}: {result.summary} {json.dumps(result.changes)} in {result.seconds:.1f} s",
+        markup=False,
     )
+    if not deployed:
+        return
+    try:
+        recorded = record_applied(project, stack, deployed, result)
+    except LockBusy as err:
+        # the deploy itself succeeded: say what is missing rather than fail a finished deploy
+        err_console.print(
+            clean(f"--apply: deployed, but its {result.seconds:.1f} s were not recorded in the ledger: {err.message}"),
+            markup=False,
+        )
+        return
+    if recorded:
+        what = ", ".join(f"{d['deployed_action']} of {d['agent']}" for d in recorded)
+        err_console.print(
+            clean(f"recorded in the ledger: applied_seconds {result.seconds:.1f} for the {what}"), markup=False
+        )

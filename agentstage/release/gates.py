@@ -707,18 +707,24 @@ def _time_rollback(
 
 
 def _applied_rollback(project_dir: Path, stack: str) -> tuple[float | None, str]:
-    """The last measured ``pulumi up`` of a rollback in the ledger (``applied_seconds``)."""
+    """The last measured ``pulumi up`` of a rollback in the ledger (``applied_seconds``): the
+    ``applied`` record ``rollback --apply`` (or a rollout's rolled-back ``--apply``) writes, or
+    ``applied_seconds`` on a rollback decision itself (how it was recorded by hand before)."""
+    from agentstage.release.apply import APPLIED
     from agentstage.release.ledger import Ledger
 
     for d in reversed(Ledger(project_dir, stack).decisions()):
-        if d.get("action") != "rollback" or "applied_seconds" not in d:
+        if "applied_seconds" not in d:
+            continue
+        if d.get("action") == "rollback":
+            what = f"the ledger's rollback of {d.get('time')}"
+        elif d.get("action") == APPLIED and d.get("deployed_action") == "rollback":
+            what = f"the ledger's `pulumi up` of {d.get('time')} (of the rollback of {d.get('deployed_time')})"
+        else:
             continue
         value = d["applied_seconds"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"the ledger's rollback of {d.get('time')} has applied_seconds {json.dumps(value)}, not a "
-                "duration in seconds"
-            )
+            raise ValueError(f"{what} has applied_seconds {json.dumps(value)}, not a duration in seconds")
         return float(value), f"the last rollback's `pulumi up`, {d.get('time')}"
     return None, ""
 
