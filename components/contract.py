@@ -30,6 +30,7 @@ __all__ = [
     "RESERVED_ENV_PREFIXES",
     "TRACING_ENV",
     "CANARY_TAG",
+    "STABLE_TAG",
 ]
 
 #: The Pulumi project name of the reference platform, and so the namespace of its config keys.
@@ -100,6 +101,14 @@ TRACING_ENV = (
 
 #: The traffic tag of a canary candidate (its own URL: https://canary---<service host>).
 CANARY_TAG = "canary"
+#: The traffic tag of the previous (stable) revision while a release at 100% is watched: it
+#: stays in the traffic block at 0% so a rollback is one update, and the tag gives it its own
+#: URL (https://stable---<service host>) so a person on call can compare the two releases.
+#: Cloud Run tags are DNS labels, lowercase letters, digits and dashes (Cloud Run docs,
+#: "Rollbacks, gradual rollouts, and traffic migration": tagged revision URLs), and a tag with
+#: the service name is at most 46 characters (components.spec.TAG_AND_SERVICE_MAX, checked
+#: with CANARY_TAG, which is as long).
+STABLE_TAG = "stable"
 
 
 def signal_metric_name(service: str, signal: str) -> str:

@@ -2,6 +2,11 @@
 
 - no stable: 100% to the release's named revision;
 - stable + canary_percent p: stable's revision at 100-p, the release's at p tagged ``canary``;
+- p = 100 is the watch: the release takes all traffic, and stable's revision stays in the
+  block at 0%, so a rollback is one update of the traffic, tagged ``stable`` so its own URL
+  (https://stable---<service host>) still reaches the previous release for comparison (Cloud
+  Run docs, "Rollbacks, gradual rollouts, and traffic migration": a tag gives a revision a URL
+  without sending it traffic);
 - p = 0 is the rolled-back state: all traffic on stable, and the candidate leaves the
   traffic block, tag included. A revision that is tagged, or in the traffic block even at
   0%, counts as serving and keeps minimum instances warm and billed (Cloud Run docs,
@@ -16,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.contract import CANARY_TAG
+from components.contract import CANARY_TAG, STABLE_TAG
 from components.spec import AgentSpec
 
-__all__ = ["TrafficTarget", "traffic_targets", "REVISION", "CANARY_TAG"]
+__all__ = ["TrafficTarget", "traffic_targets", "REVISION", "CANARY_TAG", "STABLE_TAG"]
 
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 
@@ -40,6 +45,6 @@ def traffic_targets(spec: AgentSpec, release_revision: str, stable_revision: str
     if p == 0:
         return [TrafficTarget(stable_revision, 100)]
     return [
-        TrafficTarget(stable_revision, 100 - p),
+        TrafficTarget(stable_revision, 100 - p, STABLE_TAG if p == 100 else None),
         TrafficTarget(release_revision, p, CANARY_TAG),
     ]

@@ -85,12 +85,35 @@ def test_rolled_back_sends_everything_to_stable_and_drops_the_candidate(project,
 
 
 def test_full_canary_step_with_stable_still_set(project, production):
+    """The watch: the previous revision stays in the block at 0% (a rollback is one update),
+    tagged so its own URL still reaches it."""
     bot(production)["rollout"]["canary_percent"] = 100
-    svc = digestless(service(plan_of(project, production)))
+    plan = plan_of(project, production)
+    svc = digestless(service(plan))
     assert [(t["revision"], t["percent"], t.get("tag")) for t in svc["traffics"]] == [
-        ("support-bot-1-3-2", 0, None),
+        ("support-bot-1-3-2", 0, "stable"),
         ("support-bot-1-4-0-<digest>", 100, "canary"),
     ]
+    # the stack output the release tool reads as the live split when the API cannot be asked
+    assert [(t["revision"], t["percent"], t["tag"]) for t in plan.outputs["traffic"]["support-bot"]] == [
+        ("support-bot-1-3-2", 0, "stable"),
+        (service(plan)["template"]["revision"], 100, "canary"),
+    ]
+
+
+def test_the_traffic_tags_are_cloud_run_tags():
+    """Tags are DNS labels: lowercase letters, digits and dashes, starting with a letter (Cloud
+    Run docs, "Rollbacks, gradual rollouts, and traffic migration"; compute v1
+    NetworkEndpointGroupCloudRun.tag: "1-63 characters long, and comply with RFC1035"). The
+    spec checks the canary tag with the service name against Cloud Run's 46 characters
+    (TAG_AND_SERVICE_MAX), which covers the stable tag only while it is no longer."""
+    import re
+
+    from components.contract import CANARY_TAG, STABLE_TAG
+
+    for tag in (CANARY_TAG, STABLE_TAG):
+        assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", tag), tag
+    assert len(STABLE_TAG) <= len(CANARY_TAG) and STABLE_TAG != CANARY_TAG
 
 
 def test_prefix_names_service_and_revisions(project, production):

@@ -64,12 +64,13 @@ def test_the_reserved_tracing_names_are_the_ones_agentstage_sets():
     assert set(tracing_env(platform_from_config(config), "support-bot")) == set(contract.TRACING_ENV)
 
 
-def test_the_pack_defaults_name_the_platform_namespace_and_labels():
+def test_the_pack_defaults_name_the_platform_labels():
     """What the pack's policy config schema documents as defaults (GetAnalyzerInfo)."""
     from agentstage.policy.reference import pack_policies
 
     schemas = {p.name: p.config_schema for p in pack_policies()}
-    assert schemas["canary-first-step"]["properties"]["configNamespace"]["default"] == contract.NAMESPACE
+    # no default namespace: unset, canary-first-step reads every <namespace>:agents key of the stack
+    assert "default" not in schemas["canary-first-step"]["properties"]["configNamespace"]
     assert schemas["required-labels"]["properties"]["requiredLabels"]["default"] == [
         contract.LABEL_ENVIRONMENT,
         contract.LABEL_RELEASE,

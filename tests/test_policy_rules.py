@@ -1165,6 +1165,49 @@ def test_canary_first_step_of_an_unknown_agent(pack, baseline) -> None:
         pack.configure(load_policy_config(PACK_DIR / "config" / "production.json"))
 
 
+TEAM = ROOT / "examples" / "team-stack"
+
+
+def _team_first_step_verdicts(tmp_path, first: int, policy: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """``agentstage check`` of the team's production stack (namespace triage-team, not the
+    platform's) whose agent starts its canary at ``first`` percent."""
+    from ruamel.yaml import YAML
+
+    from agentstage.policy import run_check
+    from tests.conftest import write_stack
+
+    config = YAML(typ="safe", pure=True).load((TEAM / "stacks" / "Pulumi.production.yaml").read_text())["config"]
+    config["triage-team:agents"]["triage"]["rollout"]["steps"] = [first, 50, 100]
+    stack_file = write_stack(tmp_path / "Pulumi.production-steps.yaml", config)
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"all": "mandatory", "canary-first-step": policy}))
+    report = run_check(TEAM, "production", config_file=stack_file, policy_config=policy_file)
+    return [(v.policy, v.resource_name, v.message) for v in report.violations if v.policy == "canary-first-step"]
+
+
+def test_canary_first_step_of_a_team_namespace(tmp_path) -> None:
+    """A team's project keeps its agents under its own namespace; without configNamespace the
+    rule finds them there."""
+    assert _team_first_step_verdicts(tmp_path, 20, {"maxFirstStepPercent": 10}) == [
+        (
+            "canary-first-step",
+            "triage-service",
+            "the first canary step of agent triage is 20% (triage-team:agents.triage.rollout.steps), above the 10% "
+            "maximum; start the canary at 10% or less so a bad release reaches few users before its metrics are read.",
+        )
+    ]
+    assert _team_first_step_verdicts(tmp_path, 10, {"maxFirstStepPercent": 10}) == []
+
+
+def test_canary_first_step_reads_only_the_configured_namespace(tmp_path) -> None:
+    named = _team_first_step_verdicts(tmp_path, 20, {"configNamespace": "triage-team", "maxFirstStepPercent": 10})
+    assert [message for _, _, message in named] == [
+        "the first canary step of agent triage is 20% (triage-team:agents.triage.rollout.steps), above the 10% "
+        "maximum; start the canary at 10% or less so a bad release reaches few users before its metrics are read."
+    ]
+    assert _team_first_step_verdicts(tmp_path, 20, {"configNamespace": "agent-platform"}) == []
+
+
 def test_key_for_an_unknown_account(pack, baseline) -> None:
     key = _extra("gcp:serviceaccount/key:Key", "support-bot-key", {"serviceAccountId": UNKNOWN})
     assert violations(pack, added(baseline, key)) == [

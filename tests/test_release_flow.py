@@ -103,6 +103,8 @@ def test_healthy_canary_walks_from_5_to_100(project):
         clock.advance(11)
         change, _, after, diff = step(project, clock, "metrics-healthy.json", **live)
         assert agent_cfg(project, "production")["rollout"]["canary_percent"] == percent and diff.changed == 1
+    # at 100% the previous revision stays in the block, tagged: its own URL reaches it during the watch
+    assert split(after) == [("support-bot-1-3-2", 0, "stable"), (deployed(after), 100, "canary")]
 
     # 4. watched at 100% with the previous revision kept, then complete: stable dropped, no new revision
     change, *_ = step(project, clock, "metrics-healthy.json", **live)
@@ -206,6 +208,22 @@ def test_rollback_changes_exactly_the_service_traffic(project):
     # a second rollback has nothing to do
     again = cli("rollback", "production", "-C", str(project))
     assert again.exit_code == 0 and "nothing to roll back: no canary in flight" in again.output
+
+
+def test_rollback_during_the_watch_changes_only_the_service_traffic(project):
+    """At 100% the previous revision is kept, tagged, in the traffic block: the rollback is
+    still one update of the service's traffic, and only stable is left, untagged."""
+    path = project / "stacks" / "Pulumi.production.yaml"
+    path.write_text(path.read_text().replace("        canary_percent: 5\n", "        canary_percent: 100\n", 1))
+    before = run_plan(project, "production")
+    assert [tag for _, _, tag in split(before)] == ["stable", "canary"]
+    result = cli("rollback", "production", "-C", str(project), "--json")
+    assert result.exit_code == 0, result.output
+    after = run_plan(project, "production")
+    diff = diff_plans(before, after)
+    assert diff.changed == 1 and not diff.creates and not diff.deletes
+    assert diff.updates == {service(after).urn: ["traffics"]}
+    assert split(after) == [("support-bot-1-3-2", 100, None)]
 
 
 def test_rollback_of_an_agent_without_stable_is_refused(project):

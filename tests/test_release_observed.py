@@ -6,6 +6,7 @@ the reference program really exports under the offline engine."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import sys
@@ -22,6 +23,7 @@ from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
+from agentstage.engine import run_plan
 from agentstage.release.observed import (
     CloudRunObserver,
     FileObserver,
@@ -32,6 +34,7 @@ from agentstage.release.observed import (
     default_observer,
 )
 from components.cloud_run import live_traffic
+from tests.conftest import ROOT, load_stack, write_stack
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 PROJECT, REGION = "acme-agents-prod", "us-central1"
@@ -217,6 +220,19 @@ def test_a_95_5_split_with_tags_is_read_from_traffic_statuses(run):
         "reconciling": False,
         "message": "",
     }
+
+
+def test_the_watch_split_is_read_with_the_previous_revision_tagged(run):
+    """At 100% the previous revision stays in the block at 0%, tagged ``stable``: it carries no
+    traffic, so the split is the release's alone and only the release need be ready."""
+    fake = run[0]
+    fake.serve([(REVISION, STABLE, 0, "stable"), (REVISION, CANARY, 100, "canary")])
+    fake.revision(CANARY)
+    seen = observer(run).observe(SERVICE)
+    assert seen.targets == [LiveTarget(STABLE, 0, "stable"), LiveTarget(CANARY, 100, "canary")]
+    assert seen.split() == {CANARY: 100} and seen.ready == {CANARY: True}
+    assert seen.matches({STABLE: 0, CANARY: 100}) and not seen.matches({STABLE: 100})
+    assert fake.requests == [("GetService", SERVICE_NAME), ("GetRevision", rev_name(CANARY))]
 
 
 def test_latest_is_resolved_to_the_latest_ready_revision(run):
@@ -517,6 +533,24 @@ def test_stack_outputs_of_the_reference_program_are_the_observed_state(prod, fak
     assert seen.message == "readiness as of the last `pulumi up`"
     research = OutputsObserver(project_dir, "production").observe("research-agent")
     assert research.split() == {prod.outputs["agents"]["research-agent"]["release_revision"]: 100}
+
+
+def test_stack_outputs_during_the_watch_are_the_observed_state(fake_pulumi, tmp_path):
+    """The reference program at 100% with stable still set (the watch) exports the previous
+    revision at 0% with its ``stable`` tag; OutputsObserver reads the release's 100%."""
+    config = copy.deepcopy(load_stack("production"))
+    config["agent-platform:agents"]["support-bot"]["rollout"]["canary_percent"] = 100
+    plan = run_plan(ROOT, "production", write_stack(tmp_path / "Pulumi.production-watch.yaml", config))
+    release = plan.outputs["agents"]["support-bot"]["release_revision"]
+    assert plan.outputs["traffic"]["support-bot"] == [
+        {"revision": STABLE, "percent": 0, "tag": "stable"},
+        {"revision": release, "percent": 100, "tag": "canary"},
+    ]
+    fake_pulumi(plan.outputs)
+    seen = OutputsObserver(tmp_path / "project", "production", clock=lambda: NOW).observe(SERVICE)
+    assert seen.targets == [LiveTarget(STABLE, 0, "stable"), LiveTarget(release, 100, "canary")]
+    assert seen.split() == {release: 100}
+    assert seen.matches({STABLE: 0, release: 100}) and not seen.matches({STABLE: 100})
 
 
 def test_stack_outputs_with_revisions_ready(fake_pulumi, tmp_path):

@@ -370,6 +370,35 @@ print(seen, outside is sdk.deserialize_properties(sdk.json_format.MessageToDict(
     assert out.stdout.strip() == "[(True, 1.0), (True, 1.0)] False"
 
 
+def test_the_pack_can_list_the_stack_config(monkeypatch):
+    """canary-first-step lists the stack config to find every ``<namespace>:agents`` key
+    (policies/agent_guard/release.py, ``_agents_namespaces``): the config ``agentstage check``
+    sets with ``pulumi.runtime.set_config`` is in the module global
+    ``pulumi.runtime.config.CONFIG``, and the CLI's PULUMI_CONFIG is what
+    ``pulumi.runtime.get_config_env`` returns. Run in a copy of the context: the SDK's default
+    map is shared by the whole process."""
+    import contextvars
+    import json
+
+    import pulumi.runtime
+    from pulumi.runtime import config
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"cli-team:agents": "{}"}))
+
+    def listed() -> tuple[set[str], set[str]]:
+        config.CONFIG.set({})
+        pulumi.runtime.set_config("team:agents", "{}")
+        return set(config.CONFIG.get()), set(pulumi.runtime.get_config_env())
+
+    assert hasattr(config, "CONFIG"), f"pulumi.runtime.config.CONFIG is gone {UPGRADE}; canary-first-step lists it"
+    stored, env = contextvars.copy_context().run(listed)
+    assert stored == {"team:agents"}, (
+        f"pulumi.runtime.set_config no longer stores keys in pulumi.runtime.config.CONFIG {UPGRADE}; "
+        "canary-first-step would find no team namespace under agentstage check"
+    )
+    assert env == {"cli-team:agents"}, f"pulumi.runtime.get_config_env no longer returns PULUMI_CONFIG {UPGRADE}"
+
+
 def test_the_pins_in_pyproject_admit_only_the_tested_sdks():
     """pyproject.toml pins the SDKs to the releases these tests last passed with, so a fresh
     install never brings an SDK whose internals nobody checked."""

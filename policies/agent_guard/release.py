@@ -19,7 +19,6 @@ from helpers import (
     LABEL_AGENT,
     LABEL_ENVIRONMENT,
     LABEL_RELEASE,
-    NAMESPACE,
     UNKNOWN,
     VERTEX_ENDPOINT,
     cannot_judge,
@@ -221,6 +220,20 @@ def _agents_config(namespace: str) -> dict | None:
     return _parsed_agents(raw) if isinstance(raw, str) else raw if isinstance(raw, dict) else None
 
 
+@functools.cache
+def _agents_namespaces() -> tuple[str, ...]:
+    """Every namespace with an ``<namespace>:agents`` key in the stack config: a team's
+    project keeps its agents under its own name (Pulumi's default config namespace), and a
+    rule reading only the platform's would pass it unchecked. The SDK has no public way to
+    list the config: under the CLI it is the PULUMI_CONFIG the pack inherits
+    (``pulumi.runtime.get_config_env``); agentstage check sets it with
+    ``pulumi.runtime.set_config``, whose only store is the module global
+    ``pulumi.runtime.config.CONFIG`` (tests/test_sdk_contract.py fails if that changes).
+    Both are fixed before the first Analyze, so the list is read once per process."""
+    keys = {*pulumi.runtime.get_config_env(), *pulumi.runtime.config.CONFIG.get()}
+    return tuple(sorted(ns for ns, sep, name in (k.partition(":") for k in keys) if sep and name == "agents"))
+
+
 @functools.lru_cache(maxsize=4)
 def _parsed_agents(raw: str) -> dict | None:
     """Parsed once per process, not once per service: the config of a platform of 1,000
@@ -252,22 +265,27 @@ def _canary_first_step(args: ResourceValidationArgs, report: ReportViolation) ->
     if agent is not UNKNOWN and not isinstance(agent, str):
         return
     config = args.get_config()
-    namespace = config.get("configNamespace") or NAMESPACE
-    agents = _agents_config(namespace) or {}
+    explicit = config.get("configNamespace")
+    configs = {ns: _agents_config(ns) or {} for ns in ((explicit,) if explicit else _agents_namespaces())}
     limit = number(config.get("maxFirstStepPercent"))
     limit = 10 if limit is None else limit
     if agent is UNKNOWN:
-        if any((first := _first_step(spec)) is not None and first > limit for spec in agents.values()):
+        if any(
+            (first := _first_step(spec)) is not None and first > limit
+            for agents in configs.values()
+            for spec in agents.values()
+        ):
             question = f"which agent's canary steps apply and whether the first is at most {fmt(limit)}%"
             report(cannot_judge(question, f"{labels_field(CLOUD_RUN)}.agent"))
         return
-    first = _first_step(agents.get(agent))
-    if first is not None and first > limit:
-        report(
-            f"the first canary step of agent {agent} is {fmt(first)}% ({namespace}:agents.{agent}.rollout.steps), "
-            f"above the {fmt(limit)}% maximum; start the canary at {fmt(limit)}% or less so a bad release "
-            "reaches few users before its metrics are read."
-        )
+    for namespace, agents in configs.items():
+        first = _first_step(agents.get(agent))
+        if first is not None and first > limit:
+            report(
+                f"the first canary step of agent {agent} is {fmt(first)}% ({namespace}:agents.{agent}.rollout.steps), "
+                f"above the {fmt(limit)}% maximum; start the canary at {fmt(limit)}% or less so a bad release "
+                "reaches few users before its metrics are read."
+            )
 
 
 canary_first_step = ResourceValidationPolicy(
@@ -286,8 +304,8 @@ canary_first_step = ResourceValidationPolicy(
             },
             "configNamespace": {
                 "type": "string",
-                "default": NAMESPACE,
-                "description": "Stack config namespace of the agents (<namespace>:agents.<agent>.rollout.steps).",
+                "description": "Stack config namespace of the agents (<namespace>:agents.<agent>.rollout.steps); "
+                "unset: every <namespace>:agents key of the stack config.",
             },
         }
     ),
