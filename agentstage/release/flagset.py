@@ -19,7 +19,7 @@ from typing import Any
 
 from agentstage.errors import BadInput
 from agentstage.flags import parameter_name, render_flags, version_id
-from agentstage.release.flow import Change, ReleaseError, StackState, _edited_config, load_state, plan_stack
+from agentstage.release.flow import Change, ReleaseError, StackState, edited_config, load_state, plan_stack
 from agentstage.release.journal import Transaction, recover
 from agentstage.release.ledger import iso, now_utc
 from agentstage.release.lock import stack_lock
@@ -142,7 +142,7 @@ def set_flags(
             state.file.set_feature(agent, name, value)
         text = state.file.dumps()
         before = plan_stack(state.project_dir, stack)
-        with _edited_config(state, text) as cfg:
+        with edited_config(state, text) as cfg:
             after = plan_stack(state.project_dir, stack, cfg)
         from agentstage.diff import diff_plans
 

@@ -44,6 +44,8 @@ __all__ = [
     "promote",
     "gate",
     "status",
+    "edited_config",
+    "plan_stack",
 ]
 
 Clock = Callable[[], dt.datetime]
@@ -113,7 +115,9 @@ def agent_state(spec: AgentSpec) -> str:
 
 
 @contextmanager
-def _edited_config(state: StackState, text: str) -> Iterator[Path]:
+def edited_config(state: StackState, text: str) -> Iterator[Path]:
+    """``text`` as the stack's config file, in a temporary directory for the life of the block:
+    what a change would make of the stack, planned without touching the real file."""
     with tempfile.TemporaryDirectory(prefix="agentstage-") as tmp:
         path = Path(tmp) / state.path.name
         path.write_text(text, encoding="utf-8")
@@ -319,7 +323,7 @@ def rollback(
             state.file.set_canary_percent(agent, 0)
         text = state.file.dumps()
         before = plan_stack(state.project_dir, stack)
-        with _edited_config(state, text) as cfg:
+        with edited_config(state, text) as cfg:
             after = plan_stack(state.project_dir, stack, cfg)
         from agentstage.diff import diff_plans
 
@@ -472,7 +476,7 @@ def rollout_once(
         moved = [a.agent for a in change.analyses if a.verdict != HOLD]
         if moved:
             text = state.file.dumps()
-            with _edited_config(state, text) as cfg:
+            with edited_config(state, text) as cfg:
                 after = plan_stack(state.project_dir, stack, cfg)
             from agentstage.diff import diff_plans
 
@@ -809,7 +813,7 @@ def promote(
             observer = observer_for(dst_stack, dst.spec)
         running = _running(dst, candidates, found, observer)
         text = _edit_promotion(src, dst, candidates, running)
-        with _edited_config(dst, text) as cfg:
+        with edited_config(dst, text) as cfg:
             report, after = _gates_on(dst, text, cfg, candidates, evidence)
         from agentstage.diff import diff_plans
 
@@ -908,7 +912,7 @@ def gate(
             _select(dst, agents, need_stable=False)
         candidates = agents or sorted(a for a, s in dst.spec.agents.items() if in_flight(s)) or sorted(dst.spec.agents)
         text = dst.file.original
-    with _edited_config(dst, text) as cfg:
+    with edited_config(dst, text) as cfg:
         report, _ = _gates_on(dst, text, cfg, candidates, evidence)
     return report
 
