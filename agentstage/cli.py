@@ -49,9 +49,6 @@ def main() -> None:
     at once: the interpreter's teardown of a plan-sized heap (the SDK's objects, the plan)
     costs a third of a second and does nothing a one-shot command needs (every file is
     written and closed, the pack process stopped, by then)."""
-    from agentstage.engine import one_shot_process
-
-    one_shot_process()
     try:
         app()
     except SystemExit as done:

@@ -727,25 +727,8 @@ def run_plan(
     try:
         return _run_plan(project_dir, stack, config_file, on_resource, stack_config, new_stack)
     finally:
-        if _ONE_SHOT:
-            # What the plan left is what the command reads until the process ends: the collector
-            # need never walk it again (each pass over a 2,500-resource heap cost about half a
-            # second of the report). Cycles it holds are never freed, which only a process that
-            # plans again would notice, and a one-shot command never does.
-            gc.freeze()
         if collecting:
             gc.enable()
-
-
-_ONE_SHOT = False
-
-
-def one_shot_process() -> None:
-    """Declare this process a one-shot command (the CLI): after a plan, the collector leaves the
-    heap the plan built alone (``gc.freeze``). A process that plans many times (tests, a
-    library user) must not call this: the cycles of each plan would never be collected."""
-    global _ONE_SHOT
-    _ONE_SHOT = True
 
 
 def _run_plan(

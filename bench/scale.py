@@ -26,6 +26,7 @@ loaded (interpreter start included).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -121,6 +122,7 @@ def split(command: str, project: str, stack: str, launched: float) -> None:
     if command == "preview":
         t = time.perf_counter()
         plan = run_plan(project, stack)
+        gc.freeze()  # as the CLI's preview does after its plan (agentstage/commands/common.py)
         timings["plan"] = time.perf_counter() - t
         timings["analysis"] = 0.0
         t = time.perf_counter()
@@ -135,6 +137,7 @@ def split(command: str, project: str, stack: str, launched: float) -> None:
             project=load_project(project).name, stack=stack, config=config.values, secret_keys=config.secret_keys
         )
         runner.launch()  # boots meanwhile, as in the CLI
+        gc.disable()  # as the CLI's check does for the whole command (agentstage/commands/check.py)
         t = time.perf_counter()
         plan = run_plan(project, stack)
         timings["plan"] = time.perf_counter() - t

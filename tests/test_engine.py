@@ -203,34 +203,3 @@ def test_a_module_the_host_imported_under_a_local_name_is_set_aside_and_put_back
     root = make_local_project(tmp_path / "p", "alpha", "orders")
     assert _seen(run_plan(root, "dev"))[0] == "alpha"
     assert sys.modules["helper"] is host_helper
-
-
-@pytest.mark.parametrize("one_shot", [False, True])
-def test_only_a_one_shot_process_leaves_the_plans_heap_out_of_later_collections(tmp_path, monkeypatch, one_shot):
-    """The CLI declares itself one-shot: after its plan, the collector never walks the plan's
-    heap again (report time at 100 agents). A process that plans again (a library user, these
-    tests) keeps collecting every plan's cycles."""
-    import gc
-
-    from agentstage import engine
-
-    root = make_project(tmp_path / "p", PROGRAM, "config:\n  topic: t\n  labels: {team: core}\n")
-    monkeypatch.setattr(engine, "_ONE_SHOT", one_shot)
-    gc.unfreeze()
-    collecting = gc.isenabled()
-    try:
-        run_plan(root, "dev")
-        assert (gc.get_freeze_count() > 0) is one_shot
-        assert gc.isenabled() is collecting
-    finally:
-        gc.unfreeze()
-
-
-def test_the_cli_is_a_one_shot_process(monkeypatch):
-    from agentstage import cli, engine
-
-    monkeypatch.setattr(engine, "_ONE_SHOT", False)
-    monkeypatch.setattr(cli.os, "_exit", lambda code: None)
-    monkeypatch.setattr(cli.sys, "argv", ["agentstage", "--help"])
-    cli.main()
-    assert engine._ONE_SHOT is True
