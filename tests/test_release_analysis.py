@@ -313,6 +313,36 @@ def test_the_bake_clock_starts_when_the_live_split_matches_not_when_the_config_w
     assert (r.verdict, r.to_percent, st.phase, st.percent) == (ADVANCE, 25, AWAITING_DEPLOY, 25)
 
 
+def test_a_step_bakes_its_minutes_of_metrics_not_of_wall_time():
+    """Cloud Monitoring shows a minute up to 3 min late: at the bake time the step's last minutes
+    are not in yet, and a step that advanced then was judged on 7 or 8 of its 10 minutes."""
+    st = state(5, BAKING, step_start=at(12), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:12:00Z"},))
+
+    def seen(minutes: int):  # the step's minutes Monitoring shows so far
+        return series("c", minutes, 120, 0.01, start=12), series("s", minutes, 2280, 0.01, start=12)
+
+    c, s = seen(8)
+    st, r = decide(st, spec(), obs(22, c=c, s=s))
+    assert (r.verdict, st.phase) == (HOLD, BAKING)
+    assert r.reason == (
+        "baking: 10 of 10 min baked; waiting for the metrics of the step's last minutes (metrics so far end at "
+        "2026-05-01T12:20:00Z; Cloud Monitoring shows a minute up to 3 min late, and a step is judged on 10 min "
+        "of them)"
+    )
+    c, s = seen(10)
+    st, r = decide(st, spec(), obs(24, c=c, s=s))
+    assert (r.verdict, r.to_percent) == (ADVANCE, 25)
+
+
+def test_a_step_whose_last_metrics_never_come_is_judged_on_what_there_is():
+    st = state(5, BAKING, step_start=at(12), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:12:00Z"},))
+    c, s = series("c", 7, 120, 0.01, start=12), series("s", 7, 2280, 0.01, start=12)
+    st, r = decide(st, spec(), obs(26, c=c, s=s))
+    assert r.verdict == HOLD and "waiting for the metrics" in r.reason  # 14 min: within the 5-min bound
+    st, r = decide(st, spec(), obs(27, c=c, s=s))
+    assert (r.verdict, r.to_percent) == (ADVANCE, 25)  # 840 canary requests in 7 min: enough to judge
+
+
 def test_the_minute_the_canary_first_served_is_judged():
     # config written at T0, the split seen live at the look at minute 1: the minute that ended
     # then already carried canary traffic and counts

@@ -124,6 +124,11 @@ def _minutes(delta: dt.timedelta) -> float:
     return delta.total_seconds() / 60
 
 
+#: How long past its bake time a step waits for the metrics of its last minutes (Cloud Monitoring
+#: shows a minute up to 3 min after it ends; one more for the look interval and one to spare).
+METRICS_LAG_MINUTES = 5
+
+
 def _step_data(series: Series | None, start: dt.datetime, now: dt.datetime) -> tuple[float, int]:
     if series is None:
         return 0.0, 0
@@ -205,6 +210,21 @@ def decide(
     need = cfg.watch_minutes if state.phase == WATCHING else ro.bake_minutes
     elapsed = _minutes(now - state.step_start) if baking and state.step_start is not None else 0.0
     baked = baking and (skip_bake or elapsed >= need)
+    # A step bakes ``need`` minutes of *metrics* at its share, not of wall time: Cloud Monitoring
+    # shows a minute up to three minutes after it ends ("data is not visible for up to 180
+    # seconds", Google Cloud metrics list, run.googleapis.com), so a step that advanced on the
+    # clock alone was judged on its first seven or eight minutes. Its last minutes are waited
+    # for, up to METRICS_LAG_MINUTES; past that, the step is judged on what there is (too little
+    # data then extends or pauses it below, as for a quiet service).
+    judged_through = obs.canary.ends[-1] if obs.canary is not None and len(obs.canary) else None
+    catching_up = (
+        baked
+        and not skip_bake
+        and state.step_start is not None
+        and (judged_through is None or judged_through < state.step_start + dt.timedelta(minutes=need))
+        and elapsed < need + METRICS_LAG_MINUTES
+    )
+    baked = baked and not catching_up
     if judge_start is not None:
         # the current load level began when the live split last changed; the memory trend is
         # judged once a step is over
@@ -253,6 +273,12 @@ def decide(
         result.reason = (
             f"{'watching after 100%' if state.phase == WATCHING else 'baking'}: {elapsed:.0f} of {need} min {what}"
         )
+        if catching_up:
+            seen = f"metrics so far end at {_iso(judged_through)}" if judged_through else "no metrics yet"
+            result.reason += (
+                f"; waiting for the metrics of the step's last minutes ({seen}; Cloud Monitoring shows a "
+                f"minute up to 3 min late, and a step is judged on {need} min of them)"
+            )
         return state, result
     unjudged = [
         c.name
