@@ -334,6 +334,37 @@ def test_a_step_bakes_its_minutes_of_metrics_not_of_wall_time():
     assert (r.verdict, r.to_percent) == (ADVANCE, 25)
 
 
+def test_an_inconclusive_step_keeps_baking_at_its_share_until_the_evidence_settles():
+    """3% failures against stable's 1% for 10 minutes at 60 requests a minute: 48x of the 500x that
+    rolls back. Advancing would give a suspect canary five times the traffic; the step bakes on."""
+    st = state(5, BAKING, step_start=at(0), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    stable = series("s", 30, 1140, 0.01)
+    st, r = decide(st, spec(), obs(10, c=series("c", 10, 60, 0.03), s=series("s", 10, 1140, 0.01)))
+    assert (r.verdict, st.phase, st.percent) == (HOLD, BAKING, 5)
+    assert r.reason == (
+        "inconclusive, the step is extended (0 of 60 min): errors_vs_stable is inconclusive: evidence 48x now "
+        "(advances below 22x, rolls back at 500x)"
+    )
+    # then 20 minutes without a failure: the evidence falls back, and the step advances
+    settled = series("c", 30, 60, 0.03, error_minutes=range(10))
+    st, r = decide(st, spec(), obs(30, c=settled, s=stable))
+    assert (r.verdict, r.to_percent) == (ADVANCE, 25)
+
+
+def test_a_step_inconclusive_past_its_extension_pauses_for_a_person():
+    st = state(5, BAKING, step_start=at(0), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    c, s = series("c", 10, 60, 0.03), series("s", 10, 1140, 0.01)  # no newer minutes: the evidence stays
+    st, r = decide(st, spec(), obs(71, c=c, s=s))
+    assert (r.verdict, st.phase) == (HOLD, PAUSED)
+    assert r.reason == (
+        "paused for a person after 71 min: errors_vs_stable is inconclusive: evidence 48x now (advances below "
+        "22x, rolls back at 500x). Advance on this evidence with `agentstage rollout --approve support-bot`, or "
+        "roll back with `agentstage rollback`"
+    )
+    st, r = decide(st, spec(), obs(72, c=c, s=s), approve=True)
+    assert r.verdict == ADVANCE and "approved by the operator on this evidence" in r.reason
+
+
 def test_a_step_whose_last_metrics_never_come_is_judged_on_what_there_is():
     st = state(5, BAKING, step_start=at(12), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:12:00Z"},))
     c, s = series("c", 7, 120, 0.01, start=12), series("s", 7, 2280, 0.01, start=12)

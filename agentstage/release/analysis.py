@@ -73,6 +73,12 @@ ALTERNATIVES = (2.0, 4.0)
 LATENCY_ALTERNATIVE = 1.5
 #: The share of the rollback bound one minute can carry (so at least three minutes must agree).
 MINUTE_CAP = 0.4
+#: A step advances only while each check's evidence *now* is below the bound raised to this
+#: power (the square root: 22x for a bound of 500x): a check halfway to a rollback, in logs, is
+#: inconclusive, and the step keeps baking at its share (then pauses for a person, as for too
+#: little data) instead of giving a suspect canary more traffic. Rolling back still needs the
+#: whole bound, so this never rolls a canary back.
+ADVANCE_SHARE = 0.5
 #: Memory minutes left out of the trend after a revision starts serving (warm-up, caches).
 WARMUP_MINUTES = 10
 #: ... and after a step changes the load.
@@ -98,6 +104,9 @@ class Check:
     evidence: float | None = None
     bound: float | None = None
     baseline: float | None = None
+    #: the evidence the CUSUM holds now (``evidence`` is its highest over the rollout): what a
+    #: step's end asks before it advances (:data:`ADVANCE_SHARE`)
+    current: float | None = None
 
 
 @dataclass
@@ -127,30 +136,31 @@ def next_step(steps: list[int], percent: int) -> int:
 # --- statistics ------------------------------------------------------------------------------
 
 
-def _evidence(llr: np.ndarray, bound: float) -> float:
+def _evidence(llr: np.ndarray, bound: float) -> tuple[float, float]:
     """The highest likelihood ratio the CUSUM of per-minute log-ratios ``llr`` reached (the
     running sum, floored at 0), each minute capped at ``MINUTE_CAP`` of the bound's log: one
     burst (an instance crash, a retry storm) never rolls back alone, as Flagger's failure
-    threshold intends."""
-    return _cusum_top(llr, bound)
+    threshold intends; and the ratio it holds now."""
+    return _cusum(llr, bound)
 
 
-def _grid_evidence(llrs: list[np.ndarray], bound: float) -> float:
+def _grid_evidence(llrs: list[np.ndarray], bound: float) -> tuple[float, float]:
     """The evidence of a grid of alternatives, one CUSUM each (per-minute log-ratios ``llrs``):
     each CUSUM rolls back at ``len(llrs) x bound`` (its share of the check's alpha), so the
     check's evidence is the highest of their likelihood ratios divided by the grid's size,
     compared with ``bound``."""
     m = len(llrs)
-    return max(_cusum_top(llr, m * bound) for llr in llrs) / m
+    runs = [_cusum(llr, m * bound) for llr in llrs]
+    return max(top for top, _ in runs) / m, max(now for _, now in runs) / m
 
 
-def _cusum_top(llr: np.ndarray, bound: float) -> float:
+def _cusum(llr: np.ndarray, bound: float) -> tuple[float, float]:
     cap = MINUTE_CAP * math.log(bound)
     s = top = 0.0
     for x in np.minimum(llr, cap):
         s = max(0.0, s + x)
         top = max(top, s)
-    return math.exp(min(top, 700))
+    return math.exp(min(top, 700)), math.exp(min(s, 700))
 
 
 def _upper_rate(base: float, noise: float, minutes: int, events: float) -> float:
@@ -199,7 +209,8 @@ def rate_noise(x: np.ndarray, n: np.ndarray) -> float:
     return float(max(excess / ((n * p) ** 2).sum(), 0.0))
 
 
-def _times(evidence: float) -> str:
+def ratio_text(evidence: float) -> str:
+    """A likelihood ratio as a person reads it: 812x, 3.4x."""
     return f"{evidence:,.0f}x" if evidence >= 10 else f"{evidence:.1f}x"
 
 
@@ -281,14 +292,14 @@ def _compare_counts(
         if alone.any():
             llr[alone] = _one_sample_llr(a.xc[alone], a.nc[alone], p0, min(alt * p0, 0.99), noise)
         llrs.append(llr)
-    evidence = _grid_evidence(llrs, bound)
+    evidence, current = _grid_evidence(llrs, bound)
     ok = evidence < bound
     detail = (
         f"canary {rate_c:.2%} of {a.nc.sum():,.0f} requests vs stable {base:.2%} of "
-        f"{a.ns[both].sum():,.0f}; evidence of a regression {_times(evidence)} (rolls back at "
-        f"{_times(bound)})"
+        f"{a.ns[both].sum():,.0f}; evidence of a regression {ratio_text(evidence)} (rolls back at "
+        f"{ratio_text(bound)})"
     )
-    return Check(name, ok, rate_c, r0 * base if base > 0 else abs_, detail, test, evidence, bound, base)
+    return Check(name, ok, rate_c, r0 * base if base > 0 else abs_, detail, test, evidence, bound, base, current)
 
 
 def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bound: float) -> Check:
@@ -329,14 +340,14 @@ def _compare_latency(canary: Series, stable: Series | None, tolerance: float, bo
         noise = rate_noise(xs[both], ns[both])
         upper = _upper_rate(base, noise, int(both.sum()), float(xs[both].sum()))
         llr[~both] = _one_sample_llr(xc[~both], nc[~both], upper, min(LATENCY_ALTERNATIVE * upper, 0.99), noise)
-    evidence = _evidence(llr, bound)
+    evidence, current = _evidence(llr, bound)
     share_c = float(xc.sum() / nc.sum())
     detail = (
         f"median {med_c:.0f} ms vs stable {med_s:.0f} ms; {share_c:.1%} of canary requests slower than "
         f"{level * (1 + tolerance):.0f} ms vs {base or 0:.1%} of stable's slower than {level:.0f} ms; "
-        f"evidence of a regression {_times(evidence)} (rolls back at {_times(bound)})"
+        f"evidence of a regression {ratio_text(evidence)} (rolls back at {ratio_text(bound)})"
     )
-    return Check(name, evidence < bound, med_c, level, detail, test, evidence, bound, med_s)
+    return Check(name, evidence < bound, med_c, level, detail, test, evidence, bound, med_s, current)
 
 
 def _absolute_errors(canary: Series, limit: float, bound: float, noise: float) -> Check:
@@ -348,14 +359,14 @@ def _absolute_errors(canary: Series, limit: float, bound: float, noise: float) -
         return Check(name, None, None, limit, "no canary request data", test, bound=bound)
     rate = float(x.sum() / n.sum())
     if limit <= 0:
-        evidence = math.inf if x.sum() > 0 else 1.0
+        evidence = current = math.inf if x.sum() > 0 else 1.0
     else:
-        evidence = _evidence(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise), bound)
+        evidence, current = _evidence(_one_sample_llr(x, n, limit, min(2 * limit, 0.999), noise), bound)
     detail = (
         f"{x.sum():,.0f} of {n.sum():,.0f} canary requests failed (5xx + 429) = {rate:.2%}; evidence it "
-        f"exceeds {limit:.2%}: {_times(evidence)} (rolls back at {_times(bound)})"
+        f"exceeds {limit:.2%}: {ratio_text(evidence)} (rolls back at {ratio_text(bound)})"
     )
-    return Check(name, evidence < bound, rate, limit, detail, test, evidence, bound)
+    return Check(name, evidence < bound, rate, limit, detail, test, evidence, bound, current=current)
 
 
 def _absolute_latency(
@@ -371,7 +382,7 @@ def _absolute_latency(
         return Check(name, None, None, limit_ms, "no canary latency data", test, bound=bound)
     n = rows.sum(axis=1)
     x = exceeding(rows, canary.bounds, limit_ms)
-    evidence = _evidence(_one_sample_llr(x, n, 0.01, 0.02, noise), bound)
+    evidence, current = _evidence(_one_sample_llr(x, n, 0.01, 0.02, noise), bound)
     p99 = quantile(rows.sum(axis=0), canary.bounds, 0.99)
     step_rows = rows
     if step_start is not None:
@@ -382,9 +393,9 @@ def _absolute_latency(
         f"pooled p99 {p99:.0f} ms over {n.sum():,.0f} requests"
         + (f" ({step_p99:.0f} ms in this step)" if step_p99 is not None else "")
         + f"; {x.sum() / n.sum():.2%} slower than {limit_ms:.0f} ms; evidence the p99 exceeds it "
-        f"{_times(evidence)} (rolls back at {_times(bound)})"
+        f"{ratio_text(evidence)} (rolls back at {ratio_text(bound)})"
     )
-    return Check(name, evidence < bound, p99, limit_ms, detail, test, evidence, bound)
+    return Check(name, evidence < bound, p99, limit_ms, detail, test, evidence, bound, current=current)
 
 
 def _memory_trend(

@@ -23,7 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis, describe_failure, judge, next_step
+from agentstage.release.analysis import (
+    ADVANCE,
+    ADVANCE_SHARE,
+    COMPLETE,
+    HOLD,
+    ROLLBACK,
+    Analysis,
+    describe_failure,
+    judge,
+    next_step,
+    ratio_text,
+)
 from agentstage.release.ledger import iso, parse_time
 from agentstage.release.metrics import Series
 from components.spec import AgentSpec
@@ -296,26 +307,33 @@ def decide(
         short.append("no stable traffic to compare with this step")
     if unjudged:
         short.append("no data for " + ", ".join(unjudged))
-    if short and not approve:
+    unsure = [
+        f"{c.name} is inconclusive: evidence {ratio_text(c.current)} now (advances below "
+        f"{ratio_text(c.bound**ADVANCE_SHARE)}, rolls back at {ratio_text(c.bound)})"
+        for c in result.checks
+        if c.ok and c.current is not None and c.bound and c.current >= c.bound**ADVANCE_SHARE
+    ]
+    waiting = short + unsure
+    if waiting and not approve:
         extra = elapsed - need
         if state.phase == PAUSED or extra > cfg.max_extension_minutes:
             state = replace(state, phase=PAUSED)
             result.phase = PAUSED
             result.reason = (
                 f"paused for a person after {elapsed:.0f} min: "
-                + "; ".join(short)
+                + "; ".join(waiting)
                 + ". Advance on this evidence with `agentstage rollout --approve "
                 + state.agent
                 + "`, or roll back with `agentstage rollback`"
             )
         else:
             result.reason = (
-                f"too little data, the step is extended ({extra:.0f} of {cfg.max_extension_minutes} min): "
-                + "; ".join(short)
+                f"{'too little data' if short else 'inconclusive'}, the step is extended "
+                f"({extra:.0f} of {cfg.max_extension_minutes} min): " + "; ".join(waiting)
             )
         return state, result
 
-    how = "approved by the operator on this evidence" if short and approve else f"{elapsed:.0f} min {what}"
+    how = "approved by the operator on this evidence" if waiting and approve else f"{elapsed:.0f} min {what}"
     if state.phase == WATCHING:
         state = replace(state, phase=COMPLETE_PHASE)
         result.verdict, result.to_percent, result.phase = COMPLETE, 100, COMPLETE_PHASE
