@@ -611,7 +611,9 @@ def test_status_text_shows_state_traffic_and_last_decision(project, monkeypatch)
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[:4] == ["support-bot", "rolled back", "1.4.0", "1.3.2"]
     # live: no credentials and no Pulumi CLI here, so unknown (the reason is printed below the table)
-    assert cells[4:] == ["100%", "unknown", "2026-05-01T12:00:00Z rollback -> 0%: rolled back by the operator"]
+    assert cells[4:] == ["100%", "unknown", "2026-05-01T12:00:00Z rollback -> 0%"]
+    # the reason, below the table (a column would wrap it a word per line on a narrow terminal)
+    assert "support-bot, last decision: rolled back by the operator" in result.output.splitlines()
     assert "live traffic unknown for research-agent, support-bot: stack outputs:" in " ".join(result.output.split())
 
 

@@ -114,16 +114,18 @@ def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
     for st in stacks:
         table = Table(title=f"Stack {st['stack']}", title_justify="left")
         unknown: dict[str, list[str]] = {}
-        for col in ("agent", "state", "release", "stable", "desired traffic", "live traffic", "last decision"):
+        reasons: list[tuple[str, str]] = []
+        table.add_column("agent", no_wrap=True)  # the name a person looks for, never cut
+        for col in ("state", "release", "stable", "desired traffic", "live traffic", "last decision"):
             table.add_column(col)
         for a in st["agents"]:
             traffic = " / ".join(f"{t['percent']}%" + (f" {t['tag']}" if t["tag"] else "") for t in a["traffic"])
             last = a["decisions"][-1] if a["decisions"] else None
-            last_text = (
-                f"{last['time']} {last['action']} -> {last['to_percent']}%: {last['reason']}"
-                if last
-                else "none recorded"
-            )
+            # the reason (every check's figures, often several lines) is printed below the table:
+            # in a column it wraps a word per line on an 80-column terminal
+            last_text = f"{last['time']} {last['action']} -> {last['to_percent']}%" if last else "none recorded"
+            if last and last.get("reason"):
+                reasons.append((a["agent"], str(last["reason"])))
             state = a["state"] if not a["ledger_conflict"] else a["state"] + " [red](ledger conflict)[/]"
             live = a.get("live") or {}
             split = live.get("split")
@@ -142,6 +144,8 @@ def render_status(stacks: list[dict[str, Any]], console: Console) -> None:
                 escape(last_text),
             )
         console.print(table)
+        for agent, reason in reasons:
+            console.print(f"[bold]{escape(agent)}[/], last decision: {escape(reason)}", soft_wrap=True)
         for source, names in unknown.items():
             console.print(
                 f"[yellow]live traffic unknown[/] for {escape(', '.join(names))}: {escape(source)}", soft_wrap=True
