@@ -43,7 +43,7 @@ from components.cloud_run import release_env
 from components.contract import COMPONENT_TYPES, MANAGED_BY
 from components.errors import ComponentError
 from components.flags import require_flags_env
-from components.gke_spec import GkeProbe, GkeSpec
+from components.gke_spec import CANARY, STABLE, GkeProbe, GkeSpec, track_service
 from components.identity import AgentIdentity
 from components.known import known_after
 from components.spec import AgentSpec
@@ -62,7 +62,6 @@ WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
 WORKLOAD_IDENTITY_ROLE = "roles/iam.workloadIdentityUser"
 HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 TRACK_LABEL = "agentstage.dev/track"
-STABLE, CANARY = "stable", "canary"
 #: Writable scratch space, since the root filesystem is read-only.
 TMP_VOLUME = "tmp"
 
@@ -78,7 +77,7 @@ def gke_traffic(spec: AgentSpec) -> list[tuple[str, int]]:
 def route_backend_refs(spec: AgentSpec, service_name: str, port: int) -> list[dict[str, Any]]:
     """The HTTPRoute rule's ``backendRefs``: one per track's Service, weighted."""
     return [
-        {"kind": "Service", "name": f"{service_name}-{track}", "port": port, "weight": weight}
+        {"kind": "Service", "name": track_service(service_name, track), "port": port, "weight": weight}
         for track, weight in gke_traffic(spec)
     ]
 
@@ -294,7 +293,7 @@ class GkeAgent(pulumi.ComponentResource):
             }
             self.deployments[track] = k8s.apps.v1.Deployment(
                 f"{name}-{track}",
-                metadata=meta(f"{service_name}-{track}", track_labels),
+                metadata=meta(track_service(service_name, track), track_labels),
                 spec=deployment_spec,
                 opts=pulumi.ResourceOptions.merge(
                     ns_opts,
@@ -303,7 +302,7 @@ class GkeAgent(pulumi.ComponentResource):
             )
             self.services[track] = k8s.core.v1.Service(
                 f"{name}-{track}-svc",
-                metadata=meta(f"{service_name}-{track}", {TRACK_LABEL: track}),
+                metadata=meta(track_service(service_name, track), {TRACK_LABEL: track}),
                 spec={
                     "type": "ClusterIP",
                     "selector": selector,
@@ -314,12 +313,12 @@ class GkeAgent(pulumi.ComponentResource):
             # every track keeps its autoscaler: a rollback changes the route's weights only
             self.autoscalers[track] = k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-{track}-hpa",
-                metadata=meta(f"{service_name}-{track}", {TRACK_LABEL: track}),
+                metadata=meta(track_service(service_name, track), {TRACK_LABEL: track}),
                 spec={
                     "scaleTargetRef": {
                         "apiVersion": "apps/v1",
                         "kind": "Deployment",
-                        "name": f"{service_name}-{track}",
+                        "name": track_service(service_name, track),
                     },
                     "minReplicas": gke.min_replicas,
                     "maxReplicas": gke.max_replicas,
@@ -385,7 +384,7 @@ class GkeAgent(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(ns_opts, pulumi.ResourceOptions(depends_on=list(self.services.values()))),
         )
 
-        stable_svc = f"http://{service_name}-{STABLE}.{namespace}.svc.cluster.local"
+        stable_svc = f"http://{track_service(service_name, STABLE)}.{namespace}.svc.cluster.local"
         if gke.service_port != 80:
             stable_svc += f":{gke.service_port}"
         ready: list[pulumi.Input[Any]] = [stable_svc, self.workload_identity.id, self.route.id]
@@ -393,11 +392,14 @@ class GkeAgent(pulumi.ComponentResource):
         self.url = pulumi.Output.all(*ready).apply(lambda values: values[0])
         self.service_name = pulumi.Output.from_input(service_name)
         self.namespace = pulumi.Output.from_input(namespace)
-        self.release_revision = pulumi.Output.from_input(f"{service_name}-{CANARY if spec.stable else STABLE}")
-        self.stable_revision = pulumi.Output.from_input(f"{service_name}-{STABLE}" if spec.stable else None)
+        self.release_revision = pulumi.Output.from_input(track_service(service_name, CANARY if spec.stable else STABLE))
+        self.stable_revision = pulumi.Output.from_input(track_service(service_name, STABLE) if spec.stable else None)
         self.service_account_email = identity.email
         self.live_traffic = pulumi.Output.from_input(
-            [{"revision": f"{service_name}-{track}", "percent": weight, "tag": None} for track, weight in traffic]
+            [
+                {"revision": track_service(service_name, track), "percent": weight, "tag": None}
+                for track, weight in traffic
+            ]
         )
         self.register_outputs(
             {

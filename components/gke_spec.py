@@ -34,9 +34,9 @@ other runtimes. The rules checked here, with their sources (read 2026-11):
   limit), parts of the namespace and Service name dropped when they do not fit; Google's own
   reference architecture matches ``-<namespace>-<service>-<port>-`` in it
   (GoogleCloudPlatform/accelerated-platforms, platforms/gke/base/use-cases/inference-ref-arch/
-  terraform/comfyui/gateway.tf). The alerts and the canary judge match the same way
-  (:func:`components.monitoring.gke_lb_filter`), so namespace, Service name and port together
-  must fit in the 36 characters the fixed parts leave (:data:`GATEWAY_NAME_ROOM`).
+  terraform/comfyui/gateway.tf). The alerts and the canary judge match the whole shape
+  (:func:`components.monitoring.gateway_backend_pattern`), so namespace, Service name and port
+  together must fit in the 36 characters the fixed parts leave (:data:`GATEWAY_NAME_ROOM`).
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ __all__ = [
     "EgressRule",
     "GKE_CLOUD_RUN_ONLY",
     "check_gke_settings",
+    "check_gateway_names",
+    "GATEWAY_NAME_ROOM",
+    "STABLE",
+    "CANARY",
+    "track_service",
     "quantity_value",
     "is_dns1123_label",
 ]
@@ -366,6 +371,15 @@ class GkeSpec(StrictModel):
         return self
 
 
+#: The two tracks of a GKE agent, each a Deployment and a Service named :func:`track_service`.
+STABLE, CANARY = "stable", "canary"
+
+
+def track_service(service_name: str, track: str) -> str:
+    """The name of a track's Deployment and Service (the "revision" the release flow routes to)."""
+    return f"{service_name}-{track}"
+
+
 #: Characters a Gateway backend service name leaves for ``<namespace><service><port>``: 63 less
 #: ``gkegw1-`` (7), a 4-character hash and its dash (5), three dashes around the port and the
 #: trailing 12-character hash (15); see the module docstring.
@@ -379,7 +393,7 @@ def check_gateway_names(agent: str, spec: Any, service_name: str) -> None:
     if spec.runtime != GKE or gke is None:
         return
     namespace = gke.namespace or agent
-    longest = f"{service_name}-canary"
+    longest = max((track_service(service_name, t) for t in (CANARY, STABLE)), key=len)
     size = len(namespace) + len(longest) + len(str(gke.service_port))
     if size > GATEWAY_NAME_ROOM:
         start = (

@@ -208,14 +208,14 @@ class Gke(Runtime):
     traffic_paths = ("spec.rules",)
 
     def find(self, plan: Any, spec: PlatformSpec, agents: Iterable[str]) -> dict[str, TrafficTarget]:
-        from components.gke import CANARY, STABLE
+        from components.gke_spec import CANARY, STABLE, track_service
 
         out = {}
         for agent, r in _labelled(plan, HTTPROUTE, set(agents), "HTTPRoute", "route").items():
             name = _k8s_name(r) or spec.service_name(agent)
             a = spec.agents[agent]
-            stable = f"{name}-{STABLE}" if a.stable is not None else None
-            candidate = f"{name}-{CANARY}" if a.stable is not None else f"{name}-{STABLE}"
+            stable = track_service(name, STABLE) if a.stable is not None else None
+            candidate = track_service(name, CANARY if a.stable is not None else STABLE)
             out[agent] = TrafficTarget(agent, self.runtime, self.kind, r.urn, name, candidate, stable)
         return out
 
