@@ -295,6 +295,12 @@ def at(minute: float) -> dt.datetime:
     return T0 + dt.timedelta(minutes=minute)
 
 
+def baking_since(minute: float) -> CanaryState:
+    """The first 5% step, baking since the live split matched at ``minute``."""
+    live = at(minute).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return state(5, BAKING, step_start=at(minute), rollout_start=T0, steps=({"percent": 5, "live": live},))
+
+
 def obs(minute: float, matches: bool = True, c=None, s=None, error=None) -> Observation:
     return Observation(at(minute), matches, {"support-bot-1-4-0": 5}, "test", c, s, error)
 
@@ -316,7 +322,7 @@ def test_the_bake_clock_starts_when_the_live_split_matches_not_when_the_config_w
 def test_a_step_bakes_its_minutes_of_metrics_not_of_wall_time():
     """Cloud Monitoring shows a minute up to 3 min late: at the bake time the step's last minutes
     are not in yet, and a step that advanced then was judged on 7 or 8 of its 10 minutes."""
-    st = state(5, BAKING, step_start=at(12), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:12:00Z"},))
+    st = baking_since(12)
 
     def seen(minutes: int):  # the step's minutes Monitoring shows so far
         return series("c", minutes, 120, 0.01, start=12), series("s", minutes, 2280, 0.01, start=12)
@@ -337,7 +343,7 @@ def test_a_step_bakes_its_minutes_of_metrics_not_of_wall_time():
 def test_an_inconclusive_step_keeps_baking_at_its_share_until_the_evidence_settles():
     """3% failures against stable's 1% for 10 minutes at 60 requests a minute: 48x of the 500x that
     rolls back. Advancing would give a suspect canary five times the traffic; the step bakes on."""
-    st = state(5, BAKING, step_start=at(0), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = baking_since(0)
     stable = series("s", 30, 1140, 0.01)
     st, r = decide(st, spec(), obs(10, c=series("c", 10, 60, 0.03), s=series("s", 10, 1140, 0.01)))
     assert (r.verdict, st.phase, st.percent) == (HOLD, BAKING, 5)
@@ -352,7 +358,7 @@ def test_an_inconclusive_step_keeps_baking_at_its_share_until_the_evidence_settl
 
 
 def test_a_step_inconclusive_past_its_extension_pauses_for_a_person():
-    st = state(5, BAKING, step_start=at(0), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = baking_since(0)
     c, s = series("c", 10, 60, 0.03), series("s", 10, 1140, 0.01)  # no newer minutes: the evidence stays
     st, r = decide(st, spec(), obs(71, c=c, s=s))
     assert (r.verdict, st.phase) == (HOLD, PAUSED)
@@ -366,7 +372,7 @@ def test_a_step_inconclusive_past_its_extension_pauses_for_a_person():
 
 
 def test_a_step_whose_last_metrics_never_come_is_judged_on_what_there_is():
-    st = state(5, BAKING, step_start=at(12), rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:12:00Z"},))
+    st = baking_since(12)
     c, s = series("c", 7, 120, 0.01, start=12), series("s", 7, 2280, 0.01, start=12)
     st, r = decide(st, spec(), obs(26, c=c, s=s))
     assert r.verdict == HOLD and "waiting for the metrics" in r.reason  # 14 min: within the 5-min bound
@@ -403,7 +409,7 @@ def test_a_failing_canary_is_rolled_back_even_while_the_next_step_waits_for_depl
 
 def test_low_traffic_extends_the_step_then_pauses_for_a_person_never_rolls_back():
     s = spec()
-    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = baking_since(0)
 
     def thin(m):
         return (series("c", m, 1, 0.0), series("s", m, 19, 0.0))  # 20 req/min: 1 to the canary
@@ -441,7 +447,7 @@ def test_a_slow_leak_is_rolled_back_at_the_end_of_the_watch():
 
 def test_metrics_failures_hold_the_rollout_and_say_why_then_it_resumes():
     s = spec()
-    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = baking_since(0)
     for i in range(5):
         st, r = decide(st, s, obs(3 + i, error="Cloud Monitoring: 503 unavailable"))
     assert st.phase == HELD and st.metrics_failures == 5
@@ -484,7 +490,7 @@ def test_bad_analysis_settings_name_the_key(analysis, message):
 
 def test_an_end_of_step_decision_judges_each_check_once_with_signals_configured():
     s = spec(signals=["tool-errors"])
-    st = state(5, BAKING, step_start=T0, rollout_start=T0, steps=({"percent": 5, "live": "2026-05-01T12:00:00Z"},))
+    st = baking_since(0)
     sig = {"tool-errors": [0.0] * 30}
     st, r = decide(
         st, s, obs(30, c=series("c", 30, 120, 0.01, signals=sig), s=series("s", 30, 2280, 0.01, signals=sig))
