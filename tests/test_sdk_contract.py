@@ -351,6 +351,7 @@ from pulumi_policy import policy as sdk
 spec = importlib.util.spec_from_file_location("d", {str(DECODE_ONCE)!r})
 d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d)
 d.install(); d.install()  # idempotent
+assert sdk.unknown_checking_proxy is d.unknown_checking_proxy
 from pulumi.runtime.proto import analyzer_pb2
 req = analyzer_pb2.AnalyzeRequest(type="t")
 req.properties.update({{"a": {{"b": 1}}}})
@@ -368,6 +369,29 @@ print(seen, outside is sdk.deserialize_properties(sdk.json_format.MessageToDict(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[(True, 1.0), (True, 1.0)] False"
+
+
+def test_the_sdk_proxy_keeps_what_the_lazy_view_builds_on():
+    """decode_once's lazy view subclasses the SDK's ``_DictProxy`` and ``_ListProxy`` (so the
+    SDK's serializer still unwraps it through ``__target``) and fills in their private copy and
+    path, and reuses ``_append_prop`` and ``_raise_if_unknown``: if their shapes change, the
+    lazy view would answer differently from the SDK's."""
+    from pulumi_policy import proxy
+
+    for name in ("_DictProxy", "_ListProxy", "_append_prop", "_raise_if_unknown"):
+        assert hasattr(proxy, name), f"pulumi_policy.proxy.{name} is gone {UPGRADE}; decode_once builds on it"
+    view = proxy._DictProxy({"k": 1}, ["p"])
+    assert view._DictProxy__target == {"k": 1} and view._DictProxy__props_acc == ["p"], (
+        f"pulumi_policy's _DictProxy no longer keeps its copy and path in __target/__props_acc {UPGRADE}"
+    )
+    items = proxy._ListProxy([1], ["p"])
+    assert items._ListProxy__target == [1] and items._ListProxy__props_acc == ["p"], (
+        f"pulumi_policy's _ListProxy no longer keeps its copy and path in __target/__props_acc {UPGRADE}"
+    )
+    assert proxy._append_prop(["a"], 0) == ["a", "0"], f"pulumi_policy's _append_prop changed {UPGRADE}"
+    assert inspect.getsource(proxy._proxy_helper).count("_append_prop(props_acc,") == 2, (
+        f"pulumi_policy's eager proxy now builds paths differently {UPGRADE}; compare decode_once's lazy view"
+    )
 
 
 def test_the_pack_can_list_the_stack_config(monkeypatch):

@@ -1,4 +1,5 @@
-"""Decode each resource once per request in a pack process, not once per policy.
+"""Decode each resource once per request in a pack process, and build a policy's view of it
+only as far as the policy reads it.
 
 For every ``Analyze`` request, pulumi-policy's analyzer decodes the resource for *each*
 policy in the pack: ``json_format.MessageToDict`` of its properties, then
@@ -8,19 +9,27 @@ policies that decoding is about 95% of a pack's time (cProfile over the agent_gu
 the policies themselves the rest.
 
 :func:`install` makes the first two steps remember their result for the request being
-answered. Neither result reaches a policy: what a policy receives is the proxy, which
-``unknown_checking_proxy`` still builds afresh for every policy, copying every dict and list
-(a policy may write into its proxy; no other policy sees it). So each policy gets what it got
-before. The leaves are shared: strings, numbers, booleans, None, and the SDK's asset and
-archive objects, which nothing in the SDK changes.
+answered. Neither result reaches a policy: what a policy receives is the proxy, a view that
+copies every dict and list (a policy may write into its view; no other policy sees it) and
+raises ``UnknownValueError`` when a policy reads a value unknown during preview. The SDK
+builds that view eagerly, the whole property tree for every policy, although most policies
+look at the resource type and return; after the first change it was 40% of a pack's time.
+:func:`unknown_checking_proxy` builds the same view lazily: each dict or list is copied, and
+its children wrapped, when a policy first reads into it. What a policy can observe is the
+same (the proxies are instances of the SDK's own proxy classes, a read gives the same value or
+the same error with the same property path, writes stay in the policy's view, and the SDK's
+``__target`` escape hatch returns the fully wrapped copy); tests/test_policy_decode_once.py
+drives both views through the same reads and writes. The leaves are shared: strings, numbers,
+booleans, None, and the SDK's asset and archive objects, which nothing in the SDK changes.
 
 This is a **runtime patch of pulumi-policy's internals** (the module-level names
-``json_format`` and ``deserialize_properties`` in ``pulumi_policy.policy``, and the servicer's
-``Analyze``/``AnalyzeStack``, wrapped to open and close the per-request memory): the SDK has no
-hook for it. The pack's own code and the SDK's files are untouched, and a pack started by the
-Pulumi CLI runs without it. tests/test_sdk_contract.py fails, naming what changed, if an SDK
-upgrade changes any of this; tests/test_policy_equivalence.py checks that verdicts with the
-patch equal verdicts of the unpatched SDK.
+``json_format``, ``deserialize_properties`` and ``unknown_checking_proxy`` in
+``pulumi_policy.policy``, and the servicer's ``Analyze``/``AnalyzeStack``, wrapped to open and
+close the per-request memory): the SDK has no hook for it. The pack's own code and the SDK's
+files are untouched, and a pack started by the Pulumi CLI runs without it.
+tests/test_sdk_contract.py fails, naming what changed, if an SDK upgrade changes any of this;
+tests/test_policy_equivalence.py checks that verdicts with the patch equal verdicts of the
+unpatched SDK.
 
 The memory is per thread and per request (the SDK's gRPC server answers requests on
 several threads) and keys on the identity of the value it was given while holding that
@@ -35,8 +44,11 @@ it imports nothing from agentstage.
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from typing import Any
+
+from pulumi_policy.proxy import _append_prop, _DictProxy, _ListProxy, _raise_if_unknown
 
 _local = threading.local()
 
@@ -71,6 +83,78 @@ class _JsonFormat:
         return getattr(self._module, name)
 
 
+def unknown_checking_proxy(props: Any) -> Any:
+    """The SDK's ``unknown_checking_proxy``, built as the policy reads (see the module docstring)."""
+    return _wrap(props, [])
+
+
+def _wrap(value: Any, path: list[str]) -> Any:
+    if isinstance(value, list):
+        return _LazyList(value, path)
+    if isinstance(value, dict):
+        return _LazyDict(value, path)
+    return value
+
+
+class _LazyDict(_DictProxy):
+    """A ``_DictProxy`` over a copy of ``target`` whose dict and list values are wrapped when
+    first read; ``_raw`` holds the keys whose values are still the shared, unwrapped ones."""
+
+    def __init__(self, target: dict[Any, Any], path: list[str]) -> None:
+        super().__init__(dict(target), path)
+        self._raw = {key for key, value in target.items() if isinstance(value, (list, dict))}
+
+    def _own(self, key: Any) -> None:
+        if key in self._raw:
+            self._raw.discard(key)
+            copy = self._DictProxy__target  # type: ignore[attr-defined]
+            copy[key] = _wrap(copy[key], _append_prop(self._DictProxy__props_acc, key))  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: Any) -> Any:
+        if key == "__target":
+            for raw in list(self._raw):
+                self._own(raw)
+            return self._DictProxy__target  # type: ignore[attr-defined]
+        self._own(key)
+        return _raise_if_unknown(key, self._DictProxy__target[key], self._DictProxy__props_acc)  # type: ignore[attr-defined]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._raw.discard(key)
+        self._DictProxy__target[key] = value  # type: ignore[attr-defined]
+
+
+class _LazyList(_ListProxy):
+    """A ``_ListProxy`` over a copy of ``target`` whose dict and list elements are wrapped
+    when first read."""
+
+    def __init__(self, target: list[Any], path: list[str]) -> None:
+        super().__init__(list(target), path)
+        self._raw = {i for i, value in enumerate(target) if isinstance(value, (list, dict))}
+
+    def _own(self, index: int) -> None:
+        if index in self._raw:
+            self._raw.discard(index)
+            copy = self._ListProxy__target  # type: ignore[attr-defined]
+            copy[index] = _wrap(copy[index], _append_prop(self._ListProxy__props_acc, index))  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: Any) -> Any:
+        copy = self._ListProxy__target  # type: ignore[attr-defined]
+        if key == "__target" or not isinstance(key, int):
+            for raw in list(self._raw):
+                self._own(raw)
+            if key == "__target":
+                return copy
+        elif -len(copy) <= key < len(copy):
+            self._own(operator.index(key) % len(copy))
+        return _raise_if_unknown(key, copy[key], self._ListProxy__props_acc)  # type: ignore[attr-defined]
+
+
+# A policy that fails names its value's type in the error (``'_ListProxy' object has no attribute
+# 'items'``), and the pack reports that text: the lazy views carry the SDK classes' names.
+for _lazy, _sdk in ((_LazyDict, _DictProxy), (_LazyList, _ListProxy)):
+    _lazy.__name__, _lazy.__qualname__, _lazy.__module__ = _sdk.__name__, _sdk.__qualname__, _sdk.__module__
+
+
 def _per_request(method: Any) -> Any:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: Any) -> Any:
@@ -91,6 +175,7 @@ def install() -> None:
         return
     sdk.json_format = _JsonFormat(sdk.json_format)
     sdk.deserialize_properties = _remembered(sdk.deserialize_properties)
+    sdk.unknown_checking_proxy = unknown_checking_proxy
     servicer = sdk._PolicyAnalyzerServicer  # noqa: SLF001 - see the module docstring
     servicer.Analyze = _per_request(servicer.Analyze)
     servicer.AnalyzeStack = _per_request(servicer.AnalyzeStack)
