@@ -98,50 +98,53 @@ def _wrap(value: Any, path: list[str]) -> Any:
 
 class _LazyDict(_DictProxy):
     """A ``_DictProxy`` over a copy of ``target`` whose dict and list values are wrapped when
-    first read; ``_raw`` holds the keys whose values are still the shared, unwrapped ones."""
+    first read; ``_owned`` holds the keys read or written since (their values are this view's
+    own), so a value a policy wrote is never wrapped, as in the SDK's view."""
 
     def __init__(self, target: dict[Any, Any], path: list[str]) -> None:
         super().__init__(dict(target), path)
-        self._raw = {key for key, value in target.items() if isinstance(value, (list, dict))}
+        self._owned: set[Any] = set()
 
     def _own(self, key: Any) -> None:
-        if key in self._raw:
-            self._raw.discard(key)
+        if key not in self._owned:
+            self._owned.add(key)
             copy = self._DictProxy__target  # type: ignore[attr-defined]
-            copy[key] = _wrap(copy[key], _append_prop(self._DictProxy__props_acc, key))  # type: ignore[attr-defined]
+            if key in copy:
+                copy[key] = _wrap(copy[key], _append_prop(self._DictProxy__props_acc, key))  # type: ignore[attr-defined]
 
     def __getitem__(self, key: Any) -> Any:
+        copy = self._DictProxy__target  # type: ignore[attr-defined]
         if key == "__target":
-            for raw in list(self._raw):
-                self._own(raw)
-            return self._DictProxy__target  # type: ignore[attr-defined]
+            for each in list(copy):
+                self._own(each)
+            return copy
         self._own(key)
-        return _raise_if_unknown(key, self._DictProxy__target[key], self._DictProxy__props_acc)  # type: ignore[attr-defined]
+        return _raise_if_unknown(key, copy[key], self._DictProxy__props_acc)  # type: ignore[attr-defined]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._raw.discard(key)
+        self._owned.add(key)
         self._DictProxy__target[key] = value  # type: ignore[attr-defined]
 
 
 class _LazyList(_ListProxy):
     """A ``_ListProxy`` over a copy of ``target`` whose dict and list elements are wrapped
-    when first read."""
+    when first read (a list view takes no writes, as the SDK's)."""
 
     def __init__(self, target: list[Any], path: list[str]) -> None:
         super().__init__(list(target), path)
-        self._raw = {i for i, value in enumerate(target) if isinstance(value, (list, dict))}
+        self._owned: set[int] = set()
 
     def _own(self, index: int) -> None:
-        if index in self._raw:
-            self._raw.discard(index)
+        if index not in self._owned:
+            self._owned.add(index)
             copy = self._ListProxy__target  # type: ignore[attr-defined]
             copy[index] = _wrap(copy[index], _append_prop(self._ListProxy__props_acc, index))  # type: ignore[attr-defined]
 
     def __getitem__(self, key: Any) -> Any:
         copy = self._ListProxy__target  # type: ignore[attr-defined]
         if key == "__target" or not isinstance(key, int):
-            for raw in list(self._raw):
-                self._own(raw)
+            for index in range(len(copy)):
+                self._own(index)
             if key == "__target":
                 return copy
         elif -len(copy) <= key < len(copy):
