@@ -184,7 +184,9 @@ invoker_iam_enabled = ResourceValidationPolicy(
     description="Checks that no Cloud Run service turns off the invoker IAM check (invoker_iam_disabled).",
     validate=_invoker_iam_enabled,
     severity=Severity.CRITICAL,
-    framework=PolicyComplianceFramework(name=CHECKOV, reference="CKV_GCP_102"),
+    # Checkov has no check for this setting (CKV_GCP_102 looks at v1 invoker grants only):
+    # https://cloud.google.com/run/docs/securing/managing-access#invoker_check
+    framework=PolicyComplianceFramework(name="Cloud Run", reference="Disabling the Invoker IAM check"),
     tags=["security", "iam"],
     remediation_steps="Leave invoker_iam_disabled unset or false.",
 )
