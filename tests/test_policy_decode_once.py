@@ -173,3 +173,6 @@ def test_the_lazy_view_copies_only_what_a_policy_reads():
     assert view["small"]["name"] == "a"
     assert view._owned == {"small"}  # the list of a thousand was never copied or wrapped
     assert view._DictProxy__target["big"] is shared["big"]
+    untouched = decode_once.unknown_checking_proxy(shared)
+    assert len(untouched) == 2 and list(untouched) == ["big", "small"]
+    assert untouched._DictProxy__target is shared  # a view never read into copies nothing

@@ -97,23 +97,31 @@ def _wrap(value: Any, path: list[str]) -> Any:
 
 
 class _LazyDict(_DictProxy):
-    """A ``_DictProxy`` over a copy of ``target`` whose dict and list values are wrapped when
-    first read; ``_owned`` holds the keys read or written since (their values are this view's
-    own), so a value a policy wrote is never wrapped, as in the SDK's view."""
+    """A ``_DictProxy`` whose dict and list values are wrapped when first read. It reads the
+    shared ``target`` itself (its keys, its length) until the first read or write of a value,
+    then works on a copy of its own; ``_owned`` holds the keys read or written since (their
+    values are this view's own), so a value a policy wrote is never wrapped, as in the SDK's
+    view. Most views are never read into: the copy is never made."""
 
     def __init__(self, target: dict[Any, Any], path: list[str]) -> None:
-        super().__init__(dict(target), path)
-        self._owned: set[Any] = set()
+        super().__init__(target, path)
+        self._owned: set[Any] | None = None  # None: still reading the shared target
+
+    def _copy(self) -> tuple[dict[Any, Any], set[Any]]:
+        if self._owned is None:
+            self._DictProxy__target = dict(self._DictProxy__target)  # type: ignore[attr-defined]
+            self._owned = set()
+        return self._DictProxy__target, self._owned  # type: ignore[attr-defined]
 
     def _own(self, key: Any) -> None:
-        if key not in self._owned:
-            self._owned.add(key)
-            copy = self._DictProxy__target  # type: ignore[attr-defined]
+        copy, owned = self._copy()
+        if key not in owned:
+            owned.add(key)
             if key in copy:
                 copy[key] = _wrap(copy[key], _append_prop(self._DictProxy__props_acc, key))  # type: ignore[attr-defined]
 
     def __getitem__(self, key: Any) -> Any:
-        copy = self._DictProxy__target  # type: ignore[attr-defined]
+        copy, _ = self._copy()
         if key == "__target":
             for each in list(copy):
                 self._own(each)
@@ -122,8 +130,9 @@ class _LazyDict(_DictProxy):
         return _raise_if_unknown(key, copy[key], self._DictProxy__props_acc)  # type: ignore[attr-defined]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._owned.add(key)
-        self._DictProxy__target[key] = value  # type: ignore[attr-defined]
+        copy, owned = self._copy()
+        owned.add(key)
+        copy[key] = value
 
 
 class _LazyList(_ListProxy):
