@@ -98,8 +98,8 @@ def _wrap(value: Any, path: list[str]) -> Any:
 
 class _LazyDict(_DictProxy):
     """A ``_DictProxy`` whose dict and list values are wrapped when first read. It reads the
-    shared ``target`` itself (its keys, its length) until the first read or write of a value,
-    then works on a copy of its own; ``_owned`` holds the keys read or written since (their
+    shared ``target`` itself (its length) until the first read, write or iteration, then works
+    on a copy of its own; ``_owned`` holds the keys read or written since (their
     values are this view's own), so a value a policy wrote is never wrapped, as in the SDK's
     view. Most views are never read into: the copy is never made."""
 
@@ -133,6 +133,10 @@ class _LazyDict(_DictProxy):
         copy, owned = self._copy()
         owned.add(key)
         copy[key] = value
+
+    def __iter__(self) -> Any:
+        # over the dict a write goes to, so adding a key mid-loop fails as in the SDK's view
+        return iter(self._copy()[0])
 
 
 class _LazyList(_ListProxy):
