@@ -44,7 +44,6 @@ it imports nothing from agentstage.
 from __future__ import annotations
 
 import functools
-import operator
 import threading
 from typing import Any
 
@@ -161,7 +160,7 @@ class _LazyList(_ListProxy):
             if key == "__target":
                 return copy
         elif -len(copy) <= key < len(copy):
-            self._own(operator.index(key) % len(copy))
+            self._own(key % len(copy))
         return _raise_if_unknown(key, copy[key], self._ListProxy__props_acc)  # type: ignore[attr-defined]
 
 
