@@ -97,6 +97,9 @@ class PolicyPackProcess:
         self.policy_config_source: str | None = None
         self.client: AnalyzerClient | None = None
         self._info: PackInfo | None = None  # what GetAnalyzerInfo said
+        self._port: int | None = None
+        self._relay: Any = None  # an AnalyzeRelay and this process's lane on it, or None
+        self._lane = 0
 
     # The process's settings, for callers and for starting more processes like this one.
     @property
@@ -154,7 +157,7 @@ class PolicyPackProcess:
     def connect(self) -> None:
         """Wait for the pack's port, then ``Handshake``, ``GetAnalyzerInfo`` and
         ``ConfigureStack``."""
-        port = self.process.wait_for_port()
+        port = self._port = self.process.wait_for_port()
         p = self.process
         self.client = AnalyzerClient(port, self.failure, rpc_timeout=self.rpc_timeout)
         self.client.handshake(p.engine.address, str(p.pack_dir), timeout=p.start_timeout)
@@ -167,7 +170,16 @@ class PolicyPackProcess:
         if self.client is not None:
             self.client.close()
             self.client = None
+        self._relay = None
         self.process.close()
+
+    def relay_through(self, relay: Any) -> None:
+        """Send ``Analyze`` calls through ``relay`` (an
+        :class:`~agentstage.policy.relay.AnalyzeRelay`) from now on; the other calls stay
+        direct."""
+        assert self._port is not None, "connect() first"
+        self._lane = relay.lane(self._port)
+        self._relay = relay
 
     # --- protocol -------------------------------------------------------------------------
 
@@ -216,6 +228,8 @@ class PolicyPackProcess:
     def send_analyze(self, request: Any) -> Any:
         """``Analyze`` one resource: the call's future."""
         assert self.client is not None, "connect() first"
+        if self._relay is not None:
+            return self._relay.analyze(self._lane, request)
         return self.client.analyze(request)
 
     def send_analyze_stack(self, request: Any) -> Any:
@@ -266,7 +280,14 @@ class PolicyPackProcess:
         processes of the pack share the work, ``AnalyzeStack`` included. Returns
         (plan, report)."""
         started = time.perf_counter()
-        extras = ExtraPacks(self.like_this, settings or {}, source, count=extra_processes)
+        relay = _start_relay(self.rpc_timeout)
+        extras = ExtraPacks(
+            self.like_this,
+            settings or {},
+            source,
+            count=extra_processes,
+            prepare=relay and (lambda pack: pack.relay_through(relay)),
+        )
         stream = AnalysisStream(
             self, self.project, self.stack, self.config, on_large=extras.start, large_plan=large_plan, use_wire=True
         )
@@ -276,6 +297,8 @@ class PolicyPackProcess:
             try:
                 self.connect()
                 self.configure(settings or {}, source=source)
+                if relay is not None:
+                    self.relay_through(relay)
                 stream.open()
             except BaseException as err:  # noqa: BLE001 - re-raised on the caller's thread
                 errors.append(err)
@@ -298,6 +321,9 @@ class PolicyPackProcess:
             found, count, seconds = stream.finish(plan)
         finally:
             extras.close()
+            self._relay = None
+            if relay is not None:
+                relay.close()
             if collecting:
                 gc.enable()
         report = self._report(plan, found, count, seconds, stack_config_path)
@@ -326,6 +352,19 @@ class PolicyPackProcess:
 
 
 # --- the one-call API -------------------------------------------------------------------
+
+
+def _start_relay(rpc_timeout: float) -> Any:
+    """An :class:`~agentstage.policy.relay.AnalyzeRelay`, launched; None if it cannot start
+    (the calls are then made directly, as they would be anyway)."""
+    from agentstage.policy.relay import AnalyzeRelay
+
+    relay = AnalyzeRelay(rpc_timeout=rpc_timeout)
+    try:
+        relay.start()
+    except OSError:
+        return None
+    return relay
 
 
 def run_check(

@@ -196,10 +196,19 @@ class AnalysisStream:
 class ExtraPacks:
     """More processes of a pack, started on request (e.g. when a plan turns out large) and
     handed to a stream as each becomes ready. One that cannot start is left out: the others
-    do its share. ``make()`` builds an unlaunched process configured like the first one."""
+    do its share. ``make()`` builds an unlaunched process configured like the first one;
+    ``prepare(pack)``, when given, is called on each once it is configured."""
 
-    def __init__(self, make: Any, settings: Mapping[str, PolicySetting], source: str | None, count: int = 1) -> None:
+    def __init__(
+        self,
+        make: Any,
+        settings: Mapping[str, PolicySetting],
+        source: str | None,
+        count: int = 1,
+        prepare: Any = None,
+    ) -> None:
         self.make = make
+        self.prepare = prepare
         self.settings = settings
         self.source = source
         self.count = count
@@ -216,6 +225,8 @@ class ExtraPacks:
                     pack.launch()
                     pack.connect()
                     pack.configure(self.settings, source=self.source)
+                    if self.prepare is not None:
+                        self.prepare(pack)
                 except Exception:  # noqa: BLE001 - the other processes do the work instead
                     return
                 stream.add_shard(pack)

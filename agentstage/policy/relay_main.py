@@ -1,0 +1,95 @@
+"""The relay process of :mod:`agentstage.policy.relay`: run by path, with only the standard
+library and grpc (nothing of agentstage or pulumi is imported, so it starts in a tenth of a
+second).
+
+    python relay_main.py METHOD TIMEOUT MAX_MESSAGE
+
+Reads frames from stdin and writes frames to stdout, each a header (:data:`HEADER`: payload
+length, kind, sequence number, lane or status code) and a payload:
+
+* ``LANE`` (lane N, payload ``host:port``): open a channel to an Analyzer as lane N;
+* ``CALL`` (sequence S, lane N, payload a serialized request): call METHOD on lane N with the
+  bytes as they are; the answer comes back as ``ANSWER`` S with status 0 and the serialized
+  response, or with the call's gRPC status code and its details (UTF-8).
+
+At the end of stdin it waits for the calls it made, then exits.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import threading
+from typing import Any
+
+#: payload length, kind, sequence number, lane (CALL, LANE) or gRPC status code (ANSWER)
+HEADER = struct.Struct(">IBIH")
+LANE, CALL, ANSWER = 1, 2, 3
+
+
+def read_exact(stream: Any, size: int) -> bytes | None:
+    """``size`` bytes, or None at the end of the stream (also in the middle of a frame)."""
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(inp: Any, out: Any, method: str, timeout: float, max_message: int) -> None:
+    import grpc
+
+    options = [("grpc.max_receive_message_length", max_message), ("grpc.max_send_message_length", max_message)]
+    lanes: dict[int, Any] = {}
+    channels: list[Any] = []
+    write = threading.Lock()
+    idle = threading.Condition()
+    outstanding = 0
+
+    def answer(seq: int, code: int, payload: bytes) -> None:
+        nonlocal outstanding
+        with write:
+            out.write(HEADER.pack(len(payload), ANSWER, seq, code) + payload)
+            out.flush()
+        with idle:
+            outstanding -= 1
+            idle.notify_all()
+
+    def done(future: Any, seq: int) -> None:
+        try:
+            response = future.result()
+        except grpc.RpcError as err:
+            answer(seq, err.code().value[0], (err.details() or "").encode())
+        except Exception as err:  # noqa: BLE001 - e.g. cancelled: still an answer
+            answer(seq, grpc.StatusCode.UNKNOWN.value[0], f"{type(err).__name__}: {err}".encode())
+        else:
+            answer(seq, 0, response)
+
+    while True:
+        head = read_exact(inp, HEADER.size)
+        if head is None:
+            break
+        size, kind, seq, lane = HEADER.unpack(head)
+        payload = read_exact(inp, size)
+        if payload is None:
+            break
+        if kind == LANE:
+            channel = grpc.insecure_channel(payload.decode(), options=options)
+            channels.append(channel)
+            lanes[lane] = channel.unary_unary(method)  # no serializers: bytes in, bytes out
+        elif kind == CALL:
+            with idle:
+                outstanding += 1
+            future = lanes[lane].future(payload, timeout=timeout)
+            future.add_done_callback(lambda f, seq=seq: done(f, seq))
+    with idle:
+        idle.wait_for(lambda: outstanding == 0)
+    for channel in channels:
+        channel.close()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer, sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
