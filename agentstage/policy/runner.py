@@ -9,7 +9,9 @@ The parts, each in its own module:
 * :mod:`agentstage.policy.wire` says what the analyzer is told about each resource (the
   CLI's default providers included);
 * :mod:`agentstage.policy.streaming` (optional) analyses while the program runs, over one
-  or several processes of the pack.
+  or several processes of the pack;
+* :mod:`agentstage.policy.relay` makes the streamed ``Analyze`` calls from a separate
+  process, so the program's process only writes bytes to a pipe.
 
 :class:`PolicyPackProcess` puts the first three together: one pack process and its client.
 :func:`run_check` is the one-call API. Anything unexpected from the pack (it does not start,
