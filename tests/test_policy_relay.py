@@ -168,3 +168,27 @@ class socket_port:
 
     def __exit__(self, *exc) -> None:
         self.sock.close()
+
+
+def test_closing_with_calls_unanswered_stops_the_relay_at_once(serve) -> None:  # noqa: F811
+    import time
+
+    release = threading.Event()
+
+    class Slow(Recording):
+        def Analyze(self, request, context):  # noqa: N802
+            release.wait(30)
+            return super().Analyze(request, context)
+
+    relay = AnalyzeRelay(rpc_timeout=30)
+    relay.start()
+    try:
+        call = relay.analyze(relay.lane(serve(Slow())), _request("a"))
+        relay.flush()
+        started = time.monotonic()
+        relay.close()  # an abandoned check: the call is never going to be read
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    assert took < 3, f"close() waited {took:.1f}s for a call nobody will read"
+    assert call.exception().code() == grpc.StatusCode.UNAVAILABLE

@@ -180,15 +180,20 @@ class AnalyzeRelay:
             self._answered.wait_for(call.done)
 
     def close(self) -> None:
+        """Stop the relay: at once when calls are still unanswered (the check is being
+        abandoned), else once it has seen the end of its input."""
         self.flush()
         with self._write:
             proc, self._proc = self._proc, None
+            abandoned = bool(self._calls)
         if proc is None:
             return
         try:
-            proc.stdin.close()  # type: ignore[union-attr] # end of input: the relay finishes its calls and exits
+            proc.stdin.close()  # type: ignore[union-attr] # end of input: the relay exits
         except OSError:
             pass
+        if abandoned:
+            proc.kill()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -197,7 +202,7 @@ class AnalyzeRelay:
         for t in self._threads:
             t.join(timeout=1)
         for stream in (proc.stdout, proc.stderr):
-            stream.close()
+            stream.close()  # type: ignore[union-attr]
 
     # --- internals ------------------------------------------------------------------------
 
