@@ -15,7 +15,7 @@ import pytest
 from pulumi.runtime.proto import analyzer_pb2
 
 from agentstage.policy import relay as relay_module
-from agentstage.policy.process import BACKGROUND_NICENESS, in_background
+from agentstage.policy.process import BACKGROUND_NICENESS
 from agentstage.policy.relay import AnalyzeRelay, RelayedRpcError, analyze_method
 from tests.test_policy_parts import FakeAnalyzer, serve  # noqa: F401 - serve is a fixture
 from tests.test_policy_runner import rule_pack
@@ -119,31 +119,127 @@ def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve)
     assert (later.code(), later.details()) == (error.code(), error.details())
 
 
-def test_background_processes_run_at_a_lower_priority() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+def test_the_relay_and_the_pack_processes_run_at_a_lower_priority(relay) -> None:
+    from agentstage.policy.process import PackProcess
+    from tests.conftest import ROOT
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(19, own + BACKGROUND_NICENESS)
+    pack = PackProcess(ROOT / "policies" / "agent_guard")
+    pack.launch()
     try:
-        before = os.getpriority(os.PRIO_PROCESS, child.pid)
-        in_background(child.pid)
-        assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, before + BACKGROUND_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, pack._proc.pid) == expected  # noqa: SLF001
     finally:
-        child.kill()
-        child.wait()
+        pack.close()
+    assert os.getpriority(os.PRIO_PROCESS, relay._proc.pid) == expected  # noqa: SLF001
+
+
+def test_lanes_asked_for_at_the_same_time_are_all_different(serve, relay) -> None:  # noqa: F811
+    port = serve(Recording())
+    for _ in range(100):
+        got: list[int] = []
+        threads = [threading.Thread(target=lambda: got.append(relay.lane(port))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(got)) == 3, got
+
+
+def test_a_relay_that_cannot_start_leaves_the_calls_direct(tmp_path) -> None:
+    from agentstage.policy import PolicyPackProcess
+
+    broken = AnalyzeRelay(python=sys.executable, rpc_timeout=30)
+    broken.python = "/bin/false"  # starts, says nothing, exits
+    broken.start()
+    try:
+        assert broken.ready(10) is False
+        with PolicyPackProcess(project="agent-platform", stack="production") as pack:
+            pack.relay_through(broken)
+            assert pack._relay is None  # noqa: SLF001 - its Analyze calls stay direct
+    finally:
+        broken.close()
+
+
+def test_a_relay_whose_parent_dies_exits_when_its_calls_are_answered(serve, tmp_path) -> None:  # noqa: F811
+    release = threading.Event()
+
+    class Slow(Recording):
+        def Analyze(self, request, context):  # noqa: N802
+            release.wait(30)
+            return super().Analyze(request, context)
+
+    from tests.conftest import ROOT
+
+    port = serve(Slow())
+    parent = tmp_path / "parent.py"
+    parent.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from agentstage.policy.relay import AnalyzeRelay\n"
+        "from tests.test_policy_relay import _request\n"
+        "relay = AnalyzeRelay(rpc_timeout=30)\n"
+        "relay.start()\n"
+        f"relay.analyze(relay.lane({port}), _request('a'))\n"
+        "relay.flush()\n"
+        "print(relay._proc.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, str(parent)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().isdigit(), out.stderr
+    pid = int(out.stdout)
+    release.set()  # the call is answered to a parent that is gone
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            return  # exited; only its (dead) parent could reap it
+        threading.Event().wait(0.1)
+    os.kill(pid, 9)
+    pytest.fail("the relay outlived its parent by 10 s")
 
 
 def test_a_streamed_check_sends_every_analyze_call_through_the_relay(tmp_path, monkeypatch) -> None:
-    from agentstage.policy import run_check
+    from agentstage.engine import run_plan
+    from agentstage.policy import PolicyPackProcess
     from tests.conftest import ROOT
 
-    relayed: list[str] = []
-    analyze = relay_module.AnalyzeRelay.analyze
+    relayed: list[tuple[int, str]] = []
+    lanes: dict[int, int] = {}
+    analyze, lane = relay_module.AnalyzeRelay.analyze, relay_module.AnalyzeRelay.lane
 
-    def counting(self, lane, request):
-        relayed.append(request.urn)
-        return analyze(self, lane, request)
+    def counting(self, number, request):
+        relayed.append((number, request.urn))
+        return analyze(self, number, request)
+
+    both = threading.Event()
+
+    def recording(self, port):
+        number = lanes[port] = lane(self, port)
+        if len(lanes) == 2:
+            both.set()
+        return number
+
+    def plan(on_resource):
+        def hold_after_the_first(record):  # until the extra process has its lane
+            on_resource(record)
+            both.wait(60)
+
+        return run_plan(ROOT, "production", on_resource=hold_after_the_first)
 
     monkeypatch.setattr(relay_module.AnalyzeRelay, "analyze", counting)
-    report = run_check(ROOT, "production")
-    assert len(relayed) == report.resources == len(set(relayed))
+    monkeypatch.setattr(relay_module.AnalyzeRelay, "lane", recording)
+    pack = PolicyPackProcess(project="agent-platform", stack="production")
+    pack.launch()
+    try:  # with the extra pack process from the first resource on
+        _, report = pack.plan_and_check(plan, large_plan=1)
+    finally:
+        pack.close()
+    assert len(relayed) == report.resources == len({urn for _, urn in relayed})
+    assert len(lanes) == 2 and len(set(lanes.values())) == 2, lanes  # each process its own lane
+    assert {number for number, _ in relayed} == set(lanes.values())  # and both got calls
 
 
 def test_a_pack_that_dies_mid_analysis_of_a_streamed_check_is_named(tmp_path) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 
 from agentstage.policy.process import in_background
-from agentstage.policy.relay_main import ANSWER, CALL, HEADER, LANE, read_exact
+from agentstage.policy.relay_main import ANSWER, CALL, HEADER, LANE, READY, read_exact
 
 __all__ = ["AnalyzeRelay", "RelayedCall", "RelayedRpcError", "analyze_method"]
 
@@ -102,6 +102,8 @@ class RelayedCall:
 _PIPE_SIZE = 1 << 20
 #: Bytes of requests gathered before they are written to the relay (about 50 requests).
 _BUFFER = 1 << 16
+#: Seconds past a call's own deadline after which a call the relay never answered fails.
+_GRACE = 30.0
 
 
 def _widen(stream: Any) -> None:
@@ -128,9 +130,11 @@ class AnalyzeRelay:
         self._calls: dict[int, RelayedCall] = {}
         self._seq = 0
         self._lanes = 0
-        self._write = threading.Lock()
+        self._write = threading.Lock()  # the pipe to the relay (a write may wait for room)
+        self._book = threading.Lock()  # the unanswered calls (never held while writing)
         self._answered = threading.Condition()
         self._ended: str | None = None  # why no more answers will come
+        self._ready = threading.Event()
         self._stderr: deque[str] = deque(maxlen=25)
         self._threads: list[threading.Thread] = []
 
@@ -152,48 +156,70 @@ class AnalyzeRelay:
             t.start()
             self._threads.append(t)
 
+    def ready(self, timeout: float) -> bool:
+        """Whether the relay has started and can make calls (waiting up to ``timeout``)."""
+        return self._ready.wait(timeout) and self._ended is None
+
     def lane(self, port: int) -> int:
         """Connect the relay to the Analyzer on 127.0.0.1:``port``; the lane's number."""
-        self._lanes += 1
-        self._send(LANE, 0, self._lanes, f"127.0.0.1:{port}".encode())
+        with self._write:
+            self._lanes += 1
+            lane = self._lanes
+            self._send(LANE, 0, lane, f"127.0.0.1:{port}".encode(), locked=True)
         self.flush()
-        return self._lanes
+        return lane
 
     def analyze(self, lane: int, request: Any) -> RelayedCall:
         """Relay ``Analyze`` of ``request`` on ``lane``: the call, answered later."""
         call = RelayedCall(self)
         payload = request.SerializeToString()
         with self._write:
-            if self._ended is not None:
-                call._payload, call._code = self._ended.encode(), grpc.StatusCode.UNAVAILABLE.value[0]  # noqa: SLF001
-                return call
-            self._seq += 1
-            seq = self._seq
-            self._calls[seq] = call
+            with self._book:
+                if self._ended is not None:
+                    call._payload, call._code = self._ended.encode(), grpc.StatusCode.UNAVAILABLE.value[0]  # noqa: SLF001
+                    return call
+                self._seq += 1
+                seq = self._seq
+                self._calls[seq] = call
             self._send(CALL, seq, lane, payload, locked=True)
         return call
 
     def wait(self, call: RelayedCall) -> None:
+        """Until ``call`` is answered. The relay gives every call an answer within the call's
+        deadline; should it not, the call fails with ``DEADLINE_EXCEEDED`` a little later
+        instead of waiting for ever."""
         if not call.done():
             self.flush()
         with self._answered:
-            self._answered.wait_for(call.done)
+            if self._answered.wait_for(call.done, timeout=self.rpc_timeout + _GRACE):
+                return
+        with self._book:
+            for seq, pending in list(self._calls.items()):
+                if pending is call:
+                    del self._calls[seq]
+        if not call.done():
+            late = (
+                f"no answer from the process relaying Analyze calls to the pack within {self.rpc_timeout + _GRACE:g}s"
+            )
+            call._payload, call._code = late.encode(), grpc.StatusCode.DEADLINE_EXCEEDED.value[0]  # noqa: SLF001
 
     def close(self) -> None:
         """Stop the relay: at once when calls are still unanswered (the check is being
         abandoned), else once it has seen the end of its input."""
-        self.flush()
+        with self._book:
+            abandoned = bool(self._calls)
+        if abandoned and self._proc is not None:
+            self._proc.kill()  # before anything that could wait on a relay that is not reading
+        else:
+            self.flush()
         with self._write:
             proc, self._proc = self._proc, None
-            abandoned = bool(self._calls)
         if proc is None:
             return
         try:
             proc.stdin.close()  # type: ignore[union-attr] # end of input: the relay exits
         except OSError:
             pass
-        if abandoned:
-            proc.kill()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -243,7 +269,11 @@ class AnalyzeRelay:
             if head is None or payload is None:
                 break
             _, kind, seq, code = HEADER.unpack(head)
-            call = self._calls.pop(seq, None) if kind == ANSWER else None
+            if kind == READY:
+                self._ready.set()
+                continue
+            with self._book:
+                call = self._calls.pop(seq, None) if kind == ANSWER else None
             if call is not None:
                 call._payload, call._code = payload, code  # noqa: SLF001 - the call's own relay
                 with self._answered:
@@ -265,9 +295,10 @@ class AnalyzeRelay:
         )
         if lines:
             why += ":\n  " + "\n  ".join(lines)
-        with self._write:
+        with self._book:
             self._ended = why
             calls, self._calls = self._calls, {}
+        self._ready.set()  # whoever waits for it to start: it will not
         for call in calls.values():
             call._payload, call._code = why.encode(), grpc.StatusCode.UNAVAILABLE.value[0]  # noqa: SLF001
         with self._answered:

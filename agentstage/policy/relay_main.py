@@ -12,11 +12,14 @@ length, kind, sequence number, lane or status code) and a payload:
   bytes as they are; the answer comes back as ``ANSWER`` S with status 0 and the serialized
   response, or with the call's gRPC status code and its details (UTF-8).
 
-At the end of stdin it waits for the calls it made, then exits.
+It writes ``READY`` once it can make calls. At the end of stdin it waits for the calls it
+made, then exits; when its stdout is gone (the process that started it has died) it exits at
+once.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import threading
@@ -24,7 +27,7 @@ from typing import Any
 
 #: payload length, kind, sequence number, lane (CALL, LANE) or gRPC status code (ANSWER)
 HEADER = struct.Struct(">IBIH")
-LANE, CALL, ANSWER = 1, 2, 3
+LANE, CALL, ANSWER, READY = 1, 2, 3, 4
 
 
 def read_exact(stream: Any, size: int) -> bytes | None:
@@ -49,24 +52,31 @@ def serve(inp: Any, out: Any, method: str, timeout: float, max_message: int) -> 
     idle = threading.Condition()
     outstanding = 0
 
-    def answer(seq: int, code: int, payload: bytes) -> None:
-        nonlocal outstanding
-        with write:
-            out.write(HEADER.pack(len(payload), ANSWER, seq, code) + payload)
-            out.flush()
-        with idle:
-            outstanding -= 1
-            idle.notify_all()
+    def emit(kind: int, seq: int, code: int, payload: bytes) -> None:
+        try:
+            with write:
+                out.write(HEADER.pack(len(payload), kind, seq, code) + payload)
+                out.flush()
+        except (OSError, ValueError):  # no one reads the answers any more: nothing left to do
+            os._exit(1)
 
     def done(future: Any, seq: int) -> None:
+        nonlocal outstanding
         try:
-            response = future.result()
-        except grpc.RpcError as err:
-            answer(seq, err.code().value[0], (err.details() or "").encode())
-        except Exception as err:  # noqa: BLE001 - e.g. cancelled: still an answer
-            answer(seq, grpc.StatusCode.UNKNOWN.value[0], f"{type(err).__name__}: {err}".encode())
-        else:
-            answer(seq, 0, response)
+            try:
+                response = future.result()
+            except grpc.RpcError as err:
+                emit(ANSWER, seq, err.code().value[0], (err.details() or "").encode())
+            except BaseException as err:  # noqa: BLE001 - e.g. cancelled: still an answer
+                emit(ANSWER, seq, grpc.StatusCode.UNKNOWN.value[0], f"{type(err).__name__}: {err}".encode())
+            else:
+                emit(ANSWER, seq, 0, response)
+        finally:
+            with idle:
+                outstanding -= 1
+                idle.notify_all()
+
+    emit(READY, 0, 0, b"")
 
     while True:
         head = read_exact(inp, HEADER.size)

@@ -180,6 +180,8 @@ class PolicyPackProcess:
         :class:`~agentstage.policy.relay.AnalyzeRelay`) from now on; the other calls stay
         direct."""
         assert self._port is not None, "connect() first"
+        if not relay.ready(_RELAY_START):
+            return  # it did not start: the calls stay direct, as they work anyway
         self._lane = relay.lane(self._port)
         self._relay = relay
 
@@ -282,13 +284,13 @@ class PolicyPackProcess:
         processes of the pack share the work, ``AnalyzeStack`` included. Returns
         (plan, report)."""
         started = time.perf_counter()
-        relay = _start_relay(self.rpc_timeout)
+        relay = None
         extras = ExtraPacks(
             self.like_this,
             settings or {},
             source,
             count=extra_processes,
-            prepare=relay and (lambda pack: pack.relay_through(relay)),
+            prepare=lambda pack: relay is not None and pack.relay_through(relay),
         )
         stream = AnalysisStream(
             self, self.project, self.stack, self.config, on_large=extras.start, large_plan=large_plan, use_wire=True
@@ -307,12 +309,13 @@ class PolicyPackProcess:
                 stream.abandon()
 
         connector = threading.Thread(target=connect, name="policy-pack-connect", daemon=True)
-        connector.start()
         # As the engine does while the program runs: the plan's objects make the heap large,
         # and the collector's full passes over it would slow the analysis as much.
         collecting = gc.isenabled()
         gc.disable()
         try:
+            relay = _start_relay(self.rpc_timeout)  # the Analyze calls' process (None: direct calls)
+            connector.start()
             try:
                 plan = make_plan(stream.feed)
             finally:
@@ -356,6 +359,10 @@ class PolicyPackProcess:
 # --- the one-call API -------------------------------------------------------------------
 
 
+#: Seconds a pack waits for the relay to say it is ready before its calls stay direct.
+_RELAY_START = 10.0
+
+
 def _start_relay(rpc_timeout: float) -> Any:
     """An :class:`~agentstage.policy.relay.AnalyzeRelay`, launched; None if it cannot start
     (the calls are then made directly, as they would be anyway)."""
@@ -364,7 +371,8 @@ def _start_relay(rpc_timeout: float) -> Any:
     relay = AnalyzeRelay(rpc_timeout=rpc_timeout)
     try:
         relay.start()
-    except OSError:
+    except Exception:  # noqa: BLE001 - e.g. no interpreter to start: the calls stay direct
+        relay.close()
         return None
     return relay
 
