@@ -107,11 +107,11 @@ _GRACE = 30.0
 
 
 def _widen(stream: Any) -> None:
-    import fcntl
-
     try:
+        import fcntl
+
         fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
-    except OSError:  # not Linux, or a lower limit: the default pipe works, a little slower
+    except (ImportError, OSError):  # not Linux, or a lower limit: the default pipe works, a little slower
         pass
 
 
