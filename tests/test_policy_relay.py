@@ -108,7 +108,7 @@ def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve)
         lane = relay.lane(serve(Stuck()))
         waiting = relay.analyze(lane, _request("a"))
         relay.flush()
-        relay._proc.kill()  # noqa: SLF001 - the relay dies mid-call
+        os.kill(relay.pid, 9)  # the relay dies mid-call
         error = waiting.exception()
         later = relay.analyze(lane, _request("b")).exception()
     finally:
@@ -128,10 +128,10 @@ def test_the_relay_and_the_pack_processes_run_at_a_lower_priority(relay) -> None
     pack = PackProcess(ROOT / "policies" / "agent_guard")
     pack.launch()
     try:
-        assert os.getpriority(os.PRIO_PROCESS, pack._proc.pid) == expected  # noqa: SLF001
+        assert os.getpriority(os.PRIO_PROCESS, pack.pid) == expected
     finally:
         pack.close()
-    assert os.getpriority(os.PRIO_PROCESS, relay._proc.pid) == expected  # noqa: SLF001
+    assert os.getpriority(os.PRIO_PROCESS, relay.pid) == expected
 
 
 def test_lanes_asked_for_at_the_same_time_are_all_different(serve, relay) -> None:  # noqa: F811
@@ -156,7 +156,7 @@ def test_a_relay_that_cannot_start_leaves_the_calls_direct(tmp_path) -> None:
         assert broken.ready(10) is False
         with PolicyPackProcess(project="agent-platform", stack="production") as pack:
             pack.relay_through(broken)
-            assert pack._relay is None  # noqa: SLF001 - its Analyze calls stay direct
+            assert not pack.relayed  # its Analyze calls stay direct
     finally:
         broken.close()
 
@@ -182,7 +182,7 @@ def test_a_relay_whose_parent_dies_exits_when_its_calls_are_answered(serve, tmp_
         "relay.start()\n"
         f"relay.analyze(relay.lane({port}), _request('a'))\n"
         "relay.flush()\n"
-        "print(relay._proc.pid, flush=True)\n"
+        "print(relay.pid, flush=True)\n"
         "os._exit(0)\n"
     )
     out = subprocess.run([sys.executable, str(parent)], capture_output=True, text=True, timeout=60)

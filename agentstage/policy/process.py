@@ -217,6 +217,11 @@ class PackProcess:
     def running(self) -> bool:
         return self._proc is not None
 
+    @property
+    def pid(self) -> int | None:
+        """The pack's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def launch(self) -> None:
         self.engine.start()
         # The stack config goes through the pack's stdin, not PULUMI_CONFIG: see PACK_MAIN.

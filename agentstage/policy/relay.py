@@ -76,6 +76,10 @@ class RelayedCall:
     def done(self) -> bool:
         return self._code is not None
 
+    def settle(self, code: int, payload: bytes) -> None:
+        """The call's answer: status ``code`` (0: OK) and the response, or the details."""
+        self._payload, self._code = payload, code
+
     def cancel(self) -> bool:
         return False  # the relay ends its calls when it is closed
 
@@ -156,6 +160,11 @@ class AnalyzeRelay:
             t.start()
             self._threads.append(t)
 
+    @property
+    def pid(self) -> int | None:
+        """The relay's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def ready(self, timeout: float) -> bool:
         """Whether the relay has started and can make calls (waiting up to ``timeout``)."""
         return self._ready.wait(timeout) and self._ended is None
@@ -176,7 +185,7 @@ class AnalyzeRelay:
         with self._write:
             with self._book:
                 if self._ended is not None:
-                    call._payload, call._code = self._ended.encode(), grpc.StatusCode.UNAVAILABLE.value[0]  # noqa: SLF001
+                    call.settle(grpc.StatusCode.UNAVAILABLE.value[0], self._ended.encode())
                     return call
                 self._seq += 1
                 seq = self._seq
@@ -201,7 +210,7 @@ class AnalyzeRelay:
             late = (
                 f"no answer from the process relaying Analyze calls to the pack within {self.rpc_timeout + _GRACE:g}s"
             )
-            call._payload, call._code = late.encode(), grpc.StatusCode.DEADLINE_EXCEEDED.value[0]  # noqa: SLF001
+            call.settle(grpc.StatusCode.DEADLINE_EXCEEDED.value[0], late.encode())
 
     def close(self) -> None:
         """Stop the relay: at once when calls are still unanswered (the check is being
@@ -275,7 +284,7 @@ class AnalyzeRelay:
             with self._book:
                 call = self._calls.pop(seq, None) if kind == ANSWER else None
             if call is not None:
-                call._payload, call._code = payload, code  # noqa: SLF001 - the call's own relay
+                call.settle(code, payload)
                 with self._answered:
                     self._answered.notify_all()
         self._end_calls()
@@ -300,7 +309,7 @@ class AnalyzeRelay:
             calls, self._calls = self._calls, {}
         self._ready.set()  # whoever waits for it to start: it will not
         for call in calls.values():
-            call._payload, call._code = why.encode(), grpc.StatusCode.UNAVAILABLE.value[0]  # noqa: SLF001
+            call.settle(grpc.StatusCode.UNAVAILABLE.value[0], why.encode())
         with self._answered:
             self._answered.notify_all()
 

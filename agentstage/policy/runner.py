@@ -175,6 +175,11 @@ class PolicyPackProcess:
         self._relay = None
         self.process.close()
 
+    @property
+    def relayed(self) -> bool:
+        """Whether ``Analyze`` calls go through a relay (see :meth:`relay_through`)."""
+        return self._relay is not None
+
     def relay_through(self, relay: Any) -> None:
         """Send ``Analyze`` calls through ``relay`` (an
         :class:`~agentstage.policy.relay.AnalyzeRelay`) from now on; the other calls stay
