@@ -36,6 +36,18 @@ class Recording(FakeAnalyzer):
         return super().Analyze(request, context)
 
 
+class Held(Recording):
+    """Answers ``Analyze`` only once ``release`` is set (or after 30 s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def Analyze(self, request, context):  # noqa: N802
+        self.release.wait(30)
+        return super().Analyze(request, context)
+
+
 def _request(name: str, **props: str) -> analyzer_pb2.AnalyzeRequest:
     request = analyzer_pb2.AnalyzeRequest(type="x:y:Z", name=name, urn=f"urn:pulumi:dev::proj::x:y:Z::{name}")
     request.properties.update({"name": name, **props})
@@ -95,17 +107,13 @@ def test_calls_to_an_analyzer_that_is_gone_fail_as_unavailable(relay) -> None:
 
 
 def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve) -> None:  # noqa: F811
-    release = threading.Event()
-
-    class Stuck(Recording):
-        def Analyze(self, request, context):  # noqa: N802
-            release.wait(30)
-            return super().Analyze(request, context)
+    held = Held()
+    release = held.release
 
     relay = AnalyzeRelay(rpc_timeout=30)
     relay.start()
     try:
-        lane = relay.lane(serve(Stuck()))
+        lane = relay.lane(serve(held))
         waiting = relay.analyze(lane, _request("a"))
         relay.flush()
         os.kill(relay.pid, 9)  # the relay dies mid-call
@@ -162,16 +170,12 @@ def test_a_relay_that_cannot_start_leaves_the_calls_direct(tmp_path) -> None:
 
 
 def test_a_relay_whose_parent_dies_exits_when_its_calls_are_answered(serve, tmp_path) -> None:  # noqa: F811
-    release = threading.Event()
-
-    class Slow(Recording):
-        def Analyze(self, request, context):  # noqa: N802
-            release.wait(30)
-            return super().Analyze(request, context)
+    held = Held()
+    release = held.release
 
     from tests.conftest import ROOT
 
-    port = serve(Slow())
+    port = serve(held)
     parent = tmp_path / "parent.py"
     parent.write_text(
         "import os, sys\n"
@@ -269,17 +273,13 @@ class socket_port:
 def test_closing_with_calls_unanswered_stops_the_relay_at_once(serve) -> None:  # noqa: F811
     import time
 
-    release = threading.Event()
-
-    class Slow(Recording):
-        def Analyze(self, request, context):  # noqa: N802
-            release.wait(30)
-            return super().Analyze(request, context)
+    held = Held()
+    release = held.release
 
     relay = AnalyzeRelay(rpc_timeout=30)
     relay.start()
     try:
-        call = relay.analyze(relay.lane(serve(Slow())), _request("a"))
+        call = relay.analyze(relay.lane(serve(held)), _request("a"))
         relay.flush()
         started = time.monotonic()
         relay.close()  # an abandoned check: the call is never going to be read
