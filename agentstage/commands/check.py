@@ -14,6 +14,7 @@ import typer
 from agentstage.commands.common import (
     EXIT_FAILED,
     ConfigFileOpt,
+    PlanProgress,
     ProjectOpt,
     StackArg,
     err_console,
@@ -85,9 +86,17 @@ def check(
     # A one-shot command: no collector passes over the plan's large heap, now or at exit.
     gc.disable()
     try:
-        report = run_check(
-            project, stack, config_file=config_file, policy_config=policy_config, pack_dir=pack_dir, new_stack=new_stack
-        )
+        with PlanProgress(stack) as progress:
+            report = run_check(
+                project,
+                stack,
+                config_file=config_file,
+                policy_config=policy_config,
+                pack_dir=pack_dir,
+                new_stack=new_stack,
+                on_resource=progress.on_resource,
+                on_planned=lambda: progress.then(f"checking {stack} against the policy pack"),
+            )
     except PolicyError as err:
         raise PolicyError(f"{err}\nthe policy check did not complete; nothing was checked") from None
     gc.freeze()

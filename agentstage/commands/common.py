@@ -8,7 +8,7 @@ import gc
 import json
 import re
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -24,6 +24,7 @@ __all__ = [
     "err_console",
     "fail",
     "plan_or_exit",
+    "PlanProgress",
     "check_stack_name",
 ]
 
@@ -58,12 +59,56 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise AgentstageError(message, exit_code=code)
 
 
+class PlanProgress:
+    """A status line on stderr while a command plans (and checks) a stack: the resources the
+    program has registered so far, then the step that follows. Only on a terminal: CI logs,
+    pipes and ``--json`` output never see it, and it is gone when the command prints.
+
+    ``on_resource`` is the engine's per-resource callback (it only counts: the line is
+    redrawn by the display's own thread a few times a second)."""
+
+    def __init__(self, stack: str, console: Any = None) -> None:
+        self.stack = stack
+        self.console = console if console is not None else err_console
+        self.count = 0
+        self.step = ""
+        self._status: Any = None
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        if self.step:
+            return Text(f"{self.step} ({self.count:,} resources)")
+        if not self.count:
+            return Text(f"planning {self.stack}: reading the stack config, running the program")
+        return Text(f"planning {self.stack}: {self.count:,} resources registered")
+
+    def on_resource(self, _record: Any) -> None:
+        self.count += 1
+
+    def then(self, step: str) -> None:
+        """The program has finished: say what the command does now."""
+        self.step = step
+
+    def __enter__(self) -> PlanProgress:
+        if self.console.is_terminal:
+            self._status = self.console.status(self, spinner="dots")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
 def plan_or_exit(project: Path, stack: str, config_file: Path | None):  # -> Plan
     """Run the offline engine (its errors are reported by the boundary: exit 2 for a missing
     project, stack file or invalid config, 1 when the program itself failed)."""
     from agentstage.engine import run_plan
 
-    plan = run_plan(project, stack, config_file)
+    with PlanProgress(stack) as progress:
+        plan = run_plan(project, stack, config_file, on_resource=progress.on_resource)
     # A one-shot command keeps the plan to the end: move what survived the run out of the
     # cycle collector's sight, or its next full pass (during rendering) rescans it all.
     gc.freeze()

@@ -391,8 +391,13 @@ def run_check(
     plan: Any = None,
     pack_dir: str | os.PathLike[str] | None = None,
     new_stack: bool = False,
+    on_resource: Any = None,
+    on_planned: Any = None,
 ) -> CheckReport:
     """Run ``stack``'s offline plan (or the given ``plan``) through the policy pack.
+
+    ``on_resource(record)`` is also called with each resource as the program registers it,
+    and ``on_planned()`` once the program has finished (for a progress display).
 
     ``new_stack``: plan the stack as a first ``pulumi preview`` of a new stack sees it
     (computed outputs of the resources being created are unknown; see
@@ -420,15 +425,26 @@ def run_check(
     try:
         runner.launch()  # the pack boots while the program runs
         if plan is None:
-            _, report = runner.plan_and_check(
-                lambda on_resource: run_plan(
+
+            def make_plan(feed: Any) -> Any:
+                def each(record: Any) -> None:
+                    feed(record)
+                    on_resource(record)
+
+                made = run_plan(
                     project_dir,
                     stack,
                     config_file,
-                    on_resource=on_resource,
+                    on_resource=feed if on_resource is None else each,
                     stack_config=stack_config,
                     new_stack=new_stack,
-                ),
+                )
+                if on_planned is not None:
+                    on_planned()
+                return made
+
+            _, report = runner.plan_and_check(
+                make_plan,
                 settings,
                 source=source,
                 stack_config_path=str(stack_config.path),
