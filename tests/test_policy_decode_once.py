@@ -14,7 +14,7 @@ import importlib.util
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pulumi_policy import proxy as sdk_proxy
 from pulumi_policy.deserialize import serialize_properties
@@ -131,6 +131,12 @@ def _run(view: Any, ops: list[tuple]) -> list[Any]:
 
 @settings(max_examples=200, deadline=None)
 @given(tree=st.dictionaries(st.sampled_from(KEYS), trees, max_size=4), ops=operations)
+# written into what ``__target`` handed out, then read through the view: as it was written
+@example(tree={}, ops=[("write", ["__target", "a"], []), ("read", ["a"])])
+@example(tree={"a": [{"b": 1}, 2]}, ops=[("write", ["a", "__target", 1], {"b": 2}), ("read", ["a", 1])])
+@example(
+    tree={"a": {"b": {}}}, ops=[("read", ["a", "__target"]), ("write", ["a", "__target", "b"], []), ("walk", ["a"])]
+)
 def test_the_lazy_view_answers_every_read_write_and_unwrap_as_the_sdk_view(tree, ops):
     original = copy.deepcopy(tree)
     eager, lazy = sdk_proxy.unknown_checking_proxy(tree), decode_once.unknown_checking_proxy(tree)
@@ -184,3 +190,38 @@ def test_adding_a_key_while_looping_over_a_view_fails_as_in_the_sdk_view():
         with pytest.raises(RuntimeError, match="dictionary changed size during iteration"):
             for key in view:
                 view[key + "x"] = 2
+
+
+def test_analyze_stack_runs_with_the_cycle_collector_paused_and_puts_it_back() -> None:
+    import gc
+    import threading
+
+    seen: list[bool] = []
+    inside, leave = threading.Event(), threading.Event()
+
+    def answer(self, request, context):
+        seen.append(gc.isenabled())
+        if request == "first":
+            inside.set()
+            leave.wait(10)
+        return request
+
+    paused = decode_once._without_collector(answer)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        first = threading.Thread(target=paused, args=(None, "first", None))
+        first.start()
+        inside.wait(10)
+        assert paused(None, "second", None) == "second"  # overlapping calls share one pause
+        assert not gc.isenabled(), "the first call is still answering"
+        leave.set()
+        first.join()
+        assert gc.isenabled(), "the collector runs again after the last call"
+        gc.disable()
+        paused(None, "third", None)
+        assert not gc.isenabled(), "a collector that was off stays off"
+    finally:
+        leave.set()
+        (gc.enable if was else gc.disable)()
+    assert seen == [False, False, False]

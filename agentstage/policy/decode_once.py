@@ -25,7 +25,8 @@ booleans, None, and the SDK's asset and archive objects, which nothing in the SD
 This is a **runtime patch of pulumi-policy's internals** (the module-level names
 ``json_format``, ``deserialize_properties`` and ``unknown_checking_proxy`` in
 ``pulumi_policy.policy``, and the servicer's ``Analyze``/``AnalyzeStack``, wrapped to open and
-close the per-request memory): the SDK has no hook for it. The pack's own code and the SDK's
+close the per-request memory and, for ``AnalyzeStack``, to pause the cycle collector): the SDK
+has no hook for it. The pack's own code and the SDK's
 files are untouched, and a pack started by the Pulumi CLI runs without it.
 tests/test_sdk_contract.py fails, naming what changed, if an SDK upgrade changes any of this;
 tests/test_policy_equivalence.py checks that verdicts with the patch equal verdicts of the
@@ -44,6 +45,7 @@ it imports nothing from agentstage.
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 from typing import Any
 
@@ -105,6 +107,7 @@ class _LazyDict(_DictProxy):
     def __init__(self, target: dict[Any, Any], path: list[str]) -> None:
         super().__init__(target, path)
         self._owned: set[Any] | None = None  # None: still reading the shared target
+        self._exposed = False  # its dict was handed out (``__target``): all of it is as is
 
     def _copy(self) -> tuple[dict[Any, Any], set[Any]]:
         if self._owned is None:
@@ -114,7 +117,7 @@ class _LazyDict(_DictProxy):
 
     def _own(self, key: Any) -> None:
         copy, owned = self._copy()
-        if key not in owned:
+        if key not in owned and not self._exposed:
             owned.add(key)
             if key in copy:
                 copy[key] = _wrap(copy[key], _append_prop(self._DictProxy__props_acc, key))  # type: ignore[attr-defined]
@@ -124,6 +127,7 @@ class _LazyDict(_DictProxy):
         if key == "__target":
             for each in list(copy):
                 self._own(each)
+            self._exposed = True  # whatever is put in it from now on is read back as it is
             return copy
         self._own(key)
         return _raise_if_unknown(key, copy[key], self._DictProxy__props_acc)  # type: ignore[attr-defined]
@@ -145,9 +149,10 @@ class _LazyList(_ListProxy):
     def __init__(self, target: list[Any], path: list[str]) -> None:
         super().__init__(list(target), path)
         self._owned: set[int] = set()
+        self._exposed = False  # its list was handed out (``__target``): all of it is as is
 
     def _own(self, index: int) -> None:
-        if index not in self._owned:
+        if index not in self._owned and not self._exposed:
             self._owned.add(index)
             copy = self._ListProxy__target  # type: ignore[attr-defined]
             copy[index] = _wrap(copy[index], _append_prop(self._ListProxy__props_acc, index))  # type: ignore[attr-defined]
@@ -158,6 +163,7 @@ class _LazyList(_ListProxy):
             for index in range(len(copy)):
                 self._own(index)
             if key == "__target":
+                self._exposed = True
                 return copy
         elif -len(copy) <= key < len(copy):
             self._own(key % len(copy))
@@ -182,6 +188,36 @@ def _per_request(method: Any) -> Any:
     return wrapper
 
 
+#: Calls that have paused the cycle collector, and whether it was running before the first.
+_paused = {"calls": 0, "resume": False}
+_paused_lock = threading.Lock()
+
+
+def _without_collector(method: Any) -> Any:
+    """Pause the cycle collector while ``method`` answers (``AnalyzeStack``): it decodes the
+    whole stack and builds a view of every resource per stack policy, millions of objects
+    that live to the end of the call, and the collector's full passes over them cost 40% of
+    the call at 300 agents (``AnalyzeStack`` 4.6-5.8 s per process with it, 2.9-3.2 s
+    without). It runs again afterwards, as it was before."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: Any) -> Any:
+        with _paused_lock:
+            if _paused["calls"] == 0:
+                _paused["resume"] = gc.isenabled()
+                gc.disable()
+            _paused["calls"] += 1
+        try:
+            return method(self, request, context)
+        finally:
+            with _paused_lock:
+                _paused["calls"] -= 1
+                if _paused["calls"] == 0 and _paused["resume"]:
+                    gc.enable()
+
+    return wrapper
+
+
 def install() -> None:
     """Patch the loaded pulumi-policy (idempotent)."""
     from pulumi_policy import policy as sdk
@@ -193,4 +229,4 @@ def install() -> None:
     sdk.unknown_checking_proxy = unknown_checking_proxy
     servicer = sdk._PolicyAnalyzerServicer  # noqa: SLF001 - see the module docstring
     servicer.Analyze = _per_request(servicer.Analyze)
-    servicer.AnalyzeStack = _per_request(servicer.AnalyzeStack)
+    servicer.AnalyzeStack = _without_collector(_per_request(servicer.AnalyzeStack))
