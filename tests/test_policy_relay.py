@@ -106,12 +106,8 @@ def test_calls_to_an_analyzer_that_is_gone_fail_as_unavailable(relay) -> None:
     assert call.exception().code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve) -> None:  # noqa: F811
+def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve, relay) -> None:  # noqa: F811
     held = Held()
-    release = held.release
-
-    relay = AnalyzeRelay(rpc_timeout=30)
-    relay.start()
     try:
         lane = relay.lane(serve(held))
         waiting = relay.analyze(lane, _request("a"))
@@ -120,8 +116,7 @@ def test_a_relay_that_dies_fails_its_unanswered_calls_and_every_later_one(serve)
         error = waiting.exception()
         later = relay.analyze(lane, _request("b")).exception()
     finally:
-        release.set()
-        relay.close()
+        held.release.set()
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == "the process relaying Analyze calls to the pack exited (exit code -9)"
     assert (later.code(), later.details()) == (error.code(), error.details())
@@ -270,14 +265,10 @@ class socket_port:
         self.sock.close()
 
 
-def test_closing_with_calls_unanswered_stops_the_relay_at_once(serve) -> None:  # noqa: F811
+def test_closing_with_calls_unanswered_stops_the_relay_at_once(serve, relay) -> None:  # noqa: F811
     import time
 
     held = Held()
-    release = held.release
-
-    relay = AnalyzeRelay(rpc_timeout=30)
-    relay.start()
     try:
         call = relay.analyze(relay.lane(serve(held)), _request("a"))
         relay.flush()
@@ -285,6 +276,6 @@ def test_closing_with_calls_unanswered_stops_the_relay_at_once(serve) -> None:  
         relay.close()  # an abandoned check: the call is never going to be read
         took = time.monotonic() - started
     finally:
-        release.set()
+        held.release.set()
     assert took < 3, f"close() waited {took:.1f}s for a call nobody will read"
     assert call.exception().code() == grpc.StatusCode.UNAVAILABLE

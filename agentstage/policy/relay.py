@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 
 from agentstage.policy.process import in_background
-from agentstage.policy.relay_main import ANSWER, CALL, HEADER, LANE, READY, read_exact
+from agentstage.policy.relay_main import ANSWER, CALL, HEADER, LANE, READY, read_frames
 
 __all__ = ["AnalyzeRelay", "RelayedCall", "RelayedRpcError", "analyze_method"]
 
@@ -174,7 +174,7 @@ class AnalyzeRelay:
         with self._write:
             self._lanes += 1
             lane = self._lanes
-            self._send(LANE, 0, lane, f"127.0.0.1:{port}".encode(), locked=True)
+            self._send(LANE, 0, lane, f"127.0.0.1:{port}".encode())
         self.flush()
         return lane
 
@@ -190,7 +190,7 @@ class AnalyzeRelay:
                 self._seq += 1
                 seq = self._seq
                 self._calls[seq] = call
-            self._send(CALL, seq, lane, payload, locked=True)
+            self._send(CALL, seq, lane, payload)
         return call
 
     def wait(self, call: RelayedCall) -> None:
@@ -241,22 +241,14 @@ class AnalyzeRelay:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _send(self, kind: int, seq: int, lane: int, payload: bytes, *, locked: bool = False) -> None:
-        """Queue a frame for the relay: it goes when :data:`_BUFFER` bytes have gathered, or at
-        the next :meth:`flush` (before any wait for an answer). Writing each call at once
-        would cost more than the call: every write lets the other threads take the
-        interpreter lock."""
+    def _send(self, kind: int, seq: int, lane: int, payload: bytes) -> None:
+        """Queue a frame for the relay (the caller holds ``_write``): it goes when
+        :data:`_BUFFER` bytes have gathered, or at the next :meth:`flush` (before any wait for
+        an answer). Writing each call at once would cost more than the call: every write lets
+        the other threads take the interpreter lock."""
         assert self._proc is not None and self._proc.stdin is not None, "start() first"
-        frame = HEADER.pack(len(payload), kind, seq, lane) + payload
-        if locked:
-            self._write_frame(frame)
-        else:
-            with self._write:
-                self._write_frame(frame)
-
-    def _write_frame(self, frame: bytes) -> None:
         try:
-            self._proc.stdin.write(frame)  # type: ignore[union-attr]
+            self._proc.stdin.write(HEADER.pack(len(payload), kind, seq, lane) + payload)
         except OSError:  # the relay has exited: the reader ends the unanswered calls
             pass
 
@@ -272,12 +264,7 @@ class AnalyzeRelay:
                 pass
 
     def _read_answers(self, stream: Any) -> None:
-        while True:
-            head = read_exact(stream, HEADER.size)
-            payload = None if head is None else read_exact(stream, HEADER.unpack(head)[0])
-            if head is None or payload is None:
-                break
-            _, kind, seq, code = HEADER.unpack(head)
+        for kind, seq, code, payload in read_frames(stream):
             if kind == READY:
                 self._ready.set()
                 continue

@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 #: payload length, kind, sequence number, lane (CALL, LANE) or gRPC status code (ANSWER)
@@ -40,6 +41,20 @@ def read_exact(stream: Any, size: int) -> bytes | None:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def read_frames(stream: Any) -> Iterator[tuple[int, int, int, bytes]]:
+    """Each frame of ``stream`` as (kind, sequence number, lane or status code, payload),
+    until the stream ends."""
+    while True:
+        head = read_exact(stream, HEADER.size)
+        if head is None:
+            return
+        size, kind, seq, number = HEADER.unpack(head)
+        payload = read_exact(stream, size)
+        if payload is None:
+            return
+        yield kind, seq, number, payload
 
 
 def serve(inp: Any, out: Any, method: str, timeout: float, max_message: int) -> None:
@@ -78,14 +93,7 @@ def serve(inp: Any, out: Any, method: str, timeout: float, max_message: int) -> 
 
     emit(READY, 0, 0, b"")
 
-    while True:
-        head = read_exact(inp, HEADER.size)
-        if head is None:
-            break
-        size, kind, seq, lane = HEADER.unpack(head)
-        payload = read_exact(inp, size)
-        if payload is None:
-            break
+    for kind, seq, lane, payload in read_frames(inp):
         if kind == LANE:
             channel = grpc.insecure_channel(payload.decode(), options=options)
             channels.append(channel)
