@@ -87,6 +87,12 @@ def test_json_preview_is_stable_and_complete():
     assert types.count("gcp:serviceaccount/account:Account") == 2
     again = json.loads(invoke("preview", "production", "-C", str(ROOT), "--json").output)
     assert again == plan
+    # one resource per line, each line of the list a whole resource
+    lines = result.output.splitlines()
+    start = lines.index('  "resources": [')
+    listed = lines[start + 1 : start + 1 + len(plan["resources"])]
+    assert [json.loads(line.strip().rstrip(",")) for line in listed] == plan["resources"]
+    assert lines[start + 1 + len(plan["resources"])].startswith("  ]")
     assert plan["outputs"]["agents"]["support-bot"]["stable_revision"] == "support-bot-1-3-2"
 
 
