@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: preview test bench clean
+.PHONY: preview test bench clean bytecode
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,19 +15,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,vertex,gke,loadtest,enforcer]'
 	touch $(STAMP)
 
-preview: $(STAMP)
+# Byte-compile the project as pip does an installed package (an editable install is not, and
+# with PYTHONDONTWRITEBYTECODE set every command would compile it again); only changed files
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 agentstage components policies >/dev/null
+
+preview: bytecode
 	$(BIN)/agentstage preview staging
 	$(BIN)/agentstage preview production
 	$(BIN)/agentstage check staging
 	$(BIN)/agentstage check production
 	$(BIN)/agentstage check production --new-stack
 
-test: $(STAMP)
+test: bytecode
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2
 
-bench: $(STAMP)
+bench: bytecode
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/release.py

@@ -149,7 +149,11 @@ def documents(draw) -> str:
     return head + body + tail
 
 
-@settings(max_examples=int(os.environ.get("AGENTSTAGE_YAML_EXAMPLES", "400")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("AGENTSTAGE_YAML_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(text=documents())
 # Each a document libyaml reads differently from the pure parser, which the fast path must
 # leave to it:
