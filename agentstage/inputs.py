@@ -262,10 +262,30 @@ class _NotForLibyaml(Exception):
     """The document holds something whose events libyaml and the pure parser disagree on."""
 
 
-#: Text the fast path leaves to the pure parser: libyaml and ruamel's pure parser disagree on
-#: tabs, the Unicode line breaks (NEL, LS, PS), byte-order marks and carriage returns; a
-#: document not ending in a line break and directives (``%YAML``) go the same way.
-_NOT_FOR_LIBYAML = re.compile("[\t\r\x85\u2028\u2029\ufeff]|^%", re.M)
+#: Text the fast path leaves to the pure parser, where libyaml and ruamel's pure parser read
+#: the same characters differently (each found by a differential search; the pure parser
+#: refuses most of these documents, libyaml reads them as data):
+_NOT_FOR_LIBYAML = re.compile(
+    r"[\t\r\x85\u2028\u2029\ufeff]"  # tabs, carriage returns, the Unicode line breaks, a BOM
+    r"|^%"  # a directive (%YAML 1.1 changes what scalars mean)
+    r"|[&*][A-Za-z0-9_-]+[^A-Za-z0-9_\-\s,\[\]{}]"  # an anchor or alias name libyaml ends early (&a:b)
+    r"""|(["'\]}]|\*[A-Za-z0-9_-]+) *:\S"""  # a colon glued to a quoted or flow key (["a":b])
+    r"|![^\s\[\]{}]*,",  # a comma after a tag ([!!str, a]: part of the tag to the pure parser)
+    re.M,
+)
+#: A document-end marker; libyaml skips a second one, the pure parser reads another document.
+_DOCUMENT_END = re.compile(r"^\.\.\.(?=[ \n]|$)", re.M)
+
+
+def _for_libyaml(text: str) -> bool:
+    """Whether the fast path may read ``text`` (what it does not vouch for, the pure parser
+    reads); a document not ending in a line break goes to the pure parser too (marks differ)."""
+    return (
+        text.endswith("\n")
+        and not _NOT_FOR_LIBYAML.search(text)
+        and len(_DOCUMENT_END.findall(text)) < 2
+        and _flow_depth_ok(text)
+    )
 
 
 def _libyaml() -> Any:
@@ -298,9 +318,7 @@ def _compose_with_libyaml(text: str, libyaml: Any, resolver: Any) -> Any:
     for event in y.parse(text, Loader=y.CSafeLoader):
         kind = type(event)
         if kind is y.ScalarEvent or kind is y.MappingStartEvent or kind is y.SequenceStartEvent:
-            tag = event.tag
-            if tag == "!":
-                raise _NotForLibyaml("a non-specific tag")  # libyaml does not mark it implicit
+            tag = event.tag  # `!` (non-specific) stays: check_yaml_node refuses it, the pure parser reads it
             if kind is y.ScalarEvent:
                 if event.style in ("|", ">"):
                     # libyaml accepts leading blank lines indented deeper than the text, and
@@ -376,7 +394,7 @@ def parse_yaml(text: str, source: str, *, file: str | None = None) -> Any:
     # reads the document again and words the error. tests/test_inputs_yaml_fast.py compares the
     # two on generated documents.
     libyaml = _libyaml()
-    if libyaml is not None and text.endswith("\n") and not _NOT_FOR_LIBYAML.search(text) and _flow_depth_ok(text):
+    if libyaml is not None and _for_libyaml(text):
         try:
             return _parse_with_libyaml(text, source, libyaml)
         except Exception:  # whatever it is, the pure parser decides and words it

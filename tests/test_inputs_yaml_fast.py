@@ -65,6 +65,7 @@ TRICKY = [
     "no", "on", "off", "y", "2001-12-14", "0.", "0", "-0", ".5", "0b101", "=", "<<", "é", "日本", "a\u00a0b",
     "a\\b", "a'b", 'a"b', "a,b", "a]b", "a}b", "?a", "-a", "%a", "!a", "&a", "*a", "@a", "`a", "|a", ">a",
     "a|b", "a: ", "::", "[x]", "{x: y}", "", " ", "a\tb", "a\u2028b", "a\x85b", "\ufeffa", "a\rb",
+    "&a:b", "*a:", "*a :b", '"a":b', "'':0", "!!str,", "[!!str, a]", "a&b=c", "...",
 ]  # fmt: skip
 ALPHABET = "ab1 :#-?,[]{}&*!|>'\"%@`\\\t\né\u2028\x85\ufeff\r."
 ESCAPES = ["\\n", "\\t", "\\\\", '\\"', "\\/", "\\u00e9", "\\x41", "\\0", "\\e", "\\N", "\\_", "\\L", "\\P", "\\ "]
@@ -145,7 +146,7 @@ class _Renderer:
 def documents(draw) -> str:
     body = _Renderer(draw).node(draw(trees), 0, False)
     head = draw(st.sampled_from(["", "", "---\n", "--- # doc\n", "# head\n", "%YAML 1.1\n---\n"]))
-    tail = draw(st.sampled_from(["\n", "\n", "", "\n...\n", "\n\n", "\n# end\n"]))
+    tail = draw(st.sampled_from(["\n", "\n", "", "\n...\n", "\n...\n...\n", "\n\n", "\n# end\n"]))
     return head + body + tail
 
 
@@ -158,14 +159,26 @@ def documents(draw) -> str:
 # Each a document libyaml reads differently from the pure parser, which the fast path must
 # leave to it:
 @example(text="! \n")  # a non-specific tag: libyaml does not mark the empty scalar implicit
+@example(text="k: ! [a]\n")  # the same on a collection
 @example(text="- >+\n  \n    \n  text\n")  # blank lines indented deeper than the text: refused
 @example(text="k: |-#c\n  text\n")  # a comment glued to a block scalar header: refused
 @example(text="k: a\tb\n")  # a tab
 @example(text="k: a\u2028b\n")  # LINE SEPARATOR: a line break to libyaml
 @example(text="k: a\x85b\n")  # NEXT LINE: the same
 @example(text="%YAML 1.1\n---\nk: yes\n")  # a 1.1 document: `yes` is a boolean there
+@example(text='["":]\n')  # a quoted key with its colon glued: libyaml reads a mapping
+@example(text="- {'a':b}\n")  # the same in a flow mapping
 @example(text="{A: secret:3}\n")  # `:` inside a flow scalar: YAML 1.2 only
 @example(text="k: v")  # no final line break: marks differ
+# found by a review's differential search, each read as data by libyaml and refused (or read
+# otherwise) by the pure parser:
+@example(text="k: &a:a\n")  # libyaml ends an anchor name at `:`, ruamel does not
+@example(text="- &a x\n- *a:\n")  # the same for an alias
+@example(text="- &x a\n- [*x :b]\n")  # a colon glued to the value after an alias key
+@example(text="{a: !!str, b: 1}\n")  # the comma is part of the tag to the pure parser
+@example(text="[!!str, 0x1]\n")
+@example(text="k: a\n...\n...\n")  # a second document-end marker: a second document
+@example(text="---\n...\n...\n")
 @example(text="- &a x\n- *b\n")  # an undefined alias: the pure parser's message
 def test_fast_path_reads_what_the_pure_parser_reads(text, monkeypatch):
     _assert_as_pure(text, monkeypatch)
