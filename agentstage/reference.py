@@ -179,7 +179,7 @@ REFUSED = [
     "",
     "- **Not plain YAML data**: a date (`version: 2026-01-01`: quote it), `!!binary`, `!!set`, `!!omap`, a custom "
     "tag, a key that YAML reads as a boolean, null or number (`true:`, `null:`, `1:`: quote it), a complex key, "
-    "a key written twice.",
+    "a key written twice, a value its explicit tag does not fit (`!!int a`).",
     "- **Too large**: a file over 32 MiB, aliases expanding to more than 2,000,000 values, nesting deeper than "
     "64 levels, a string over 65,536 characters, a string with a control character (NUL, escape...).",
     "- **Not UTF-8**: UTF-16/32 (with a byte-order mark) or any other encoding; a UTF-8 BOM is fine.",
