@@ -305,8 +305,9 @@ def _compose_with_libyaml(text: str, libyaml: Any, resolver: Any) -> Any:
     """The node graph ruamel's composer builds for ``text``, from libyaml's events.
 
     libyaml only scans and parses (the pure parser's slowest part); every implicit tag is
-    still resolved by ruamel's YAML 1.2 resolver, and the nodes are ruamel's. Anything libyaml reads differently, and anything the pure parser would warn
-    about or refuse at this stage, raises :class:`_NotForLibyaml`."""
+    still resolved by ruamel's YAML 1.2 resolver, and the nodes are ruamel's. Anything
+    libyaml reads differently, and anything the pure parser would warn about or refuse at
+    this stage, raises :class:`_NotForLibyaml`."""
     from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
     from ruamel.yaml.reader import Reader
 

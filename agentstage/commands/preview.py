@@ -58,7 +58,8 @@ def plan_json_text(document: dict[str, Any]) -> str:
             lines.extend(f"    {json.dumps(r)}{',' if j < len(value) - 1 else ''}" for j, r in enumerate(value))
             lines.append(f"  ]{comma}")
         else:
-            lines.append(f"  {json.dumps(key)}: {json.dumps(value, indent=2).replace(chr(10), chr(10) + '  ')}{comma}")
+            nested = json.dumps(value, indent=2).replace("\n", "\n  ")  # indented one level in
+            lines.append(f"  {json.dumps(key)}: {nested}{comma}")
     lines.append("}")
     return "\n".join(lines)
 
