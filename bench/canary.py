@@ -16,7 +16,10 @@ The world (per minute):
   (10 req/s per instance) + AR(1) noise (sd 0.5%, rho 0.7); a leak adds utilisation in
   proportion to the requests each instance served;
 - the live split follows the config after a deploy lag (1 min, or 12 in that scenario);
-  Cloud Monitoring data arrives 2 minutes late and 2% of minutes are missing.
+  Cloud Monitoring data arrives 2 minutes late and 2% of minutes are missing;
+- Cloud Run's request logs hold every failed request (its revision and the second it came in);
+  the judge looks once a minute, ``GRACE`` (20 s) after a minute ends, and reads the failures
+  logged up to the end of that minute (``--monitoring-only``: it reads Monitoring alone).
 
 Scenarios: a healthy canary (identical to stable); failures x1.25 (exactly the tolerated
 regression, the edge of the error checks' H0: its rollback rate measures their calibration,
@@ -27,10 +30,10 @@ memory leak (it would reach the limit about 2.7 h after 100% at 20 req/s).
 
 Printed per rate (2, 20, 200 req/s): the rate of rollbacks (with a Wilson 95% interval and
 the number of runs), when they happened (before the canary's *live* share reached 100%, or
-after: during the watch), and the median
-minutes from the first bad minute to the rollback.
+after: during the watch), and the median minutes from the end of the first minute the bad
+canary served in to the look that rolled it back.
 
-Run: .venv/bin/python bench/canary.py [--runs N] [--healthy-runs N] [--jobs 2] [--seed S]
+Run: .venv/bin/python bench/canary.py [--runs N] [--healthy-runs N] [--jobs 2] [--seed S] [--monitoring-only]
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ MISSING = 0.02
 BASE_ERRORS = 0.01
 MEDIAN_MS, SIGMA = 400.0, 0.5
 PER_INSTANCE = 10.0  # requests/s one instance takes before Cloud Run adds another
+REQUEST_LOGS = True  # the judge also reads failed requests from the request logs
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def _spec():
 @dataclass
 class Outcome:
     verdict: str  # complete | rollback | paused | unfinished
-    minute: int  # when the run ended
+    minute: float  # when the run ended (the look's time, in minutes since the rollout began)
     percent: int  # the config's canary percent when it ended (0 after a rollback: the percent before it)
     phase: str  # phase when it ended (watching -> rolled back during the watch)
     bad_since: int | None  # first minute the canary was worse than stable
@@ -112,6 +116,7 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
     from scipy.stats import norm
 
     from agentstage.release.metrics import DEFAULT_BOUNDS_MS, Series
+    from agentstage.release.requestlogs import GRACE, LOOKBACK, RequestLogFailures
     from agentstage.release.state import AWAITING_DEPLOY, PAUSED, CanaryState, Observation, decide
 
     spec = spec or _spec()
@@ -124,7 +129,8 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
         probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
         return rng.multinomial(n, probs / probs.sum()).astype(float)
 
-    cols = {rev: {"req": [], "bad": [], "lat": [], "mem": [], "ends": []} for rev in ("canary", "stable")}
+    cols = {rev: {"req": [], "bad": [], "lat": [], "mem": [], "ends": [], "logged": []} for rev in ("canary", "stable")}
+    look = GRACE.total_seconds() / 60  # minutes past the minute's end each look happens
     mem_noise = {"canary": 0.0, "stable": 0.0}
     leaked = 0.0
     state = CanaryState("support-bot", "1.4.0", "1.3.2", spec.rollout.steps[0], AWAITING_DEPLOY, T0)
@@ -134,7 +140,8 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
     last_phase = state.phase
     last_percent = state.percent
     for minute in range(1, MAX_MINUTES + 1):
-        now = T0 + dt.timedelta(minutes=minute)
+        ended = T0 + dt.timedelta(minutes=minute)
+        now = ended + GRACE
         # the live split: the last config written at least deploy_lag minutes ago
         live_share = 0
         for written, pct in desired_history:
@@ -174,7 +181,9 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
                 leaked += scenario.leak_per_request * n / instances
                 mem += leaked
             c = cols[rev]
-            c["ends"].append(now)
+            c["ends"].append(ended)
+            # the request log: the second each failure came in
+            c["logged"].append(ended.timestamp() - 60 + rng.random(bad) * 60 if bad else np.zeros(0))
             missing = rng.random() < MISSING
             c["req"].append(None if missing else float(n))
             c["bad"].append(None if missing else float(bad))
@@ -199,6 +208,14 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
                 if seen > 0
                 else None
             )
+        logs = None
+        if REQUEST_LOGS:
+            start, first = now - LOOKBACK, max(0, minute - int(LOOKBACK.total_seconds() // 60))
+            logs = RequestLogFailures(
+                start,
+                now - GRACE,
+                {rev: np.concatenate(cols[rev]["logged"][first:]) for rev in ("canary", "stable")},
+            )
         desired = state.percent
         obs = Observation(
             now,
@@ -207,22 +224,26 @@ def simulate(scenario: Scenario, rate: float, seed: int, spec=None) -> Outcome:
             live_source="simulated",
             canary=series["canary"],
             stable=series["stable"],
+            request_logs=logs,
+            canary_revision="canary",
+            stable_revision="stable",
         )
         last_phase, last_percent = state.phase, state.percent
         state, result = decide(state, spec, obs)
         if result.verdict in ("advance", "rollback") and state.percent != desired:
             desired_history.append((minute, state.percent))
         if result.verdict == "rollback":
-            return Outcome("rollback", minute, last_percent, last_phase, bad_since, result.reason, live_share)
+            return Outcome("rollback", minute + look, last_percent, last_phase, bad_since, result.reason, live_share)
         if result.verdict == "complete":
-            return Outcome("complete", minute, 100, last_phase, bad_since)
+            return Outcome("complete", minute + look, 100, last_phase, bad_since)
         if state.phase == PAUSED:
-            return Outcome("paused", minute, state.percent, state.phase, bad_since)
+            return Outcome("paused", minute + look, state.percent, state.phase, bad_since)
     return Outcome("unfinished", MAX_MINUTES, state.percent, state.phase, bad_since)
 
 
-def _batch(args: tuple[Scenario, float, list[int]]) -> list[Outcome]:
-    scenario, rate, seeds = args
+def _batch(args: tuple[Scenario, float, list[int], bool]) -> list[Outcome]:
+    global REQUEST_LOGS
+    scenario, rate, seeds, REQUEST_LOGS = args
     spec = _spec()
     return [simulate(scenario, rate, s, spec) for s in seeds]
 
@@ -238,7 +259,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run(
-    runs: int, healthy_runs: int, jobs: int, seed: int, rates: list[float], scenarios: list[Scenario]
+    runs: int,
+    healthy_runs: int,
+    jobs: int,
+    seed: int,
+    rates: list[float],
+    scenarios: list[Scenario],
+    request_logs: bool = True,
 ) -> list[dict]:
     tasks = []
     for si, sc in enumerate(scenarios):
@@ -247,11 +274,11 @@ def run(
             seeds = [seed * 1_000_003 + si * 10_007 + int(rate * 13) * 101 + i for i in range(n)]
             chunk = max(1, math.ceil(n / (jobs * 4)))
             for i in range(0, n, chunk):
-                tasks.append((sc, rate, seeds[i : i + chunk]))
+                tasks.append((sc, rate, seeds[i : i + chunk], request_logs))
     results: dict[tuple[str, float], list[Outcome]] = {}
     done = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for (sc, rate, _), outcomes in zip(tasks, pool.map(_batch, tasks)):
+        for (sc, rate, _, _), outcomes in zip(tasks, pool.map(_batch, tasks)):
             results.setdefault((sc.name, rate), []).extend(outcomes)
             done += 1
             print(f"\r  simulated {done}/{len(tasks)} batches", end="", file=sys.stderr, flush=True)
@@ -295,7 +322,7 @@ def report(rows: list[dict]) -> None:
     for r in rows:
         k, n = r["rolled_back"], r["runs"]
         lo, hi = wilson(k, n)
-        ttr = "" if r["median_minutes_to_rollback"] is None else f"{r['median_minutes_to_rollback']:.0f}"
+        ttr = "" if r["median_minutes_to_rollback"] is None else f"{r['median_minutes_to_rollback']:.1f}"
         print(
             f"{r['scenario']:32} {r['rate']:>6g} {n:>5}  {k / n:>8.1%} ({lo:5.1%}-{hi:5.1%}) "
             f"{r['before_100'] / n:>12.1%} {r['in_watch'] / n:>9.1%} {r['paused'] / n:>7.1%} {ttr:>23} "
@@ -311,11 +338,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rates", default="2,20,200", help="request rates, req/s (default 2,20,200)")
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable, by name)")
+    ap.add_argument(
+        "--monitoring-only", action="store_true", help="the judge reads Cloud Monitoring alone (no request logs)"
+    )
     args = ap.parse_args()
     scenarios = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     rates = [float(r) for r in args.rates.split(",")]
     started = time.perf_counter()
-    rows = run(args.runs, args.healthy_runs, args.jobs, args.seed, rates, scenarios)
+    rows = run(args.runs, args.healthy_runs, args.jobs, args.seed, rates, scenarios, not args.monitoring_only)
     report(rows)
     print(
         f"\n{sum(r['runs'] for r in rows)} simulated rollouts in {time.perf_counter() - started:.0f} s "

@@ -286,6 +286,12 @@ class AnalysisSpec(StrictModel):
         default=5,
         description="Failed metric reads in a row before the rollout holds and says why. Default: 5.",
     )
+    request_logs: bool = Field(
+        default=True,
+        description="Cloud Run: also read the failed requests (5xx, 429) from the service's request logs, "
+        "seconds old, so a failing canary is rolled back before Cloud Monitoring (up to 3 min late) shows "
+        "its minutes; a step still advances on Monitoring alone. Needs roles/logging.viewer. Default: true.",
+    )
 
     @model_validator(mode="before")
     @classmethod

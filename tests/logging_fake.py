@@ -3,10 +3,11 @@ gRPC on 127.0.0.1, with the messages of ``google-cloud-logging`` itself, for the
 incident commands and the offline walkthrough of docs/incidents.md.
 
 It holds log entries and answers ListLogEntries as the API does for the filters agentstage
-sends: the comparisons ``resource.type``, ``resource.labels.<key>``, ``trace``, ``insertId`` (=),
-``timestamp >=``, a trace given in both its forms ``(trace = "projects/P/traces/ID" OR trace =
-"ID")`` and the failing-request clause ``(severity >= ERROR OR httpRequest.status >= 500)``,
-joined by AND; anything else is INVALID_ARGUMENT, as an unparsable filter is. Ordering
+sends: the comparisons ``resource.type``, ``resource.labels.<key>``, ``trace``, ``insertId``,
+``logName`` (=), ``timestamp >=`` and ``<``, a trace given in both its forms ``(trace =
+"projects/P/traces/ID" OR trace = "ID")``, the failing-request clause ``(severity >= ERROR OR
+httpRequest.status >= 500)`` and the canary judge's failed-request clause ``(httpRequest.status
+>= 500 OR httpRequest.status = 429)``, joined by AND; anything else is INVALID_ARGUMENT, as an unparsable filter is. Ordering
 (``timestamp asc|desc``), paging (``page_size`` at most 1000, ``next_page_token``) and the
 ``resource_names`` project are honoured. Every request is recorded.
 
@@ -42,9 +43,11 @@ RAW_RESPONSE = ListLogEntriesResponse.pb()
 RAW_REQUEST = ListLogEntriesRequest.pb()
 
 _CLAUSE = re.compile(
-    r'^(resource\.type|resource\.labels\.[a-z_]+|trace|insertId|timestamp) (=|>=) "((?:[^"\\]|\\.)*)"$'
+    r'^(resource\.type|resource\.labels\.[a-z_]+|trace|insertId|logName|timestamp) (=|>=|<) "((?:[^"\\]|\\.)*)"$'
 )
 _FAILING = "(severity >= ERROR OR httpRequest.status >= 500)"
+#: the failed requests the canary judge reads (agentstage.release.requestlogs)
+_FAILED_REQUEST = "(httpRequest.status >= 500 OR httpRequest.status = 429)"
 _TRACE_EITHER = re.compile(r'^\(trace = "((?:[^"\\]|\\.)*)" OR trace = "((?:[^"\\]|\\.)*)"\)$')
 
 
@@ -99,15 +102,21 @@ def compile_filter(text: str):
                 )
             )
             continue
+        if clause == _FAILED_REQUEST:
+            tests.append(
+                lambda e: e.HasField("http_request") and (e.http_request.status >= 500 or e.http_request.status == 429)
+            )
+            continue
         m = _CLAUSE.match(clause)
         if not m:
             raise BadFilter(f"unsupported filter clause: {clause}")
         field, op, value = m.group(1), m.group(2), m.group(3).replace('\\"', '"').replace("\\\\", "\\")
         if field == "timestamp":
-            if op != ">=":
-                raise BadFilter(clause)
             ns = _ns_of(value)
-            tests.append(lambda e, ns=ns: e.timestamp.seconds * 1_000_000_000 + e.timestamp.nanos >= ns)
+            if op == ">=":
+                tests.append(lambda e, ns=ns: e.timestamp.seconds * 1_000_000_000 + e.timestamp.nanos >= ns)
+            else:
+                tests.append(lambda e, ns=ns: e.timestamp.seconds * 1_000_000_000 + e.timestamp.nanos < ns)
         elif op != "=":
             raise BadFilter(clause)
         elif field == "resource.type":
@@ -117,6 +126,8 @@ def compile_filter(text: str):
             tests.append(lambda e, k=key, v=value: e.resource.labels.get(k) == v)
         elif field == "trace":
             tests.append(lambda e, v=value: e.trace == v)
+        elif field == "logName":
+            tests.append(lambda e, v=value: e.log_name == v)
         else:
             tests.append(lambda e, v=value: e.insert_id == v)
     return lambda e: all(t(e) for t in tests)

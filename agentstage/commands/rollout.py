@@ -37,6 +37,22 @@ def _source(project: Path, stack: str, metrics_file: Path | None) -> Any:
     return MonitoringSource(spec.project, spec.region, clock=CLOCK, signals=signals)
 
 
+def _request_logs(project: Path, stack: str, metrics_file: Path | None) -> Any:
+    """Cloud Run's request logs, read alongside Cloud Monitoring (or a local Logging server
+    named by AGENTSTAGE_LOGGING_ENDPOINT); not with --metrics-file alone."""
+    import os
+
+    from agentstage.ops.logs import ENDPOINT_ENV
+
+    if metrics_file is not None and not os.environ.get(ENDPOINT_ENV):
+        return None
+    from agentstage.release.flow import load_state
+    from agentstage.release.requestlogs import RequestLogSource
+
+    spec = load_state(project, stack).spec
+    return RequestLogSource(spec.project, spec.region)
+
+
 def _observer(project: Path, stack: str, observed_file: Path | None, assume_deployed: bool) -> Any:
     if assume_deployed:
         return None
@@ -113,8 +129,10 @@ def rollout(
     docs/canary.md). At 100% the release is watched with the previous revision kept, then
     completes. Too little traffic extends a step, then pauses it for a person (--approve).
 
-    Metrics come from Cloud Monitoring, or from --metrics-file. Every decision is recorded in
-    the ledger and shown by `agentstage status`. Exit code 0 advanced or held, 3 rolled back."""
+    Metrics come from Cloud Monitoring, or from --metrics-file. A Cloud Run canary's failed
+    requests are also read from its request logs (Cloud Logging), seconds old, so a failing canary
+    is rolled back minutes sooner; a step advances on Monitoring alone. Every decision is recorded
+    in the ledger and shown by `agentstage status`. Exit code 0 advanced or held, 3 rolled back."""
     from agentstage.release.flow import Change, rollout_once, rollout_watch
     from agentstage.release.render import render_change
 
@@ -126,6 +144,7 @@ def rollout(
         assume_deployed=assume_deployed,
         approve=approve,
         observer=_observer(project, stack, observed_file, assume_deployed),
+        request_logs=_request_logs(project, stack, metrics_file),
     )
 
     def shown(change: Change) -> None:

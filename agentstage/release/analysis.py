@@ -53,14 +53,29 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agentstage.release.metrics import Series, exceeding, quantile
 from components.spec import AgentSpec
 
-__all__ = ["Check", "Analysis", "judge", "next_step", "ADVANCE", "COMPLETE", "HOLD", "ROLLBACK", "WARMUP_MINUTES"]
+if TYPE_CHECKING:
+    from agentstage.release.requestlogs import RequestLogFailures
+
+__all__ = [
+    "Check",
+    "Analysis",
+    "judge",
+    "with_request_logs",
+    "fresh_errors_vs_stable",
+    "next_step",
+    "ADVANCE",
+    "COMPLETE",
+    "HOLD",
+    "ROLLBACK",
+    "WARMUP_MINUTES",
+]
 
 ADVANCE, COMPLETE, HOLD, ROLLBACK = "advance", "complete", "hold", "rollback"
 
@@ -88,6 +103,12 @@ MIN_TREND_POINTS = 12
 BLOCK_MINUTES = 2
 #: The slow-request threshold L is the bucket bound at this quantile of stable's latency.
 SLOW_QUANTILE = 0.90
+#: Cloud Monitoring's newest minutes that size the traffic of a minute only the request logs show.
+LOG_OVERLAP_MINUTES = 5
+#: Request logs are trusted when, over the minutes both sources cover, they hold at least this
+#: share of the failures Monitoring counted (once it counted at least LOG_CHECK_MIN_FAILURES).
+LOG_CHECK_SHARE = 0.5
+LOG_CHECK_MIN_FAILURES = 5
 
 
 @dataclass
@@ -462,6 +483,94 @@ def _memory_trend(
     return Check(name, not heading, level, limit, detail, test, evidence=p, bound=alpha)
 
 
+def _bound(spec: AgentSpec) -> float:
+    """The likelihood ratio that rolls back: ``k / alpha`` for the ``k`` checks that run."""
+    cfg = spec.rollout.analysis
+    return (5 + len(cfg.signals)) / cfg.alpha
+
+
+def with_request_logs(
+    canary: Series | None,
+    stable: Series | None,
+    logs: RequestLogFailures,
+    *,
+    canary_revision: str,
+    stable_revision: str,
+    share: float,
+    since: dt.datetime,
+) -> tuple[Series, Series, str] | str:
+    """Both revisions' Cloud Monitoring minutes followed by the minutes only the request logs
+    show yet (``agentstage.release.requestlogs``): whole minutes on Monitoring's grid (its
+    newest minute + k minutes), within the logs' window, begun after ``since`` (when the live
+    split last changed, so ``share``, the canary's live share, held all through them). Each such
+    minute's failures are the logged ones; its requests are the traffic of Monitoring's newest
+    minutes split by ``share`` (the conditional test reads only the shares). Returns the two
+    series and a line saying what was added, or why nothing could be: no whole minute yet, no
+    Monitoring minute to size the traffic, or logs that miss failures Monitoring counted in the
+    minutes both cover (request logs excluded from the project's log buckets)."""
+    minute = dt.timedelta(minutes=1)
+    shown = [s for s in (canary, stable) if s is not None and len(s)]
+    if not shown:
+        return "no Cloud Monitoring minute yet to size the traffic with"
+    last = max(s.ends[-1] for s in shown)
+    ends = []
+    e = last + minute
+    while e <= logs.end:
+        if e - minute >= since and e - minute >= logs.start:
+            ends.append(e)
+        e += minute
+    if not ends:
+        return f"no whole minute in the request logs past Cloud Monitoring's newest ({iso_minute(last)})"
+    # traffic: the newest Monitoring minutes (up to LOG_OVERLAP_MINUTES) of both revisions
+    totals: dict[dt.datetime, float] = {}
+    counted = 0.0
+    for s in shown:
+        for t, n, bad in zip(s.ends, s.requests, s.bad):
+            if t > last - LOG_OVERLAP_MINUTES * minute and not math.isnan(n):
+                totals[t] = totals.get(t, 0.0) + n
+            if t - minute >= logs.start and not math.isnan(bad):
+                counted += bad
+    if not totals:
+        return "no Cloud Monitoring requests in its newest minutes to size the traffic with"
+    per_minute = sum(totals.values()) / len(totals)
+    logged = sum(logs.count(r, logs.start, last) for r in (canary_revision, stable_revision))
+    if counted >= LOG_CHECK_MIN_FAILURES and logged < LOG_CHECK_SHARE * counted:
+        return (
+            f"the request logs hold {logged} failed requests where Cloud Monitoring counted {counted:.0f} "
+            f"(since {iso_minute(logs.start)}): are request logs excluded or sampled? judged on Monitoring alone"
+        )
+    c_bad = [logs.count(canary_revision, t - minute, t) for t in ends]
+    s_bad = [logs.count(stable_revision, t - minute, t) for t in ends]
+    c_new = (canary or Series(canary_revision)).extended(ends, [per_minute * share] * len(ends), c_bad)
+    s_new = (stable or Series(stable_revision)).extended(ends, [per_minute * (1 - share)] * len(ends), s_bad)
+    note = (
+        f"+{len(ends)} min from {logs.source} through {iso_minute(ends[-1])} "
+        f"(Cloud Monitoring through {iso_minute(last)}): {sum(c_bad)} canary and {sum(s_bad)} stable failures"
+        + ("; more failures than one read lists: undercounted" if logs.truncated else "")
+    )
+    return c_new, s_new, note
+
+
+def iso_minute(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%H:%M:%SZ" if t.second else "%H:%MZ")
+
+
+def fresh_errors_vs_stable(
+    spec: AgentSpec, canary: Series, stable: Series, *, rollout_start: dt.datetime, now: dt.datetime
+) -> Check:
+    """``errors_vs_stable`` on series that :func:`with_request_logs` extended."""
+    cfg = spec.rollout.analysis
+    return _compare_counts(
+        "errors_vs_stable",
+        "error",
+        canary.window(rollout_start, now),
+        stable.window(rollout_start, now),
+        cfg.relative_error_tolerance,
+        cfg.absolute_error_tolerance,
+        _bound(spec),
+    )
+
+
 def judge(
     spec: AgentSpec,
     canary: Series | None,
@@ -485,7 +594,8 @@ def judge(
         "memory_trend",
         *[f"signal:{s}" for s in cfg.signals],
     ]
-    bound = len(names) / cfg.alpha
+    bound = _bound(spec)
+    assert len(names) / cfg.alpha == bound
     looks = len(ro.steps) + 1
     if canary is None:
         return [Check(n, None, None, None, "no canary data", bound=bound) for n in names]

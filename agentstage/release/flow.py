@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstage.errors import AgentstageError
+from agentstage.ops.logs import LoggingError
 from agentstage.release.analysis import ADVANCE, COMPLETE, HOLD, ROLLBACK, Analysis
 from agentstage.release.gates import Evidence, GateReport, evaluate_gates
 from agentstage.release.journal import Transaction, load_states, recover
@@ -26,6 +27,7 @@ from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
 from agentstage.release.metrics import MetricsError, MetricsScope, MetricsSource
 from agentstage.release.observed import ObservedError, ObservedService, Observer
+from agentstage.release.requestlogs import RequestLogSource
 from agentstage.release.runtimes import LATEST, DuplicateResource, TrafficTarget, runtime_of
 from agentstage.release.stackfile import StackFile, StackFileError, plain
 from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
@@ -420,9 +422,12 @@ def rollout_once(
     observer: Observer | None = None,
     assume_deployed: bool = False,
     approve: list[str] | None = None,
+    request_logs: RequestLogSource | None = None,
 ) -> Change:
     """Look at every canary in flight once: observe its live split and its metrics, let
-    :func:`agentstage.release.state.decide` move it, and write what changed as one transaction."""
+    :func:`agentstage.release.state.decide` move it, and write what changed as one transaction.
+    With ``request_logs``, a Cloud Run canary's failed requests are also read from its request
+    logs, fresher than Monitoring's minutes (``rollout.analysis.request_logs``)."""
     with stack_lock(project_dir, stack, "rollout"):
         recovered = recover(project_dir, [stack])
         state = load_state(project_dir, stack)
@@ -459,7 +464,24 @@ def rollout_once(
                 series = source.fetch(service, [canary_rev, stable_rev], start, now, scope=MetricsScope.for_agent(spec))
             except MetricsError as err:
                 series, error = {}, str(err)
-            obs = Observation(now, matches, live, live_source, series.get(canary_rev), series.get(stable_rev), error)
+            fresh = None
+            if request_logs is not None and spec.runtime == "cloud-run" and spec.rollout.analysis.request_logs:
+                try:
+                    fresh = request_logs.fetch(service, [canary_rev, stable_rev], now, since=start)
+                except LoggingError as err:
+                    fresh = str(err)
+            obs = Observation(
+                now,
+                matches,
+                live,
+                live_source,
+                series.get(canary_rev),
+                series.get(stable_rev),
+                error,
+                request_logs=fresh,
+                canary_revision=canary_rev,
+                stable_revision=stable_rev,
+            )
             new, result = decide(current, spec, obs, skip_bake=skip_bake, approve=agent in (approve or []))
             result.window.update({"source": source.name, "canary_revision": canary_rev, "stable_revision": stable_rev})
             states[agent] = new.to_json()

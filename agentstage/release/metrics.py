@@ -155,6 +155,27 @@ class Series:
             self.has_throttled,
         )
 
+    def extended(self, ends: Sequence[dt.datetime], requests: Sequence[float], bad: Sequence[float]) -> Series:
+        """These minutes followed by ``ends``, whose requests and failures (5xx + 429, counted
+        as ``errors``) are given and whose other columns are missing (NaN)."""
+        k = len(ends)
+        nan = np.full(k, np.nan)
+        lat = None
+        if self.latency is not None:
+            lat = np.vstack([self.latency, np.full((k, self.latency.shape[1]), np.nan)])
+        return Series(
+            self.revision,
+            [*self.ends, *ends],
+            np.concatenate([self.requests, np.asarray(requests, dtype=float)]),
+            np.concatenate([self.errors, np.asarray(bad, dtype=float)]),
+            np.concatenate([self.throttled, np.zeros(k)]),
+            lat,
+            self.bounds,
+            np.concatenate([self.memory, nan]),
+            {name: np.concatenate([v, nan]) for name, v in self.signals.items()},
+            self.has_throttled,
+        )
+
     @classmethod
     def build(
         cls,

@@ -30,13 +30,17 @@ from agentstage.release.analysis import (
     HOLD,
     ROLLBACK,
     Analysis,
+    Check,
     describe_failure,
+    fresh_errors_vs_stable,
     judge,
     next_step,
     ratio_text,
+    with_request_logs,
 )
 from agentstage.release.ledger import iso, parse_time
 from agentstage.release.metrics import Series
+from agentstage.release.requestlogs import RequestLogFailures
 from components.spec import AgentSpec
 
 __all__ = [
@@ -88,6 +92,9 @@ class CanaryState:
     #: live split first matched; the canary cannot have served before)
     rollout_start: dt.datetime | None = None
     metrics_failures: int = 0
+    #: the live split left the config during this step (a manual change, a failed deploy): its
+    #: share before ``step_start`` is unknown
+    split_moved: bool = False
     #: the phase before metrics failures held the rollout
     held_from: str | None = None
     steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
@@ -129,6 +136,11 @@ class Observation:
     canary: Series | None = None
     stable: Series | None = None
     metrics_error: str | None = None
+    #: failed requests from Cloud Run's request logs, fresher than Monitoring's minutes
+    #: (``agentstage.release.requestlogs``), or why they could not be read
+    request_logs: RequestLogFailures | str | None = None
+    canary_revision: str = ""
+    stable_revision: str = ""
 
 
 def _minutes(delta: dt.timedelta) -> float:
@@ -146,6 +158,48 @@ def _step_data(series: Series | None, start: dt.datetime, now: dt.datetime) -> t
     w = series.window(start, now)
     keep = ~np.isnan(w.requests) & (w.requests > 0)
     return float(w.requests[keep].sum()), int(keep.sum())
+
+
+def _fresh_errors(
+    state: CanaryState, spec: AgentSpec, obs: Observation, judge_start: dt.datetime, result: Analysis, skip_bake: bool
+) -> Check | None:
+    """``errors_vs_stable`` with the minutes only the request logs show yet, while a step bakes
+    at a share both revisions serve; None when they cannot be used (the reason goes to the
+    decision's window). Only a rollback is ever decided on it: a step advances on Cloud
+    Monitoring's minutes alone."""
+    logs = obs.request_logs
+    if isinstance(logs, str):
+        result.window["request_logs"] = f"not read: {logs}"
+        return None
+    assert logs is not None
+    if skip_bake or state.phase not in (BAKING, PAUSED) or not obs.live_matches or state.step_start is None:
+        result.window["request_logs"] = "not used: only while a step bakes at its live split"
+        return None
+    if not 0 < state.percent < 100:
+        result.window["request_logs"] = "not used: only while both revisions serve"
+        return None
+    # Since the config asked for this share, the live share has been between the last step's and
+    # this one (a rollout only raises it), so counting those minutes at this share expects *more*
+    # canary failures than a healthy canary had: it can only weaken the evidence, never fake it.
+    # When the split left the config meanwhile, its share before the step started is unknown.
+    since = state.step_start if state.split_moved else state.requested_at
+    merged = with_request_logs(
+        obs.canary,
+        obs.stable,
+        logs,
+        canary_revision=obs.canary_revision,
+        stable_revision=obs.stable_revision,
+        share=state.percent / 100,
+        since=since,
+    )
+    if isinstance(merged, str):
+        result.window["request_logs"] = f"not used: {merged}"
+        return None
+    canary, stable, note = merged
+    result.window["request_logs"] = note
+    check = fresh_errors_vs_stable(spec, canary, stable, rollout_start=judge_start, now=obs.now)
+    check.detail += f" ({note})"
+    return check
 
 
 def decide(
@@ -183,7 +237,7 @@ def decide(
         result.window["rollout_start"] = _iso(state.rollout_start)
     elif not obs.live_matches and state.phase in (BAKING, WATCHING, PAUSED):
         # the live split moved away from the config (a manual change, a failed deploy)
-        state = replace(state, phase=AWAITING_DEPLOY, requested_at=now, step_start=None)
+        state = replace(state, phase=AWAITING_DEPLOY, requested_at=now, step_start=None, split_moved=True)
     result.phase = state.phase
 
     # 2. metrics
@@ -250,6 +304,11 @@ def decide(
             end_of_step=baked,
         )
     failed = [c for c in result.checks if c.ok is False]
+    if not failed and judge_start is not None and obs.request_logs is not None:
+        fresh = _fresh_errors(state, spec, obs, judge_start, result, skip_bake)
+        if fresh is not None and fresh.ok is False:
+            result.checks = [fresh if c.name == fresh.name else c for c in result.checks]
+            failed = [fresh]
     if failed:
         state = replace(state, phase=ROLLED_BACK, percent=0, requested_at=now)
         result.verdict, result.to_percent, result.phase = ROLLBACK, 0, ROLLED_BACK
@@ -340,7 +399,7 @@ def decide(
         result.reason = f"all checks passed ({how}); the release takes all traffic and the previous revision leaves"
         return state, result
     target = next_step(ro.steps, state.percent)
-    state = replace(state, phase=AWAITING_DEPLOY, percent=target, requested_at=now, step_start=None)
+    state = replace(state, phase=AWAITING_DEPLOY, percent=target, requested_at=now, step_start=None, split_moved=False)
     result.verdict, result.to_percent, result.phase = ADVANCE, target, AWAITING_DEPLOY
     result.reason = f"all checks passed ({how}); advance {result.percent}% -> {target}%" + (
         f" and watch for {cfg.watch_minutes} min with the previous revision kept" if target >= 100 else ""
