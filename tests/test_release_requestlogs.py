@@ -262,3 +262,79 @@ def test_a_refusal_of_the_logging_api_is_an_error_that_names_the_project(fake):
     with pytest.raises(LoggingError) as err:
         RequestLogSource(PROJECT, REGION, client=client).fetch(SERVICE, [C, S], dt.datetime.now(dt.timezone.utc))
     assert str(err.value) == "Cloud Logging, project acme-agents-prod: The caller does not have permission"
+
+
+# --- the release flow -----------------------------------------------------------------------------
+
+
+def test_rollout_rolls_a_canary_back_on_the_failures_its_request_logs_show_first(project, fake, tmp_path):
+    """The whole look: Monitoring (a metrics file whose last minute ended 3 minutes ago, as Cloud
+    Monitoring's lag leaves it) shows a healthy canary; the request logs of the two minutes after
+    show it failing. The look rolls it back, and the ledger's record says where the minutes came
+    from."""
+    import json
+
+    from agentstage.release import flow
+    from agentstage.release.ledger import Ledger
+    from agentstage.release.metrics import FileSource
+    from tests.test_release_flow import DATA, Clock, agent_cfg
+
+    fake_log, client = fake
+    clock = Clock(T0)
+    spec0 = flow.load_state(project, "production").spec
+    logs = RequestLogSource(spec0.project, spec0.region, client=client)
+    healthy = json.loads((DATA / "metrics-healthy.json").read_text())
+    first = flow.rollout_once(
+        project,
+        "production",
+        FileSource(DATA / "metrics-healthy.json", clock=clock),
+        clock=clock,
+        assume_deployed=True,
+        request_logs=logs,
+    )
+    (a,) = first.analyses
+    assert a.verdict == HOLD and a.phase == BAKING
+    canary, stable = a.window["canary_revision"], a.window["stable_revision"]
+
+    clock.advance(6.5)  # 12:06:30: the file's 10 minutes end at 12:-2:30 ... 12:06:30
+    revs = {
+        name: {**data, **{k: data[k][:6] + [None] * 4 for k in ("requests", "errors", "throttled")}}
+        for name, data in healthy["revisions"].items()
+    }  # Monitoring has not shown the last 4 minutes yet: its newest ends 12:02:30
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({**healthy, "revisions": revs}))
+    rows = healthy["revisions"]
+    fake_log.entries = []
+    n = 0
+
+    def fail(rev: str, minute_end: dt.datetime, count: int) -> None:
+        nonlocal n
+        for k in range(count):
+            n += 1
+            when = minute_end - dt.timedelta(seconds=55 - k * 50 / max(count, 1))
+            fake_log.entries.append(entry(spec0.project, "support-bot", rev, when, insert_id=f"f{n}", status=503))
+
+    def ending(i: int) -> dt.datetime:  # the file's minute i
+        return clock() - dt.timedelta(minutes=9 - i)
+
+    for i in (4, 5):  # the minutes both sources cover (since 12:00) hold the same failures
+        fail(canary, ending(i), rows["support-bot-1-4-0"]["errors"][i])
+        fail(stable, ending(i), rows["support-bot-1-3-2"]["errors"][i])
+    for i in (6, 7, 8, 9):  # then the canary fails a quarter of its requests
+        fail(canary, ending(i), 30)
+        fail(stable, ending(i), 8)
+
+    change = flow.rollout_once(
+        project, "production", FileSource(path, clock=clock), clock=clock, assume_deployed=True, request_logs=logs
+    )
+    (a,) = change.analyses
+    assert a.verdict == ROLLBACK and change.wrote, (a.reason, a.window)
+    assert agent_cfg(project, "production")["rollout"]["canary_percent"] == 0
+    assert (
+        "(+3 min from Cloud Run request logs through 12:05:30Z (Cloud Monitoring through 12:02:30Z): "
+        "90 canary and 24 stable failures)" in a.reason
+    )
+    (request,) = fake_log.requests[-1:]
+    assert 'resource.labels.service_name = "support-bot"' in request.filter
+    record = Ledger(project, "production").decisions("support-bot")[-1]
+    assert record["action"] == "rollback" and "Cloud Run request logs" in record["reason"]

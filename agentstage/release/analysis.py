@@ -509,10 +509,19 @@ def with_request_logs(
     Monitoring minute to size the traffic, or logs that miss failures Monitoring counted in the
     minutes both cover (request logs excluded from the project's log buckets)."""
     minute = dt.timedelta(minutes=1)
-    shown = [s for s in (canary, stable) if s is not None and len(s)]
-    if not shown:
+    # Monitoring's newest minute: the newest with a request count (a source may list the minutes
+    # it has not filled yet as missing); the series end there
+    newest = [
+        max(t for t, n in zip(s.ends, s.requests) if not math.isnan(n))
+        for s in (canary, stable)
+        if s is not None and len(s) and not np.isnan(s.requests).all()
+    ]
+    if not newest:
         return "no Cloud Monitoring minute yet to size the traffic with"
-    last = max(s.ends[-1] for s in shown)
+    last = max(newest)
+    canary = canary.select(np.array([t <= last for t in canary.ends], dtype=bool)) if canary is not None else None
+    stable = stable.select(np.array([t <= last for t in stable.ends], dtype=bool)) if stable is not None else None
+    shown = [s for s in (canary, stable) if s is not None and len(s)]
     ends = []
     e = last + minute
     while e <= logs.end:
