@@ -6,8 +6,14 @@ so a judge that reads Monitoring alone decides on data at least two minutes old.
 writes one request log per request, with its status and its revision, to
 ``run.googleapis.com%2Frequests`` (Cloud Run docs, "Logging and viewing logs": request logs
 "are created automatically"; the ``LogEntry`` holds ``httpRequest.status`` and the monitored
-resource ``cloud_run_revision`` labelled ``revision_name``), and Cloud Logging makes entries
-readable seconds after they are written.
+resource ``cloud_run_revision`` labelled ``revision_name``), and Cloud Logging usually makes
+entries readable seconds after they are written (Google publishes no bound: :data:`GRACE` and
+the comparison with Monitoring below guard the rest).
+
+Each look makes one ``ListLogEntries`` call per canary in flight (more pages only when a canary
+fails a lot). The Logging API's read quota is per project ("entries.list" requests per minute,
+Cloud Logging "Quotas and limits"), shared with ``agentstage errors``: a refused read
+(``RESOURCE_EXHAUSTED``) is recorded in the decision and the look goes on on Monitoring alone.
 
 Only the *failed* requests (5xx and 429) are listed: a few per minute on a healthy service, so
 the read stays small at any traffic. Which revision each failure came from, against the live

@@ -178,6 +178,9 @@ def _fresh_errors(
     if not 0 < state.percent < 100:
         result.window["request_logs"] = "not used: only while both revisions serve"
         return None
+    if not obs.canary_revision or not obs.stable_revision:
+        result.window["request_logs"] = "not used: the revisions' names are not known"
+        return None
     # Since the config asked for this share, the live share has been between the last step's and
     # this one (a rollout only raises it), so counting those minutes at this share expects *more*
     # canary failures than a healthy canary had: it can only weaken the evidence, never fake it.
