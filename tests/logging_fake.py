@@ -4,7 +4,7 @@ incident commands and the offline walkthrough of docs/incidents.md.
 
 It holds log entries and answers ListLogEntries as the API does for the filters agentstage
 sends: the comparisons ``resource.type``, ``resource.labels.<key>``, ``trace``, ``insertId``,
-``logName`` (=), ``timestamp >=`` and ``<``, a trace given in both its forms ``(trace =
+``logName`` (=), ``resource.labels.<key> = ("a" OR "b")``, ``timestamp >=`` and ``<``, a trace given in both its forms ``(trace =
 "projects/P/traces/ID" OR trace = "ID")``, the failing-request clause ``(severity >= ERROR OR
 httpRequest.status >= 500)`` and the canary judge's failed-request clause ``(httpRequest.status
 >= 500 OR httpRequest.status = 429)``, joined by AND; anything else is INVALID_ARGUMENT, as an unparsable filter is. Ordering
@@ -48,6 +48,8 @@ _CLAUSE = re.compile(
 _FAILING = "(severity >= ERROR OR httpRequest.status >= 500)"
 #: the failed requests the canary judge reads (agentstage.release.requestlogs)
 _FAILED_REQUEST = "(httpRequest.status >= 500 OR httpRequest.status = 429)"
+#: ``field = ("a" OR "b")``: any of the values
+_ANY_OF = re.compile(r'^(resource\.labels\.[a-z_]+) = \(("(?:[^"\\]|\\.)*"(?: OR "(?:[^"\\]|\\.)*")+)\)$')
 _TRACE_EITHER = re.compile(r'^\(trace = "((?:[^"\\]|\\.)*)" OR trace = "((?:[^"\\]|\\.)*)"\)$')
 
 
@@ -101,6 +103,12 @@ def compile_filter(text: str):
                     or (e.HasField("http_request") and e.http_request.status >= 500)
                 )
             )
+            continue
+        any_of = _ANY_OF.match(clause)
+        if any_of:
+            key = any_of.group(1).rsplit(".", 1)[1]
+            values = {v.replace('\\"', '"') for v in re.findall(r'"((?:[^"\\]|\\.)*)"', any_of.group(2))}
+            tests.append(lambda e, k=key, values=values: e.resource.labels.get(k) in values)
             continue
         if clause == _FAILED_REQUEST:
             tests.append(

@@ -245,6 +245,19 @@ def test_the_source_counts_each_revisions_failed_requests_with_one_filter(fake):
     assert request.order_by == "timestamp asc" and list(request.resource_names) == [f"projects/{PROJECT}"]
 
 
+def test_every_canary_in_flight_is_read_with_one_listing(fake):
+    fake_log, client = fake
+    now = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.timezone.utc)
+    fake_log.entries = _entries(now)
+    got = RequestLogSource(PROJECT, REGION, client=client).fetch_all(
+        {SERVICE: [C, S], "another-service": [C]}, now
+    )
+    assert len(got[SERVICE].times[C]) == 2 and len(got[SERVICE].times[S]) == 1
+    assert [now.timestamp() - t for t in got["another-service"].times[C]] == [50]
+    (request,) = fake_log.requests
+    assert 'resource.labels.service_name = ("another-service" OR "support-bot") AND ' in request.filter
+
+
 def test_the_source_reads_from_the_rollouts_start_when_later_and_marks_a_truncated_read(fake):
     fake_log, client = fake
     now = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.timezone.utc)
@@ -334,7 +347,7 @@ def test_rollout_rolls_a_canary_back_on_the_failures_its_request_logs_show_first
         "(+3 min from Cloud Run request logs through 12:05:30Z (Cloud Monitoring through 12:02:30Z): "
         "90 canary and 24 stable failures)" in a.reason
     )
-    (request,) = fake_log.requests[-1:]
+    (request,) = fake_log.requests[1:]  # one listing per look
     assert 'resource.labels.service_name = "support-bot"' in request.filter
     record = Ledger(project, "production").decisions("support-bot")[-1]
     assert record["action"] == "rollback" and "Cloud Run request logs" in record["reason"]

@@ -530,23 +530,25 @@ def with_request_logs(
         e += minute
     if not ends:
         return f"no whole minute in the request logs past Cloud Monitoring's newest ({iso_minute(last)})"
-    # traffic: the newest Monitoring minutes (up to LOG_OVERLAP_MINUTES) of both revisions
+    # traffic: the newest Monitoring minutes (up to LOG_OVERLAP_MINUTES) of both revisions; the
+    # comparison of the two sources: the minutes both cover
+    overlap = max(logs.start, min(s.ends[0] for s in shown) - minute)
     totals: dict[dt.datetime, float] = {}
     counted = 0.0
     for s in shown:
         for t, n, bad in zip(s.ends, s.requests, s.bad):
             if t > last - LOG_OVERLAP_MINUTES * minute and not math.isnan(n):
                 totals[t] = totals.get(t, 0.0) + n
-            if t - minute >= logs.start and not math.isnan(bad):
+            if t - minute >= overlap and not math.isnan(bad):
                 counted += bad
     if not totals:
         return "no Cloud Monitoring requests in its newest minutes to size the traffic with"
     per_minute = sum(totals.values()) / len(totals)
-    logged = sum(logs.count(r, logs.start, last) for r in (canary_revision, stable_revision))
+    logged = sum(logs.count(r, overlap, last) for r in (canary_revision, stable_revision))
     if counted >= LOG_CHECK_MIN_FAILURES and logged < LOG_CHECK_SHARE * counted:
         return (
             f"the request logs hold {logged} failed requests where Cloud Monitoring counted {counted:.0f} "
-            f"(since {iso_minute(logs.start)}): are request logs excluded or sampled? judged on Monitoring alone"
+            f"(since {iso_minute(overlap)}): are request logs excluded or sampled? judged on Monitoring alone"
         )
     c_bad = [logs.count(canary_revision, t - minute, t) for t in ends]
     s_bad = [logs.count(stable_revision, t - minute, t) for t in ends]

@@ -27,7 +27,7 @@ from agentstage.release.lock import stack_lock
 from agentstage.release.manifest import digest
 from agentstage.release.metrics import MetricsError, MetricsScope, MetricsSource
 from agentstage.release.observed import ObservedError, ObservedService, Observer
-from agentstage.release.requestlogs import RequestLogSource
+from agentstage.release.requestlogs import RequestLogFailures, RequestLogSource
 from agentstage.release.runtimes import LATEST, DuplicateResource, TrafficTarget, runtime_of
 from agentstage.release.stackfile import StackFile, StackFileError, plain
 from agentstage.release.state import HELD, PAUSED, ROLLED_BACK, CanaryState, Observation, decide, initial_state
@@ -411,6 +411,31 @@ def _observe(
     return live.split(), live.source, live.matches(desired)
 
 
+def _read_request_logs(
+    source: RequestLogSource | None,
+    platform: PlatformSpec,
+    targets: list[str],
+    found: dict[str, TrafficTarget],
+    now: dt.datetime,
+) -> dict[str, RequestLogFailures] | str:
+    """The failed requests of every Cloud Run canary in flight that reads its request logs, in
+    one listing (service -> failures), or why they could not be read."""
+    if source is None:
+        return {}
+    wanted = {}
+    for agent in targets:
+        spec = platform.agents[agent]
+        if spec.runtime == "cloud-run" and spec.rollout.analysis.request_logs:
+            target = found[agent]
+            wanted[target.name] = [target.candidate, target.stable or spec.stable_revision_name(target.name)]
+    if not wanted:
+        return {}
+    try:
+        return source.fetch_all(wanted, now)
+    except LoggingError as err:
+        return str(err)
+
+
 def rollout_once(
     project_dir: Path,
     stack: str,
@@ -445,6 +470,7 @@ def rollout_once(
         _require_targets(found, targets, state.spec, stack)
         now = source.now()
         states = load_states(state.project_dir, stack)
+        fresh_all = _read_request_logs(request_logs, state.spec, targets, found, now)
         for agent in targets:
             spec = state.spec.agents[agent]
             target = found[agent]
@@ -464,12 +490,7 @@ def rollout_once(
                 series = source.fetch(service, [canary_rev, stable_rev], start, now, scope=MetricsScope.for_agent(spec))
             except MetricsError as err:
                 series, error = {}, str(err)
-            fresh = None
-            if request_logs is not None and spec.runtime == "cloud-run" and spec.rollout.analysis.request_logs:
-                try:
-                    fresh = request_logs.fetch(service, [canary_rev, stable_rev], now, since=start)
-                except LoggingError as err:
-                    fresh = str(err)
+            fresh = fresh_all if isinstance(fresh_all, str) else fresh_all.get(service)
             obs = Observation(
                 now,
                 matches,

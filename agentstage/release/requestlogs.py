@@ -10,8 +10,8 @@ resource ``cloud_run_revision`` labelled ``revision_name``), and Cloud Logging u
 entries readable seconds after they are written (Google publishes no bound: :data:`GRACE` and
 the comparison with Monitoring below guard the rest).
 
-Each look makes one ``ListLogEntries`` call per canary in flight (more pages only when a canary
-fails a lot). The Logging API's read quota is per project ("entries.list" requests per minute,
+Each look makes one ``ListLogEntries`` call for every canary in flight in the stack (more pages
+only when they fail a lot). The Logging API's read quota is per project ("entries.list" requests per minute,
 Cloud Logging "Quotas and limits"), shared with ``agentstage errors``: a refused read
 (``RESOURCE_EXHAUSTED``) is recorded in the decision and the look goes on on Monitoring alone.
 
@@ -82,13 +82,21 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def failed_requests_filter(project: str, region: str, service: str, start: dt.datetime, end: dt.datetime) -> str:
-    """The service's failed requests (5xx, 429) in ``[start, end)``, in the Logging query
-    language (https://cloud.google.com/logging/docs/view/logging-query-language)."""
+def failed_requests_filter(
+    project: str, region: str, services: str | Iterable[str], start: dt.datetime, end: dt.datetime
+) -> str:
+    """The services' failed requests (5xx, 429) in ``[start, end)``, in the Logging query
+    language (https://cloud.google.com/logging/docs/view/logging-query-language: a comparison
+    with a parenthesised ``OR`` of values matches any of them)."""
+    names = [services] if isinstance(services, str) else sorted(services)
+    if len(names) == 1:
+        service = f"resource.labels.service_name = {_quote(names[0])}"
+    else:
+        service = "resource.labels.service_name = (" + " OR ".join(_quote(n) for n in names) + ")"
     return " AND ".join(
         [
             f"resource.type = {_quote('cloud_run_revision')}",
-            f"resource.labels.service_name = {_quote(service)}",
+            service,
             f"resource.labels.location = {_quote(region)}",
             f"logName = {_quote(f'projects/{project}/logs/{REQUEST_LOG}')}",
             f"timestamp >= {_quote(rfc3339(start))}",
@@ -121,21 +129,29 @@ class RequestLogSource:
     ) -> RequestLogFailures:
         """The failures of ``revisions`` from ``now - LOOKBACK`` (or ``since``, if later) to
         ``now - GRACE``. Raises :class:`LoggingError` when the API refuses."""
+        return self.fetch_all({service: revisions}, now, since=since)[service]
+
+    def fetch_all(
+        self, services: dict[str, Iterable[str]], now: dt.datetime, *, since: dt.datetime | None = None
+    ) -> dict[str, RequestLogFailures]:
+        """:meth:`fetch` for several services (service -> revisions) in one listing: a look
+        reads every canary in flight with one call, whatever their number."""
         end = now - GRACE
         start = now - LOOKBACK if since is None else max(since, now - LOOKBACK)
-        wanted = set(revisions)
-        found: dict[str, list[float]] = {r: [] for r in wanted}
-        filter_ = failed_requests_filter(self.project, self.region, service, start, end)
+        found = {svc: {r: [] for r in revs} for svc, revs in services.items()}
+        filter_ = failed_requests_filter(self.project, self.region, list(services), start, end)
         read = 0
         for entry in read_entries(self.client, self.project, filter_, self.max_entries, newest_first=False):
             read += 1
-            revision = entry.resource.labels.get("revision_name", "")
-            if revision in wanted:
+            labels = entry.resource.labels
+            times = found.get(labels.get("service_name", ""), {}).get(labels.get("revision_name", ""))
+            if times is not None:
                 ts = entry.timestamp
-                found[revision].append(ts.seconds + ts.nanos / 1e9)
-        return RequestLogFailures(
-            start,
-            end,
-            {r: np.asarray(v, dtype=float) for r, v in found.items()},
-            truncated=read >= self.max_entries,
-        )
+                times.append(ts.seconds + ts.nanos / 1e9)
+        truncated = read >= self.max_entries
+        return {
+            svc: RequestLogFailures(
+                start, end, {r: np.asarray(v, dtype=float) for r, v in revs.items()}, truncated=truncated
+            )
+            for svc, revs in found.items()
+        }
