@@ -249,9 +249,7 @@ def test_every_canary_in_flight_is_read_with_one_listing(fake):
     fake_log, client = fake
     now = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.timezone.utc)
     fake_log.entries = _entries(now)
-    got = RequestLogSource(PROJECT, REGION, client=client).fetch_all(
-        {SERVICE: [C, S], "another-service": [C]}, now
-    )
+    got = RequestLogSource(PROJECT, REGION, client=client).fetch_all({SERVICE: [C, S], "another-service": [C]}, now)
     assert len(got[SERVICE].times[C]) == 2 and len(got[SERVICE].times[S]) == 1
     assert [now.timestamp() - t for t in got["another-service"].times[C]] == [50]
     (request,) = fake_log.requests
