@@ -349,3 +349,14 @@ def test_rollout_rolls_a_canary_back_on_the_failures_its_request_logs_show_first
     assert 'resource.labels.service_name = "support-bot"' in request.filter
     record = Ledger(project, "production").decisions("support-bot")[-1]
     assert record["action"] == "rollback" and "Cloud Run request logs" in record["reason"]
+    # what the on-call reads: the decision as `rollout` prints it
+    from rich.console import Console
+
+    from agentstage.release.render import render_change
+
+    console = Console(record=True, width=300)
+    render_change(change, console)
+    assert (
+        "  request logs: +3 min from Cloud Run request logs through 12:05:30Z (Cloud Monitoring through "
+        "12:02:30Z): 90 canary and 24 stable failures\n" in console.export_text()
+    )

@@ -82,6 +82,8 @@ def render_analysis(decision: dict[str, Any], console: Console) -> None:
         live = window.get("live_split")
         split = ", ".join(f"{r} {p}%" for r, p in live.items()) if live else "unknown"
         console.print(f"  live split: {split} ({window['live_source']})", markup=False, soft_wrap=True)
+    if window.get("request_logs"):
+        console.print(f"  request logs: {window['request_logs']}", markup=False, soft_wrap=True)
     checks = decision.get("checks") or []
     if checks:
         table = Table(show_header=True, box=None, padding=(0, 2))
