@@ -51,6 +51,7 @@ __all__ = [
     "parse_since",
     "rfc3339",
     "failing_filter",
+    "quote_literal",
     "trace_filter",
     "logging_client",
     "read_entries",
@@ -112,7 +113,7 @@ class LogTarget:
         return " AND ".join(self.clauses)
 
 
-def _quote(value: str) -> str:
+def quote_literal(value: str) -> str:
     """A Logging query language string literal (backslash and double quote escaped)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -131,8 +132,8 @@ def log_target(spec: Any, agent: str) -> LogTarget:
         # configuration_name, project_id (https://cloud.google.com/logging/docs/api/v2/resource-list)
         clauses = (
             'resource.type = "cloud_run_revision"',
-            f"resource.labels.service_name = {_quote(service)}",
-            f"resource.labels.location = {_quote(spec.region)}",
+            f"resource.labels.service_name = {quote_literal(service)}",
+            f"resource.labels.location = {quote_literal(spec.region)}",
         )
     elif a.runtime == "gke":
         # k8s_container: project_id, location, cluster_name, namespace_name, pod_name, container_name
@@ -140,15 +141,15 @@ def log_target(spec: Any, agent: str) -> LogTarget:
         gke = a.gke
         parts = [
             'resource.type = "k8s_container"',
-            f"resource.labels.namespace_name = {_quote(gke.namespace or agent)}",
-            f"resource.labels.container_name = {_quote(GKE_CONTAINER)}",
+            f"resource.labels.namespace_name = {quote_literal(gke.namespace or agent)}",
+            f"resource.labels.container_name = {quote_literal(GKE_CONTAINER)}",
         ]
         if gke.cluster is not None:
             # a cluster in another project writes its containers' logs there
             project = gke.cluster.project or spec.project
             parts += [
-                f"resource.labels.cluster_name = {_quote(gke.cluster.name)}",
-                f"resource.labels.location = {_quote(gke.cluster.location)}",
+                f"resource.labels.cluster_name = {quote_literal(gke.cluster.name)}",
+                f"resource.labels.location = {quote_literal(gke.cluster.location)}",
             ]
         clauses = tuple(parts)
     else:
@@ -202,7 +203,7 @@ def failing_filter(target: LogTarget, since: dt.datetime) -> str:
     # Logging query language: comparisons joined by AND/OR, severities by name, timestamps as
     # RFC 3339 strings (https://cloud.google.com/logging/docs/view/logging-query-language)
     return (
-        f"{target.resource_filter} AND timestamp >= {_quote(rfc3339(since))} "
+        f"{target.resource_filter} AND timestamp >= {quote_literal(rfc3339(since))} "
         "AND (severity >= ERROR OR httpRequest.status >= 500)"
     )
 
@@ -213,8 +214,8 @@ def trace_filter(target: LogTarget, trace: str, since: dt.datetime) -> str:
     Cloud Run's request logs use (logging.v2 discovery document, ``LogEntry.trace``): both match."""
     full = f"projects/{target.project}/traces/{trace}"
     return (
-        f"{target.resource_filter} AND timestamp >= {_quote(rfc3339(since))} "
-        f"AND (trace = {_quote(full)} OR trace = {_quote(trace)})"
+        f"{target.resource_filter} AND timestamp >= {quote_literal(rfc3339(since))} "
+        f"AND (trace = {quote_literal(full)} OR trace = {quote_literal(trace)})"
     )
 
 
@@ -462,7 +463,7 @@ def request_trace(client: Any, target: LogTarget, request: str, since: dt.dateti
             f"--request {request!r} is neither a trace id (32 hexadecimal digits) nor a log entry's insertId",
             key="--request",
         )
-    filter_ = f"{target.resource_filter} AND timestamp >= {_quote(rfc3339(since))} AND insertId = {_quote(value)}"
+    filter_ = f"{target.resource_filter} AND timestamp >= {quote_literal(rfc3339(since))} AND insertId = {quote_literal(value)}"
     for entry in read_entries(client, target.project, filter_, 1):
         found = trace_id(entry)
         if not found:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from agentstage.ops.logs import logging_client, read_entries, rfc3339
+from agentstage.ops.logs import logging_client, quote_literal, read_entries, rfc3339
 
 __all__ = [
     "GRACE",
@@ -78,10 +78,6 @@ class RequestLogFailures:
         return int(np.count_nonzero((t >= start.timestamp()) & (t < end.timestamp())))
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def failed_requests_filter(
     project: str, region: str, services: str | Iterable[str], start: dt.datetime, end: dt.datetime
 ) -> str:
@@ -90,17 +86,17 @@ def failed_requests_filter(
     with a parenthesised ``OR`` of values matches any of them)."""
     names = [services] if isinstance(services, str) else sorted(services)
     if len(names) == 1:
-        service = f"resource.labels.service_name = {_quote(names[0])}"
+        service = f"resource.labels.service_name = {quote_literal(names[0])}"
     else:
-        service = "resource.labels.service_name = (" + " OR ".join(_quote(n) for n in names) + ")"
+        service = "resource.labels.service_name = (" + " OR ".join(quote_literal(n) for n in names) + ")"
     return " AND ".join(
         [
-            f"resource.type = {_quote('cloud_run_revision')}",
+            f"resource.type = {quote_literal('cloud_run_revision')}",
             service,
-            f"resource.labels.location = {_quote(region)}",
-            f"logName = {_quote(f'projects/{project}/logs/{REQUEST_LOG}')}",
-            f"timestamp >= {_quote(rfc3339(start))}",
-            f"timestamp < {_quote(rfc3339(end))}",
+            f"resource.labels.location = {quote_literal(region)}",
+            f"logName = {quote_literal(f'projects/{project}/logs/{REQUEST_LOG}')}",
+            f"timestamp >= {quote_literal(rfc3339(start))}",
+            f"timestamp < {quote_literal(rfc3339(end))}",
             "(httpRequest.status >= 500 OR httpRequest.status = 429)",
         ]
     )
