@@ -75,3 +75,14 @@ def production() -> dict[str, Any]:
 @pytest.fixture
 def staging() -> dict[str, Any]:
     return copy.deepcopy(load_stack("staging"))
+
+
+@pytest.fixture(scope="module")
+def logging_server():
+    """The local Cloud Logging server of tests/logging_fake.py on 127.0.0.1: (fake, port)."""
+    from tests.logging_fake import FakeLogging, serve
+
+    fake = FakeLogging()
+    srv, port = serve(fake)
+    yield fake, port
+    srv.stop(0)

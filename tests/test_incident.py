@@ -27,10 +27,8 @@ from tests.logging_fake import (
     STABLE_REV,
     URL,
     DemoAgent,
-    FakeLogging,
     entry,
     sample_incident,
-    serve,
     serve_agent,
 )
 
@@ -44,17 +42,9 @@ RESOURCE = (
 )
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeLogging()
-    srv, port = serve(fake)
-    yield fake, port
-    srv.stop(0)
-
-
 @pytest.fixture
-def fake(server, monkeypatch):
-    fake, port = server
+def fake(logging_server, monkeypatch):
+    fake, port = logging_server
     fake.requests.clear()
     fake.fail = None
     fake.stalls = 0

@@ -17,7 +17,7 @@ from agentstage.ops.logs import LoggingError, logging_client
 from agentstage.release.analysis import HOLD, ROLLBACK, with_request_logs
 from agentstage.release.requestlogs import GRACE, RequestLogFailures, RequestLogSource, failed_requests_filter
 from agentstage.release.state import AWAITING_DEPLOY, BAKING, CanaryState, Observation, decide
-from tests.logging_fake import FakeLogging, entry, serve
+from tests.logging_fake import entry
 from tests.test_release_analysis import T0, at, baking_since, series, spec, state
 
 C, S = "c", "s"
@@ -189,17 +189,9 @@ def test_the_logs_are_not_used_after_100_percent_or_while_waiting_for_a_deploy()
 PROJECT, REGION, SERVICE = "acme-agents-prod", "us-central1", "support-bot"
 
 
-@pytest.fixture(scope="module")
-def server():
-    fake = FakeLogging()
-    srv, port = serve(fake)
-    yield fake, port
-    srv.stop(0)
-
-
 @pytest.fixture
-def fake(server):
-    fake, port = server
+def fake(logging_server):
+    fake, port = logging_server
     fake.requests.clear()
     fake.fail = None
     fake.stalls = 0
