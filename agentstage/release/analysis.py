@@ -484,10 +484,36 @@ def _memory_trend(
     return Check(name, not heading, level, limit, detail, test, evidence=p, bound=alpha)
 
 
+def _check_names(spec: AgentSpec) -> list[str]:
+    """The checks that run, in the order :func:`judge` reports them."""
+    signals = spec.rollout.analysis.signals
+    return [
+        "errors_vs_stable",
+        "latency_vs_stable",
+        "error_rate",
+        "latency_p99_ms",
+        "memory_trend",
+        *[f"signal:{s}" for s in signals],
+    ]
+
+
 def _bound(spec: AgentSpec) -> float:
     """The likelihood ratio that rolls back: ``k / alpha`` for the ``k`` checks that run."""
+    return len(_check_names(spec)) / spec.rollout.analysis.alpha
+
+
+def _errors_vs_stable(spec: AgentSpec, canary: Series, stable: Series | None) -> Check:
+    """``errors_vs_stable`` on series already windowed to the rollout."""
     cfg = spec.rollout.analysis
-    return (5 + len(cfg.signals)) / cfg.alpha
+    return _compare_counts(
+        "errors_vs_stable",
+        "error",
+        canary,
+        stable,
+        cfg.relative_error_tolerance,
+        cfg.absolute_error_tolerance,
+        _bound(spec),
+    )
 
 
 def with_request_logs(
@@ -571,16 +597,7 @@ def fresh_errors_vs_stable(
     spec: AgentSpec, canary: Series, stable: Series, *, rollout_start: dt.datetime, now: dt.datetime
 ) -> Check:
     """``errors_vs_stable`` on series that :func:`with_request_logs` extended."""
-    cfg = spec.rollout.analysis
-    return _compare_counts(
-        "errors_vs_stable",
-        "error",
-        canary.window(rollout_start, now),
-        stable.window(rollout_start, now),
-        cfg.relative_error_tolerance,
-        cfg.absolute_error_tolerance,
-        _bound(spec),
-    )
+    return _errors_vs_stable(spec, canary.window(rollout_start, now), stable.window(rollout_start, now))
 
 
 def judge(
@@ -598,16 +615,8 @@ def judge(
     The memory trend, the one check that is not sequential, is judged only at the end of a
     step (``end_of_step``), at most once per step and once at the end of the watch."""
     ro, cfg = spec.rollout, spec.rollout.analysis
-    names = [
-        "errors_vs_stable",
-        "latency_vs_stable",
-        "error_rate",
-        "latency_p99_ms",
-        "memory_trend",
-        *[f"signal:{s}" for s in cfg.signals],
-    ]
+    names = _check_names(spec)
     bound = _bound(spec)
-    assert len(names) / cfg.alpha == bound
     looks = len(ro.steps) + 1
     if canary is None:
         return [Check(n, None, None, None, "no canary data", bound=bound) for n in names]
@@ -621,15 +630,7 @@ def judge(
             rows = np.nan_to_num(stable.latency)
             latency_noise = rate_noise(exceeding(rows, stable.bounds, ro.max_latency_p99_ms * 0.5), rows.sum(axis=1))
     checks = [
-        _compare_counts(
-            "errors_vs_stable",
-            "error",
-            canary,
-            stable,
-            cfg.relative_error_tolerance,
-            cfg.absolute_error_tolerance,
-            bound,
-        ),
+        _errors_vs_stable(spec, canary, stable),
         _compare_latency(canary, stable, cfg.latency_tolerance, bound),
         _absolute_errors(canary, ro.max_error_rate, bound, error_noise),
         _absolute_latency(canary, ro.max_latency_p99_ms, bound, step_start, latency_noise),

@@ -411,6 +411,11 @@ def _observe(
     return live.split(), live.source, live.matches(desired)
 
 
+def _revisions(target: TrafficTarget, spec: AgentSpec) -> tuple[str, str]:
+    """The canary's and the stable revision's names."""
+    return target.candidate, target.stable or spec.stable_revision_name(target.name)
+
+
 def _read_request_logs(
     source: RequestLogSource | None,
     platform: PlatformSpec,
@@ -426,8 +431,7 @@ def _read_request_logs(
     for agent in targets:
         spec = platform.agents[agent]
         if spec.runtime == "cloud-run" and spec.rollout.analysis.request_logs:
-            target = found[agent]
-            wanted[target.name] = [target.candidate, target.stable or spec.stable_revision_name(target.name)]
+            wanted[found[agent].name] = list(_revisions(found[agent], spec))
     if not wanted:
         return {}
     try:
@@ -475,8 +479,7 @@ def rollout_once(
             spec = state.spec.agents[agent]
             target = found[agent]
             service = target.name
-            canary_rev = target.candidate
-            stable_rev = target.stable or spec.stable_revision_name(service)
+            canary_rev, stable_rev = _revisions(target, spec)
             current = _canary_state(states.get(agent), agent, spec, now)
             desired = {
                 r: p for r, p in ((stable_rev, 100 - spec.canary_percent), (canary_rev, spec.canary_percent)) if p
